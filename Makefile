@@ -1,0 +1,26 @@
+# `make demo` runs the main job on built-in defaults; `make test` runs the test suite.
+# Both create .venv on first use. torch is installed first, pinned, so pip never pulls CUDA builds.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= symprobe-demo
+
+.PHONY: demo test venv clean
+
+$(BIN)/symprobe: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test,metatomic,ipi]"
+	touch $(BIN)/symprobe
+
+venv: $(BIN)/symprobe
+
+demo: venv
+	$(BIN)/symprobe demo --out $(OUT)
+
+test: venv
+	$(BIN)/python -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) $(OUT)
