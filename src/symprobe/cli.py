@@ -17,23 +17,107 @@ def _add_grids(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_grids(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe grids: not available yet")
+    import json
+
+    from symprobe import so3
+
+    if args.export:
+        name, path = args.export
+        try:
+            q = so3.get(name)
+        except ValueError as error:
+            raise SystemExit(f"symprobe grids --export: {error}") from None
+        written = so3.save_npz(q, path)
+        print(f"wrote {q.name}: {len(q)} rotations, degree {q.degree}, to {written}")
+        return 0
+    rules = so3.available()
+    if args.json:
+        rows = [{"name": q.name, "size": len(q), "degree": q.degree, "improper": q.improper} for q in rules]
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':<16} {'size':>6} {'degree':>6}  O(3)")
+    for q in rules:
+        print(f"{q.name:<16} {len(q):>6} {q.degree:>6}  {'yes' if q.improper else 'no'}")
+    print("degree L: averages of all Wigner-D functions with 1 ≤ ℓ ≤ L vanish (proven, see docs/conventions.md);"
+          "\nother names: lebedev-PxK, legendre-L, haar-N-seedS, paper-LABEL, NAME+i")
+    return 0
 
 
 # --- audit -----------------------------------------------------------------------------------------
 def _add_audit(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("audit", help="measure a model's rotational symmetry breaking")
+    p = sub.add_parser(
+        "audit",
+        help="measure a model's rotational symmetry breaking",
+        description="Audit MODEL on STRUCTURES: rotational errors against the average on --grid, spread, "
+        "torque, λ spectrum, convergence with grid size and, with labelled structures, the model's own "
+        "error. Writes OUT/audit.json (docs/audit-schema.md) and figures. Exit status: 0 ok, 1 when "
+        "--fail-above is exceeded, 2 for bad input.",
+    )
     p.add_argument("model", help="model spec: builtin:NAME, metatomic:FILE.pt, a file path, or module:attribute")
     p.add_argument("structures", nargs="?", help="structure file readable by ASE (default: built-in water)")
-    p.add_argument("--grid", default=None, help="quadrature name (see `symprobe grids`)")
-    p.add_argument("--lmax", type=int, default=4, help="largest λ of the angular spectrum")
+    p.add_argument("--index", default=":", help="ASE index of the structures to read (default ':', all)")
+    p.add_argument("--grid", default="3i", help="reference quadrature (default: the paper's 150-point '3i'; see `symprobe grids`)")
+    p.add_argument("--lmax", type=int, default=4, help="largest λ of the angular spectrum (default 4)")
+    p.add_argument("--convergence", default="default", metavar="NAMES",
+                   help="comma-separated grids compared with the reference ('default': the paper's 0,i,2,2i,3 "
+                   "and symprobe's smallest rules with inversion; 'none': skip)")
+    p.add_argument("--dtype", choices=("float64", "model"), default="float64",
+                   help="evaluate torch models in float64 (default; separates round-off from learned breaking) "
+                   "or in the model's own precision")
+    p.add_argument("--skip-failures", action="store_true",
+                   help="leave out structures that fail the checks or that the model refuses (listed in audit.json)")
     p.add_argument("--out", default="audit", help="output directory")
     p.add_argument("--fail-above", type=float, default=None, metavar="RATIO",
                    help="exit 1 when rotational force error > RATIO × the model's own force error")
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe audit: not available yet")
+    from pathlib import Path
+
+    from symprobe.audit import AuditError, audit, exceeds, in_float64, summary_text, write_report
+    from symprobe.figures import audit_figures
+    from symprobe.structures import StructureError, builtin_structures, read_structures, reference_labels
+
+    def fail(message: object) -> int:
+        print(f"symprobe audit: error: {message}", file=sys.stderr)
+        return 2
+
+    if args.fail_above is not None and not args.fail_above > 0:
+        return fail(f"--fail-above must be a positive ratio, got {args.fail_above}")
+    if args.lmax < 0:
+        return fail(f"--lmax must be ≥ 0, got {args.lmax}")
+    try:
+        from symprobe.models.external import load_model
+
+        model = load_model(args.model)
+        if args.dtype == "float64":
+            model = in_float64(model)
+        structures = read_structures(args.structures, args.index) if args.structures else builtin_structures()
+        if args.fail_above is not None and not any(reference_labels(a)[1] is not None for a in structures):
+            raise AuditError(
+                f"--fail-above compares with the model's own force error, but no structure in "
+                f"{args.structures or 'the built-in set'} carries reference forces"
+            )
+        convergence = {"default": None, "none": []}.get(args.convergence)
+        if convergence is None and args.convergence != "default":
+            convergence = [name.strip() for name in args.convergence.split(",") if name.strip()]
+        report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence,
+                       progress=True, model_spec=args.model, skip_failures=args.skip_failures)
+    except (StructureError, AuditError, ValueError, FileNotFoundError, ImportError) as error:
+        return fail(error)
+    out = Path(args.out)
+    data = report.to_dict()
+    path = write_report(data, out / "audit.json")
+    figures = audit_figures(data, out)
+    print(summary_text(data))
+    print(f"wrote {path} and {', '.join(f.name for f in figures)}")
+    if args.fail_above is not None and exceeds(data, args.fail_above):
+        own = data["summary"]["model_error"]["force_mae_meV_per_A"]
+        rot = data["summary"]["rotational_force_mae_meV_per_A"]
+        print(f"FAIL: rotational force error {rot:.4g} meV/Å > {args.fail_above:g} × own force error "
+              f"{own:.4g} meV/Å", file=sys.stderr)
+        return 1
+    return 0
 
 
 # --- train -----------------------------------------------------------------------------------------
@@ -41,10 +125,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a PET-style model or its invariant twin from a YAML config")
     p.add_argument("config", help="training config (YAML)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    p.add_argument("--bundle", metavar="NAME", default=None,
+                   help="instead of training: copy the run's best model into the package as built-in NAME with a model card")
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe train: not available yet")
+    import json
+
+    from symprobe.train import ConfigError, bundle, load_config, train
+
+    try:
+        config = load_config(args.config)
+        if args.bundle:
+            card = bundle(config, args.bundle)
+            print(json.dumps(card["test"], indent=2))
+            return 0
+        summary = train(config, resume=args.resume)
+    except (ConfigError, FileNotFoundError) as error:
+        raise SystemExit(f"symprobe train: {error}") from error
+    print(json.dumps({k: v for k, v in summary.items() if k != "split"}, indent=2))
+    return 0
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -61,11 +161,20 @@ def _run_export(args: argparse.Namespace) -> int:
 # --- md --------------------------------------------------------------------------------------------
 def _add_md(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="run molecular dynamics from a YAML config")
-    p.add_argument("config", help="MD config (YAML)")
+    p.add_argument("config", help="MD config (YAML; see configs/md_*.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
 
 
 def _run_md(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe md: not available yet")
+    from symprobe.md import ConfigError, run_md
+    from symprobe.structures import StructureError
+
+    try:
+        out = run_md(args.config, resume=args.resume)
+    except (ConfigError, StructureError) as error:
+        raise SystemExit(f"symprobe md: {error}") from None
+    print(f"trajectory, log.csv and checkpoint.npz written to {out}")
+    return 0
 
 
 # --- demo ------------------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""metatrain's PET as a reference model on the same split as symprobe's own water models.
+
+Three steps (metatrain is an optional extra: ``pip install 'symprobe[metatrain]'``)::
+
+    python benchmarks/metatrain_pet.py split                 # writes runs/metatrain-pet/{train,val,test}.extxyz
+    python benchmarks/metatrain_pet.py train                 # mtt train + mtt export (nice 19, 1 thread)
+    python benchmarks/metatrain_pet.py evaluate              # test-set errors → results/metatrain_pet.json
+
+The split is the project's rule: ``numpy.random.default_rng(0).permutation(190)`` of the 190
+revPBE0-D3 liquid structures; the first 150 train, the next 20 validation, the last 20 test.
+Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å), the model evaluated
+in float64 through ``symprobe.models.external.load_model('metatomic:…')``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path("liquid/cheng2019_revPBE0-D3_liquid_test190.extxyz")
+RUN = REPO / "runs" / "metatrain-pet"
+CONFIG = REPO / "configs" / "metatrain_pet.yaml"
+SPLIT = {"train": slice(0, 150), "val": slice(150, 170), "test": slice(170, 190)}
+
+
+def data_file() -> Path:
+    """The liquid-water reference file (under ``$SYMPROBE_DATA`` or ``../shared/data``)."""
+    from symprobe.structures import shared_data_dir
+
+    path = shared_data_dir() / DATA
+    if not path.exists():
+        raise SystemExit(f"{path}: reference data not found (set SYMPROBE_DATA to the shared data folder)")
+    return path
+
+
+def split_indices(n: int = 190, seed: int = 0) -> dict[str, np.ndarray]:
+    """Indices of the train/val/test structures: first 150, next 20, last 20 of a seeded permutation."""
+    order = np.random.default_rng(seed).permutation(n)
+    return {name: order[part] for name, part in SPLIT.items()}
+
+
+def write_split(run: Path = RUN) -> dict[str, Path]:
+    """Write ``run/{train,val,test}.extxyz`` (energy and forces kept) and ``run/split.json``."""
+    from ase.io import read, write
+
+    frames = read(data_file(), index=":")
+    if len(frames) != 190:
+        raise SystemExit(f"{data_file()}: expected 190 structures, found {len(frames)}")
+    run.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    indices = split_indices(len(frames))
+    for name, index in indices.items():
+        paths[name] = run / f"{name}.extxyz"
+        tmp = paths[name].with_suffix(".tmp.extxyz")
+        write(tmp, [frames[i] for i in index], format="extxyz")
+        os.replace(tmp, paths[name])
+    _write_json(run / "split.json", {name: index.tolist() for name, index in indices.items()})
+    return paths
+
+
+def train(run: Path = RUN, budget_s: float = 90 * 60) -> Path:
+    """``mtt train`` (niced, one thread, stopped after ``budget_s`` seconds) then ``mtt export``.
+
+    metatrain saves checkpoints as it goes; when the budget ends the best checkpoint so far is exported
+    to ``run/model.pt``.
+    """
+    mtt = shutil.which("mtt") or str(Path(sys.executable).with_name("mtt"))
+    write_split(run)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    shutil.copy(CONFIG, run / "options.yaml")
+    start = time.perf_counter()
+    try:
+        subprocess.run(["nice", "-n", "19", mtt, "train", "options.yaml", "-o", "model.pt"],
+                       cwd=run, env=env, timeout=budget_s, check=True)
+    except subprocess.TimeoutExpired:
+        print(f"mtt train stopped after the {budget_s:.0f} s budget; exporting the best checkpoint")
+    wall = time.perf_counter() - start
+    checkpoint = _best_checkpoint(run)
+    if not (run / "model.pt").exists() or checkpoint.stat().st_mtime > (run / "model.pt").stat().st_mtime:
+        subprocess.run([mtt, "export", str(checkpoint), "-o", "model.pt"], cwd=run, env=env, check=True)
+    _write_json(run / "training.json", {"wall_time_s": wall, "checkpoint": str(checkpoint.relative_to(run)),
+                                        "threads": 1, "nice": 19})
+    return run / "model.pt"
+
+
+def _best_checkpoint(run: Path) -> Path:
+    candidates = sorted(run.glob("outputs/**/model.ckpt"), key=lambda p: p.stat().st_mtime)
+    candidates += sorted(run.glob("model.ckpt"), key=lambda p: p.stat().st_mtime)
+    best = [p for p in run.glob("outputs/**/*best*.ckpt")]
+    if best:
+        return max(best, key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise SystemExit(f"{run}: no metatrain checkpoint found; did `mtt train` start?")
+    return candidates[-1]
+
+
+def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "metatrain_pet.json") -> dict:
+    """Test-set errors of the exported model (float64) and the time per structure, written as JSON."""
+    import torch
+
+    from symprobe.models.external import load_model
+    from symprobe.structures import reference_labels
+
+    from ase.io import read
+
+    test = read(run / "test.extxyz", index=":")
+    model = load_model(f"metatomic:{model_path}", dtype=torch.float64)
+    energy_errors, force_errors = [], []
+    start = time.perf_counter()
+    for atoms in test:
+        energy, forces = reference_labels(atoms)
+        prediction = model.predict(atoms)
+        energy_errors.append((prediction.energy - energy) / len(atoms))
+        force_errors.append((prediction.forces - forces).ravel())
+    seconds = (time.perf_counter() - start) / len(test)
+    force_errors = np.concatenate(force_errors)
+    training = run / "training.json"
+    result = {
+        "model": "metatrain PET (mtt train, configs/metatrain_pet.yaml)",
+        "model_file": str(model_path),
+        "split": "numpy.random.default_rng(0).permutation(190): 150 train / 20 val / 20 test (last 20)",
+        "n_test": len(test),
+        "energy_mae_mev_per_atom": 1e3 * float(np.mean(np.abs(energy_errors))),
+        "force_mae_mev_per_A": 1e3 * float(np.mean(np.abs(force_errors))),
+        "force_rmse_mev_per_A": 1e3 * float(np.sqrt(np.mean(force_errors**2))),
+        "seconds_per_structure_float64": seconds,
+        "training": json.loads(training.read_text()) if training.exists() else None,
+    }
+    _write_json(out, result)
+    return result
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["split", "train", "evaluate"])
+    parser.add_argument("--run", type=Path, default=RUN, help="working directory of the metatrain run")
+    parser.add_argument("--budget-min", type=float, default=90.0, help="wall-time budget of mtt train (minutes)")
+    parser.add_argument("--model", type=Path, default=None, help="exported model (default RUN/model.pt)")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "metatrain_pet.json")
+    args = parser.parse_args(argv)
+    if args.step == "split":
+        for name, path in write_split(args.run).items():
+            print(f"{name}: {path}")
+    elif args.step == "train":
+        print(f"exported: {train(args.run, 60 * args.budget_min)}")
+    else:
+        print(json.dumps(evaluate(args.model or args.run / "model.pt", args.run, args.out), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

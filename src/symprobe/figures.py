@@ -1,0 +1,155 @@
+"""Figures of an audit, drawn from the audit.json dict (so they can be redrawn from the file alone).
+
+* ``convergence.png``: rotational error of the averaged prediction vs number of evaluations (energy and
+  forces), the paper's grids beside symprobe's, with the model's own error for scale;
+* ``spectrum.png``: RMS amplitude √P_λ (meV) of the energy's λ components on SO(3)/O(3);
+* ``distribution.png``: per-structure rotational energy deviation and per-atom force deviation.
+
+Exact zeros cannot be drawn on a log axis: values below ``FLOOR`` are drawn at ``FLOOR`` and said so.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FLOOR = 1e-12  # smallest value drawn on log axes (meV or meV/Å)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Save atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _floor(values) -> np.ndarray:
+    return np.maximum(np.abs(np.asarray(values, dtype=float)), FLOOR)
+
+
+def convergence_figure(report: dict[str, Any], path: Path) -> Path:
+    """Rotational error of the averaged prediction against the reference grid vs evaluations (log–log)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    table = report["convergence"]
+    own = report["summary"]["model_error"]
+    for ax, key, unit, own_key in (
+        (axes[0], "energy_mae_meV", "meV per structure", "energy_mae_offset_removed_meV"),
+        (axes[1], "force_mae_meV_per_A", "meV/Å", "force_mae_meV_per_A"),
+    ):
+        for paper, style, label in ((True, "o-", "paper grids (Legendre–Euler)"), (False, "s--", "symprobe smallest rules")):
+            rows = sorted((r for r in table if r["paper_grid"] == paper), key=lambda r: r["evaluations"])
+            if not rows:
+                continue
+            x = [r["evaluations"] for r in rows]
+            y = _floor([r[key] for r in rows])
+            ax.plot(x, y, style, label=label)
+            for r, xi, yi in zip(rows, x, y):
+                ax.annotate(r["grid"], (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        if own is not None and own.get(own_key) is not None:
+            ax.axhline(own[own_key], color="k", ls=":", label="model's own error")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("evaluations per structure")
+        ax.set_ylabel(f"|averaged − reference| ({unit})")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title("energy")
+    axes[1].set_title("forces")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(
+        f"{report['model']['name']} ({report['model']['dtype']}): reference {report['grid']['name']} "
+        f"({report['grid']['evaluations']} evaluations); values < {FLOOR:g} drawn at {FLOOR:g}",
+        fontsize=9,
+    )
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def spectrum_figure(report: dict[str, Any], path: Path) -> Path:
+    """√P_λ in meV per structure (thin) and √(mean P_λ) (thick), parity sectors when present."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lam = np.arange(report["lmax"] + 1)
+    summary = report["summary"]
+    sectors = (
+        [("power_even_eV2", "spectrum_mean_power_even_eV2", "even", "C0"), ("power_odd_eV2", "spectrum_mean_power_odd_eV2", "odd", "C3")]
+        if summary["spectrum_mean_power_odd_eV2"] is not None
+        else [("power_eV2", "spectrum_mean_power_eV2", "SO(3)", "C0")]
+    )
+    for key, mean_key, label, color in sectors:
+        first = 1 if label != "odd" else 0  # λ = 0 even is the invariant mean, not breaking
+        for s in report["structures"]:
+            ax.plot(lam[first:], _floor(np.sqrt(s["spectrum"][key][first:]) * 1e3), color=color, alpha=0.15, lw=0.7)
+        ax.plot(lam[first:], _floor(np.sqrt(summary[mean_key][first:]) * 1e3), "o-", color=color, lw=2, label=f"{label} (rms over structures)")
+    ax.set_yscale("log")
+    ax.set_xticks(lam)
+    ax.set_xlabel("λ")
+    ax.set_ylabel("√P_λ (meV)")
+    ax.set_title(f"angular spectrum of E(Rx), rule {report['spectrum_grid']['name']}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def distribution_figure(report: dict[str, Any], path: Path) -> Path:
+    """Histograms of |E(x) − Ē| per structure and |F_i(x) − F̄_i| per atom, with the model's own error."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    structures = report["structures"]
+    energy = _floor([s["energy_deviation_meV"] for s in structures])
+    forces = _floor(np.concatenate([s["force_deviation_per_atom_meV_per_A"] for s in structures]))
+    own = report["summary"]["model_error"]
+    for ax, values, title, unit, own_key in (
+        (axes[0], energy, "energy, per structure", "meV", "energy_mae_offset_removed_meV"),
+        (axes[1], forces, "forces, per atom", "meV/Å", "force_mae_meV_per_A"),
+    ):
+        low, high = np.log10(values.min()), np.log10(values.max())
+        bins = np.logspace(low - 0.1, high + 0.1, 30) if high > low else 10 ** np.array([low - 0.5, low + 0.5])
+        ax.hist(values, bins=bins, color="C0", alpha=0.8)
+        if own is not None and own.get(own_key) is not None:
+            ax.axvline(own[own_key], color="k", ls=":", label="model's own MAE")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"|raw − averaged on {report['grid']['name']}| ({unit})")
+        ax.set_ylabel("count")
+        ax.set_title(title)
+    fig.suptitle(f"{report['model']['name']}: rotational error distribution (values < {FLOOR:g} drawn at {FLOOR:g})", fontsize=9)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def audit_figures(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write the three audit figures into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    return [
+        convergence_figure(report, out / "convergence.png"),
+        spectrum_figure(report, out / "spectrum.png"),
+        distribution_figure(report, out / "distribution.png"),
+    ]

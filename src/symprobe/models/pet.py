@@ -1,0 +1,296 @@
+"""A point-edge transformer (PET-style) water potential and its exactly invariant twin.
+
+For every atom i, a transformer runs over one token for i itself and one token per neighbour j within
+``cutoff`` Å. A neighbour token is built from the displacement r_ij, the species of j and the message
+h_j (the centre token of j from the previous message-passing block). Energy = Σ_i atom head(centre
+token) + Σ_ij f_c(r_ij) · bond head(token ij), summed over blocks, then scaled and shifted by
+per-species reference energies.
+
+* ``invariant=False`` (the PET-style model): the token sees the raw Cartesian components of r_ij, so the
+  model is translation- and permutation-invariant but *not* rotation-invariant.
+* ``invariant=True`` (the twin): the token sees only |r_ij| (radial basis) and the attention logits get
+  a learned bias from the cosines r̂_ij·r̂_ik, so the energy is rotation-invariant to round-off.
+
+Smoothness at the cutoff: attention weights of neighbour k are multiplied by f_c(r_ik) (softmax with
+log f_c added to the logits) and bond terms by f_c(r_ij), with f_c going smoothly to zero at the
+cutoff, so the energy is continuous (and differentiable) when atoms cross it.
+
+:class:`PETCore` is TorchScript-compatible and takes plain tensors; :class:`PETModule` wraps it for a
+:class:`~symprobe.models.torch_model.Graph`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from symprobe.models.torch_model import Graph, TorchModel
+
+BUILTIN_NAMES = ("water-pet", "water-pet-twin")
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def default_hypers(invariant: bool = False) -> dict[str, Any]:
+    """Architecture hyper-parameters (lengths in Å)."""
+    return dict(
+        species=[1, 8],
+        cutoff=4.0,
+        cutoff_width=0.5,
+        width=64,
+        heads=4,
+        blocks=2,
+        layers_per_block=1,
+        radial_basis=8,
+        angular_degree=4,
+        invariant=invariant,
+    )
+
+
+def smooth_cutoff(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
+    """1 for r ≤ cutoff − width, ½(1 + cos(π (r − cutoff + width)/width)) in the switching shell, 0 beyond."""
+    x = ((r - (cutoff - width)) / width).clamp(0.0, 1.0)
+    return 0.5 * (1.0 + torch.cos(math.pi * x))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm transformer layer whose attention weights are multiplied by per-token cutoff weights."""
+
+    def __init__(self, width: int, heads: int, angular_degree: int):
+        super().__init__()
+        self.heads = heads
+        self.norm_attention = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.norm_mlp = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
+        # coefficients of the angular attention bias Σ_p c_hp cos^p (twin only; zero-size otherwise)
+        self.angular = nn.Parameter(torch.zeros(heads, angular_degree))
+
+    def forward(self, tokens: torch.Tensor, log_weights: torch.Tensor, cos_powers: torch.Tensor) -> torch.Tensor:
+        """tokens (A, T, d); log_weights (A, T) log cutoff weights of the keys (−inf on padding);
+        cos_powers (A, P, T, T) or empty."""
+        a, t, d = tokens.shape
+        h = self.norm_attention(tokens)
+        q, k, v = self.qkv(h).reshape(a, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)  # (A, H, T, T)
+        if self.angular.shape[1] > 0:
+            logits = logits + torch.einsum("hp,aptu->ahtu", self.angular, cos_powers)
+        attention = torch.softmax(logits + log_weights[:, None, None, :], dim=-1)
+        mixed = (attention @ v).transpose(1, 2).reshape(a, t, d)
+        tokens = tokens + self.out(mixed)
+        return tokens + self.mlp(self.norm_mlp(tokens))
+
+
+class PETCore(nn.Module):
+    """The network on plain tensors (TorchScript-compatible).
+
+    ``forward(vectors (E, 3) Å, edge_i (E,), edge_j (E,), numbers (A,), structure (A,), n_structures)``
+    returns the energies (S,) in eV.
+    """
+
+    def __init__(self, hypers: dict[str, Any]):
+        super().__init__()
+        self.cutoff = float(hypers["cutoff"])
+        self.cutoff_width = float(hypers["cutoff_width"])
+        self.invariant = bool(hypers["invariant"])
+        self.blocks = int(hypers["blocks"])
+        width, heads = int(hypers["width"]), int(hypers["heads"])
+        if width % heads:
+            raise ValueError(f"width {width} must be a multiple of heads {heads}")
+        self.radial_basis = int(hypers["radial_basis"])
+        self.angular_degree = int(hypers["angular_degree"]) if self.invariant else 0
+        species = [int(z) for z in hypers["species"]]
+        index = torch.full((119,), -1, dtype=torch.long)
+        index[torch.tensor(species)] = torch.arange(len(species))
+        self.register_buffer("species_index", index)
+        # composition baseline (eV per atom of each species) and energy scale, set from training data
+        self.register_buffer("species_energy", torch.zeros(len(species)))
+        self.register_buffer("energy_scale", torch.ones(()))
+        self.register_buffer("rbf_centres", torch.linspace(0.0, self.cutoff, self.radial_basis))
+        geometry_in = self.radial_basis + (0 if self.invariant else 3)
+        n = len(species)
+        self.geometry = nn.ModuleList(
+            [nn.Sequential(nn.Linear(geometry_in, width), nn.SiLU(), nn.Linear(width, width)) for _ in range(self.blocks)]
+        )
+        self.neighbour_species = nn.ModuleList([nn.Embedding(n, width) for _ in range(self.blocks)])
+        self.centre_species = nn.ModuleList([nn.Embedding(n, width) for _ in range(self.blocks)])
+        self.message = nn.ModuleList([nn.Linear(width, width) for _ in range(self.blocks - 1)])
+        self.centre_message = nn.ModuleList([nn.Linear(width, width) for _ in range(self.blocks - 1)])
+        self.layers = nn.ModuleList(
+            [
+                nn.ModuleList([TransformerLayer(width, heads, self.angular_degree) for _ in range(int(hypers["layers_per_block"]))])
+                for _ in range(self.blocks)
+            ]
+        )
+        self.atom_head = nn.ModuleList([_head(width) for _ in range(self.blocks)])
+        self.bond_head = nn.ModuleList([_head(width) for _ in range(self.blocks)])
+
+    def forward(
+        self,
+        vectors: torch.Tensor,
+        edge_i: torch.Tensor,
+        edge_j: torch.Tensor,
+        numbers: torch.Tensor,
+        structure: torch.Tensor,
+        n_structures: int,
+    ) -> torch.Tensor:
+        n_atoms = numbers.shape[0]
+        species = self.species_index[numbers.clamp(0, 118)]
+        if bool((species < 0).any()) or bool((numbers > 118).any()):
+            raise ValueError("PET model: structure contains species the model was not trained on")
+        # group edges by centre atom into padded (A, M) slots
+        edge_i_sorted, order = torch.sort(edge_i, stable=True)
+        counts = torch.bincount(edge_i, minlength=n_atoms)
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(edge_i.shape[0], device=edge_i.device) - first[edge_i_sorted]
+        m = int(counts.max()) if edge_i.shape[0] > 0 else 0
+        neighbour = torch.zeros((n_atoms, m), dtype=torch.long, device=edge_i.device)
+        neighbour[edge_i_sorted, slot] = edge_j[order]
+        r = torch.zeros((n_atoms, m, 3), dtype=vectors.dtype, device=vectors.device)
+        r = r.index_put((edge_i_sorted, slot), vectors[order])
+        length_edges = torch.linalg.norm(vectors[order], dim=-1)
+        length = torch.zeros((n_atoms, m), dtype=vectors.dtype, device=vectors.device)
+        length = length.index_put((edge_i_sorted, slot), length_edges)
+        present = torch.zeros((n_atoms, m), dtype=vectors.dtype, device=vectors.device)
+        present = present.index_put((edge_i_sorted, slot), torch.ones_like(length_edges))
+        fc = smooth_cutoff(length, self.cutoff, self.cutoff_width) * present  # (A, M), 0 on padding
+        weights = torch.cat([torch.ones_like(fc[:, :1]), fc], dim=1)  # centre token always weight 1
+        # attention ∝ f_c · exp(logit); the clamp keeps gradients finite where f_c = 0 exactly
+        log_weights = torch.where(weights > 0, torch.log(weights.clamp_min(1e-30)), torch.full_like(weights, -math.inf))
+        # geometric features of each neighbour token
+        width_rbf = self.cutoff / self.radial_basis
+        rbf = torch.exp(-(((length[..., None] - self.rbf_centres) / width_rbf) ** 2))
+        if self.invariant:
+            geometry_in = rbf
+            safe = torch.where(present > 0, length, torch.ones_like(length))
+            unit = r / safe[..., None]
+            cos = unit @ unit.transpose(1, 2)  # (A, M, M); zero rows on padding
+            cos = torch.nn.functional.pad(cos, (1, 0, 1, 0))  # centre token: no angular bias
+            cos_powers = torch.stack([cos ** (p + 1) for p in range(self.angular_degree)], dim=1)
+        else:
+            geometry_in = torch.cat([r / self.cutoff, rbf], dim=-1)
+            cos_powers = torch.zeros((0,), dtype=vectors.dtype, device=vectors.device)
+        neighbour_species = species[neighbour]
+        energy_atoms = torch.zeros((n_atoms,), dtype=vectors.dtype, device=vectors.device)
+        centre = torch.zeros((0,), dtype=vectors.dtype, device=vectors.device)
+        tokens = torch.zeros((0,), dtype=vectors.dtype, device=vectors.device)
+        for b, (geometry, neighbour_embedding, centre_embedding, layers, atom_head, bond_head) in enumerate(
+            zip(self.geometry, self.neighbour_species, self.centre_species, self.layers, self.atom_head, self.bond_head)
+        ):
+            edge_tokens = geometry(geometry_in) + neighbour_embedding(neighbour_species)
+            centre_token = centre_embedding(species)
+            if b > 0:
+                edge_tokens = edge_tokens + tokens[:, 1:] + self._message(b - 1, centre)[neighbour]
+                centre_token = centre_token + centre + self._centre_message(b - 1, centre)
+            tokens = torch.cat([centre_token[:, None], edge_tokens], dim=1)
+            for layer in layers:
+                tokens = layer(tokens, log_weights, cos_powers)
+            centre = tokens[:, 0]
+            energy_atoms = energy_atoms + atom_head(centre).squeeze(-1) + (bond_head(tokens[:, 1:]).squeeze(-1) * fc).sum(1)
+        energy_atoms = energy_atoms * self.energy_scale + self.species_energy[species]
+        energies = torch.zeros((n_structures,), dtype=vectors.dtype, device=vectors.device)
+        return energies.index_add(0, structure, energy_atoms)
+
+    def _message(self, b: int, centre: torch.Tensor) -> torch.Tensor:
+        for k, message in enumerate(self.message):
+            if k == b:
+                return message(centre)
+        raise IndexError("no message layer")
+
+    def _centre_message(self, b: int, centre: torch.Tensor) -> torch.Tensor:
+        for k, message in enumerate(self.centre_message):
+            if k == b:
+                return message(centre)
+        raise IndexError("no message layer")
+
+
+def _head(width: int) -> nn.Module:
+    """LayerNorm → MLP → scalar; the last layer starts at zero so an untrained model predicts the baseline."""
+    head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+    nn.init.zeros_(head[-1].weight)
+    nn.init.zeros_(head[-1].bias)
+    return head
+
+
+class PETModule(nn.Module):
+    """PET-style energy model on a :class:`Graph` (``cutoff`` Å; ``forward(graph) -> (S,)`` eV)."""
+
+    def __init__(self, hypers: dict[str, Any] | None = None, invariant: bool | None = None):
+        super().__init__()
+        hypers = dict(default_hypers() if hypers is None else hypers)
+        if invariant is not None:
+            hypers["invariant"] = invariant
+        unknown = set(hypers) - set(default_hypers())
+        if unknown:
+            raise ValueError(f"unknown model hyper-parameters {sorted(unknown)} (known: {sorted(default_hypers())})")
+        self.hypers = {**default_hypers(), **hypers}
+        self.core = PETCore(self.hypers)
+        self.cutoff = self.core.cutoff
+
+    @property
+    def species(self) -> list[int]:
+        return [int(z) for z in self.hypers["species"]]
+
+    def forward(self, graph: Graph) -> torch.Tensor:
+        return self.core(graph.edge_vectors(), graph.edge_i, graph.edge_j, graph.numbers, graph.structure, graph.n_structures)
+
+    def set_baseline(self, species_energy: torch.Tensor, energy_scale: float) -> None:
+        """Per-species reference energies (eV/atom, in ``hypers['species']`` order) and the energy scale (eV)."""
+        self.core.species_energy.copy_(torch.as_tensor(species_energy, dtype=self.core.species_energy.dtype))
+        self.core.energy_scale.fill_(float(energy_scale))
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def save_model(module: PETModule, path: str | Path, card: dict[str, Any] | None = None) -> None:
+    """Write hyper-parameters, weights and an optional model card to ``path`` atomically."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"hypers": module.hypers, "state_dict": module.state_dict(), "card": card or {}}, tmp)
+    os.replace(tmp, path)
+
+
+def load_module(path: str | Path) -> PETModule:
+    """A :class:`PETModule` from a file written by :func:`save_model` or a training checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such PET model file")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(data, dict) or "hypers" not in data or ("state_dict" not in data and "model" not in data):
+        raise ValueError(f"{path}: not a symprobe PET model file (expected keys 'hypers' and 'state_dict')")
+    module = PETModule(data["hypers"])
+    module.load_state_dict(data["state_dict"] if "state_dict" in data else data["model"])
+    return module
+
+
+def builtin_path(name: str) -> Path:
+    """Path of a bundled model ('water-pet' or 'water-pet-twin')."""
+    if name not in BUILTIN_NAMES:
+        raise ValueError(f"unknown built-in model {name!r} (available: {', '.join(BUILTIN_NAMES)})")
+    path = WEIGHTS_DIR / f"{name}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"built-in model {name!r} is not bundled in this installation ({path} missing)")
+    return path
+
+
+def pet_model(path_or_name: str | Path, dtype: torch.dtype = torch.float32) -> TorchModel:
+    """A PET-style model (file path or built-in name) as a :class:`TorchModel` evaluated in ``dtype``."""
+    name = str(path_or_name)
+    path = builtin_path(name) if name in BUILTIN_NAMES else Path(name)
+    module = load_module(path)
+    label = name if name in BUILTIN_NAMES else path.stem
+    return TorchModel(module, name=label, species=module.species, dtype=dtype)
+
+
+def load_builtin(name: str, dtype: torch.dtype = torch.float32) -> TorchModel:
+    """The bundled model ``name`` ('water-pet' or 'water-pet-twin') as a :class:`TorchModel`."""
+    if name not in BUILTIN_NAMES:
+        raise ValueError(f"unknown built-in model {name!r} (available: {', '.join(BUILTIN_NAMES)})")
+    return pet_model(name, dtype=dtype)

@@ -1,0 +1,565 @@
+"""Training PET-style models (and their invariant twins) from a YAML config.
+
+``symprobe train CONFIG.yaml [--resume]`` reads extended-XYZ data (energies, forces, optional stress),
+splits it reproducibly from a seed, fits per-species reference energies by least squares, and minimises
+
+    loss = w_E ⟨(ΔE/N)²⟩ + w_F ⟨ΔF²⟩ + w_S ⟨Δσ²⟩ + w_sym ⟨Var_R(E(R x))/N²⟩      (eV, Å units)
+
+with Adam and a warmup + cosine (or plateau) learning-rate schedule. Random O(3) augmentation draws one
+Haar rotation per structure per epoch (inverted with probability ½). Validation runs every epoch without
+augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
+atomically every epoch) holds everything needed for ``--resume`` to continue exactly. Outputs in
+``output_dir``: ``log.csv``, ``log.json``, ``learning_curve.png``, ``test_metrics.json``, ``train.log``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
+from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list
+from symprobe.structures import read_structures, reference_labels, shared_data_dir
+
+DATA_KEYS = {"path": None, "train": None, "val": None, "test": None, "seed": 0}
+TRAINING_KEYS = {
+    "seed": 0,
+    "epochs": 100,
+    "batch_size": 2,
+    "lr": 1.0e-3,
+    "lr_min": 1.0e-5,
+    "warmup_epochs": 2,
+    "schedule": "cosine",
+    "plateau_patience": 10,
+    "plateau_factor": 0.5,
+    "energy_weight": 100.0,
+    "force_weight": 1.0,
+    "stress_weight": 0.0,
+    "augmentation": True,
+    "symmetry_penalty": 0.0,
+    "penalty_rotations": 2,
+    "max_hours": None,
+    "threads": None,
+    "dtype": "float32",
+}
+TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used: the message names the key and the problem."""
+
+
+@dataclass
+class TrainConfig:
+    """A checked training config; ``model`` holds the architecture hyper-parameters."""
+
+    name: str
+    output_dir: Path
+    data: dict[str, Any]
+    model: dict[str, Any]
+    training: dict[str, Any]
+    source: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "output_dir": str(self.output_dir), "data": self.data, "model": self.model, "training": self.training}
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and check a YAML training config (unknown keys, missing data → :class:`ConfigError`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return make_config(raw, base_dir=path.parent, source=path)
+
+
+def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | None = None) -> TrainConfig:
+    """Check a config dictionary; relative paths are taken from ``base_dir``; ``shared:REL`` means the
+    shared data directory (see :func:`~symprobe.structures.shared_data_dir`)."""
+    where = str(source or "config")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the config must be a mapping")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(TOP_KEYS)})")
+    for section in ("data", "training"):
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(f"{where}: '{section}' must be a mapping")
+    data = _section(raw.get("data", {}), DATA_KEYS, "data", where)
+    training = _section(raw.get("training", {}), TRAINING_KEYS, "training", where)
+    model_raw = raw.get("model", {}) or {}
+    unknown = set(model_raw) - set(default_hypers())
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} in 'model' (known: {sorted(default_hypers())})")
+    model = {**default_hypers(), **model_raw}
+    for key in ("path", "train", "val", "test"):
+        if data[key] is None:
+            raise ConfigError(f"{where}: 'data.{key}' is required")
+    data["path"] = str(_resolve_data_path(str(data["path"]), Path(base_dir), where))
+    for key in ("train", "val", "test"):
+        if not isinstance(data[key], int) or data[key] < (1 if key != "test" else 0):
+            raise ConfigError(f"{where}: 'data.{key}' must be a positive integer, got {data[key]!r}")
+    if training["schedule"] not in ("cosine", "plateau"):
+        raise ConfigError(f"{where}: 'training.schedule' must be 'cosine' or 'plateau', got {training['schedule']!r}")
+    if training["dtype"] not in ("float32", "float64"):
+        raise ConfigError(f"{where}: 'training.dtype' must be 'float32' or 'float64', got {training['dtype']!r}")
+    name = str(raw.get("name") or (source.stem if source else "run"))
+    output = Path(raw.get("output_dir") or Path("runs") / name)
+    return TrainConfig(name, output, data, model, training, source)
+
+
+def _section(raw: dict[str, Any], known: dict[str, Any], section: str, where: str) -> dict[str, Any]:
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} in '{section}' (known: {sorted(known)})")
+    return {**known, **raw}
+
+
+def _resolve_data_path(path: str, base_dir: Path, where: str) -> Path:
+    if path.startswith("shared:"):
+        shared = shared_data_dir()
+        if shared is None:
+            raise ConfigError(f"{where}: data path {path!r} needs the shared data directory (set $SYMPROBE_DATA)")
+        resolved = shared / path[len("shared:") :]
+    else:
+        resolved = Path(path) if Path(path).is_absolute() else base_dir / path
+    if not resolved.exists():
+        raise ConfigError(f"{where}: data file {resolved} does not exist")
+    return resolved
+
+
+# --- data ------------------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One labelled structure with its neighbour list (unchanged by rotations)."""
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    cell: np.ndarray
+    periodic: bool
+    edge_i: np.ndarray
+    edge_j: np.ndarray
+    shifts: np.ndarray
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray | None
+
+
+def load_samples(path: str | Path, cutoff: float) -> list[Sample]:
+    """Labelled structures from an extended-XYZ file, neighbour lists computed once."""
+    samples = []
+    for k, atoms in enumerate(read_structures(path)):
+        energy, forces = reference_labels(atoms)
+        if energy is None or forces is None:
+            raise ConfigError(f"{path}: structure #{k} has no energy or forces")
+        stress = None
+        if atoms.calc is not None and "stress" in getattr(atoms.calc, "results", {}):
+            from symprobe.models.base import voigt_to_matrix
+
+            stress = voigt_to_matrix(atoms.calc.results["stress"]) if np.size(atoms.calc.results["stress"]) == 6 else np.asarray(atoms.calc.results["stress"])
+        i, j, shifts = neighbour_list(atoms, cutoff)
+        periodic = bool(atoms.pbc.all())
+        samples.append(
+            Sample(atoms.get_positions(), atoms.numbers.copy(), atoms.cell.array.copy() if periodic else np.zeros((3, 3)), periodic, i, j, shifts, energy, forces, stress)
+        )
+    return samples
+
+
+def split_indices(n: int, n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, list[int]]:
+    """Reproducible random split of ``n`` structures into train/val/test index lists."""
+    if n_train + n_val + n_test > n:
+        raise ConfigError(f"split {n_train}+{n_val}+{n_test} needs more structures than the {n} in the data file")
+    order = np.random.default_rng(seed).permutation(n)
+    return {
+        "train": order[:n_train].tolist(),
+        "val": order[n_train : n_train + n_val].tolist(),
+        "test": order[n_train + n_val : n_train + n_val + n_test].tolist(),
+    }
+
+
+def random_o3(rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random rotation, inverted (−R) with probability ½."""
+    from scipy.spatial.transform import Rotation
+
+    R = Rotation.random(rng=rng).as_matrix()
+    return -R if rng.random() < 0.5 else R
+
+
+def make_batch(samples: Sequence[Sample], rotations: Sequence[np.ndarray] | None, dtype: torch.dtype) -> tuple[Graph, dict[str, torch.Tensor]]:
+    """A graph of ``samples`` (rotated by ``rotations`` if given) and its labels rotated alike."""
+    positions, numbers, structure, cells, ei, ej, shifts, forces, energies, stress, n_atoms = [], [], [], [], [], [], [], [], [], [], []
+    offset = 0
+    for s, sample in enumerate(samples):
+        R = np.eye(3) if rotations is None else rotations[s]
+        positions.append(sample.positions @ R.T)
+        cells.append(sample.cell @ R.T)
+        forces.append(sample.forces @ R.T)
+        if sample.stress is not None:
+            stress.append(R @ sample.stress @ R.T)
+        numbers.append(sample.numbers)
+        structure.append(np.full(len(sample.numbers), s))
+        ei.append(sample.edge_i + offset)
+        ej.append(sample.edge_j + offset)
+        shifts.append(sample.shifts)
+        energies.append(sample.energy)
+        n_atoms.append(len(sample.numbers))
+        offset += len(sample.numbers)
+    graph = Graph(
+        torch.tensor(np.concatenate(positions), dtype=dtype),
+        torch.tensor(np.concatenate(numbers), dtype=torch.long),
+        torch.tensor(np.concatenate(structure), dtype=torch.long),
+        torch.tensor(np.stack(cells), dtype=dtype),
+        torch.tensor(np.concatenate(ei)),
+        torch.tensor(np.concatenate(ej)),
+        torch.tensor(np.concatenate(shifts), dtype=dtype),
+    )
+    labels = {
+        "energy": torch.tensor(energies, dtype=dtype),
+        "forces": torch.tensor(np.concatenate(forces), dtype=dtype),
+        "n_atoms": torch.tensor(n_atoms, dtype=dtype),
+    }
+    if len(stress) == len(samples):
+        labels["stress"] = torch.tensor(np.stack(stress), dtype=dtype)
+    return graph, labels
+
+
+def fit_baseline(samples: Sequence[Sample], species: Sequence[int]) -> tuple[np.ndarray, float]:
+    """Per-species reference energies (eV/atom) by least squares on composition, and the energy scale
+    (eV): the RMS force component (eV/Å) × 1 Å, so the network's output is of order one."""
+    species = list(species)
+    unknown = sorted({int(z) for s in samples for z in s.numbers} - set(species))
+    if unknown:
+        raise ConfigError(f"training data contains species {unknown} not in model.species {species}")
+    counts = np.array([[np.sum(s.numbers == z) for z in species] for s in samples], dtype=np.float64)
+    energies = np.array([s.energy for s in samples])
+    reference = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    scale = float(np.sqrt(np.mean(np.concatenate([s.forces.ravel() for s in samples]) ** 2)))
+    return reference, scale
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+def evaluate(module: torch.nn.Module, samples: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> dict[str, float]:
+    """Energy MAE (meV/atom), force MAE and RMSE (meV/Å) of ``module`` on ``samples`` (no augmentation)."""
+    energy_errors, force_errors = [], []
+    for start in range(0, len(samples), batch_size):
+        graph, labels = make_batch(samples[start : start + batch_size], None, dtype)
+        energies, forces, _ = energy_forces_stress(module, graph)
+        energy_errors.append(((energies.detach() - labels["energy"]) / labels["n_atoms"]).double().numpy())
+        force_errors.append((forces.detach() - labels["forces"]).double().numpy().ravel())
+    de, df = np.concatenate(energy_errors), np.concatenate(force_errors)
+    return {
+        "energy_mae": 1000 * float(np.mean(np.abs(de))),
+        "force_mae": 1000 * float(np.mean(np.abs(df))),
+        "force_rmse": 1000 * float(np.sqrt(np.mean(df**2))),
+    }
+
+
+# --- training --------------------------------------------------------------------------------------
+def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor], t: dict[str, Any], rng: np.random.Generator, samples: Sequence[Sample], dtype: torch.dtype) -> torch.Tensor:
+    use_stress = t["stress_weight"] > 0
+    energies, forces, stress = energy_forces_stress(module, graph, stress=use_stress, create_graph=True)
+    loss = t["energy_weight"] * (((energies - labels["energy"]) / labels["n_atoms"]) ** 2).mean()
+    loss = loss + t["force_weight"] * ((forces - labels["forces"]) ** 2).mean()
+    if use_stress:
+        loss = loss + t["stress_weight"] * ((stress - labels["stress"]) ** 2).mean()
+    if t["symmetry_penalty"] > 0:
+        k = int(t["penalty_rotations"])
+        rotations = [random_o3(rng) for _ in range(k * len(samples))]
+        rotated, _ = make_batch([s for _ in range(k) for s in samples], rotations, dtype)
+        spread = module(rotated).reshape(k, len(samples)) / labels["n_atoms"]
+        loss = loss + t["symmetry_penalty"] * spread.var(dim=0, unbiased=False).mean()
+    return loss
+
+
+def _schedule(t: dict[str, Any], steps_per_epoch: int):
+    warmup = max(1, int(t["warmup_epochs"] * steps_per_epoch))
+    total = max(warmup + 1, int(t["epochs"] * steps_per_epoch))
+    floor = t["lr_min"] / t["lr"]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if t["schedule"] == "plateau":
+            return 1.0
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) a training; returns the final summary (also written to ``log.json``).
+
+    ``stop_after_epochs`` ends this session after that many epochs (as a time budget would), leaving a
+    checkpoint to resume from.
+    """
+    from tqdm import tqdm
+
+    t = config.training
+    out = Path(config.output_dir)
+    checkpoint_path = out / "checkpoint.pt"
+    if resume and not checkpoint_path.exists():
+        raise ConfigError(f"--resume: no checkpoint at {checkpoint_path}")
+    if not resume and checkpoint_path.exists():
+        raise ConfigError(f"{out} already holds a training run; use --resume to continue it or choose another output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    if t["threads"]:
+        torch.set_num_threads(int(t["threads"]))
+    dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
+    session_start = time.time()
+
+    cutoff = float(config.model["cutoff"])
+    samples = load_samples(config.data["path"], cutoff)
+    split = split_indices(len(samples), config.data["train"], config.data["val"], config.data["test"], config.data["seed"])
+    train_set = [samples[k] for k in split["train"]]
+    val_set = [samples[k] for k in split["val"]]
+    if t["stress_weight"] > 0 and any(s.stress is None or not s.periodic for s in train_set):
+        raise ConfigError("training.stress_weight > 0 but some training structures have no stress label")
+
+    torch.manual_seed(int(t["seed"]))
+    module = PETModule(config.model).to(dtype)
+    reference, scale = fit_baseline(train_set, module.species)
+    module.set_baseline(torch.tensor(reference), scale)
+    optimizer = torch.optim.Adam(module.parameters(), lr=t["lr"])
+    steps_per_epoch = math.ceil(len(train_set) / t["batch_size"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch))
+    warmup_steps = max(1, int(t["warmup_epochs"] * steps_per_epoch))
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=t["plateau_factor"], patience=t["plateau_patience"], min_lr=t["lr_min"])
+    state = {"epoch": 0, "best_force_mae": math.inf, "best_epoch": -1, "history": [], "wall_seconds": 0.0}
+    if resume:
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        plateau.load_state_dict(saved["plateau"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = saved["state"]
+        if saved["split"] != split:
+            raise ConfigError(f"--resume: the data split of {checkpoint_path} differs from the config's")
+    print(f"[{config.name}] {module.n_parameters()} parameters, {len(train_set)} train / {len(val_set)} val structures, "
+          f"{steps_per_epoch} steps per epoch, starting at epoch {state['epoch']}", flush=True)
+
+    epoch_seconds: list[float] = []
+    epochs_this_session = 0
+    while state["epoch"] < t["epochs"]:
+        if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
+            break
+        if t["max_hours"] is not None and epoch_seconds:
+            elapsed = time.time() - session_start
+            if elapsed + max(epoch_seconds) > 3600 * float(t["max_hours"]):
+                print(f"[{config.name}] time budget of {t['max_hours']} h reached after epoch {state['epoch']}", flush=True)
+                break
+        epoch = state["epoch"]
+        start = time.time()
+        rng = np.random.default_rng([int(t["seed"]), epoch])
+        order = rng.permutation(len(train_set))
+        module.train()
+        losses = []
+        batches = range(0, len(order), t["batch_size"])
+        bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
+        for b in bar:
+            batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
+            rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
+            graph, labels = make_batch(batch, rotations, dtype)
+            loss = _loss(module, graph, labels, t, rng, batch, dtype)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
+                scheduler.step()  # in plateau mode only the warmup is stepwise
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+        bar.close()
+        module.eval()
+        metrics = evaluate(module, val_set, dtype)
+        if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
+            plateau.step(metrics["force_mae"])
+        seconds = time.time() - start
+        epoch_seconds.append(seconds)
+        state["wall_seconds"] += seconds
+        state["epoch"] = epoch + 1
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+               **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
+        state["history"].append(row)
+        if metrics["force_mae"] < state["best_force_mae"]:
+            state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
+            save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
+        _atomic_torch_save(
+            {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict()},
+            checkpoint_path,
+        )
+        _write_logs(out, state["history"])
+        epochs_this_session += 1
+        print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
+              f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
+
+    summary = {"name": config.name, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
+               "best_val_force_mae": state["best_force_mae"], "wall_seconds": state["wall_seconds"], "parameters": module.n_parameters(),
+               "split": split, "finished": state["epoch"] >= t["epochs"]}
+    if split["test"] and (out / "best.pt").exists():
+        best = load_module(out / "best.pt").to(dtype).eval()
+        summary["test"] = evaluate(best, [samples[k] for k in split["test"]], dtype)
+        _atomic_write(out / "test_metrics.json", json.dumps(summary["test"], indent=2))
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
+    _atomic_write(out / "log.json", json.dumps(history, indent=2))
+    tmp = out / "log.csv.tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, out / "log.csv")
+    plot_learning_curve(history, out / "learning_curve.png")
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and validation force/energy errors against epoch (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.semilogy(epochs, [row["train_loss"] for row in history])
+    left.set(xlabel="epoch", ylabel="training loss", title="loss")
+    right.semilogy(epochs, [row["val_force_mae"] for row in history], label="force MAE (meV/Å)")
+    right.semilogy(epochs, [row["val_energy_mae"] for row in history], label="energy MAE (meV/atom)")
+    right.set(xlabel="epoch", title="validation")
+    right.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# --- bundling --------------------------------------------------------------------------------------
+def rotational_errors(module: torch.nn.Module, samples: Sequence[Sample], n_rotations: int = 8, seed: int = 0) -> dict[str, float]:
+    """Spread of predictions over random proper rotations, in float64: RMS over structures and rotations of
+    E(R x) − ⟨E⟩_R (meV per cell) and of Rᵀ F(R x) − ⟨Rᵀ F⟩_R (meV/Å, over atoms and components)."""
+    from scipy.spatial.transform import Rotation
+
+    module = module.to(torch.float64).eval()
+    rng = np.random.default_rng(seed)
+    energy_dev, force_dev = [], []
+    for sample in samples:
+        rotations = Rotation.random(n_rotations, rng=rng).as_matrix()
+        graph, _ = make_batch([sample] * n_rotations, list(rotations), torch.float64)
+        energies, forces, _ = energy_forces_stress(module, graph)
+        e = energies.detach().numpy()
+        f = np.einsum("kji,kaj->kai", rotations, forces.detach().numpy().reshape(n_rotations, -1, 3))
+        energy_dev.append(e - e.mean())
+        force_dev.append((f - f.mean(axis=0)).ravel())
+    return {
+        "energy_rms_per_cell": 1000 * float(np.sqrt(np.mean(np.concatenate(energy_dev) ** 2))),
+        "force_rms": 1000 * float(np.sqrt(np.mean(np.concatenate(force_dev) ** 2))),
+        "rotations": n_rotations,
+    }
+
+
+def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """Copy the best model of ``config``'s run into the package as built-in ``name``, with a model card
+    (``name.json`` and ``name.md``) whose errors are computed here on the run's test structures."""
+    import platform
+
+    from symprobe.models.pet import BUILTIN_NAMES, WEIGHTS_DIR
+
+    if weights_dir is None and name not in BUILTIN_NAMES:
+        raise ConfigError(f"bundle name {name!r} is not a built-in name ({', '.join(BUILTIN_NAMES)})")
+    out = Path(config.output_dir)
+    for needed in ("best.pt", "checkpoint.pt"):
+        if not (out / needed).exists():
+            raise ConfigError(f"{out / needed} does not exist: train first ({config.source or 'config'})")
+    best_file = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state, split = checkpoint["state"], checkpoint["split"]
+    module = load_module(out / "best.pt").to(torch.float32).eval()
+    samples = load_samples(config.data["path"], float(module.cutoff))
+    test = [samples[k] for k in split["test"]]
+    card = {
+        "name": name,
+        "architecture": "PET-style point-edge transformer" + (" (exactly invariant twin)" if module.hypers["invariant"] else " (unconstrained)"),
+        "parameters": module.n_parameters(),
+        "hypers": module.hypers,
+        "species": module.species,
+        "data": {"path": Path(config.data["path"]).name, "structures": len(samples), "units": "eV, Å",
+                 "reference": "revPBE0-D3 liquid water, Cheng et al. PNAS 116, 1110 (2019); test set of Langer et al. 2024"},
+        "split": {"seed": config.data["seed"], "train": len(split["train"]), "val": len(split["val"]), "test": len(split["test"]),
+                  "test_indices": split["test"]},
+        "training": config.training,
+        "epochs_done": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "training_wall_hours": state["wall_seconds"] / 3600,
+        "hardware": f"2 CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, float32",
+        "validation": best_file["card"].get("val"),
+        "test": {**evaluate(module, test, torch.float32), "units": "energy meV/atom, forces meV/Å", "structures": len(test)},
+        "rotational_errors_float64": {**rotational_errors(load_module(out / "best.pt"), test), "units": "meV/cell, meV/Å",
+                                      "paper_PET": {"energy_per_cell": 5.1, "force": 2.0}},
+    }
+    target = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    save_model(module, target / f"{name}.pt", card=card)
+    _atomic_write(target / f"{name}.json", json.dumps(card, indent=2))
+    _atomic_write(target / f"{name}.md", model_card_markdown(card, config))
+    return card
+
+
+def model_card_markdown(card: dict[str, Any], config: TrainConfig) -> str:
+    """The model card as Markdown (every number comes from ``card``)."""
+    test, rot, h = card["test"], card["rotational_errors_float64"], card["hypers"]
+    source = config.source or "the training config"
+    return f"""# {card['name']}: {card['architecture']}
+
+Generated by `symprobe train {source} --bundle {card['name']}`; numbers computed by code (see `{card['name']}.json`).
+
+| | |
+|---|---|
+| parameters | {card['parameters']} |
+| cutoff | {h['cutoff']} Å (smooth switching over the last {h['cutoff_width']} Å) |
+| width / heads / blocks × layers | {h['width']} / {h['heads']} / {h['blocks']} × {h['layers_per_block']} |
+| invariant inputs only | {h['invariant']} |
+| species | {card['species']} |
+| data | {card['data']['path']} ({card['data']['reference']}) |
+| split (seed {card['split']['seed']}) | {card['split']['train']} train / {card['split']['val']} validation / {card['split']['test']} test |
+| augmentation | {card['training']['augmentation']} (one Haar rotation per structure per epoch, inversion with probability ½) |
+| loss weights | energy/atom {card['training']['energy_weight']}, forces {card['training']['force_weight']} |
+| optimiser | Adam, lr {card['training']['lr']} → {card['training']['lr_min']} ({card['training']['schedule']}), batch {card['training']['batch_size']} |
+| epochs | {card['epochs_done']} (best validation force MAE at epoch {card['best_epoch']}) |
+| training wall time | {card['training_wall_hours']:.2f} h on {card['hardware']} |
+
+## Held-out test structures ({test['structures']})
+| energy MAE (meV/atom) | force MAE (meV/Å) | force RMSE (meV/Å) |
+|---|---|---|
+| {test['energy_mae']:.2f} | {test['force_mae']:.1f} | {test['force_rmse']:.1f} |
+
+## Rotational errors on the test structures (float64, {rot['rotations']} random rotations each)
+RMS deviation from the rotational mean: energy {rot['energy_rms_per_cell']:.3g} meV/cell, forces {rot['force_rms']:.3g} meV/Å
+(the paper's PET: 5.1 meV/cell and 2.0 meV/Å).
+"""

@@ -1,0 +1,111 @@
+"""Known-answer tests of the uncertainty estimates and significance verdicts."""
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from symprobe.statistics import (
+    block_average,
+    blocking_levels,
+    curve_difference_significance,
+    curve_mean_and_error,
+    difference_significance,
+    mean_and_error,
+)
+
+
+def ar1(phi: float, n: int, seed: int) -> np.ndarray:
+    """x_t = φ x_{t−1} + ε_t with unit-variance ε."""
+    noise = np.random.default_rng(seed).normal(size=n)
+    return signal.lfilter([1.0], [1.0, -phi], noise)
+
+
+@pytest.mark.parametrize("phi, seed", [(0.9, 0), (0.9, 1), (0.5, 2), (0.97, 3)])
+def test_block_average_matches_ar1_analytic_error(phi, seed):
+    n = 2**16
+    series = ar1(phi, n, seed)
+    # Var x = 1/(1−φ²); integrated correlation time (1+φ)/(1−φ) ⇒ Var(mean) = Var x · (1+φ)/(1−φ) / n
+    analytic = np.sqrt(1.0 / (1.0 - phi**2) * (1.0 + phi) / (1.0 - phi) / n)
+    result = block_average(series)
+    assert 0.7 < result.stderr / analytic < 1.3
+    assert result.n_blocks >= 8
+    naive = series.std(ddof=1) / np.sqrt(n)
+    assert result.stderr > 1.4 * naive  # correlation is detected, not ignored (ratio √3 at φ = 0.5)
+
+
+def test_block_average_white_noise_and_constant():
+    x = np.random.default_rng(4).normal(3.0, 2.0, size=4096)
+    result = block_average(x)
+    assert result.mean == pytest.approx(x.mean())
+    assert result.stderr == pytest.approx(2.0 / 64.0, rel=0.25)
+    assert block_average(np.full(100, 1.5)) == (1.5, 0.0, 100)
+
+
+def test_blocking_levels_halve_the_series():
+    levels = blocking_levels(np.arange(10.0))
+    assert [(lv.block_size, lv.n_blocks) for lv in levels] == [(1, 10), (2, 5), (4, 2)]
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        blocking_levels([1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        blocking_levels([1.0, np.nan, 2.0])
+
+
+def test_mean_and_error_of_independent_values():
+    mean, error = mean_and_error([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    assert error == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_and_error([1.0])
+
+
+def test_difference_significance_known_z():
+    verdict = difference_significance(1.0, 0.3, 0.0, 0.4)  # σ = 0.5 ⇒ z = 2, p = 0.0455
+    assert verdict["z"] == pytest.approx(2.0)
+    assert verdict["p_value"] == pytest.approx(0.04550026, rel=1e-6)
+    assert verdict["significant"]
+    assert "significant at 95 %" in verdict["verdict"]
+    assert not difference_significance(1.0, 0.3, 0.0, 0.4, confidence=0.99)["significant"]
+    # the same z from errors estimated with 3 degrees of freedom is weak evidence (Welch t-test)
+    assert not difference_significance(1.0, 0.3, 0.0, 0.4, dof=3)["significant"]
+    assert not difference_significance(2.0, 0.0, 2.0, 0.0)["significant"]
+    assert difference_significance(2.0, 0.0, 1.0, 0.0)["significant"]
+    with pytest.raises(ValueError, match="confidence"):
+        difference_significance(1.0, 0.1, 0.0, 0.1, confidence=95)
+    with pytest.raises(ValueError, match="errors ≥ 0"):
+        difference_significance(1.0, -0.1, 0.0, 0.1)
+
+
+def test_curve_mean_and_error_blocks_and_ratio():
+    rng = np.random.default_rng(5)
+    per_frame = rng.normal(2.0, 1.0, size=(4000, 3))
+    mean, error = curve_mean_and_error(per_frame, n_blocks=20)
+    assert np.allclose(mean, per_frame.mean(axis=0))
+    assert np.allclose(error, 1.0 / np.sqrt(4000), rtol=0.4)
+    # ratio estimator: Σ sums / Σ counts, empty bins give NaN
+    sums = np.array([[2.0, 0.0], [4.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    counts = np.array([[1.0, 0.0], [2.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    mean, error = curve_mean_and_error(sums, n_blocks=2, counts=counts)
+    assert mean[0] == pytest.approx(10.0 / 5.0)
+    assert error[0] == pytest.approx(np.std([6.0 / 3.0, 4.0 / 2.0], ddof=1) / np.sqrt(2))
+    assert np.isnan(mean[1]) and np.isnan(error[1])
+    with pytest.raises(ValueError, match="cannot be split"):
+        curve_mean_and_error(per_frame[:5], n_blocks=10)
+
+
+def test_curve_difference_false_alarm_rate_and_power():
+    rng = np.random.default_rng(6)
+    n_blocks, n_bins = 10, 40
+    alarms = 0
+    for _ in range(200):
+        a_mean, a_err = curve_mean_and_error(rng.normal(size=(n_blocks, n_bins)), n_blocks=n_blocks)
+        b_mean, b_err = curve_mean_and_error(rng.normal(size=(n_blocks, n_bins)), n_blocks=n_blocks)
+        alarms += curve_difference_significance(a_mean, a_err, b_mean, b_err, dof=n_blocks - 1)["significant"]
+    assert alarms <= 25  # family-wise rate ≤ 5 % (expected ≤ 10 of 200)
+    shifted = rng.normal(size=(n_blocks, n_bins))
+    shifted[:, 17] += 5.0  # one bin moved by ~15 standard errors
+    a_mean, a_err = curve_mean_and_error(shifted, n_blocks=n_blocks)
+    b_mean, b_err = curve_mean_and_error(rng.normal(size=(n_blocks, n_bins)), n_blocks=n_blocks)
+    result = curve_difference_significance(a_mean, a_err, b_mean, b_err, dof=n_blocks - 1)
+    assert result["significant"] and result["worst_bin"] == 17
+    with pytest.raises(ValueError, match="shapes differ"):
+        curve_difference_significance(a_mean, a_err, b_mean[:-1], b_err)
