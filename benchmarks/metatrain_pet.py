@@ -36,8 +36,9 @@ def data_file() -> Path:
     """The liquid-water reference file (under ``$SYMPROBE_DATA`` or ``../shared/data``)."""
     from symprobe.structures import shared_data_dir
 
-    path = shared_data_dir() / DATA
-    if not path.exists():
+    root = shared_data_dir()
+    path = (root or Path("../shared/data")) / DATA
+    if root is None or not path.exists():
         raise SystemExit(f"{path}: reference data not found (set SYMPROBE_DATA to the shared data folder)")
     return path
 
@@ -68,39 +69,38 @@ def write_split(run: Path = RUN) -> dict[str, Path]:
 
 
 def train(run: Path = RUN, budget_s: float = 90 * 60) -> Path:
-    """``mtt train`` (niced, one thread, stopped after ``budget_s`` seconds) then ``mtt export``.
+    """``mtt train`` (``nice -n 19``, one thread, stopped after ``budget_s`` s) and its export to ``run/model.pt``.
 
-    metatrain saves checkpoints as it goes; when the budget ends the best checkpoint so far is exported
-    to ``run/model.pt``.
+    A run that finishes exports its best epoch itself; a run stopped by the budget is exported from its
+    latest intermediate checkpoint, which carries the best model so far (``mtt export`` uses it).
     """
     mtt = shutil.which("mtt") or str(Path(sys.executable).with_name("mtt"))
     write_split(run)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     shutil.copy(CONFIG, run / "options.yaml")
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
+    finished = True
     try:
         subprocess.run(["nice", "-n", "19", mtt, "train", "options.yaml", "-o", "model.pt"],
                        cwd=run, env=env, timeout=budget_s, check=True)
     except subprocess.TimeoutExpired:
-        print(f"mtt train stopped after the {budget_s:.0f} s budget; exporting the best checkpoint")
+        finished = False
+        print(f"mtt train stopped after the {budget_s:.0f} s budget; exporting the latest checkpoint")
     wall = time.perf_counter() - start
-    checkpoint = _best_checkpoint(run)
-    if not (run / "model.pt").exists() or checkpoint.stat().st_mtime > (run / "model.pt").stat().st_mtime:
+    model = run / "model.pt"
+    checkpoint = run / "model.ckpt"
+    if not (model.exists() and model.stat().st_mtime > started):
+        checkpoints = [p for p in run.glob("outputs/*/*/model_*.ckpt") if p.stat().st_mtime > started]
+        if not checkpoints:
+            raise SystemExit(f"{run}: no metatrain checkpoint written within the budget")
+        checkpoint = max(checkpoints, key=lambda p: p.stat().st_mtime)
         subprocess.run([mtt, "export", str(checkpoint), "-o", "model.pt"], cwd=run, env=env, check=True)
-    _write_json(run / "training.json", {"wall_time_s": wall, "checkpoint": str(checkpoint.relative_to(run)),
-                                        "threads": 1, "nice": 19})
-    return run / "model.pt"
-
-
-def _best_checkpoint(run: Path) -> Path:
-    candidates = sorted(run.glob("outputs/**/model.ckpt"), key=lambda p: p.stat().st_mtime)
-    candidates += sorted(run.glob("model.ckpt"), key=lambda p: p.stat().st_mtime)
-    best = [p for p in run.glob("outputs/**/*best*.ckpt")]
-    if best:
-        return max(best, key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise SystemExit(f"{run}: no metatrain checkpoint found; did `mtt train` start?")
-    return candidates[-1]
+    _write_json(run / "training.json", {
+        "wall_time_s": wall, "finished": finished, "budget_s": budget_s,
+        "checkpoint": str(checkpoint.relative_to(run)), "threads": 1, "nice": 19,
+        "config": str(CONFIG.relative_to(REPO)), "log": sorted(str(p.relative_to(run)) for p in run.glob("outputs/*/*/train.log")),
+    })
+    return model
 
 
 def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "metatrain_pet.json") -> dict:

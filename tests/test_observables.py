@@ -114,6 +114,8 @@ def test_water_molecules_of_intact_box_split_by_boundaries():
     u_before = dipole_directions(atoms.get_positions(), found.triples, atoms.cell.array)
     u_after = dipole_directions(shifted.get_positions(), again.triples, shifted.cell.array)
     assert np.allclose(u_before, u_after, atol=1e-12)
+    positions, cells = trajectory_arrays([atoms, shifted])  # one cell per frame
+    assert np.allclose(dipole_directions(positions, found.triples, cells), [u_before, u_before], atol=1e-12)
 
 
 def test_water_molecules_flags_broken_molecules():
@@ -137,6 +139,20 @@ def test_water_molecules_flags_broken_molecules():
     assert len(persistent_molecules([atoms, hydronium])) == 25
     with pytest.raises(ValueError, match="no oxygen"):
         water_molecules(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]))
+
+
+def test_shared_hydrogen_goes_to_the_nearest_oxygen():
+    positions = [
+        [0.0, 0.0, 0.0],  # O 0
+        [-0.3, 0.9, 0.0],  # H 1, own H of O 0
+        [1.1, 0.3, 0.0],  # H 2, shared: 1.14 Å from O 0, 1.24 Å from O 3 (both within 1.25 Å)
+        [2.3, 0.0, 0.0],  # O 3
+        [2.6, -0.9, 0.0],  # H 4
+        [3.2, 0.3, 0.3],  # H 5
+    ]
+    atoms = Atoms("OHHOHH", positions=positions, cell=[20.0] * 3, pbc=False)
+    found = water_molecules(atoms)
+    assert found.triples.tolist() == [[0, 1, 2], [3, 4, 5]] and found.n_broken == 0
 
 
 def test_dipole_direction_of_monomer_and_rotation():
@@ -277,7 +293,7 @@ def test_net_torque_of_a_couple():
 
 def test_random_walk_msd_and_diffusion_coefficient():
     rng = np.random.default_rng(9)
-    step = 0.2  # Å: E|step|² = s² = 3 · (0.2/√3)² ... use per-component σ = s/√3
+    step = 0.2  # Å, root-mean-square step length s: per-component σ = s/√3
     n_frames, n_walkers, timestep = 4000, 200, 2.0
     steps = rng.normal(0.0, step / np.sqrt(3), size=(n_frames - 1, n_walkers, 3))
     walk = np.concatenate([np.zeros((1, n_walkers, 3)), np.cumsum(steps, axis=0)])
@@ -290,8 +306,12 @@ def test_random_walk_msd_and_diffusion_coefficient():
     assert abs(result.a2_per_ps.mean - exact) < 4 * result.a2_per_ps.error
     assert 0 < result.a2_per_ps.error < 0.1 * exact
     assert result.cm2_per_s.mean == pytest.approx(result.a2_per_ps.mean * 1e-4)
+    single = mean_squared_displacement(walk, timestep, max_lag=50, n_segments=1)
+    assert np.all(np.isnan(single.error)) and np.allclose(single.mean, n[:51] * step**2, rtol=0.03)
     with pytest.raises(ValueError, match="too short"):
         mean_squared_displacement(walk[:100], timestep, max_lag=50)
+    with pytest.raises(ValueError, match="timestep_fs must be positive"):
+        diffusion_coefficient(walk, 0.0, 20.0, 400.0)
 
 
 def test_unwrap_recovers_a_wrapped_trajectory():

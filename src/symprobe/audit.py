@@ -287,7 +287,7 @@ def audit_structure(
     model: Model,
     atoms: Atoms,
     grid,
-    lmax: int = 4,
+    lmax: int = 2,
     convergence_grids: Sequence = (),
     spectrum_rule=None,
     index: int = 0,
@@ -314,8 +314,8 @@ def audit_structure(
     except (ValueError, RuntimeError) as error:  # the model refuses this structure (e.g. a broken molecule)
         raise AuditError(f"{label}: model {getattr(model, 'name', '')!r} failed: {error}") from error
     _check_finite(batch, label)
-    bounds = np.cumsum([1] + [len(q) for q in rules])
-    pick = lambda a, b: where[a:b]  # noqa: E731  rows of ``batch`` for stacked rotations a..b
+    bounds = np.cumsum([1] + [len(q) for q in rules])  # row 0 of ``stacked`` is the identity
+    ref_rows, spectrum_rows, *convergence_rows = [where[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     raw = where[0]
     e_raw, f_raw = float(batch.energies[raw]), batch.forces[raw]
 
@@ -325,7 +325,6 @@ def audit_structure(
         s = None if batch.stress is None else _weighted_mean(q.weights, batch.stress[rows])
         return e, f, s
 
-    ref_rows = pick(bounds[0], bounds[1])
     e_sym, f_sym, s_sym = average(grid, ref_rows)
     energies = batch.energies[ref_rows]
     force_dev = f_raw - f_sym
@@ -352,11 +351,11 @@ def audit_structure(
             "torque_symmetrized_eV": float(np.linalg.norm(torque_sym)),
         }
 
-    spectrum = energy_spectrum(batch.energies[pick(bounds[1], bounds[2])], spectrum_rule, lmax)
+    spectrum = energy_spectrum(batch.energies[spectrum_rows], spectrum_rule, lmax)
 
     convergence = []
-    for c, q in enumerate(convergence_grids):
-        e_q, f_q, _ = average(q, pick(bounds[2 + c], bounds[3 + c]))
+    for q, rows in zip(convergence_grids, convergence_rows):
+        e_q, f_q, _ = average(q, rows)
         torque_q = float(np.linalg.norm(_net_force_and_torque(atoms, f_q)[1])) if isolated else None
         convergence.append(
             GridPoint(q.name, abs(e_q - e_sym) * MEV, float(np.mean(np.abs(f_q - f_sym)) * MEV), torque_q)
@@ -403,7 +402,7 @@ def audit(
     model: Model,
     structures: Sequence[Atoms],
     grid=DEFAULT_GRID,
-    lmax: int = 4,
+    lmax: int = 2,
     convergence_grids: Sequence | None = None,
     progress: bool = False,
     on_structure: Callable[[StructureAudit], None] | None = None,

@@ -57,7 +57,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("structures", nargs="?", help="structure file readable by ASE (default: built-in water)")
     p.add_argument("--index", default=":", help="ASE index of the structures to read (default ':', all)")
     p.add_argument("--grid", default="3i", help="reference quadrature (default: the paper's 150-point '3i'; see `symprobe grids`)")
-    p.add_argument("--lmax", type=int, default=4, help="largest λ of the angular spectrum (default 4)")
+    p.add_argument("--lmax", type=int, default=2,
+                   help="largest λ of the angular spectrum (default 2: the 3i grid is exact to 4 = 2·λmax, so no extra evaluations)")
     p.add_argument("--convergence", default="default", metavar="NAMES",
                    help="comma-separated grids compared with the reference ('default': the paper's 0,i,2,2i,3 "
                    "and symprobe's smallest rules with inversion; 'none': skip)")
@@ -87,11 +88,13 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.lmax < 0:
         return fail(f"--lmax must be ≥ 0, got {args.lmax}")
     try:
+        import torch
+
         from symprobe.models.external import load_model
 
-        model = load_model(args.model)
+        model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None)
         if args.dtype == "float64":
-            model = in_float64(model)
+            model = in_float64(model)  # also torch models given as module:attribute
         structures = read_structures(args.structures, args.index) if args.structures else builtin_structures()
         if args.fail_above is not None and not any(reference_labels(a)[1] is not None for a in structures):
             raise AuditError(
@@ -149,13 +152,32 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # --- export ----------------------------------------------------------------------------------------
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model as a metatomic model (.pt)")
-    p.add_argument("model", help="model spec")
+    p = sub.add_parser("export", help="export a model as a metatomic model (.pt) for i-PI, LAMMPS and ASE")
+    p.add_argument("model", help="model spec: builtin:NAME or a symprobe PET-style model file (.pt)")
     p.add_argument("output", help="output file (.pt)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="precision of the exported model (default: the model's own)")
+    p.add_argument("--name", default=None, help="model name stored in the metadata")
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe export: not available yet")
+    import torch
+
+    from symprobe.models.export import export_metatomic
+    from symprobe.models.external import load_model
+    from symprobe.models.torch_model import TorchModel
+
+    dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    try:
+        model = load_model(args.model, dtype=dtype)
+        if not isinstance(model, TorchModel):
+            raise ValueError(f"{args.model!r}: only symprobe torch models can be exported (got {type(model).__name__})")
+        path = export_metatomic(model, args.output, name=args.name)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"symprobe export: {error}") from error
+    print(f"wrote {path} (metatomic model '{args.name or model.name}', {str(model.dtype).removeprefix('torch.')}, "
+          f"cutoff {model.cutoff} Å, species {sorted(model.species or [])})")
+    return 0
 
 
 # --- md --------------------------------------------------------------------------------------------
@@ -177,6 +199,18 @@ def _run_md(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- study -----------------------------------------------------------------------------------------
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="the paper's gas, liquid and ice experiments for one model, with a report")
+    p.add_argument("--quick", action="store_true", help="short runs (minutes) instead of the paper's protocols (hours)")
+    p.add_argument("--model", default="builtin:water-pet", help="model spec (default: the bundled PET-style model)")
+    p.add_argument("--out", default="study", help="output directory (stages are cached here and resume)")
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    raise SystemExit("symprobe study: not available yet")
+
+
 # --- demo ------------------------------------------------------------------------------------------
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job on built-in defaults")
@@ -193,6 +227,7 @@ COMMANDS = {
     "train": (_add_train, _run_train),
     "export": (_add_export, _run_export),
     "md": (_add_md, _run_md),
+    "study": (_add_study, _run_study),
     "demo": (_add_demo, _run_demo),
 }
 

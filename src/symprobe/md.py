@@ -309,7 +309,10 @@ def load_model(spec: Model | str) -> Model:
         return spec
     from symprobe.models.external import load_model as load_from_spec
 
-    return load_from_spec(str(spec))
+    try:
+        return load_from_spec(str(spec))
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(f"model: {error}") from error
 
 
 def build_potential(model: Model, config: MDConfig) -> tuple[Model, Model | None]:

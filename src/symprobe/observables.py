@@ -13,9 +13,11 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 from ase import Atoms, units
+from ase.data import atomic_numbers
 from scipy import stats
+from scipy.spatial import cKDTree
 
-from symprobe.statistics import Estimate, block_average, ratio_or_nan
+from symprobe.statistics import Estimate, block_average, mean_and_error, ratio_or_nan
 from symprobe.structures import neighbour_box, structure_label
 
 EV_FS_PER_AMU_A2_PER_FS = units._amu * 1e-20 / 1e-30 / units._e  # 1 amu·Å²/fs = 103.6427 eV·fs
@@ -68,6 +70,18 @@ def _half_width(atoms: Atoms) -> float:
     return 0.5 * min(widths)
 
 
+def _bin_edges(r_max: float, bin_width: float) -> np.ndarray:
+    """Equal bins from 0 to ``r_max`` Å, their width the closest to ``bin_width`` Å that divides r_max."""
+    if r_max <= 0 or bin_width <= 0:
+        raise ValueError(f"r_max ({r_max} Å) and bin_width ({bin_width} Å) must be positive")
+    return np.linspace(0.0, r_max, max(1, int(round(r_max / bin_width))) + 1)
+
+
+def _bin_index(distances: np.ndarray, r_max: float, n_bins: int) -> np.ndarray:
+    """Bin of each distance in [0, r_max) Å for ``n_bins`` equal bins."""
+    return np.minimum((distances * (n_bins / r_max)).astype(np.int64), n_bins - 1)
+
+
 def _pairs(atoms: Atoms, cutoff: float, quantities: str) -> list[np.ndarray]:
     """Half neighbour list (each pair once) of ``atoms`` within ``cutoff`` Å, from vesin."""
     from vesin import NeighborList
@@ -108,8 +122,9 @@ def water_molecules(atoms: Atoms, max_oh: float = 1.25) -> WaterMolecules:
     h_index = np.concatenate([j[oh], i[ho]])
     distance = np.concatenate([d[oh], d[ho]])
     nearest_o = np.full(len(atoms), -1)
-    order = np.argsort(-distance)  # later (shorter) assignments overwrite earlier ones
-    nearest_o[h_index[order]] = o_index[order]
+    order = np.lexsort((distance, h_index))  # by H, then by distance: the first entry of each H is its O
+    first = np.unique(h_index[order], return_index=True)[1]
+    nearest_o[h_index[order][first]] = o_index[order][first]
     bonded_h = nearest_o[hydrogens]
     n_free = int(np.sum(bonded_h < 0))
     triples, n_broken = [], 0
@@ -204,10 +219,8 @@ def radial_distributions(
     """
     if len(frames) == 0:
         raise ValueError("the trajectory is empty (no frames)")
-    if r_max <= 0 or bin_width <= 0:
-        raise ValueError(f"r_max ({r_max} Å) and bin_width ({bin_width} Å) must be positive")
-    edges = np.arange(0.0, r_max + 0.5 * bin_width, bin_width)
-    edges[-1] = r_max
+    edges = _bin_edges(r_max, bin_width)
+    n_bins = len(edges) - 1
     shells = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     g = {tuple(pair): np.zeros((len(frames), len(edges) - 1)) for pair in pairs}
     densities: dict[tuple[str, str], list[float]] = {pair: [] for pair in g}
@@ -217,24 +230,25 @@ def radial_distributions(
             raise ValueError(f"{label}: g(r) needs a periodic cell (ideal-gas normalisation uses its volume)")
         if r_max > _half_width(atoms) + 1e-9:
             raise ValueError(f"{label}: r_max = {r_max} Å exceeds half the smallest cell width ({_half_width(atoms):.3f} Å)")
-        symbols = np.asarray(atoms.get_chemical_symbols())
+        numbers = atoms.numbers
         volume = atoms.get_volume()
         i, j, d = _pairs(atoms, r_max, "ijd")
         keep = d < r_max
-        i, j, d = i[keep], j[keep], d[keep]
+        z_i, z_j, bins = numbers[i[keep]], numbers[j[keep]], _bin_index(d[keep], r_max, n_bins)
         for a, b in g:
-            n_a, n_b = int(np.sum(symbols == a)), int(np.sum(symbols == b))
+            za, zb = atomic_numbers.get(a, -1), atomic_numbers.get(b, -1)
+            n_a, n_b = int(np.sum(numbers == za)), int(np.sum(numbers == zb))
             if n_a == 0 or n_b == 0 or (a == b and n_a < 2):
                 raise ValueError(f"{label}: not enough {a} and {b} atoms for g_{a}{b}")
             if a == b:
-                selected = (symbols[i] == a) & (symbols[j] == a)
+                selected = (z_i == za) & (z_j == za)
                 n_pairs = 0.5 * n_a * (n_a - 1)
                 densities[(a, b)].append((n_a - 1) / volume)
             else:
-                selected = ((symbols[i] == a) & (symbols[j] == b)) | ((symbols[i] == b) & (symbols[j] == a))
+                selected = ((z_i == za) & (z_j == zb)) | ((z_i == zb) & (z_j == za))
                 n_pairs = float(n_a * n_b)
                 densities[(a, b)].append(n_b / volume)
-            counts = np.histogram(d[selected], bins=edges)[0]
+            counts = np.bincount(bins[selected], minlength=n_bins)
             g[(a, b)][k] = counts / (n_pairs / volume * shells)
     return {pair: RadialDistribution(pair, edges, g[pair], float(np.mean(densities[pair]))) for pair in g}
 
@@ -276,8 +290,10 @@ def orientational_free_energy(unit_vectors: np.ndarray, bandwidth: float = 0.1, 
     if bandwidth <= 0:
         raise ValueError(f"bandwidth must be positive, got {bandwidth} rad")
     kappa = 1.0 / bandwidth**2
-    keys = np.floor(u / (bandwidth / 4)).astype(np.int64)
-    _, inverse, weights = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    voxels = np.floor(u / (bandwidth / 4)).astype(np.int64)
+    side = int(np.ceil(4.0 / bandwidth)) + 1  # voxel indices lie in [−side, side)
+    keys = ((voxels[:, 0] + side) * 2 * side + voxels[:, 1] + side) * 2 * side + voxels[:, 2] + side
+    _, inverse, weights = np.unique(keys, return_inverse=True, return_counts=True)
     centres = np.zeros((len(weights), 3))
     np.add.at(centres, inverse.ravel(), u)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -288,11 +304,10 @@ def orientational_free_energy(unit_vectors: np.ndarray, bandwidth: float = 0.1, 
     grid = np.stack(np.broadcast_arrays(sin_theta[:, None] * np.cos(phi), sin_theta[:, None] * np.sin(phi), cos_theta[:, None]), -1)
     grid = grid.reshape(-1, 3)
     norm = kappa / (2.0 * np.pi * (1.0 - np.exp(-2.0 * kappa)))  # vMF normalisation with exp(κ(μ·x − 1))
-    density = np.zeros(len(grid))
-    for start in range(0, len(centres), 4096):
-        chunk = slice(start, start + 4096)
-        density += np.exp(kappa * (centres[chunk] @ grid.T - 1.0)).T @ weights[chunk]
-    density *= norm / len(u)
+    # κ(μ·x − 1) = −κ|μ − x|²/2: kernel terms below e^(−20) (chord > √(40/κ)) are dropped
+    close = cKDTree(grid).sparse_distance_matrix(cKDTree(centres), np.sqrt(40.0 / kappa), output_type="ndarray")
+    terms = np.exp(-0.5 * kappa * close["v"] ** 2) * weights[close["j"]]
+    density = np.bincount(close["i"], weights=terms, minlength=len(grid)) * norm / len(u)
     with np.errstate(divide="ignore"):
         free_energy = -np.log(4.0 * np.pi * density).reshape(n_cos, n_phi)
     return OrientationMap(cos_theta, phi, free_energy, float(np.max(np.abs(free_energy))), float(np.sqrt(kappa / len(u))))
@@ -331,9 +346,9 @@ def dipole_correlations(frames: Sequence[Atoms], r_max: float = 8.0, bin_width: 
     """c_L(r) and c_T(r) of molecular dipole directions over O–O distance (Å), molecules found per frame."""
     if len(frames) == 0:
         raise ValueError("the trajectory is empty (no frames)")
-    edges = np.arange(0.0, r_max + 0.5 * bin_width, bin_width)
-    edges[-1] = r_max
-    shape = (len(frames), len(edges) - 1)
+    edges = _bin_edges(r_max, bin_width)
+    n_bins = len(edges) - 1
+    shape = (len(frames), n_bins)
     longitudinal, transverse, counts = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     for k, atoms in enumerate(frames):
         if atoms.pbc.all() and r_max > _half_width(atoms) + 1e-9:
@@ -350,9 +365,10 @@ def dipole_correlations(frames: Sequence[Atoms], r_max: float = 8.0, bin_width: 
         rhat = vectors / d[:, None]
         parallel = np.einsum("pk,pk->p", rhat, u[i]) * np.einsum("pk,pk->p", rhat, u[j])
         total = np.einsum("pk,pk->p", u[i], u[j])
-        counts[k] = np.histogram(d, bins=edges)[0]
-        longitudinal[k] = np.histogram(d, bins=edges, weights=parallel)[0]
-        transverse[k] = np.histogram(d, bins=edges, weights=total - parallel)[0]
+        bins = _bin_index(d, r_max, n_bins)
+        counts[k] = np.bincount(bins, minlength=n_bins)
+        longitudinal[k] = np.bincount(bins, weights=parallel, minlength=n_bins)
+        transverse[k] = np.bincount(bins, weights=total - parallel, minlength=n_bins)
     return DipoleCorrelations(edges, longitudinal, transverse, counts)
 
 
@@ -395,16 +411,16 @@ def _msd_fft(x: np.ndarray) -> np.ndarray:
     """⟨|x(t0 + k) − x(t0)|²⟩ over origins and atoms for k = 0..T−1; x (T, n_atoms, 3) (FFT algorithm)."""
     n = len(x)
     squares = np.sum(x**2, axis=(1, 2))
-    total = 2.0 * squares.sum()
-    s1 = np.empty(n)
-    for k in range(n):  # running sum of |x(t)|² + |x(t + k)|² over the available origins
-        s1[k] = total
-        total -= squares[k] + squares[n - 1 - k]
-    s1 /= n - np.arange(n)
+    # Σ over origins t of |x(t)|² + |x(t + k)|²: the full sum minus the k first and k last terms
+    dropped = np.concatenate([[0.0], np.cumsum(squares + squares[::-1])[:-1]])
+    s1 = (2.0 * squares.sum() - dropped) / (n - np.arange(n))
     return (s1 - 2.0 * _autocorrelation(x)) / x.shape[1]
 
 
-def _segments(x: np.ndarray, n_segments: int, max_lag: int) -> list[np.ndarray]:
+def _segments(x: np.ndarray, n_segments: int, max_lag: int, timestep_fs: float) -> list[np.ndarray]:
+    """``n_segments`` consecutive pieces of a trajectory, each longer than ``max_lag`` frames."""
+    if timestep_fs <= 0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}")
     if n_segments < 1:
         raise ValueError(f"n_segments must be at least 1, got {n_segments}")
     length = len(x) // n_segments
@@ -414,18 +430,19 @@ def _segments(x: np.ndarray, n_segments: int, max_lag: int) -> list[np.ndarray]:
 
 
 def _segment_statistics(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over segments (error NaN for a single segment)."""
     stacked = np.stack(curves)
     if len(stacked) < 2:
-        return stacked[0], np.zeros(stacked.shape[1])
+        return stacked[0], np.full(stacked.shape[1:], np.nan)
     return stacked.mean(axis=0), stacked.std(axis=0, ddof=1) / np.sqrt(len(stacked))
 
 
 def mean_squared_displacement(unwrapped: np.ndarray, timestep_fs: float, max_lag: int, n_segments: int = 4) -> TimeCorrelation:
     """MSD(t) Å² of unwrapped positions (n_frames, n_atoms, 3) Å, all time origins, lags 0..max_lag
     frames of ``timestep_fs`` fs; the error is the standard error over ``n_segments`` consecutive
-    segments (zero when n_segments = 1)."""
+    segments (NaN when n_segments = 1)."""
     unwrapped = np.asarray(unwrapped, dtype=np.float64)
-    curves = [_msd_fft(segment)[: max_lag + 1] for segment in _segments(unwrapped, n_segments, max_lag)]
+    curves = [_msd_fft(segment)[: max_lag + 1] for segment in _segments(unwrapped, n_segments, max_lag, timestep_fs)]
     mean, error = _segment_statistics(curves)
     return TimeCorrelation(np.arange(max_lag + 1) * timestep_fs, mean, error)
 
@@ -446,18 +463,19 @@ def diffusion_coefficient(
 ) -> Diffusion:
     """D from linear fits of the MSD between ``fit_start_fs`` and ``fit_end_fs`` (slope/6), one fit per
     segment; the error is the standard error of the segment values."""
+    if timestep_fs <= 0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}")
     if not 0 <= fit_start_fs < fit_end_fs:
         raise ValueError(f"need 0 ≤ fit_start_fs < fit_end_fs, got {fit_start_fs} and {fit_end_fs} fs")
     max_lag = int(round(fit_end_fs / timestep_fs))
-    segments = _segments(np.asarray(unwrapped, dtype=np.float64), n_segments, max_lag)
+    segments = _segments(np.asarray(unwrapped, dtype=np.float64), n_segments, max_lag, timestep_fs)
     lags = np.arange(max_lag + 1) * timestep_fs
     window = lags >= fit_start_fs
     if window.sum() < 2:
         raise ValueError(f"the fit window {fit_start_fs}–{fit_end_fs} fs holds fewer than two frames")
     curves = [_msd_fft(segment)[: max_lag + 1] for segment in segments]
-    slopes = [np.polyfit(lags[window], curve[window], 1)[0] / 6.0 * 1000.0 for curve in curves]  # Å²/ps
-    mean, error = _segment_statistics([np.asarray([s]) for s in slopes])
-    d = Estimate(float(mean[0]), float(error[0]))
+    slopes = np.array([np.polyfit(lags[window], curve[window], 1)[0] / 6.0 * 1000.0 for curve in curves])  # Å²/ps
+    d = mean_and_error(slopes) if len(slopes) > 1 else Estimate(float(slopes[0]), float("nan"))
     msd = TimeCorrelation(lags, *_segment_statistics(curves))
     cm2 = Estimate(d.mean * CM2_PER_S_PER_A2_PER_PS, d.error * CM2_PER_S_PER_A2_PER_PS)
     return Diffusion(d, cm2, msd, (float(fit_start_fs), float(fit_end_fs)))
@@ -469,7 +487,7 @@ def orientational_autocorrelation(directions: np.ndarray, timestep_fs: float, ma
     directions = np.asarray(directions, dtype=np.float64)
     if directions.ndim != 3 or directions.shape[-1] != 3:
         raise ValueError(f"directions must have shape (n_frames, n_molecules, 3), got {directions.shape}")
-    curves = [_autocorrelation(segment)[: max_lag + 1] / segment.shape[1] for segment in _segments(directions, n_segments, max_lag)]
+    curves = [_autocorrelation(segment)[: max_lag + 1] / segment.shape[1] for segment in _segments(directions, n_segments, max_lag, timestep_fs)]
     mean, error = _segment_statistics(curves)
     return TimeCorrelation(np.arange(max_lag + 1) * timestep_fs, mean, error)
 

@@ -18,6 +18,7 @@ Helpers: :func:`finite_difference_forces`, :func:`random_rotations`, :func:`max_
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Sequence
 
@@ -28,8 +29,8 @@ from ase.data import chemical_symbols
 from scipy.special import eval_legendre, spherical_in
 
 from symprobe.models.base import Model
-from symprobe.models.torch_model import Graph, TorchModel
-from symprobe.structures import StructureError, structure_label
+from symprobe.models.torch_model import Graph, TorchModel, batch_graph
+from symprobe.structures import StructureError, check_structure, structure_label
 
 __all__ = [
     "QTIP4PF",
@@ -158,11 +159,14 @@ class _Molecules:
 
 def unit_bisectors(atoms: Atoms) -> np.ndarray:
     """Unit H–O–H bisectors û (O → midpoint of the two H, minimum image), one per molecule, (M, 3)."""
+    from ase.geometry import find_mic
+
     check_water_molecules(atoms)
-    o = np.arange(0, len(atoms), 3)
-    h1 = np.stack([atoms.get_distance(i, i + 1, mic=True, vector=True) for i in o]).reshape(-1, 3)
-    h2 = np.stack([atoms.get_distance(i, i + 2, mic=True, vector=True) for i in o]).reshape(-1, 3)
-    b = 0.5 * (h1 + h2)
+    x = atoms.get_positions().reshape(-1, 3, 3)
+    oh = (x[:, 1:] - x[:, :1]).reshape(-1, 3)
+    if atoms.pbc.any():
+        oh = find_mic(oh, atoms.cell, atoms.pbc)[0]
+    b = 0.5 * oh.reshape(-1, 2, 3).sum(axis=1)
     return b / np.linalg.norm(b, axis=1, keepdims=True)
 
 
@@ -403,7 +407,7 @@ class QTIP4PF(torch.nn.Module):
             k = int(torch.nonzero(too_far)[0, 0])
             raise ValueError(
                 f"structure #{int(water.structure[k])} of the graph: molecule {k} has its M site "
-                f"{float(m_offsets[k].norm()):.3f} Å from O (> {self.m_site_margin} Å): broken molecule"
+                f"{float(m_offsets[k].detach().norm()):.3f} Å from O (> {self.m_site_margin} Å): broken molecule"
             )
         rc, alpha = self.pair_cutoff, self.dsf_alpha
         oo, oh, hh = _pair_edges(graph, water.atom_shifts)
@@ -466,9 +470,16 @@ def _pair_edges(graph: Graph, atom_shifts: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 class WaterModel(TorchModel):
-    """A :class:`TorchModel` of a :class:`QTIP4PF` module that checks its input is O, H, H molecules."""
+    """A :class:`TorchModel` of a :class:`QTIP4PF` module that checks its input is O, H, H molecules.
+
+    ``chunk_atoms`` defaults lower than for ML models: the 10 Å neighbour graph has ≈ 400 edges per atom
+    in liquid water, so 4096 atoms per forward pass keep a chunk near 2M edges (≈ 0.5 GB with autograd).
+    """
 
     module: QTIP4PF
+
+    def __init__(self, module: QTIP4PF, name: str, dtype: torch.dtype = torch.float64, device: str = "cpu", chunk_atoms: int = 4096):
+        super().__init__(module, name=name, species=(1, 8), dtype=dtype, device=device, chunk_atoms=chunk_atoms)
 
     def _predict(self, atoms: Atoms):
         check_water_molecules(atoms)
@@ -485,7 +496,7 @@ class WaterModel(TorchModel):
 
 def qtip4pf(dtype: torch.dtype = torch.float64, cutoff: float = 9.0, dsf_alpha: float = 0.2) -> WaterModel:
     """q-TIP4P/F (see :class:`QTIP4PF`): LJ and DSF electrostatics (α = ``dsf_alpha`` Å⁻¹) cut at ``cutoff`` Å."""
-    return WaterModel(QTIP4PF(cutoff, dsf_alpha), name="q-TIP4P/F", species=(1, 8), dtype=dtype)
+    return WaterModel(QTIP4PF(cutoff, dsf_alpha), name="q-TIP4P/F", dtype=dtype)
 
 
 def anisotropic_qtip4pf(
@@ -506,7 +517,6 @@ def anisotropic_qtip4pf(
     return WaterModel(
         QTIP4PF(cutoff, dsf_alpha, orientation_term=term),
         name=f"q-TIP4P/F+Ylm({content}; seed {seed})",
-        species=(1, 8),
         dtype=dtype,
     )
 
@@ -520,7 +530,7 @@ def noo3_qtip4pf(
 ) -> WaterModel:
     """q-TIP4P/F + i-PI's ``noo3-h2o`` term A Σ_molecules Σ_a exp(κ_a û_a) (:class:`NoO3Term`), all ℓ."""
     term = NoO3Term(amplitude, kappas)
-    return WaterModel(QTIP4PF(cutoff, dsf_alpha, orientation_term=term), name="q-TIP4P/F+noo3", species=(1, 8), dtype=dtype)
+    return WaterModel(QTIP4PF(cutoff, dsf_alpha, orientation_term=term), name="q-TIP4P/F+noo3", dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -545,24 +555,24 @@ def expected_power(model_or_term: WaterModel | OrientationTerm, atoms: Atoms, lm
     ``lmax`` defaults to the term's band limit (0 for plain q-TIP4P/F); it is required for
     :class:`NoO3Term`, which has every ℓ.
     """
+    u = unit_bisectors(atoms)
     if isinstance(model_or_term, OrientationTerm):
-        term, base_energy = model_or_term, 0.0
+        term, invariant_energy = model_or_term, 0.0
     elif isinstance(model_or_term, WaterModel):
         term = model_or_term.orientation_term
-        base_energy = model_or_term.predict(atoms).energy
+        invariant_energy = model_or_term.predict(atoms).energy  # minus the term's value at x, below
+        if term is not None:
+            with torch.no_grad():
+                invariant_energy -= float(term.per_molecule(torch.tensor(u, dtype=torch.float64)).sum())
     else:
         raise TypeError(f"expected_power: need a WaterModel or an OrientationTerm, got {type(model_or_term).__name__}")
-    u = unit_bisectors(atoms)
     if lmax is None:
         if term is not None and term.band_limit is None:
             raise ValueError(f"expected_power: {type(term).__name__} is not band-limited; give lmax")
         lmax = 0 if term is None else term.band_limit
     if term is None:
-        return {l: (base_energy**2 if l == 0 else 0.0) for l in range(lmax + 1)}
-    if term is not model_or_term:  # remove the term's value at x, add its rotational mean
-        with torch.no_grad():
-            base_energy -= float(term.per_molecule(torch.tensor(u, dtype=torch.float64)).sum())
-    mean = base_energy + len(u) * term.mean_per_molecule()
+        return {l: (invariant_energy**2 if l == 0 else 0.0) for l in range(lmax + 1)}
+    mean = invariant_energy + len(u) * term.mean_per_molecule()
     cosines = np.clip(u @ u.T, -1.0, 1.0)
     power = {0: mean**2}
     for l in range(1, lmax + 1):
@@ -575,20 +585,35 @@ def expected_power(model_or_term: WaterModel | OrientationTerm, atoms: Atoms, lm
 
 
 def finite_difference_forces(model: Model, atoms: Atoms, h: float = 1e-4) -> np.ndarray:
-    """Forces (N, 3) eV/Å as −∂E/∂x by central differences of step ``h`` Å (6N energy calls)."""
-    forces = np.zeros((len(atoms), 3))
-    displaced = atoms.copy()
+    """Forces (N, 3) eV/Å as −∂E/∂x by central differences of step ``h`` Å (6N energies; torch models
+    evaluate them in batched forward passes)."""
+    check_structure(atoms, species=model.species)
+    if isinstance(model, WaterModel):
+        check_water_molecules(atoms)
     x0 = atoms.get_positions()
-    for a in range(len(atoms)):
-        for k in range(3):
-            energies = []
-            for step in (h, -h):
-                x = x0.copy()
-                x[a, k] += step
-                displaced.set_positions(x)
-                energies.append(model.predict(displaced).energy)
-            forces[a, k] = -(energies[0] - energies[1]) / (2 * h)
-    return forces
+    frames = []
+    for a, k, step in itertools.product(range(len(atoms)), range(3), (h, -h)):
+        displaced = atoms.copy()
+        displaced.calc = None
+        x = x0.copy()
+        x[a, k] += step
+        displaced.set_positions(x)
+        frames.append(displaced)
+    energies = _energies(model, frames).reshape(len(atoms), 3, 2)
+    return -(energies[..., 0] - energies[..., 1]) / (2 * h)
+
+
+def _energies(model: Model, frames: list[Atoms], chunk_atoms: int = 20_000) -> np.ndarray:
+    """Energies (eV) of many structures: one forward pass per chunk for torch models, else one by one."""
+    if not isinstance(model, TorchModel):
+        return np.array([model.predict(frame).energy for frame in frames])
+    per_chunk = max(1, chunk_atoms // len(frames[0]))
+    energies = []
+    with torch.no_grad():
+        for start in range(0, len(frames), per_chunk):
+            graph = batch_graph(frames[start : start + per_chunk], model.cutoff).to(model.dtype, model.device)
+            energies.append(model.module(graph).to("cpu", torch.float64).numpy())
+    return np.concatenate(energies)
 
 
 def random_rotations(n: int, seed: int = 0, improper: bool = False) -> np.ndarray:

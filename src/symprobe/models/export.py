@@ -171,7 +171,6 @@ def export_metatomic(
     metadata = ModelMetadata(
         name=name or type(module).__name__,
         description=description or "exported by symprobe (energy from pair vectors; forces and stress by autograd)",
-        references={"implementation": ["symprobe: https://github.com/symprobe/symprobe"]},
     )
     path = Path(path)
     if path.suffix != ".pt":

@@ -1,0 +1,231 @@
+"""Cost and accuracy of the symmetrizers; writes ``symmetrize_cost.json`` and ``symmetrize_cost.png``.
+
+(a) grid averaging: wall time of one batched ``predict_rotated`` of N copies against a loop of N single
+    calls, for 3, 192 and 1536 atoms (q-TIP4P/F always; the PET-style model when it is bundled);
+(b) rotational error of the average vs number of evaluations for every quadrature family, against a dense
+    reference (PET-style model if bundled, else q-TIP4P/F + i-PI's all-ℓ noo3 term), on the liquid test
+    structures and the isolated molecule;
+(c) MTS: wall time per simulated fs relative to raw MD;
+(d) conserved-quantity drift of raw, averaged, MTS and random-rotation NVE dynamics (short by default,
+    ``--long`` for 10 ps runs).
+
+    .venv/bin/python benchmarks/symmetrize_cost.py --out benchmarks/results [--quick] [--long]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from symprobe import so3
+from symprobe.md import read_log, run_md
+from symprobe.models.base import Model
+from symprobe.structures import read_structures, rotate, shared_data_dir, water_box, water_monomer
+from symprobe.symmetrize import grid_errors
+from symprobe.testing import noo3_qtip4pf, qtip4pf
+
+
+def pet_or_none(dtype=None) -> Model | None:
+    """The bundled PET-style model, or None when it is not available in this installation."""
+    try:
+        import torch
+
+        from symprobe.models.pet import load_builtin
+
+        return load_builtin("water-pet", dtype=dtype or torch.float32)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"PET-style model unavailable ({error}); using q-TIP4P/F-based models only")
+        return None
+
+
+def best_time(function, repeats: int) -> float:
+    """Smallest wall time of ``repeats`` calls (s), after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def cost_vs_rotations(models: dict[str, Model], sizes: list[int], counts: list[int], repeats: int) -> list[dict]:
+    """(a) batched vs loop of single calls."""
+    structures = {3: water_monomer(), 192: water_box(4, seed=0), 1536: water_box(8, seed=0)}
+    rows = []
+    for model_name, model in models.items():
+        for n_atoms in sizes:
+            atoms = structures[n_atoms]
+            single = best_time(lambda: model.predict(atoms), repeats)
+            for n in counts:
+                rotations = so3.haar(n, seed=1).rotations
+                batched = best_time(lambda: model.predict_rotated(atoms, rotations), repeats)
+                loop = best_time(lambda: [model.predict(rotate(atoms, R)) for R in rotations], max(1, repeats // 2))
+                rows.append({"model": model_name, "atoms": n_atoms, "rotations": n, "single_s": single,
+                             "batched_s": batched, "loop_s": loop, "batched_over_single": batched / single,
+                             "batched_over_N_single": batched / (n * single)})
+                print(f"(a) {model_name:10s} {n_atoms:5d} atoms N={n:4d}: batched {batched * 1e3:8.1f} ms = "
+                      f"{batched / single:6.1f} single calls (loop {loop / single:6.1f})")
+    return rows
+
+
+def quadrature_families(max_evaluations: int) -> list[so3.Quadrature]:
+    rules = [so3.identity(), so3.group("D2"), so3.group("T"), so3.group("O"), so3.group("I")]
+    rules += [so3.paper_grid(label) for label in ("i", "2", "2i", "3", "3i")]
+    rules += [so3.legendre(L) for L in (2, 3, 4)]
+    rules += [so3.smallest(L) for L in range(1, 9)]
+    rules += [so3.lebedev(p) for p in (3, 5, 7)]
+    rules += [so3.haar(n, seed=2) for n in (4, 16, 64, 256)]
+    rules += [so3.with_inversion(q) for q in rules if not q.improper and len(q) <= max_evaluations // 2]
+    unique = {q.name: q for q in rules if len(q) <= max_evaluations}
+    return sorted(unique.values(), key=len)
+
+
+def family(name: str) -> str:
+    base = name.removesuffix("+i")
+    for prefix in ("paper", "legendre", "lebedev", "haar"):
+        if base.startswith(prefix):
+            return prefix + ("+i" if name.endswith("+i") else "")
+    return ("group" if base in ("identity", "D2", "T", "O", "I") else base) + ("+i" if name.endswith("+i") else "")
+
+
+def error_vs_evaluations(model: Model, structures: dict[str, list], max_evaluations: int) -> list[dict]:
+    """(b) rotational error of each rule's average against a degree-10 O(3) reference."""
+    reference = so3.smallest(10, improper=True)
+    rules = quadrature_families(max_evaluations)
+    rows = []
+    for label, frames in structures.items():
+        for q, error in zip(rules, grid_errors(model, frames, rules, reference)):
+            rows.append({"structures": label, "grid": q.name, "family": family(q.name), "evaluations": len(q),
+                         "degree": q.degree, "energy_meV": 1e3 * error.energy, "force_meV_per_A": 1e3 * error.forces})
+        paper = {r["grid"]: r for r in rows if r["structures"] == label and r["grid"].startswith("paper")}
+        print(f"(b) {label}: " + ", ".join(f"{g} {r['energy_meV']:.3g} meV" for g, r in paper.items()))
+    return rows
+
+
+def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory: Path, timestep: float) -> dict:
+    return {"structure": structure, "model": model, "symmetrizer": symmetrizer, "timestep_fs": timestep,
+            "steps": steps, "initial_temperature_K": 300, "seed": 0,
+            "output": {"directory": directory, "progress": False, "log_stride": 10, "trajectory_stride": steps,
+                       "checkpoint_stride": steps}}
+
+
+def dynamics(model: Model, systems: dict, steps: int, timestep: float, grid: str, n_inner: int,
+             workdir: Path) -> list[dict]:
+    """(c) and (d): NVE runs with each strategy; wall time per simulated fs and conserved-quantity drift."""
+    strategies = {"raw": {"kind": "none"}, "averaged": {"kind": "grid", "grid": grid},
+                  "mts": {"kind": "mts", "grid": grid, "n_inner": n_inner}, "random": {"kind": "random"}}
+    rows = []
+    for system, (structure, n_molecules) in systems.items():
+        for name, symmetrizer in strategies.items():
+            start = time.perf_counter()
+            out = run_md(md_config(structure, model, symmetrizer, steps, workdir / f"{system}-{name}", timestep))
+            wall = time.perf_counter() - start
+            log = read_log(out)
+            conserved = log["conserved_eV"]
+            slope = np.polyfit(log["time_fs"] / 1000.0, conserved, 1)[0]  # eV/ps
+            rows.append({"system": system, "strategy": name, "steps": steps, "timestep_fs": timestep,
+                         "wall_s_per_fs": wall / (steps * timestep),
+                         "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
+                         "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
+        raw = next(r for r in rows if r["system"] == system and r["strategy"] == "raw")["wall_s_per_fs"]
+        for r in rows:
+            if r["system"] == system:
+                r["cost_relative_to_raw"] = r["wall_s_per_fs"] / raw
+                print(f"(c,d) {system:8s} {r['strategy']:9s} cost {r['cost_relative_to_raw']:6.2f}x raw, drift "
+                      f"{r['drift_meV_per_molecule_per_ps']:+.3g} meV/H2O/ps, range "
+                      f"{r['conserved_range_meV_per_molecule']:.3g} meV/H2O")
+    return rows
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    ax = axes[0]
+    for (model, atoms), rows in _group(results["cost"], ("model", "atoms")).items():
+        n = [r["rotations"] for r in rows]
+        ax.loglog(n, [r["batched_over_single"] for r in rows], "o-", label=f"{model}, {atoms} atoms, batched")
+        ax.loglog(n, [r["loop_s"] / r["single_s"] for r in rows], "x:", color=ax.lines[-1].get_color())
+    ax.loglog([1, 1000], [1, 1000], "k--", lw=0.8, label="N single calls")
+    ax.set(xlabel="rotations N", ylabel="cost / single call", title="(a) grid average cost (x: loop)")
+    ax.legend(fontsize=6)
+    for ax, key, unit in ((axes[1], "energy_meV", "meV/structure"), (axes[2], "force_meV_per_A", "meV/Å")):
+        for (label, fam), rows in _group(results["errors"], ("structures", "family")).items():
+            ax.loglog([r["evaluations"] for r in rows], [max(r[key], 1e-12) for r in rows], "o-", ms=3,
+                      label=f"{label}: {fam}")
+        ax.set(xlabel="evaluations", ylabel=f"error vs reference ({unit})", title=f"(b) {key.split('_')[0]} error")
+    axes[1].legend(fontsize=5, ncol=2)
+    ax = axes[3]
+    for system, rows in _group(results["dynamics"], ("system",)).items():
+        ax.bar([f"{system}\n{r['strategy']}" for r in rows], [r["drift_meV_per_molecule_per_ps"] for r in rows])
+    ax.set(ylabel="drift (meV/H2O/ps)", title="(d) conserved-quantity drift, NVE")
+    ax.tick_params(axis="x", labelsize=6)
+    fig.tight_layout()
+    tmp = path.with_name("tmp." + path.name)
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+def _group(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r[keys[0]] if len(keys) == 1 else tuple(r[k] for k in keys), []).append(r)
+    return groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results", help="output directory")
+    parser.add_argument("--quick", action="store_true", help="small sizes only (3 and 192 atoms, few rotations)")
+    parser.add_argument("--long", action="store_true", help="10 ps drift runs (default: short runs)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.manual_seed(0)
+    pet = pet_or_none()
+    models = {"q-TIP4P/F": qtip4pf()} | ({"PET-style": pet} if pet is not None else {})
+    sizes = [3, 192] if args.quick else [3, 192, 1536]
+    counts = [1, 12, 36, 150] if args.quick else [1, 12, 36, 150, 600]
+    results: dict = {"torch_threads": torch.get_num_threads()}
+    results["cost"] = cost_vs_rotations(models, sizes, counts, repeats=2 if args.quick else 3)
+
+    error_model = pet_or_none(torch.float64) or noo3_qtip4pf()
+    data = shared_data_dir()
+    liquid = []
+    if data is not None:
+        liquid = read_structures(data / "liquid" / "cheng2019_revPBE0-D3_liquid_test190.extxyz")
+        liquid = liquid[: 2 if args.quick else 10]
+    structures = {"molecule": [water_monomer()]} | ({"liquid": liquid} if liquid else {})
+    results["error_model"] = error_model.name
+    results["errors"] = error_vs_evaluations(error_model, structures, 200 if args.quick else 1200)
+
+    steps = 20000 if args.long else (400 if args.quick else 2000)
+    dyn_model = pet if pet is not None else noo3_qtip4pf()
+    systems = {"molecule": (water_monomer(), 1)}
+    if not args.quick or args.long:
+        systems["box64"] = (water_box(4, seed=0), 64)
+    with tempfile.TemporaryDirectory() as work:
+        results["dynamics_model"] = dyn_model.name
+        results["dynamics"] = dynamics(dyn_model, systems, steps, 0.5, "paper-2i", 10, Path(work))
+
+    tmp = out / "tmp.symmetrize_cost.json"
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, out / "symmetrize_cost.json")
+    plot(results, out / "symmetrize_cost.png")
+    print(f"wrote {out / 'symmetrize_cost.json'} and {out / 'symmetrize_cost.png'}")
+
+
+if __name__ == "__main__":
+    main()

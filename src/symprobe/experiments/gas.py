@@ -1,0 +1,308 @@
+"""Gas-phase water: the extrapolative case of the paper (an isolated molecule).
+
+Instead of one molecule per run we simulate ``n`` molecules in one non-periodic system, each on its own
+shell around the origin, the shells farther apart than the model's cutoff: the molecules never interact,
+so one run gives ``n`` independent samples at roughly the cost of one (errors are then standard errors
+over molecules). Protocols:
+
+* :func:`angular_momentum_runs` — NVE from 300 K velocities (each molecule's centre-of-mass motion
+  removed), 0.5 fs: per-molecule angular momentum L(t) (eV·fs) and its change |L(t) − L(0)|;
+* :func:`torque_convergence` — RMS net torque (eV) of grid-averaged models vs number of evaluations;
+* :func:`potential_spectra` — power spectra of V and ΔV = V_raw − V_averaged along the raw trajectory;
+* :func:`orientation_runs` — Langevin NVT at 300 K with a radial tether of each molecule's centre of mass
+  (rotation-invariant about the origin and torque-free about the molecule's centre), and the
+  orientational free energy F(cos θ, φ)/kT of the H–O–H bisector in the lab frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms, units
+
+from symprobe import observables, so3, statistics
+from symprobe.experiments import curve, read_trajectory, run_variant_md, scalar
+from symprobe.models.base import BatchPrediction, Model, Prediction
+from symprobe.structures import water_monomer
+
+KT_300K = units.kB * 300.0  # eV
+
+
+def model_cutoff(model: Model, default: float = 10.0) -> float:
+    """The model's interaction range in Å (``cutoff`` attribute, else ``default``)."""
+    cutoff = getattr(model, "cutoff", None)
+    return float(cutoff) if cutoff is not None else float(default)
+
+
+def isolated_molecules(n: int, spacing: float, seed: int = 0) -> Atoms:
+    """``n`` H2O (ordered O, H, H), molecule i with its centre of mass at distance (i + 1)·``spacing`` Å from
+    the origin in a random direction and a random orientation; not periodic. Any two molecules are at
+    least ``spacing`` Å apart (minus the molecular size)."""
+    from scipy.spatial.transform import Rotation
+
+    if n < 1 or spacing <= 0:
+        raise ValueError(f"isolated_molecules: need n ≥ 1 and spacing > 0, got {n} and {spacing} Å")
+    rng = np.random.default_rng(seed)
+    monomer = water_monomer(0.0)
+    local = monomer.get_positions() - monomer.get_center_of_mass()
+    orientations = Rotation.random(n, random_state=rng.integers(2**31)).as_matrix().reshape(n, 3, 3)
+    directions = rng.normal(size=(n, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    centres = directions * spacing * np.arange(1, n + 1)[:, None]
+    positions = np.concatenate([local @ R.T + c for R, c in zip(orientations, centres)])
+    atoms = Atoms("OH2" * n, positions=positions, pbc=False)
+    atoms.info["name"] = f"{n} isolated H2O"
+    return atoms
+
+
+def molecular_momenta(atoms: Atoms, temperature_K: float, seed: int) -> np.ndarray:
+    """Maxwell–Boltzmann momenta at ``temperature_K`` with every molecule's centre-of-mass momentum
+    removed and the kinetic energy rescaled to 6 degrees of freedom per molecule (amu·Å/ASE-time)."""
+    rng = np.random.default_rng([seed, 7])
+    masses = atoms.get_masses()
+    momenta = rng.normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * temperature_K)[:, None]
+    by_molecule = momenta.reshape(-1, 3, 3)
+    m = masses.reshape(-1, 3)
+    com_velocity = by_molecule.sum(axis=1) / m.sum(axis=1)[:, None]
+    by_molecule -= m[:, :, None] * com_velocity[:, None, :]
+    momenta = by_molecule.reshape(-1, 3)
+    kinetic = 0.5 * np.sum(momenta**2 / masses[:, None])
+    target = 0.5 * 6 * (len(atoms) // 3) * units.kB * temperature_K
+    return momenta * np.sqrt(target / kinetic)
+
+
+class RadialTether(Model):
+    """``inner`` plus ½ k Σ_i (|R_i| − r_i)² on each molecule's centre of mass R_i (r_i its initial distance
+    from the origin, k in eV/Å²).
+
+    The tether is invariant under rotations about the origin (so grid averages of the tethered model are
+    the tethered averages) and its force acts on the centre of mass, exerting no torque about it: it keeps
+    Langevin-thermostatted molecules on separate shells without biasing their orientations.
+    """
+
+    def __init__(self, inner: Model, radii: np.ndarray, masses: np.ndarray, k: float = 1.0):
+        self.inner, self.radii, self.k = inner, np.asarray(radii, dtype=np.float64), float(k)
+        self.masses = np.asarray(masses, dtype=np.float64).reshape(-1, 3)
+        self.name, self.species = f"{inner.name} (radially tethered)", inner.species
+        self.implemented_properties = tuple(p for p in inner.implemented_properties if p != "stress")
+
+    def state(self) -> dict[str, Any]:
+        return self.inner.state() if hasattr(self.inner, "state") else {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if hasattr(self.inner, "restore"):
+            self.inner.restore(state)
+
+    def _tether(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
+        x = positions.reshape(-1, 3, 3)
+        total = self.masses.sum(axis=1)
+        centres = np.einsum("mai,ma->mi", x, self.masses) / total[:, None]
+        distance = np.linalg.norm(centres, axis=1)
+        stretch = distance - self.radii
+        energy = 0.5 * self.k * float(np.sum(stretch**2))
+        com_force = -self.k * (stretch / np.maximum(distance, 1e-12))[:, None] * centres
+        forces = (self.masses / total[:, None])[:, :, None] * com_force[:, None, :]
+        return energy, forces.reshape(-1, 3)
+
+    def _predict(self, atoms: Atoms) -> Prediction:
+        prediction = self.inner.predict(atoms)
+        energy, forces = self._tether(atoms.get_positions())
+        return Prediction(prediction.energy + energy, prediction.forces + forces)
+
+    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
+        batch = self.inner.predict_rotated(atoms, rotations)
+        energy, forces = self._tether(atoms.get_positions())  # invariant: the same for every copy
+        return BatchPrediction(batch.energies + energy, batch.forces + forces[None], None)
+
+
+def _tethered(model: Model, atoms: Atoms) -> RadialTether:
+    masses = atoms.get_masses().reshape(-1, 3)
+    x = atoms.get_positions().reshape(-1, 3, 3)
+    centres = np.einsum("mai,ma->mi", x, masses) / masses.sum(axis=1)[:, None]
+    return RadialTether(model, np.linalg.norm(centres, axis=1), masses)
+
+
+def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray]:
+    """Times (fs) and per-molecule angular momenta about their centres (n_frames, n_molecules, 3) eV·fs."""
+    times = np.array([float(f.info.get("time_fs", 0.0)) for f in frames])
+    positions = np.stack([f.get_positions() for f in frames])
+    velocities = np.stack([f.get_velocities() for f in frames]) * units.fs  # Å/fs
+    masses = frames[0].get_masses()[:3]
+    n = len(frames[0]) // 3
+    L = np.stack(
+        [observables.angular_momentum(positions[:, 3 * i : 3 * i + 3], velocities[:, 3 * i : 3 * i + 3], masses) for i in range(n)],
+        axis=1,
+    )
+    return times, L * observables.EV_FS_PER_AMU_A2_PER_FS
+
+
+def angular_momentum_runs(
+    model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, n_inner: int,
+    seed: int, trajectory_stride: int, progress: bool = True,
+) -> dict[str, Any]:
+    """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start); see module docstring."""
+    from symprobe.md import read_log
+
+    atoms = isolated_molecules(n_molecules, model_cutoff(model) + 3.0, seed)
+    atoms.set_momenta(molecular_momenta(atoms, 300.0, seed))
+    results: dict[str, Any] = {"n_molecules": n_molecules, "timestep_fs": 0.5, "steps": steps, "variants": {}}
+    for variant in variants:
+        run = run_variant_md(model, atoms, variant, Path(directory) / variant, grid=grid, n_inner=n_inner,
+                             ensemble={"kind": "nve"}, steps=steps, timestep_fs=0.5, seed=seed,
+                             trajectory_stride=trajectory_stride, progress=progress)
+        times, L = _molecule_angular_momenta(read_trajectory(run))
+        change = np.linalg.norm(L - L[:1], axis=-1)  # (frames, molecules)
+        final = statistics.mean_and_error(change[-1])
+        log = read_log(run)
+        drift = observables.conserved_drift(log["time_fs"], log["conserved_eV"], n_molecules)
+        results["variants"][variant] = {
+            "L_components_molecule0": {axis: curve(times, L[:, 0, k], None, "fs", "eV·fs") for k, axis in enumerate("xyz")},
+            "L_magnitude_molecule0": curve(times, np.linalg.norm(L[:, 0], axis=-1), None, "fs", "eV·fs"),
+            "L_change": curve(times, change.mean(axis=1), change.std(axis=1, ddof=1) / np.sqrt(n_molecules), "fs", "eV·fs"),
+            "L_change_final": scalar(final.mean, final.error, "eV·fs"),
+            "L_magnitude_mean": scalar(float(np.linalg.norm(L, axis=-1).mean()), None, "eV·fs"),
+            "energy_drift_per_molecule": scalar(drift.mev_per_molecule_per_ps.mean, drift.mev_per_molecule_per_ps.error,
+                                                "meV/ps per molecule"),
+            "duration_ps": float(times[-1] / 1000.0),
+        }
+    return results
+
+
+def torque_convergence(model: Model, frames: Sequence[Atoms], grids: Sequence[so3.Quadrature], n_samples: int, seed: int = 0) -> dict[str, Any]:
+    """RMS net torque (eV) about the centre of mass of each grid's average, over ``n_samples`` molecule
+    snapshots (molecule 0 … of the given frames, randomly rotated). One batched call per snapshot."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng([seed, 11])
+    snapshots = []
+    for k in range(n_samples):
+        frame = frames[(k * max(1, len(frames) // n_samples)) % len(frames)]
+        molecule = frame[3 * (k % (len(frame) // 3)) : 3 * (k % (len(frame) // 3)) + 3]
+        molecule = Atoms(molecule.numbers, positions=molecule.get_positions() - molecule.get_center_of_mass(), pbc=False)
+        R = Rotation.random(random_state=rng.integers(2**31)).as_matrix()
+        molecule.set_positions(molecule.get_positions() @ R.T)
+        snapshots.append(molecule)
+    sizes = np.cumsum([0] + [len(q) for q in grids])
+    all_rotations = np.concatenate([q.rotations for q in grids])
+    torques = np.zeros((len(grids), len(snapshots), 3))
+    for s, molecule in enumerate(snapshots):
+        batch = model.predict_rotated(molecule, all_rotations)
+        for g, (q, a, b) in enumerate(zip(grids, sizes[:-1], sizes[1:])):
+            forces = np.einsum("k,kai->ai", q.weights, batch.forces[a:b])
+            torques[g, s] = observables.net_torque(molecule.get_positions(), forces, molecule.get_masses())
+    rows = []
+    for g, q in enumerate(grids):
+        squares = np.sum(torques[g] ** 2, axis=1)
+        mean = statistics.mean_and_error(squares)
+        rms = float(np.sqrt(mean.mean))
+        rows.append({"grid": q.name, "evaluations": len(q), "degree": q.degree,
+                     "rms_torque": scalar(rms, 0.5 * mean.error / max(rms, 1e-300), "eV")})
+    return {"n_samples": len(snapshots), "rows": rows}
+
+
+def potential_spectra(model: Model, averaged: Model, frames: Sequence[Atoms], timestep_fs: float, max_wavenumber: float = 5000.0) -> dict[str, Any]:
+    """Power spectra (eV²·fs) of V and ΔV = V_raw − V_averaged of molecule 0 along a trajectory whose
+    frames are ``timestep_fs`` apart; the ratio of integrated powers below 4000 cm⁻¹ and ΔV's share there."""
+    v_raw, v_avg = [], []
+    for frame in frames:
+        molecule = Atoms(frame.numbers[:3], positions=frame.get_positions()[:3], pbc=False)
+        v_raw.append(model.predict(molecule).energy)
+        v_avg.append(averaged.predict(molecule).energy)
+    v_raw, v_avg = np.asarray(v_raw), np.asarray(v_avg)
+    delta = v_raw - v_avg
+    spectrum_v = observables.power_spectrum(v_raw, timestep_fs)
+    spectrum_dv = observables.power_spectrum(delta, timestep_fs)
+    band = spectrum_v.wavenumber <= 4000.0
+    keep = spectrum_v.wavenumber <= max_wavenumber
+    step = max(1, int(keep.sum() // 400))
+    total_dv = float(np.sum(np.abs(spectrum_dv.intensity)))
+    share = float(np.sum(np.abs(spectrum_dv.intensity[band])) / total_dv) if total_dv > 0 else 1.0
+    ratio = float(np.sum(np.abs(spectrum_dv.intensity[band])) / max(np.sum(np.abs(spectrum_v.intensity[band])), 1e-300))
+    return {
+        "spectrum_V": curve(spectrum_v.wavenumber[keep][::step], np.abs(spectrum_v.intensity[keep][::step]), None, "cm⁻¹", "eV²·fs"),
+        "spectrum_dV": curve(spectrum_dv.wavenumber[keep][::step], np.abs(spectrum_dv.intensity[keep][::step]), None, "cm⁻¹", "eV²·fs"),
+        "dV_rms": scalar(float(np.sqrt(np.mean((delta - delta.mean()) ** 2))), None, "eV"),
+        "dV_mean": scalar(float(delta.mean()), float(delta.std(ddof=1) / np.sqrt(len(delta))) if len(delta) > 1 else None, "eV"),
+        "power_ratio_below_4000": scalar(ratio, None, "dimensionless"),
+        "orders_of_magnitude_below_V": scalar(float(-np.log10(max(ratio, 1e-300))), None, "decades"),
+        "dV_share_below_4000": scalar(share, None, "fraction"),
+        "n_frames": len(frames),
+    }
+
+
+def harmonic_orientation_bias(directions: np.ndarray, lmax: int = 2, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Low-order orientation bias of unit vectors (n_frames, n_molecules, 3), molecules independent.
+
+    c_ℓm = ⟨Y_ℓm(u)⟩ for 1 ≤ ℓ ≤ ``lmax`` (per-molecule time averages; error over molecules). To first
+    order the density (1/4π)(1 + 4π Σ c_ℓm Y_ℓm) gives F/kT ≈ −4π Σ c_ℓm Y_ℓm(u); its largest |F| on the
+    sphere is the bias (bootstrap error over molecules). χ² of c against zero gives the significance.
+    """
+    from scipy import stats
+
+    u = np.asarray(directions, dtype=np.float64)
+    per_molecule = np.concatenate([so3.real_sph_harm(l, u).mean(axis=0) for l in range(1, lmax + 1)], axis=-1)  # (M, K)
+    c = per_molecule.mean(axis=0)
+    error = per_molecule.std(axis=0, ddof=1) / np.sqrt(len(per_molecule))
+    basis = np.concatenate([so3.real_sph_harm(l, _sphere_points(800)) for l in range(1, lmax + 1)], axis=-1)
+
+    def bias(coefficients: np.ndarray) -> float:
+        return float(np.max(np.abs(4 * np.pi * basis @ coefficients)))
+
+    rng = np.random.default_rng(seed)
+    boots = [bias(per_molecule[rng.integers(len(per_molecule), size=len(per_molecule))].mean(axis=0)) for _ in range(n_boot)]
+    chi2 = float(np.sum((c / np.maximum(error, 1e-300)) ** 2))
+    p_value = float(stats.chi2.sf(chi2, len(c)))
+    return {
+        "bias_kT": scalar(bias(c), float(np.std(boots, ddof=1)), "kT"),
+        "coefficients": c.tolist(),
+        "coefficient_errors": error.tolist(),
+        "chi2": chi2,
+        "dof": len(c),
+        "p_value": p_value,
+        "significant": bool(p_value < 1 - statistics.DEFAULT_CONFIDENCE),
+    }
+
+
+def _sphere_points(n: int) -> np.ndarray:
+    """``n`` nearly uniform unit vectors (Fibonacci sphere), (n, 3)."""
+    k = np.arange(n) + 0.5
+    z = 1 - 2 * k / n
+    phi = np.pi * (1 + 5**0.5) * k
+    r = np.sqrt(1 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def orientation_runs(
+    model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, seed: int,
+    trajectory_stride: int, bandwidth: float, equilibration_fraction: float = 0.2, progress: bool = True,
+) -> dict[str, Any]:
+    """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of tethered isolated molecules per variant; orientation
+    maps F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`)."""
+    atoms = isolated_molecules(n_molecules, model_cutoff(model) + 3.0, seed + 100)
+    atoms.set_momenta(molecular_momenta(atoms, 300.0, seed + 100))
+    results: dict[str, Any] = {"n_molecules": n_molecules, "steps": steps, "bandwidth_rad": bandwidth,
+                               "thermostat": "Langevin (BAOAB), 300 K, tau 100 fs", "variants": {}}
+    for variant in variants:
+        if variant == "mts":
+            raise ValueError("orientation_runs: MTS needs a global thermostat in symprobe.md; use raw, averaged or random")
+        tethered = _tethered(model, atoms)
+        run = run_variant_md(tethered, atoms, variant, Path(directory) / variant, grid=grid, n_inner=1,
+                             ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
+                             timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, progress=progress)
+        frames = read_trajectory(run)
+        frames = frames[int(len(frames) * equilibration_fraction):]
+        positions = np.stack([f.get_positions() for f in frames])
+        triples = np.arange(len(atoms)).reshape(-1, 3)
+        u = observables.dipole_directions(positions, triples)  # (frames, molecules, 3)
+        omap = observables.orientational_free_energy(u.reshape(-1, 3), bandwidth=bandwidth, n_cos=25, n_phi=49)
+        results["variants"][variant] = {
+            "map": {"cos_theta": omap.cos_theta.tolist(), "phi": omap.phi.tolist(),
+                    "free_energy_kT": np.nan_to_num(omap.free_energy, posinf=10.0).tolist()},
+            "map_max_deviation": scalar(omap.max_deviation if np.isfinite(omap.max_deviation) else 10.0, None, "kT"),
+            "map_noise": scalar(omap.noise, None, "kT (independent samples)"),
+            "harmonic": harmonic_orientation_bias(u, seed=seed),
+            "n_samples": int(u.shape[0] * u.shape[1]),
+        }
+    return results

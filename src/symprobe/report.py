@@ -1,0 +1,432 @@
+"""The study report: one self-contained HTML file (figures as base64 PNG) built from ``results.json``.
+
+:func:`write_report` renders the figures of :data:`FIGURES` and the tables of :data:`TABLES`; every number
+shown comes from the results document, the paper's numbers from its ``paper`` section (cited).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
+           "liquid_dynamics", "liquid_drift", "rotational_errors", "ice")
+TABLES = ("findings", "rotational_errors", "torque", "orientation", "drift", "mts_cost", "gas_nve", "liquid", "ice")
+COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    _pyplot().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _band(ax, c: dict[str, Any], label: str, colour: str | None = None, scale: float = 1.0) -> None:
+    x, y, e = (np.asarray(c[k], dtype=float) for k in ("x", "y", "error"))
+    line, = ax.plot(x * scale, y, label=label, color=colour, lw=1.2)
+    if np.any(e > 0):
+        ax.fill_between(x * scale, y - e, y + e, color=line.get_color(), alpha=0.25, lw=0)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            raise ValueError(f"non-finite value {value} in the report")
+        return f"{value:.{digits}g}"
+    return html.escape(str(value))
+
+
+def _pm(obs: dict[str, Any] | None, digits: int = 3) -> str:
+    if obs is None:
+        return "–"
+    text = _fmt(obs["value"], digits)
+    return text if obs.get("error") is None else f"{text} ± {_fmt(obs['error'], 2)}"
+
+
+def _table(name: str, caption: str, header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'<table id="table-{name}" class="study-table"><caption>{html.escape(caption)}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+
+
+def fig_gas_angular_momentum(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    variants = r["experiments"]["gas_nve"]["variants"]
+    for k, axis in enumerate("xyz"):
+        c = variants["raw"]["L_components_molecule0"][axis]
+        axes[0].plot(np.array(c["x"]) / 1000, c["y"], label=f"raw L{axis}")
+    c = variants["averaged"]["L_components_molecule0"]["x"]
+    axes[0].plot(np.array(c["x"]) / 1000, c["y"], "k--", label="averaged Lx")
+    axes[0].set(xlabel="time (ps)", ylabel="L (eV·fs)", title="molecule 0: angular momentum")
+    axes[0].legend(fontsize=7)
+    for variant, data in variants.items():
+        c = data["L_magnitude_molecule0"]
+        axes[1].plot(np.array(c["x"]) / 1000, c["y"], label=variant, color=COLOURS.get(variant))
+        _band(axes[2], data["L_change"], variant, COLOURS.get(variant), 1e-3)
+    axes[1].set(xlabel="time (ps)", ylabel="|L| (eV·fs)", title="molecule 0: |L|")
+    axes[2].set(xlabel="time (ps)", ylabel="|L(t) − L(0)| (eV·fs)", yscale="symlog", title="mean over molecules ± s.e.")
+    axes[2].set_yscale("symlog", linthresh=1e-4)
+    for ax in axes[1:]:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def fig_gas_torque(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    rows = r["experiments"]["gas_torque"]["rows"]
+    floor = 1e-18
+    paper_rows = [row for row in rows if row["grid"].startswith("paper-")]
+    ours = [row for row in rows if not row["grid"].startswith("paper-")]
+    for subset, marker, label in ((paper_rows, "o-", "this model, paper's grids"), (ours, "s", "this model, symprobe's smallest O(3) rules")):
+        if subset:
+            x = [row["evaluations"] for row in subset]
+            y = [max(row["rms_torque"]["value"], floor) for row in subset]
+            ax.loglog(x, y, marker, label=label)
+    paper = r["paper"]["rms_torque_eV"]
+    sizes = {"0": 1, "i": 2, "2": 18, "2i": 36, "3": 75, "3i": 150}
+    ax.loglog([sizes[k] for k in paper], list(paper.values()), "k^--", label="paper (cited, Langer et al. 2024)")
+    ax.set(xlabel="grid evaluations", ylabel="RMS net torque (eV)", title="isolated molecule: torque vs grid")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig_gas_spectra(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    s = r["experiments"]["gas_spectra"]
+    for key, label in (("spectrum_V", "V (raw)"), ("spectrum_dV", "ΔV = V_raw − V_avg")):
+        x, y = np.array(s[key]["x"]), np.maximum(np.array(s[key]["y"]), 1e-30)
+        ax.semilogy(x, y, label=label)
+    ax.axvline(4000, color="grey", ls=":")
+    ax.set(xlabel="wavenumber (cm⁻¹)", ylabel="power (eV²·fs)", title="power spectra along the raw NVE trajectory")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def fig_gas_orientation(r: dict[str, Any]):
+    plt = _pyplot()
+    variants = r["experiments"]["gas_nvt"]["variants"]
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.3 * len(variants), 3.4), squeeze=False)
+    for ax, (variant, data) in zip(axes[0], variants.items()):
+        m = data["map"]
+        f = np.array(m["free_energy_kT"])
+        limit = max(0.3, float(np.max(np.abs(f))))
+        image = ax.pcolormesh(m["phi"], m["cos_theta"], f, cmap="RdBu_r", vmin=-limit, vmax=limit, shading="auto")
+        ax.set(xlabel="φ (rad)", ylabel="cos θ", title=f"{variant}: F/kT (bias {data['harmonic']['bias_kT']['value']:.2g} kT)")
+        fig.colorbar(image, ax=ax)
+    return fig
+
+
+def fig_liquid_rdf(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, name in zip(axes, ("g_OO", "g_OH", "g_HH")):
+        for variant, data in r["experiments"]["liquid"]["variants"].items():
+            _band(ax, data[name], variant, COLOURS.get(variant))
+        ax.set(xlabel="r (Å)", ylabel=name.replace("_", "").replace("g", "g_", 1), title=name)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def fig_liquid_dipoles(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, name in zip(axes, ("c_L", "c_T")):
+        for variant, data in r["experiments"]["liquid"]["variants"].items():
+            _band(ax, data[name], variant, COLOURS.get(variant))
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(xlabel="r_OO (Å)", ylabel=name, title=f"dipole correlation {name}(r)")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def fig_liquid_dynamics(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for variant, data in r["experiments"]["liquid"]["variants"].items():
+        _band(axes[0], data["msd_O"], variant, COLOURS.get(variant), 1e-3)
+        _band(axes[1], data["c_uu"], variant, COLOURS.get(variant), 1e-3)
+    axes[0].set(xlabel="t (ps)", ylabel="MSD O (Å²)", title="oxygen mean-squared displacement")
+    axes[1].set(xlabel="t (ps)", ylabel="c_uu(t)", title="orientational autocorrelation")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def fig_liquid_drift(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for variant, data in r["experiments"]["liquid"]["variants"].items():
+        c = data["conserved"]
+        ax.plot(np.array(c["x"]) / 1000, c["y"], label=f"{variant} ({_pm(data['drift_per_500ps'], 2)} meV/H2O/500 ps)",
+                color=COLOURS.get(variant))
+    ax.set(xlabel="time (ps)", ylabel="conserved quantity − initial (meV/H2O)", title="liquid: conserved-quantity drift")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig_rotational_errors(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    table = r["experiments"]["rotational_errors"]
+    sizes = {"0": 1, "i": 2, "2": 18, "2i": 36, "3": 75}
+    for name, data in table["sets"].items():
+        x = [row["evaluations"] for row in data["rows"]]
+        axes[0].loglog(x, [max(row["energy_meV"], 1e-12) for row in data["rows"]], "o-", label=f"ours: {name}")
+        axes[1].loglog(x, [max(row["force_meV_per_A"], 1e-12) for row in data["rows"]], "o-", label=f"ours: {name}")
+    paper = r["paper"]["rotational_energy_error_meV"]
+    for k, name in enumerate(("test cells", "bulk MD", "isolated molecule")):
+        axes[0].loglog([sizes[g] for g in paper], [v[k] for v in paper.values()], "k^:", alpha=0.4 + 0.2 * k,
+                       label=f"paper (cited): {name}")
+    axes[0].set(xlabel="grid evaluations", ylabel="energy error (meV per structure)", title="rotational energy error")
+    axes[1].set(xlabel="grid evaluations", ylabel="force error (meV/Å per component)", title="rotational force error")
+    for ax in axes:
+        ax.legend(fontsize=6)
+    return fig
+
+
+def fig_ice(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ice = r["experiments"]["ice"]
+    if "relative_raw_meV_per_H2O" in ice:
+        k = np.arange(len(ice["relative_raw_meV_per_H2O"]))
+        ax.bar(k - 0.2, ice["relative_raw_meV_per_H2O"], 0.4, label="raw", color=COLOURS["raw"])
+        ax.bar(k + 0.2, ice["relative_averaged_meV_per_H2O"], 0.4, label="averaged (2i)", color=COLOURS["averaged"])
+        ax.set(xlabel="proton arrangement (cell)", ylabel="relaxed E − mean (meV/H2O)", title="ice Ih: relative energies")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, ice.get("skipped", "fewer than two cells: no relative energies"), ha="center", va="center", wrap=True,
+                fontsize=8)
+        ax.set_axis_off()
+    return fig
+
+
+FIGURE_MAKERS: dict[str, tuple[Callable, str]] = {
+    "gas_angular_momentum": (fig_gas_angular_momentum, "Gas phase, NVE 0.5 fs from 300 K: angular momentum of molecule 0 "
+                             "(components and |L|) and the mean change |L(t) − L(0)| over all molecules (band: standard error)."),
+    "gas_torque": (fig_gas_torque, "RMS net torque of the grid-averaged model vs the number of evaluations, with the "
+                   "paper's values (cited). Values at 1e-18 are at the float64 floor."),
+    "gas_spectra": (fig_gas_spectra, "Power spectra of the potential V and of its non-invariant part ΔV along the raw "
+                    "trajectory (Blackman-windowed autocorrelation)."),
+    "gas_orientation": (fig_gas_orientation, "Orientational free energy F(cos θ, φ)/kT of the H–O–H bisector in the lab "
+                        "frame (Langevin NVT 300 K); the bias in the title is the low-order (ℓ ≤ 2) estimate."),
+    "liquid_rdf": (fig_liquid_rdf, "Liquid water at 300 K: radial distribution functions with block-average error bands."),
+    "liquid_dipoles": (fig_liquid_dipoles, "Distance-resolved longitudinal and transverse dipole correlations."),
+    "liquid_dynamics": (fig_liquid_dynamics, "Oxygen MSD and dipole orientational autocorrelation c_uu(t) (bands: "
+                        "standard error over trajectory segments)."),
+    "liquid_drift": (fig_liquid_drift, "Conserved quantity (including the thermostat's heat) per molecule vs time."),
+    "rotational_errors": (fig_rotational_errors, "Rotational errors (mean absolute deviation from the reference grid's "
+                          "average) vs grid size; ours beside the paper's (cited)."),
+    "ice": (fig_ice, "Ice Ih: relative energies of proton arrangements after L-BFGS relaxation with each model."),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables
+
+
+def _tables(r: dict[str, Any]) -> dict[str, str]:
+    paper, exp = r["paper"], r["experiments"]
+    tables: dict[str, str] = {}
+    rows = [[f["claim"], "not tested" if f["holds"] is None else ("holds" if f["holds"] else "does NOT hold"),
+             html.escape(f["evidence"])] for f in r["findings"]]
+    tables["findings"] = _table("findings", "The paper's qualitative findings tested on this model", ["finding", "here", "evidence"], rows)
+
+    rows = []
+    names = {"test cells": 0, "bulk MD": 1, "isolated molecule": 2}
+    for name, data in exp["rotational_errors"]["sets"].items():
+        for row in data["rows"]:
+            pe = paper["rotational_energy_error_meV"].get(row["grid"], [None] * 3)[names[name]]
+            pf = paper["rotational_force_error_meV_per_A"].get(row["grid"], [None] * 3)[names[name]]
+            rows.append([name, row["grid"], row["evaluations"], row["energy_meV"], pe, row["force_meV_per_A"], pf])
+    tables["rotational_errors"] = _table(
+        "rotational_errors", f"Rotational errors against the {exp['rotational_errors']['reference']} average "
+        "(energy per cell/molecule, forces per component); paper: cited, against 3i (150)",
+        ["structures", "grid", "evaluations", "energy (meV) ours", "energy (meV) paper", "force (meV/Å) ours",
+         "force (meV/Å) paper"], rows)
+
+    rows = [[row["grid"], row["evaluations"], row["degree"], _pm(row["rms_torque"]),
+             paper["rms_torque_eV"].get(row["grid"].removeprefix("paper-")) if row["grid"].startswith("paper-") else None]
+            for row in exp["gas_torque"]["rows"]]
+    tables["torque"] = _table("torque", "RMS net torque (eV) of the isolated molecule vs grid; paper: cited",
+                              ["grid", "evaluations", "degree", "ours (eV)", "paper (eV)"], rows)
+
+    rows = []
+    for variant, data in exp["gas_nvt"]["variants"].items():
+        rows.append(["gas molecule", variant, _pm(data["harmonic"]["bias_kT"]), data["harmonic"]["p_value"],
+                     _pm(data["map_max_deviation"]), _pm(data["map_noise"]), paper["gas_orientation_bias_kT"].get(variant, "–")])
+    for variant, data in exp["liquid"]["variants"].items():
+        rows.append(["liquid dipoles", variant, _pm(data["dipole_bias"]["bias_kT"]), data["dipole_bias"]["p_value"],
+                     _pm(data["dipole_map_max_deviation"]), _pm(data["dipole_map_noise"]), paper["liquid_dipole_bias_kT"]])
+    tables["orientation"] = _table("orientation", "Orientation bias in kT: low-order (ℓ ≤ 2) estimate with bootstrap error, its "
+                                   "χ² p-value against a flat map, and the KDE map's largest |F| beside its noise level",
+                                   ["system", "variant", "bias ℓ≤2 (kT)", "p (flat)", "map max |F| (kT)", "map noise (kT)",
+                                    "paper (kT, cited)"], rows)
+
+    rows = [[variant, _pm(data["drift_per_500ps"]), paper["drift_meV_per_H2O_per_500ps"].get(variant, "–"),
+             _pm(data["temperature"])] for variant, data in exp["liquid"]["variants"].items()]
+    tables["drift"] = _table("drift", "Liquid conserved-quantity drift extrapolated to 500 ps (meV per H2O); paper: cited",
+                             ["variant", "ours", "paper", "temperature (K)"], rows)
+
+    m = r["mts_cost"]
+    tables["mts_cost"] = _table("mts_cost", "Cost of MTS molecular dynamics relative to raw MD",
+                                ["", "ours measured", "ours from call costs", "paper (cited)"],
+                                [[f"MTS, {m['grid_evaluations']}-point grid every {m['n_inner']} steps",
+                                  m["measured_x_raw"], m["estimated_x_raw"], m["paper_x_raw"]]])
+
+    rows = [[variant, _pm(d["L_change_final"]), _pm(d["L_magnitude_mean"]), _pm(d["energy_drift_per_molecule"]),
+             d["duration_ps"]] for variant, d in exp["gas_nve"]["variants"].items()]
+    tables["gas_nve"] = _table("gas_nve", f"Gas-phase NVE, {exp['gas_nve']['n_molecules']} isolated molecules "
+                               f"(paper, cited: L components swing by ≈ ±{paper['gas_L_swing_eV_fs']} eV·fs over "
+                               f"{paper['gas_L_duration_ps']} ps with raw, |L| ≈ {paper['gas_L_magnitude_eV_fs']} eV·fs)",
+                               ["variant", "|L(T) − L(0)| (eV·fs)", "mean |L| (eV·fs)", "energy drift (meV/ps/molecule)",
+                                "duration (ps)"], rows)
+
+    rows = []
+    for variant, d in exp["liquid"]["variants"].items():
+        rows.append([variant, _pm(d["diffusion"]), f"{_pm(d['c_uu_last'])} at {_fmt(d['c_uu_last_lag_fs'])} fs",
+                     d["n_frames"], d["n_molecules"]])
+    rows.append(["paper (cited)", paper["liquid_diffusion_1e-5_cm2_s"], f"{paper['liquid_c_uu_2ps']} at 2000 fs", "–", 512])
+    tables["liquid"] = _table("liquid", "Liquid water: diffusion coefficient (1e-5 cm²/s) and c_uu", ["variant", "D", "c_uu",
+                              "frames", "molecules"], rows)
+    verdict_rows = [[variant, name, html.escape(test["verdict"])] for variant, row in exp["liquid"].get("verdicts", {}).items()
+                    for name, test in row.items()]
+    tables["liquid"] += _table("liquid_verdicts", "Liquid verdicts: each variant against raw (95 % confidence)",
+                               ["variant", "observable", "verdict"], verdict_rows)
+
+    ice = exp["ice"]
+    if "cells" in ice:
+        rows = [[c["cell"], c["difference_eV_per_atom"], c["relaxation_difference_eV_per_atom"], c["steps_raw"], c["steps_averaged"],
+                 c["fmax_raw"]] for c in ice["cells"]]
+        rows.append(["mean |·| (paper, cited)", paper["ice_energy_difference_eV_per_atom"],
+                     paper["ice_relaxation_difference_eV_per_atom"], "–", "–", "–"])
+        if "relative_change" in ice:
+            rows.append(["relative energies: change vs spread (meV/H2O)", _pm(ice["relative_change"]), _pm(ice["relative_spread"]),
+                         "–", "–", "–"])
+            rows.append(["paper (cited)", paper["ice_relative_change_meV_per_H2O"], paper["ice_relative_spread_meV_per_H2O"],
+                         "–", "–", "–"])
+        tables["ice"] = _table("ice", f"Ice Ih, {ice['source']}: raw − averaged energies (eV/atom)",
+                               ["cell", "E raw − E avg", "relaxation-energy difference", "L-BFGS steps raw", "steps avg",
+                                "final max force raw (eV/Å)"], rows)
+    else:
+        tables["ice"] = _table("ice", "Ice Ih", ["status"], [[html.escape(ice["skipped"])]])
+    return tables
+
+
+def _agreement(r: dict[str, Any]) -> str:
+    """Plain-language agreement with the paper, with numbers."""
+    exp, paper = r["experiments"], r["paper"]
+    items = []
+    for f in r["findings"]:
+        state = "not tested" if f["holds"] is None else ("agrees with the paper" if f["holds"] else "differs from the paper")
+        items.append(f"<li><b>{html.escape(f['claim'])}</b>: {state}. {html.escape(f['evidence'])}.</li>")
+    torque = {row["grid"]: row["rms_torque"]["value"] for row in exp["gas_torque"]["rows"]}
+    items.append(f"<li>Raw RMS torque {torque['paper-0']:.3g} eV here vs {paper['rms_torque_eV']['0']:g} eV in the paper "
+                 f"(cited); with the 2i grid {torque['paper-2i']:.3g} eV vs {paper['rms_torque_eV']['2i']:g} eV.</li>")
+    s = exp["gas_spectra"]
+    items.append(f"<li>ΔV lies {s['orders_of_magnitude_below_V']['value']:.2g} decades below V below 4000 cm⁻¹ "
+                 f"(paper: {paper['dV_orders_below_V'][0]}–{paper['dV_orders_below_V'][1]}); "
+                 f"{100 * s['dV_share_below_4000']['value']:.3g} % of ΔV's power lies below 4000 cm⁻¹.</li>")
+    m = r["mts_cost"]
+    if m["measured_x_raw"] is not None:
+        items.append(f"<li>MTS cost {m['measured_x_raw']:.2g}× raw MD here (from call costs {m['estimated_x_raw']:.2g}×) vs "
+                     f"{m['paper_x_raw']}× in the paper.</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #bbb;padding:3px 6px;text-align:left}
+caption{font-weight:bold;text-align:left;margin-bottom:4px}figure{margin:1em 0}img{max-width:100%}
+.note{background:#fff6d5;padding:0.6em;border-left:4px solid #e0b000}.cite{color:#555;font-size:0.9em}"""
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """The report as an HTML string (figures embedded as base64 PNG)."""
+    model, exp = results["model"], results["experiments"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>symprobe study: {html.escape(model['name'])}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>symprobe study of {html.escape(model['name'])}</h1>",
+             f"<p>Model spec <code>{html.escape(str(model['spec']))}</code>, evaluated in {html.escape(model['dtype'])}; "
+             f"{results['mode']} mode; symmetrized with the paper's {results['grid']['label']} grid "
+             f"({results['grid']['evaluations']} evaluations, exact to degree {results['grid']['degree']}); verdicts at "
+             f"{100 * results['confidence']:g} % confidence.</p>"]
+    if results.get("note"):
+        parts.append(f"<p class='note'>{html.escape(results['note'])}</p>")
+    if results["mode"] == "quick":
+        parts.append("<p class='note'>Quick mode: the runs are short (sized to finish in minutes on 2 CPU cores), so "
+                     f"statistical errors are large and time-correlation functions are truncated: gas NVE "
+                     f"{exp['gas_nve']['variants']['raw']['duration_ps']:.3g} ps, liquid "
+                     f"{exp['liquid']['steps'] * 0.5 / 1000:.3g} ps per variant with {exp['liquid']['n_molecules']} molecules "
+                     f"(paper: 25 ps, 5 ns with 512). Block errors from such short runs can underestimate the true error.</p>")
+    parts.append(f"<p class='cite'>Numbers marked “paper” are cited from {html.escape(results['paper']['citation'])}, not "
+                 "computed here.</p>")
+    tables = _tables(results)
+    parts.append("<h2>Agreement with the paper</h2>" + _agreement(results) + tables["findings"])
+    sections = [("Gas-phase molecule", ["gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation"],
+                 ["gas_nve", "torque", "orientation"]),
+                ("Liquid water", ["liquid_rdf", "liquid_dipoles", "liquid_dynamics", "liquid_drift"], ["liquid", "drift", "mts_cost"]),
+                ("Rotational errors", ["rotational_errors"], ["rotational_errors"]),
+                ("Ice Ih", ["ice"], ["ice"])]
+    for title, figures, table_names in sections:
+        parts.append(f"<h2>{title}</h2>")
+        if title == "Liquid water":
+            parts.append(f"<p>Start: {html.escape(exp['liquid']['start'])}; {html.escape(exp['liquid']['thermostat'])}; "
+                         f"{exp['liquid']['equilibration_steps']} steps discarded as equilibration.</p>")
+        for name in figures:
+            maker, caption = FIGURE_MAKERS[name]
+            parts.append(f"<figure id='figure-{name}'><img alt='{name}' src='data:image/png;base64,{_png(maker(results))}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.extend(tables[t] for t in table_names)
+    control = exp.get("control", {})
+    parts.append("<h2>Control: the invariant twin</h2>")
+    if "skipped" in control:
+        parts.append(f"<p>{html.escape(control['skipped'])}</p>")
+    else:
+        raw = control["gas_nve"]["variants"]["raw"]
+        torque = control["torque"]["rows"][0]["rms_torque"]
+        parts.append(f"<p id='control'>{html.escape(control['model']['name'])} (exactly invariant by construction, a control the "
+                     f"paper did not have): |L(T) − L(0)| = {_pm(raw['L_change_final'])} eV·fs after {raw['duration_ps']:.3g} ps "
+                     f"of NVE without any averaging; raw RMS torque {_pm(torque)} eV.</p>")
+    timings = "".join(f"<li>{html.escape(k)}: {v:.0f} s</li>" for k, v in results["timings_s"].items())
+    parts.append(f"<h2>Timings</h2><ul>{timings}</ul></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(results: dict[str, Any], path: str | Path) -> Path:
+    """Render the report of a results document and write it atomically to ``path``."""
+    path = Path(path)
+    text = render_report(results)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
