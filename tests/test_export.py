@@ -151,7 +151,7 @@ def test_pet_style_model_exports_through_the_cli(tmp_path):
 def test_float32_export_evaluated_in_float64(pair_model, tmp_path):
     path = export_metatomic(pair_model, tmp_path / "pair32.pt", dtype=torch.float32)
     atoms = water_box(2)
-    single = load_model(str(path))
+    single = load_model(path)
     double = load_model(str(path), dtype=torch.float64)
     assert single.dtype == torch.float32 and double.dtype == torch.float64
     expected = pair_model.predict(atoms).energy

@@ -4,7 +4,6 @@ invariance, and the exact angular power of the orientation-dependent terms."""
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 
 import numpy as np
@@ -99,7 +98,8 @@ def reference_energy(atoms: Atoms, rc: float = 9.0, alpha: float = 0.2, damped: 
 # --- structures ----------------------------------------------------------------------------------------
 def equilibrium_monomer() -> np.ndarray:
     r, th = 0.9419, np.radians(107.4)
-    return np.array([[0, 0, 0], [r * np.sin(th / 2), 0, r * np.cos(th / 2)], [-r * np.sin(th / 2), 0, r * np.cos(th / 2)]])
+    s, c = r * np.sin(th / 2), r * np.cos(th / 2)
+    return np.array([[0, 0, 0], [s, 0, c], [-s, 0, c]])
 
 
 def cluster(n: int, seed: int = 0, spacing: float = 3.0) -> Atoms:
@@ -217,7 +217,9 @@ def test_forces_and_stress_match_finite_differences(model):
     assert np.abs(full_3x3_to_voigt_6_stress(prediction.stress) - stress).max() < 1e-7
 
 
-@pytest.mark.parametrize("make", [lambda: anisotropic_qtip4pf({1: 0.3, 2: 0.2, 5: 0.1}), noo3_qtip4pf], ids=["ylm", "noo3"])
+@pytest.mark.parametrize(
+    "make", [lambda: anisotropic_qtip4pf({1: 0.3, 2: 0.2, 5: 0.1}), noo3_qtip4pf], ids=["ylm", "noo3"]
+)
 def test_anisotropic_forces_match_finite_differences(make):
     model = make()
     atoms = cluster(3, seed=1)
@@ -276,7 +278,8 @@ def euler_grid(L: int) -> tuple[np.ndarray, np.ndarray]:
     """ZYZ Euler product rule (Haar weights summing to 1), exact for functions of degree ≤ 2L."""
     n = 2 * L + 1
     x, w = roots_legendre(L + 1)
-    angles = np.array([(a, np.arccos(c), g) for a in 2 * np.pi * np.arange(n) / n for c in x for g in 2 * np.pi * np.arange(n) / n])
+    phis = 2 * np.pi * np.arange(n) / n
+    angles = np.array([(a, np.arccos(c), g) for a in phis for c in x for g in phis])
     weights = np.array([wc / 2 for _ in range(n) for wc in w for _ in range(n)]) / n**2
     return Rotation.from_euler("ZYZ", angles).as_matrix(), weights
 

@@ -208,7 +208,36 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_study(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe study: not available yet")
+    from symprobe.study import run_study
+
+    try:
+        model, control, note = _study_model(args.model)
+        results = run_study(model, args.out, quick=args.quick, control=control, note=note)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        raise SystemExit(f"symprobe study: {error}") from None
+    _print_findings(results, args.out)
+    return 0
+
+
+def _study_model(spec: str) -> tuple[str, str | None, str | None]:
+    """(model spec, invariant control spec or None, note): the bundled model gets its invariant twin."""
+    from symprobe.models.external import load_model
+
+    load_model(spec)  # fail early with the loader's message
+    if spec == "builtin:water-pet":
+        try:
+            load_model("builtin:water-pet-twin")
+            return spec, "builtin:water-pet-twin", None
+        except (ValueError, FileNotFoundError):
+            return spec, None, "The invariant twin builtin:water-pet-twin is not bundled in this installation: no control run."
+    return spec, None, None
+
+
+def _print_findings(results: dict, out: str) -> None:
+    for finding in results["findings"]:
+        state = "not tested" if finding["holds"] is None else ("holds" if finding["holds"] else "DOES NOT HOLD")
+        print(f"- {finding['claim']}: {state} ({finding['evidence']})")
+    print(f"wrote {out}/results.json and {out}/report.html")
 
 
 # --- demo ------------------------------------------------------------------------------------------
@@ -218,7 +247,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    raise SystemExit("symprobe demo: not available yet")
+    from symprobe.study import run_study
+
+    try:
+        model, control, note = _study_model("builtin:water-pet")
+    except (ValueError, FileNotFoundError) as error:
+        model, control = "symprobe.study:known_answer_model", None
+        note = (f"The bundled model builtin:water-pet could not be loaded ({error}); this demo studies the known-answer "
+                "model instead: q-TIP4P/F plus an anisotropic term of degrees 1 and 2 (0.02 eV each, "
+                "symprobe.testing.anisotropic_qtip4pf), whose symmetry breaking the 2i grid removes exactly.")
+        print(f"symprobe demo: {note}")
+    results = run_study(model, args.out, quick=True, control=control, note=note)
+    _print_findings(results, args.out)
+    return 0
 
 
 COMMANDS = {

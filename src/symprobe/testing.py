@@ -317,7 +317,8 @@ class NoO3Term(OrientationTerm):
 
 
 def _dsf(r: torch.Tensor, alpha: float, rc: float) -> torch.Tensor:
-    """Damped shifted-force pair kernel (Å⁻¹): erfc(αr)/r − erfc(αR)/R + [erfc(αR)/R² + 2α/√π e^{−α²R²}/R](r − R).
+    """Damped shifted-force pair kernel (Å⁻¹), R = ``rc``:
+    erfc(αr)/r − erfc(αR)/R + [erfc(αR)/R² + 2α/√π e^{−α²R²}/R] (r − R).
 
     Value and first derivative vanish at r = R (Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006)).
     """
@@ -370,7 +371,10 @@ class QTIP4PF(torch.nn.Module):
     ):
         super().__init__()
         if not (pair_cutoff > 0 and dsf_alpha >= 0 and m_site_margin > 0):
-            raise ValueError(f"QTIP4PF: need pair_cutoff > 0, dsf_alpha ≥ 0, m_site_margin > 0 (got {pair_cutoff}, {dsf_alpha}, {m_site_margin})")
+            raise ValueError(
+                "QTIP4PF: need pair_cutoff > 0, dsf_alpha ≥ 0, m_site_margin > 0 "
+                f"(got {pair_cutoff}, {dsf_alpha}, {m_site_margin})"
+            )
         self.pair_cutoff = float(pair_cutoff)
         self.dsf_alpha = float(dsf_alpha)
         self.m_site_margin = float(m_site_margin)
@@ -478,7 +482,9 @@ class WaterModel(TorchModel):
 
     module: QTIP4PF
 
-    def __init__(self, module: QTIP4PF, name: str, dtype: torch.dtype = torch.float64, device: str = "cpu", chunk_atoms: int = 4096):
+    def __init__(
+        self, module: QTIP4PF, name: str, dtype: torch.dtype = torch.float64, device: str = "cpu", chunk_atoms: int = 4096
+    ):
         super().__init__(module, name=name, species=(1, 8), dtype=dtype, device=device, chunk_atoms=chunk_atoms)
 
     def _predict(self, atoms: Atoms):
@@ -537,7 +543,9 @@ def noo3_qtip4pf(
 # The exact spectrum
 
 
-def expected_power(model_or_term: WaterModel | OrientationTerm, atoms: Atoms, lmax: int | None = None) -> dict[int, float]:
+def expected_power(
+    model_or_term: WaterModel | OrientationTerm, atoms: Atoms, lmax: int | None = None
+) -> dict[int, float]:
     """Exact power per degree ℓ (eV²) of f(R) = E(R x) over rotations, for ℓ = 0..``lmax``.
 
     Definition (Haar measure normalised to ∫ dR = 1 on SO(3)): f = Σ_ℓ f_ℓ with f_ℓ in the span of the

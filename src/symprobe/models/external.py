@@ -13,6 +13,7 @@ Spec forms:
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -61,15 +62,15 @@ def builtin_names() -> list[str]:
     return list(BUILTIN)
 
 
-def load_model(spec: str, dtype: torch.dtype | None = None) -> Model:
+def load_model(spec: str | os.PathLike, dtype: torch.dtype | None = None) -> Model:
     """The model named by ``spec`` (see the module docstring for the forms).
 
     ``dtype`` sets the evaluation precision where the engine allows it (built-in models, symprobe PET
     files, metatomic models); None keeps each model's default. Raises :class:`ModelSpecError`.
     """
-    if not isinstance(spec, str) or not spec.strip():
+    spec = os.fspath(spec).strip() if isinstance(spec, (str, os.PathLike)) else ""
+    if not spec:
         raise ModelSpecError(f"empty model spec; expected {SPEC_FORMS}")
-    spec = spec.strip()
     if spec.startswith("builtin:"):
         return _load_builtin(spec, spec.removeprefix("builtin:"), dtype)
     if spec.startswith("metatomic:"):

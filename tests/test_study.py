@@ -1,0 +1,158 @@
+"""The study pipeline on the known-answer model (q-TIP4P/F + ℓ = 1, 2 anisotropic term) with tiny runs:
+stage caching and resumption, the results document, and the paper's qualitative findings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from symprobe import study
+from symprobe.experiments import gas
+
+TINY = dict(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=8, gas_nvt_steps=400, gas_bandwidth=0.3,
+            torque_samples=4, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20, liquid_steps=60,
+            liquid_equilibration=10, liquid_stride=2, error_reference="3", error_cells=1, ice_frames=(2, 3), ice_fmax=0.5,
+            ice_max_steps=2)
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """A tiny study, first interrupted after the gas NVE stage, then resumed to the end."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("study")
+    model = study.known_answer_model()
+    partial = study.run_study(model, out, plan=study.Plan(**TINY), progress=False, stop_after="gas_nve")
+    assert set(partial) == {"gas_nve"} and not (out / "results.json").exists()
+    first = json.loads((out / "stages" / "gas_nve.json").read_text())
+    results = study.run_study(model, out, plan=study.Plan(**TINY), progress=False)
+    return out, first, results
+
+
+def test_finished_stage_is_not_recomputed(study_dir):
+    out, first, results = study_dir
+    again = json.loads((out / "stages" / "gas_nve.json").read_text())
+    assert again == first  # same stored seconds and result: loaded, not recomputed
+    assert results["experiments"]["gas_nve"] == first["result"]
+    assert results["timings_s"]["gas_nve"] == first["seconds"]
+
+
+def test_rerun_loads_every_stage_from_cache(study_dir, monkeypatch):
+    out, _, results = study_dir
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an MD run was started although every stage is cached")
+
+    monkeypatch.setattr("symprobe.experiments.run_variant_md", refuse)
+    monkeypatch.setattr("symprobe.experiments.gas.run_variant_md", refuse)
+    monkeypatch.setattr("symprobe.experiments.liquid.run_variant_md", refuse)
+    again = study.run_study(study.known_answer_model(), out, plan=study.Plan(**TINY), progress=False)
+    assert again["experiments"] == results["experiments"]
+
+
+def _walk(value, path="$"):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            yield from _walk(v, f"{path}[{k}]")
+    else:
+        yield path, value
+
+
+def test_results_json_follows_schema_without_nan(study_dir):
+    out, _, _ = study_dir
+    text = (out / "results.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text)
+    for path, value in _walk(data):
+        if isinstance(value, float):
+            assert math.isfinite(value), path
+    assert data["schema"] == study.SCHEMA
+    assert set(data) >= {"schema", "mode", "model", "grid", "variants", "confidence", "plan", "costs_s_per_call", "experiments",
+                         "mts_cost", "findings", "paper", "timings_s"}
+    assert data["paper"]["citation"].startswith("Langer, Pozdnyakov & Ceriotti")
+    assert data["grid"]["evaluations"] == 36
+    assert set(data["experiments"]) == set(study.STAGES) - {"costs"}
+    for _, observable in _walk_scalars(data["experiments"]):
+        assert set(observable) == {"value", "error", "unit"}
+    for variant, d in data["experiments"]["liquid"]["variants"].items():
+        for name in ("g_OO", "g_OH", "g_HH", "c_L", "c_T", "msd_O", "c_uu"):
+            c = d[name]
+            assert len(c["x"]) == len(c["y"]) == len(c["error"]) > 0, (variant, name)
+
+
+def _walk_scalars(value, path="$"):
+    if isinstance(value, dict):
+        if "value" in value and "unit" in value:
+            yield path, value
+            return
+        for k, v in value.items():
+            yield from _walk_scalars(v, f"{path}.{k}")
+
+
+def test_known_answer_findings(study_dir):
+    """The paper's findings on a model with known symmetry breaking, exactly removed by the 2i grid."""
+    _, _, results = study_dir
+    exp = results["experiments"]
+    nve = exp["gas_nve"]["variants"]
+    assert nve["raw"]["L_change_final"]["value"] > 0.1  # eV·fs: torques of ≈ 0.02 eV act on the molecules
+    assert nve["averaged"]["L_change_final"]["value"] < 1e-5  # exactly invariant average: Verlet conserves L
+    assert nve["mts"]["L_change_final"]["value"] < 0.05 * nve["raw"]["L_change_final"]["value"]
+    torque = {row["grid"]: row["rms_torque"]["value"] for row in exp["gas_torque"]["rows"]}
+    assert torque["paper-0"] > 1e-3 and torque["paper-2i"] < 1e-12 and torque["paper-i"] > 1e-3  # ℓ = 1, 2 survive inversion alone
+    by_id = {f["id"]: f for f in results["findings"]}
+    assert by_id["gas_angular_momentum_fixed_by_averaging"]["holds"] is True
+    assert by_id["gas_mts_reproduces_averaged"]["holds"] is True
+    assert by_id["torque_falls_with_grid"]["holds"] is True
+    assert by_id["liquid_indistinguishable"]["holds"] is not None
+    errors = exp["rotational_errors"]["sets"]["isolated molecule"]["rows"]
+    by_grid = {row["grid"]: row for row in errors}
+    assert by_grid["0"]["energy_meV"] > 1.0 and by_grid["2i"]["energy_meV"] < 1e-6
+
+
+def test_orientation_bias_of_known_term():
+    """A long enough Langevin run of the raw known-answer model shows a significant, kT-sized bias."""
+    rng = np.random.default_rng(0)
+    # directions drawn from p(u) ∝ exp(−g(u)/kT) for a dipolar g: the estimator must find the bias
+    u = rng.normal(size=(200000, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    keep = rng.random(len(u)) < np.exp(0.3 * (u[:, 2] - 1))
+    u = u[keep][: 40 * 50].reshape(40, 50, 3)
+    biased = gas.harmonic_orientation_bias(u)
+    assert biased["significant"] and 0.2 < biased["bias_kT"]["value"] < 0.45  # exact: 0.3 kT to first order
+    flat = rng.normal(size=(40, 50, 3))
+    flat /= np.linalg.norm(flat, axis=-1, keepdims=True)
+    assert gas.harmonic_orientation_bias(flat)["bias_kT"]["value"] < 0.15
+
+
+def test_tether_is_invariant_and_torque_free():
+    model = study.known_answer_model()
+    atoms = gas.isolated_molecules(3, 13.0, seed=1)
+    tethered = gas._tethered(model, atoms)
+    moved = atoms.copy()
+    moved.positions += np.random.default_rng(2).normal(scale=0.2, size=moved.positions.shape)
+    energy, forces = tethered._tether(moved.get_positions())
+    assert energy > 0
+    x = moved.get_positions().reshape(-1, 3, 3)
+    masses = moved.get_masses().reshape(-1, 3)
+    centres = np.einsum("mai,ma->mi", x, masses) / masses.sum(axis=1)[:, None]
+    torque = np.cross(x - centres[:, None], forces.reshape(-1, 3, 3)).sum(axis=1)
+    np.testing.assert_allclose(torque, 0.0, atol=1e-12)
+    R = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))[0]
+    assert np.isclose(tethered._tether(moved.get_positions() @ R.T)[0], energy, rtol=1e-12)
+
+
+def test_quick_plan_fits_budget():
+    costs = {"gas_s": 0.01, "gas_avg_s": 0.02, "liquid_s": 0.2, "liquid_corr_s": 6.0, "ice_s": 0.5, "ice_avg_s": 15.0,
+             "md_overhead_s": 0.004}
+    plan = study.make_plan(True, costs, budget_s=330.0)
+    assert plan.liquid_steps % plan.n_inner == 0 and plan.liquid_steps >= 60
+    spent = plan.liquid_steps * (3 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / plan.n_inner)
+    assert spent < 0.5 * 330.0 or plan.liquid_steps == 60
+    full = study.make_plan(False, costs)
+    assert full.gas_nve_steps == 50_000 and sum(full.estimate_s.values()) > 3600
