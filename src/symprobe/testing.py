@@ -3,7 +3,8 @@
 Models (all :class:`WaterModel`, a :class:`~symprobe.models.torch_model.TorchModel` for H2O only):
 
 * :func:`qtip4pf` — the flexible q-TIP4P/F water potential (Habershon, Markland & Manolopoulos,
-  J. Chem. Phys. 131, 024501 (2009)), written in torch; exactly invariant under rotations and inversion.
+  J. Chem. Phys. 131, 024501 (2009)), written in torch; electrostatics by damped shifted force (DSF,
+  α = 0.2 Å⁻¹, 9 Å cutoff; not Ewald); exactly invariant under rotations and inversion.
 * :func:`anisotropic_qtip4pf` — q-TIP4P/F plus :class:`SphericalHarmonicTerm`, an orientation-dependent
   term of chosen angular degrees ℓ and amplitudes, whose power spectrum is known exactly
   (:func:`expected_power`).
