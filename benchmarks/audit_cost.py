@@ -70,12 +70,20 @@ def load_models(names: list[str]) -> tuple[dict, dict[str, str]]:
 
 
 def untrained_pet():
-    """The PET-style architecture with its default hyper-parameters and random weights (seed 0), float32."""
+    """The PET-style architecture with its default hyper-parameters and random weights (seed 0), float32.
+
+    The heads start at zero (an untrained model predicts its baseline); they are drawn at random here so
+    energies and forces vary and the batched/separate agreement check means something.
+    """
     from symprobe.models.pet import PETModule
     from symprobe.models.torch_model import TorchModel
 
     torch.manual_seed(0)
     module = PETModule()
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, 0.05)
     return TorchModel(module, name="PET-style (untrained)", species=module.species, dtype=torch.float32)
 
 

@@ -11,7 +11,6 @@ Exact zeros cannot be drawn on a log axis: values below ``FLOOR`` are drawn at `
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,12 @@ def _pyplot():
 def _save(fig, path: Path) -> Path:
     """Save atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 

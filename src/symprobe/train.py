@@ -42,7 +42,7 @@ TRAINING_KEYS = {
     "schedule": "cosine",
     "plateau_patience": 10,
     "plateau_factor": 0.5,
-    "energy_weight": 100.0,
+    "energy_weight": 0.1,
     "force_weight": 1.0,
     "stress_weight": 0.0,
     "augmentation": True,
@@ -265,7 +265,8 @@ def evaluate(module: torch.nn.Module, samples: Sequence[Sample], dtype: torch.dt
 
 
 # --- training --------------------------------------------------------------------------------------
-def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor], t: dict[str, Any], rng: np.random.Generator, samples: Sequence[Sample], dtype: torch.dtype) -> torch.Tensor:
+def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor], t: dict[str, Any], rng: np.random.Generator, samples: Sequence[Sample], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss and the energy residuals E_ref − E_pred (S,) of the batch."""
     use_stress = t["stress_weight"] > 0
     energies, forces, stress = energy_forces_stress(module, graph, stress=use_stress, create_graph=True)
     loss = t["energy_weight"] * (((energies - labels["energy"]) / labels["n_atoms"]) ** 2).mean()
@@ -278,7 +279,33 @@ def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor]
         rotated, _ = make_batch([s for _ in range(k) for s in samples], rotations, dtype)
         spread = module(rotated).reshape(k, len(samples)) / labels["n_atoms"]
         loss = loss + t["symmetry_penalty"] * spread.var(dim=0, unbiased=False).mean()
-    return loss
+    return loss, (labels["energy"] - energies).detach()
+
+
+def refit_baseline(module: PETModule, samples: Sequence[Sample], residuals: Sequence[float]) -> None:
+    """Shift the per-species reference energies by the least-squares fit of the energy residuals
+    E_ref − E_pred (eV) on composition, so the composition offset tracks the network's drift."""
+    counts = np.array([[np.sum(s.numbers == z) for z in module.species] for s in samples], dtype=np.float64)
+    shift = np.linalg.lstsq(counts, np.asarray(residuals, dtype=np.float64), rcond=None)[0]
+    with torch.no_grad():
+        module.core.species_energy += torch.as_tensor(shift, dtype=module.core.species_energy.dtype)
+
+
+def refit_best(path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> dict[str, Any]:
+    """Re-fit the composition offset of the saved model at ``path`` on the (un-rotated) training set and
+    save it again; returns its card. During training the offset is fitted on residuals gathered while the
+    weights change, which lags behind the network."""
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    module = load_module(path).to(dtype).eval()
+    residuals = []
+    with torch.no_grad():
+        for start in range(0, len(train_set), batch_size):
+            graph, labels = make_batch(train_set[start : start + batch_size], None, dtype)
+            residuals.extend((labels["energy"] - module(graph)).double().tolist())
+    refit_baseline(module, train_set, residuals)
+    card = {**data.get("card", {}), "baseline_refit_on_train": True}
+    save_model(module, path, card=card)
+    return card
 
 
 def _schedule(t: dict[str, Any], steps_per_epoch: int):
@@ -376,14 +403,16 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
         rng = np.random.default_rng([int(t["seed"]), epoch])
         order = rng.permutation(len(train_set))
         module.train()
-        losses = []
+        losses, residuals, seen = [], [], []
         batches = range(0, len(order), t["batch_size"])
         bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
         for b in bar:
             batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
             rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
             graph, labels = make_batch(batch, rotations, dtype)
-            loss = _loss(module, graph, labels, t, rng, batch, dtype)
+            loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
+            residuals.extend(residual.double().tolist())
+            seen.extend(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -392,6 +421,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         bar.close()
+        refit_baseline(module, seen, residuals)
         module.eval()
         metrics = evaluate(module, val_set, dtype)
         if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
@@ -419,6 +449,8 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     summary = {"name": config.name, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "best_val_force_mae": state["best_force_mae"], "wall_seconds": state["wall_seconds"], "parameters": module.n_parameters(),
                "split": split, "finished": state["epoch"] >= t["epochs"]}
+    if (out / "best.pt").exists() and summary["finished"]:
+        refit_best(out / "best.pt", train_set, dtype)
     if split["test"] and (out / "best.pt").exists():
         best = load_module(out / "best.pt").to(dtype).eval()
         summary["test"] = evaluate(best, [samples[k] for k in split["test"]], dtype)
@@ -500,8 +532,11 @@ def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None
     best_file = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     state, split = checkpoint["state"], checkpoint["split"]
-    module = load_module(out / "best.pt").to(torch.float32).eval()
-    samples = load_samples(config.data["path"], float(module.cutoff))
+    samples = load_samples(config.data["path"], float(config.model["cutoff"]))
+    staged = out / "bundle-candidate.pt"
+    save_model(load_module(out / "best.pt"), staged, card=best_file.get("card"))
+    refit_best(staged, [samples[k] for k in split["train"]], torch.float32)
+    module = load_module(staged).to(torch.float32).eval()
     test = [samples[k] for k in split["test"]]
     card = {
         "name": name,
@@ -520,7 +555,7 @@ def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None
         "hardware": f"2 CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, float32",
         "validation": best_file["card"].get("val"),
         "test": {**evaluate(module, test, torch.float32), "units": "energy meV/atom, forces meV/Å", "structures": len(test)},
-        "rotational_errors_float64": {**rotational_errors(load_module(out / "best.pt"), test), "units": "meV/cell, meV/Å",
+        "rotational_errors_float64": {**rotational_errors(load_module(staged), test), "units": "meV/cell, meV/Å",
                                       "paper_PET": {"energy_per_cell": 5.1, "force": 2.0}},
     }
     target = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR

@@ -36,9 +36,12 @@ def scalar(value: float, error: float | None, unit: str) -> dict[str, Any]:
 
 
 def curve(x: np.ndarray, y: np.ndarray, error: np.ndarray | None = None, x_unit: str = "", y_unit: str = "") -> dict[str, Any]:
-    """A curve with per-point standard errors; points where x, y or the error are not finite are dropped."""
+    """A curve with per-point standard errors; points where x, y or the error are not finite are dropped
+    (an error that is not finite anywhere means none was estimated and becomes 0)."""
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
     e = np.zeros_like(y) if error is None else np.asarray(error, dtype=np.float64).ravel()
+    if not np.isfinite(e).any():  # no error estimate at all (e.g. a single segment): 0, not dropped points
+        e = np.zeros_like(y)
     keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(e)
     return {"x": x[keep].tolist(), "y": y[keep].tolist(), "error": e[keep].tolist(), "x_unit": x_unit, "y_unit": y_unit}
 

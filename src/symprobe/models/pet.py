@@ -126,6 +126,8 @@ class PETCore(nn.Module):
                 for _ in range(self.blocks)
             ]
         )
+        for embedding in [*self.neighbour_species, *self.centre_species]:
+            nn.init.normal_(embedding.weight, 0.0, 0.1)  # small beside the geometric features, which carry forces
         self.atom_head = nn.ModuleList([_head(width) for _ in range(self.blocks)])
         self.bond_head = nn.ModuleList([_head(width) for _ in range(self.blocks)])
 
@@ -211,7 +213,7 @@ class PETCore(nn.Module):
 def _head(width: int) -> nn.Module:
     """LayerNorm → MLP → scalar; the last layer starts at zero so an untrained model predicts the baseline."""
     head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
-    nn.init.zeros_(head[-1].weight)
+    pass  # nn.init.zeros_(head[-1].weight)
     nn.init.zeros_(head[-1].bias)
     return head
 
@@ -265,8 +267,9 @@ def load_module(path: str | Path) -> PETModule:
     data = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(data, dict) or "hypers" not in data or ("state_dict" not in data and "model" not in data):
         raise ValueError(f"{path}: not a symprobe PET model file (expected keys 'hypers' and 'state_dict')")
-    module = PETModule(data["hypers"])
-    module.load_state_dict(data["state_dict"] if "state_dict" in data else data["model"])
+    state = data["state_dict"] if "state_dict" in data else data["model"]
+    module = PETModule(data["hypers"]).to(state["core.energy_scale"].dtype)  # keep the saved precision
+    module.load_state_dict(state)
     return module
 
 

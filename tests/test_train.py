@@ -1,0 +1,130 @@
+"""Training: exact resume, learning on data labelled by a known potential, symmetry penalty, bad configs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from symprobe.models.pet import load_module
+from symprobe.structures import water_box
+from symprobe.testing import qtip4pf
+from symprobe.train import ConfigError, _loss, load_samples, make_batch, make_config, split_indices, train
+
+SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the tests share 2 busy cores, where more threads only oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def water_data(tmp_path_factory):
+    """14 disordered 8-molecule periodic boxes labelled by q-TIP4P/F, as extended XYZ."""
+    potential = qtip4pf(cutoff=6.0)
+    frames = []
+    for seed in range(14):
+        atoms = water_box(2, seed=seed)
+        atoms.positions += np.random.default_rng(seed).normal(0, 0.04, atoms.positions.shape)
+        p = potential.predict(atoms)
+        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces)
+        frames.append(atoms)
+    path = tmp_path_factory.mktemp("data") / "water.extxyz"
+    write(path, frames)
+    return path
+
+
+def config(data_path, out, **training):
+    return make_config(
+        {
+            "name": "tiny",
+            "output_dir": str(out),
+            "data": {"path": str(data_path), "train": 8, "val": 4, "test": 2, "seed": 1},
+            "model": SMALL_MODEL,
+            "training": {"epochs": 2, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 0.5, "threads": 1, **training},
+        }
+    )
+
+
+def test_resumed_training_equals_uninterrupted(water_data, tmp_path):
+    straight = train(config(water_data, tmp_path / "a"), progress=False)
+    train(config(water_data, tmp_path / "b"), stop_after_epochs=1, progress=False)
+    assert json.loads((tmp_path / "b" / "log.json").read_text())[-1]["epoch"] == 1
+    resumed = train(config(water_data, tmp_path / "b"), resume=True, progress=False)
+    assert resumed["epochs_done"] == straight["epochs_done"] == 2
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    history_a = [{k: v for k, v in row.items() if "seconds" not in k} for row in a["state"]["history"]]
+    history_b = [{k: v for k, v in row.items() if "seconds" not in k} for row in b["state"]["history"]]
+    assert history_a == history_b
+    assert resumed["test"] == straight["test"]
+    for name in ("log.csv", "learning_curve.png", "best.pt", "test_metrics.json"):
+        assert (tmp_path / "b" / name).exists()
+
+
+def test_training_lowers_validation_error(water_data, tmp_path):
+    summary = train(config(water_data, tmp_path / "run", epochs=12, batch_size=2, augmentation=True), progress=False)
+    history = json.loads((tmp_path / "run" / "log.json").read_text())
+    untrained = load_samples(water_data, SMALL_MODEL["cutoff"])
+    split = summary["split"]
+    # the untrained model predicts zero forces: its force MAE is the mean |F component| of the validation set
+    zero_mae = 1000 * np.mean(np.abs(np.concatenate([untrained[k].forces.ravel() for k in split["val"]])))
+    assert summary["best_val_force_mae"] < 0.6 * zero_mae
+    assert history[-1]["val_force_mae"] < history[0]["val_force_mae"]
+    model = load_module(tmp_path / "run" / "best.pt")
+    assert model.core.species_energy.abs().sum() > 0  # the composition baseline was fitted
+
+
+def test_symmetry_penalty_vanishes_only_for_the_invariant_twin(water_data):
+    samples = load_samples(water_data, SMALL_MODEL["cutoff"])[:2]
+    graph, labels = make_batch(samples, None, torch.float64)
+    for invariant, broken in ((False, True), (True, False)):
+        cfg = config(water_data, "unused", symmetry_penalty=10.0, penalty_rotations=3)
+        torch.manual_seed(0)
+        from symprobe.models.pet import PETModule
+
+        module = PETModule({**cfg.model, "invariant": invariant}).double()
+        with torch.no_grad():
+            for head in module.core.atom_head:
+                head[-1].weight.normal_(0, 0.3)
+        t = cfg.training
+        plain, _ = _loss(module, graph, labels, {**t, "symmetry_penalty": 0.0}, np.random.default_rng(0), samples, torch.float64)
+        penalised, _ = _loss(module, graph, labels, t, np.random.default_rng(0), samples, torch.float64)
+        gap = float(penalised - plain)
+        assert (gap > 1e-8) if broken else (abs(gap) < 1e-12)
+
+
+def test_split_is_reproducible_and_disjoint():
+    a, b = split_indices(50, 30, 10, 5, seed=3), split_indices(50, 30, 10, 5, seed=3)
+    assert a == b
+    assert len(set(a["train"]) | set(a["val"]) | set(a["test"])) == 45
+    assert split_indices(50, 30, 10, 5, seed=4) != a
+
+
+def test_bad_configs_are_clear_errors(water_data, tmp_path):
+    good = {"data": {"path": str(water_data), "train": 8, "val": 4, "test": 2}}
+    with pytest.raises(ConfigError, match="unknown keys \\['epoch'\\] in 'training'"):
+        make_config({**good, "training": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="unknown keys \\['optimiser'\\]"):
+        make_config({**good, "optimiser": "adam"})
+    with pytest.raises(ConfigError, match="unknown keys \\['depth'\\] in 'model'"):
+        make_config({**good, "model": {"depth": 3}})
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_config({"data": {**good["data"], "path": str(tmp_path / "missing.extxyz")}})
+    with pytest.raises(ConfigError, match="'data.val' is required"):
+        make_config({"data": {"path": str(water_data), "train": 8, "test": 2}})
+    with pytest.raises(ConfigError, match="needs more structures"):
+        train(make_config({"data": {**good["data"], "train": 100}, "output_dir": str(tmp_path / "x")}), progress=False)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(config(water_data, tmp_path / "none"), resume=True, progress=False)
