@@ -98,8 +98,8 @@ def markdown_report(data: dict, spec: str, n_read: int, seconds: float) -> str:
             "",
         ]
     if data["skipped"]:
-        lines += [f"## Left out ({len(data['skipped'])} structures)", ""]
-        lines += [f"- {item['name']}: {item['reason']}" for item in data["skipped"][:10]]
+        lines += [f"## Left out: {len(data['skipped'])} of {n_read} structures", ""]
+        lines += [f"- {item['reason']}" for item in data["skipped"][:10]]  # each reason names its structure
         if len(data["skipped"]) > 10:
             lines.append(f"- … and {len(data['skipped']) - 10} more (all listed in audit.json under `skipped`)")
         lines.append("")

@@ -74,7 +74,7 @@ def test_resumed_training_equals_uninterrupted(water_data, tmp_path):
 
 
 def test_training_lowers_validation_error(water_data, tmp_path):
-    summary = train(config(water_data, tmp_path / "run", epochs=12, batch_size=2, augmentation=True), progress=False)
+    summary = train(config(water_data, tmp_path / "run", epochs=20, batch_size=2, lr=1e-2, augmentation=True), progress=False)
     history = json.loads((tmp_path / "run" / "log.json").read_text())
     untrained = load_samples(water_data, SMALL_MODEL["cutoff"])
     split = summary["split"]

@@ -213,7 +213,7 @@ class PETCore(nn.Module):
 def _head(width: int) -> nn.Module:
     """LayerNorm → MLP → scalar; the last layer starts at zero so an untrained model predicts the baseline."""
     head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
-    pass  # nn.init.zeros_(head[-1].weight)
+    nn.init.zeros_(head[-1].weight)
     nn.init.zeros_(head[-1].bias)
     return head
 
