@@ -99,10 +99,10 @@ def family(name: str) -> str:
     return ("group" if base in ("identity", "D2", "T", "O", "I") else base) + ("+i" if name.endswith("+i") else "")
 
 
-def error_vs_evaluations(model: Model, structures: dict[str, list], max_evaluations: int) -> list[dict]:
-    """(b) rotational error of each rule's average against a degree-10 O(3) reference."""
-    reference = so3.smallest(10, improper=True)
-    rules = quadrature_families(max_evaluations)
+def error_vs_evaluations(model: Model, structures: dict[str, list], reference: so3.Quadrature,
+                         max_evaluations: int) -> list[dict]:
+    """(b) rotational error of each rule's average against a denser O(3) ``reference`` average."""
+    rules = [q for q in quadrature_families(max_evaluations) if q.degree < reference.degree]
     rows = []
     for label, frames in structures.items():
         for q, error in zip(rules, grid_errors(model, frames, rules, reference)):
@@ -156,7 +156,7 @@ def plot(results: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     ax = axes[0]
-    for (model, atoms), rows in _group(results["cost"], ("model", "atoms")).items():
+    for (model, atoms), rows in _group(results.get("cost", []), ("model", "atoms")).items():
         n = [r["rotations"] for r in rows]
         ax.loglog(n, [r["batched_over_single"] for r in rows], "o-", label=f"{model}, {atoms} atoms, batched")
         ax.loglog(n, [r["loop_s"] / r["single_s"] for r in rows], "x:", color=ax.lines[-1].get_color())
@@ -164,13 +164,14 @@ def plot(results: dict, path: Path) -> None:
     ax.set(xlabel="rotations N", ylabel="cost / single call", title="(a) grid average cost (x: loop)")
     ax.legend(fontsize=6)
     for ax, key, unit in ((axes[1], "energy_meV", "meV/structure"), (axes[2], "force_meV_per_A", "meV/Å")):
-        for (label, fam), rows in _group(results["errors"], ("structures", "family")).items():
+        for (label, fam), rows in _group(results.get("errors", []), ("structures", "family")).items():
             ax.loglog([r["evaluations"] for r in rows], [max(r[key], 1e-12) for r in rows], "o-", ms=3,
                       label=f"{label}: {fam}")
         ax.set(xlabel="evaluations", ylabel=f"error vs reference ({unit})", title=f"(b) {key.split('_')[0]} error")
-    axes[1].legend(fontsize=5, ncol=2)
+    if results.get("errors"):
+        axes[1].legend(fontsize=5, ncol=2)
     ax = axes[3]
-    for system, rows in _group(results["dynamics"], ("system",)).items():
+    for system, rows in _group(results.get("dynamics", []), ("system",)).items():
         ax.bar([f"{system}\n{r['strategy']}" for r in rows], [r["drift_meV_per_molecule_per_ps"] for r in rows])
     ax.set(ylabel="drift (meV/H2O/ps)", title="(d) conserved-quantity drift, NVE")
     ax.tick_params(axis="x", labelsize=6)
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results", help="output directory")
     parser.add_argument("--quick", action="store_true", help="small sizes only (3 and 192 atoms, few rotations)")
     parser.add_argument("--long", action="store_true", help="10 ps drift runs (default: short runs)")
+    parser.add_argument("--parts", default="abd", help="which parts to run: a (cost), b (errors), d (MTS cost, drift)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,26 +205,31 @@ def main() -> None:
     sizes = [3, 192] if args.quick else [3, 192, 1536]
     counts = [1, 12, 36, 150] if args.quick else [1, 12, 36, 150, 600]
     results: dict = {"torch_threads": torch.get_num_threads()}
-    results["cost"] = cost_vs_rotations(models, sizes, counts, repeats=2 if args.quick else 3)
+    if "a" in args.parts:
+        results["cost"] = cost_vs_rotations(models, sizes, counts, repeats=2 if args.quick else 3)
 
-    error_model = pet_or_none(torch.float64) or noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
-    data = shared_data_dir()
-    liquid = []
-    if data is not None:
-        liquid = read_structures(data / "liquid" / "cheng2019_revPBE0-D3_liquid_test190.extxyz")
-        liquid = liquid[: 2 if args.quick else 10]
-    structures = {"molecule": [water_monomer()]} | ({"liquid": liquid} if liquid else {})
-    results["error_model"] = error_model.name
-    results["errors"] = error_vs_evaluations(error_model, structures, 200 if args.quick else 1200)
+    if "b" in args.parts:
+        error_model = pet_or_none(torch.float64) or noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
+        data = shared_data_dir()
+        liquid = []
+        if data is not None:
+            liquid = read_structures(data / "liquid" / "cheng2019_revPBE0-D3_liquid_test190.extxyz")
+            liquid = liquid[: 1 if args.quick else 10]
+        structures = {"molecule": [water_monomer()]} | ({"liquid": liquid} if liquid else {})
+        results["error_model"] = error_model.name
+        reference = so3.smallest(7 if args.quick else 10, improper=True)
+        results["error_reference"] = reference.name
+        results["errors"] = error_vs_evaluations(error_model, structures, reference, 200 if args.quick else 1200)
 
-    steps = 20000 if args.long else (400 if args.quick else 2000)
-    dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
-    systems = {"molecule": (water_monomer(), 1)}
-    if not args.quick or args.long:
-        systems["box64"] = (water_box(4, seed=0), 64)
-    with tempfile.TemporaryDirectory() as work:
-        results["dynamics_model"] = dyn_model.name
-        results["dynamics"] = dynamics(dyn_model, systems, steps, 0.5, "paper-2i", 10, Path(work))
+    if "d" in args.parts:
+        steps = 20000 if args.long else (200 if args.quick else 2000)
+        dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
+        systems = {"molecule": (water_monomer(), 1)}
+        if not args.quick or args.long:
+            systems["box64"] = (water_box(4, seed=0), 64)
+        with tempfile.TemporaryDirectory() as work:
+            results["dynamics_model"] = dyn_model.name
+            results["dynamics"] = dynamics(dyn_model, systems, steps, 0.5, "paper-2i", 10, Path(work))
 
     tmp = out / "tmp.symmetrize_cost.json"
     tmp.write_text(json.dumps(results, indent=1))

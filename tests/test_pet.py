@@ -10,7 +10,7 @@ from ase.build import make_supercell
 from scipy.spatial.transform import Rotation
 
 from symprobe.models.pet import PETModule, default_hypers, load_builtin, pet_model, save_model
-from symprobe.models.torch_model import TorchModel, batch_graph, energy_forces_stress
+from symprobe.models.torch_model import TorchModel, batch_graph
 from symprobe.structures import StructureError, rotate, water_box
 
 @pytest.fixture(autouse=True)

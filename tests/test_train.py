@@ -128,3 +128,14 @@ def test_bad_configs_are_clear_errors(water_data, tmp_path):
         train(make_config({"data": {**good["data"], "train": 100}, "output_dir": str(tmp_path / "x")}), progress=False)
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(config(water_data, tmp_path / "none"), resume=True, progress=False)
+
+
+def test_cli_reports_bad_config(tmp_path):
+    from symprobe.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {path: nowhere.extxyz, train: 1, val: 1, test: 0}\ntraining: {lr: 0.1, momentum: 0.9}\n")
+    with pytest.raises(SystemExit, match="unknown keys \\['momentum'\\] in 'training'"):
+        main(["train", str(bad)])
+    with pytest.raises(SystemExit, match="no such config file"):
+        main(["train", str(tmp_path / "missing.yaml")])
