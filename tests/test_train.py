@@ -101,7 +101,7 @@ def test_symmetry_penalty_vanishes_only_for_the_invariant_twin(water_data):
         t = cfg.training
         plain, _ = _loss(module, graph, labels, {**t, "symmetry_penalty": 0.0}, np.random.default_rng(0), samples, torch.float64)
         penalised, _ = _loss(module, graph, labels, t, np.random.default_rng(0), samples, torch.float64)
-        gap = float(penalised - plain)
+        gap = float((penalised - plain).detach())
         assert (gap > 1e-8) if broken else (abs(gap) < 1e-12)
 
 
