@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
-from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list
+from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
 
 DATA_KEYS = {"path": None, "train": None, "val": None, "test": None, "seed": 0}
@@ -197,8 +197,7 @@ def random_o3(rng: np.random.Generator) -> np.ndarray:
 
 def make_batch(samples: Sequence[Sample], rotations: Sequence[np.ndarray] | None, dtype: torch.dtype) -> tuple[Graph, dict[str, torch.Tensor]]:
     """A graph of ``samples`` (rotated by ``rotations`` if given) and its labels rotated alike."""
-    positions, numbers, structure, cells, ei, ej, shifts, forces, energies, stress, n_atoms = [], [], [], [], [], [], [], [], [], [], []
-    offset = 0
+    positions, cells, forces, stress = [], [], [], []
     for s, sample in enumerate(samples):
         R = np.eye(3) if rotations is None else rotations[s]
         positions.append(sample.positions @ R.T)
@@ -206,23 +205,12 @@ def make_batch(samples: Sequence[Sample], rotations: Sequence[np.ndarray] | None
         forces.append(sample.forces @ R.T)
         if sample.stress is not None:
             stress.append(R @ sample.stress @ R.T)
-        numbers.append(sample.numbers)
-        structure.append(np.full(len(sample.numbers), s))
-        ei.append(sample.edge_i + offset)
-        ej.append(sample.edge_j + offset)
-        shifts.append(sample.shifts)
-        energies.append(sample.energy)
-        n_atoms.append(len(sample.numbers))
-        offset += len(sample.numbers)
-    graph = Graph(
-        torch.tensor(np.concatenate(positions), dtype=dtype),
-        torch.tensor(np.concatenate(numbers), dtype=torch.long),
-        torch.tensor(np.concatenate(structure), dtype=torch.long),
-        torch.tensor(np.stack(cells), dtype=dtype),
-        torch.tensor(np.concatenate(ei)),
-        torch.tensor(np.concatenate(ej)),
-        torch.tensor(np.concatenate(shifts), dtype=dtype),
+    graph = stack_graph(
+        positions, [sample.numbers for sample in samples], cells,
+        [(sample.edge_i, sample.edge_j, sample.shifts) for sample in samples], dtype,
     )
+    energies = [sample.energy for sample in samples]
+    n_atoms = [len(sample.numbers) for sample in samples]
     labels = {
         "energy": torch.tensor(energies, dtype=dtype),
         "forces": torch.tensor(np.concatenate(forces), dtype=dtype),

@@ -75,28 +75,36 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
     return i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
 
 
-def batch_graph(frames: Sequence[Atoms], cutoff: float, dtype: torch.dtype = torch.float64) -> Graph:
-    """One graph holding several structures (for training or evaluating many structures at once)."""
-    positions, numbers, structure, cells, ei, ej, shifts = [], [], [], [], [], [], []
-    offset = 0
-    for s, atoms in enumerate(frames):
-        i, j, S = neighbour_list(atoms, cutoff)
-        positions.append(atoms.get_positions())
-        numbers.append(atoms.numbers)
-        structure.append(np.full(len(atoms), s))
-        cells.append(atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3)))
-        ei.append(i + offset)
-        ej.append(j + offset)
-        shifts.append(S)
-        offset += len(atoms)
+def stack_graph(
+    positions: Sequence[np.ndarray],
+    numbers: Sequence[np.ndarray],
+    cells: Sequence[np.ndarray],
+    edges: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    dtype: torch.dtype = torch.float64,
+) -> Graph:
+    """One graph from per-structure arrays: positions (N, 3) Å, atomic numbers (N,), cell (3, 3) Å (zeros if
+    isolated) and a neighbour list (i, j, shifts) with indices local to each structure."""
+    sizes = [len(z) for z in numbers]
+    offsets = np.cumsum([0] + sizes[:-1])
     return Graph(
         torch.tensor(np.concatenate(positions), dtype=dtype),
         torch.tensor(np.concatenate(numbers), dtype=torch.long),
-        torch.tensor(np.concatenate(structure), dtype=torch.long),
+        torch.tensor(np.repeat(np.arange(len(sizes)), sizes), dtype=torch.long),
         torch.tensor(np.stack(cells), dtype=dtype),
-        torch.tensor(np.concatenate(ei)),
-        torch.tensor(np.concatenate(ej)),
-        torch.tensor(np.concatenate(shifts), dtype=dtype),
+        torch.tensor(np.concatenate([i + o for (i, _, _), o in zip(edges, offsets)]), dtype=torch.long),
+        torch.tensor(np.concatenate([j + o for (_, j, _), o in zip(edges, offsets)]), dtype=torch.long),
+        torch.tensor(np.concatenate([S for _, _, S in edges]), dtype=dtype),
+    )
+
+
+def batch_graph(frames: Sequence[Atoms], cutoff: float, dtype: torch.dtype = torch.float64) -> Graph:
+    """One graph holding several structures (for training or evaluating many structures at once)."""
+    return stack_graph(
+        [atoms.get_positions() for atoms in frames],
+        [atoms.numbers for atoms in frames],
+        [atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3)) for atoms in frames],
+        [neighbour_list(atoms, cutoff) for atoms in frames],
+        dtype,
     )
 
 
