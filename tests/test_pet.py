@@ -183,5 +183,7 @@ def test_builtin_models_give_finite_water_forces(box, name):
     m = load_builtin(name)
     p = m.predict(box)
     assert np.isfinite(p.energy) and np.all(np.isfinite(p.forces))
-    assert -470.0 < p.energy / 8 < -468.0  # revPBE0-D3/CP2K scale: ≈ −469 eV per H2O
+    # revPBE0-D3/CP2K scale (data: −469.4 to −468.2 eV per H2O); this unrelaxed lattice box lies above the
+    # liquid, so the window checks the scale (a lost species baseline is off by hundreds of eV), not accuracy
+    assert -472.0 < p.energy / 8 < -466.0
     assert m.species == frozenset({1, 8})
