@@ -173,7 +173,7 @@ class TorchModel(Model):
         species: Sequence[int] | None = None,
         dtype: torch.dtype = torch.float64,
         device: str = "cpu",
-        chunk_atoms: int = 20_000,
+        chunk_atoms: int = 3_000,
     ):
         self.module = module.to(dtype=dtype, device=device).eval()
         self.name = name
