@@ -13,13 +13,7 @@ from symprobe.models.pet import PETModule, default_hypers, load_builtin, pet_mod
 from symprobe.models.torch_model import TorchModel, batch_graph
 from symprobe.structures import StructureError, rotate, water_box
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tests share 2 busy cores, where more threads only oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=3)

@@ -18,13 +18,7 @@ from symprobe.train import ConfigError, _loss, load_samples, make_batch, make_co
 SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tests share 2 busy cores, where more threads only oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
