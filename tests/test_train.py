@@ -80,6 +80,22 @@ def test_training_lowers_validation_error(water_data, tmp_path):
     assert model.core.species_energy.abs().sum() > 0  # the composition baseline was fitted
 
 
+def test_init_from_starts_where_the_source_model_ended(water_data, tmp_path):
+    source = train(config(water_data, tmp_path / "source", epochs=3, batch_size=2, lr=1e-2), progress=False)
+    best = tmp_path / "source" / "best.pt"
+    frozen = train(config(water_data, tmp_path / "tuned", epochs=1, lr=1e-12, init_from=str(best)), progress=False)
+    fresh = train(config(water_data, tmp_path / "fresh", epochs=1, lr=1e-12), progress=False)
+    # forces do not depend on the re-fitted composition offset, so a frozen fine-tune keeps the source's error
+    assert frozen["best_val_force_mae"] == pytest.approx(source["best_val_force_mae"], rel=1e-4)
+    assert abs(fresh["best_val_force_mae"] - source["best_val_force_mae"]) > 1.0  # meV/Å: the check can fail
+    with pytest.raises(ConfigError, match="hyper-parameters \\['width'\\] differ"):
+        cfg = config(water_data, tmp_path / "wide", init_from=str(best))
+        cfg.model["width"] = 32
+        train(cfg, progress=False)
+    with pytest.raises(ConfigError, match="'training.init_from' model file .* does not exist"):
+        config(water_data, tmp_path / "x", init_from=str(tmp_path / "missing.pt"))
+
+
 def test_symmetry_penalty_vanishes_only_for_the_invariant_twin(water_data):
     samples = load_samples(water_data, SMALL_MODEL["cutoff"])[:2]
     graph, labels = make_batch(samples, None, torch.float64)

@@ -6,7 +6,9 @@ splits it reproducibly from a seed, fits per-species reference energies by least
     loss = w_E ⟨(ΔE/N)²⟩ + w_F ⟨ΔF²⟩ + w_S ⟨Δσ²⟩ + w_sym ⟨Var_R(E(R x))/N²⟩      (eV, Å units)
 
 with Adam and a warmup + cosine (or plateau) learning-rate schedule. Random O(3) augmentation draws one
-Haar rotation per structure per epoch (inverted with probability ½). Validation runs every epoch without
+Haar rotation per structure per epoch (inverted with probability ½). ``training.init_from`` starts from the
+weights of a saved model (fine-tuning, or pretraining on cheap labels first); its composition offset is then
+re-fitted on the new training data. Validation runs every epoch without
 augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
 atomically every epoch) holds everything needed for ``--resume`` to continue exactly. Outputs in
 ``output_dir``: ``log.csv``, ``log.json``, ``learning_curve.png``, ``test_metrics.json``, ``train.log``.
@@ -51,6 +53,7 @@ TRAINING_KEYS = {
     "max_hours": None,
     "threads": None,
     "dtype": "float32",
+    "init_from": None,
 }
 TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
 
@@ -113,6 +116,11 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
         raise ConfigError(f"{where}: 'training.schedule' must be 'cosine' or 'plateau', got {training['schedule']!r}")
     if training["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"{where}: 'training.dtype' must be 'float32' or 'float64', got {training['dtype']!r}")
+    if training["init_from"] is not None:
+        init = Path(str(training["init_from"]))
+        if not init.exists():
+            raise ConfigError(f"{where}: 'training.init_from' model file {init} does not exist")
+        training["init_from"] = str(init)
     name = str(raw.get("name") or (source.stem if source else "run"))
     output = Path(raw.get("output_dir") or Path("runs") / name)
     return TrainConfig(name, output, data, model, training, source)
@@ -279,18 +287,34 @@ def refit_baseline(module: PETModule, samples: Sequence[Sample], residuals: Sequ
         module.core.species_energy += torch.as_tensor(shift, dtype=module.core.species_energy.dtype)
 
 
+def refit_offset(module: PETModule, samples: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> None:
+    """Re-fit the composition offset of ``module`` on the un-rotated ``samples`` (energies in eV)."""
+    residuals = []
+    with torch.no_grad():
+        for start in range(0, len(samples), batch_size):
+            graph, labels = make_batch(samples[start : start + batch_size], None, dtype)
+            residuals.extend((labels["energy"] - module(graph)).double().tolist())
+    refit_baseline(module, samples, residuals)
+
+
+def init_weights(module: PETModule, path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> None:
+    """Load the weights of the model file at ``path`` into ``module`` (same hyper-parameters required)
+    and re-fit its composition offset on ``train_set``."""
+    source = load_module(path)
+    differ = sorted(k for k in module.hypers if source.hypers.get(k) != module.hypers[k])
+    if differ:
+        raise ConfigError(f"training.init_from {path}: hyper-parameters {differ} differ from the config's model section")
+    module.load_state_dict(source.state_dict())
+    refit_offset(module, train_set, dtype, batch_size)
+
+
 def refit_best(path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> dict[str, Any]:
     """Re-fit the composition offset of the saved model at ``path`` on the (un-rotated) training set and
     save it again; returns its card. During training the offset is fitted on residuals gathered while the
     weights change, which lags behind the network."""
     data = torch.load(path, map_location="cpu", weights_only=False)
     module = load_module(path).to(dtype).eval()
-    residuals = []
-    with torch.no_grad():
-        for start in range(0, len(train_set), batch_size):
-            graph, labels = make_batch(train_set[start : start + batch_size], None, dtype)
-            residuals.extend((labels["energy"] - module(graph)).double().tolist())
-    refit_baseline(module, train_set, residuals)
+    refit_offset(module, train_set, dtype, batch_size)
     card = {**data.get("card", {}), "baseline_refit_on_train": True}
     save_model(module, path, card=card)
     return card
@@ -357,6 +381,8 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     module = PETModule(config.model).to(dtype)
     reference, scale = fit_baseline(train_set, module.species)
     module.set_baseline(torch.tensor(reference), scale)
+    if t["init_from"] is not None and not resume:
+        init_weights(module, Path(t["init_from"]), train_set, dtype)
     optimizer = torch.optim.Adam(module.parameters(), lr=t["lr"])
     steps_per_epoch = math.ceil(len(train_set) / t["batch_size"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch))
