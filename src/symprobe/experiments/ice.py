@@ -1,7 +1,8 @@
 """Proton-disordered ice Ih: energies and L-BFGS relaxations with the raw and the grid-averaged model.
 
 The cells are the paper's Hayward–Reimers cells from the shared data (frames 2–10 are the nine the paper
-relaxed); :func:`ice_cells` says why when none can be had. Relative energies of proton arrangements are
+relaxed); without the shared data, GenIce2 (optional extra ``ice``) generates proton-disordered cells, one
+seed per requested frame; :func:`ice_cells` says why when neither can be had. Relative energies of proton arrangements are
 compared between raw and averaged models against their physical spread (paper: a change of 0.007 meV/H2O
 against a spread of 0.32 meV/H2O).
 """
@@ -18,15 +19,22 @@ from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir
 
 HAYWARD_REIMERS = "iceIh_proton_disordered_hayward_reimers_11cells.extxyz"
+GENICE_REPEAT = (2, 2, 1)  # GenIce2's orthorhombic 16-molecule ice Ih cell → 64 molecules, 15.6 × 14.7 × 9.0 Å
 
 
 def ice_cells(frames: Sequence[int]) -> tuple[list[Atoms], str]:
-    """(cells, description); cells is empty and the description gives the reason when none are found."""
+    """(cells, description): the Hayward–Reimers cells ``frames`` of the shared data, else one GenIce2 cell per
+    entry of ``frames`` (used as seeds); cells is empty and the description gives the reason when neither exists."""
     data = shared_data_dir()
     path = None if data is None else data / "structures" / HAYWARD_REIMERS
     if path is None or not path.exists():
-        return [], ("skipped: the Hayward–Reimers ice cells (shared data structures/" + HAYWARD_REIMERS + ") are not "
-                    "present (set SYMPROBE_DATA to the data directory); no other proton-disordered cells are bundled")
+        try:
+            cells = [genice_cell(seed) for seed in frames]
+        except ImportError:
+            return [], ("skipped: the Hayward–Reimers ice cells (shared data structures/" + HAYWARD_REIMERS + ") are not "
+                        "present (set SYMPROBE_DATA to the data directory) and GenIce2 is not installed (pip install 'symprobe[ice]')")
+        return cells, (f"GenIce2 proton-disordered ice Ih cells ({len(cells[0]) // 3 if cells else 0} H2O, zero net dipole), "
+                       f"seeds {list(frames)}; the paper's Hayward–Reimers cells were not found")
     every = read_structures(path)
     cells = []
     for k in frames:
@@ -34,6 +42,40 @@ def ice_cells(frames: Sequence[int]) -> tuple[list[Atoms], str]:
         atoms.info = {"name": f"Hayward–Reimers cell {k} ({len(atoms) // 3} H2O)"}
         cells.append(atoms)
     return cells, f"Hayward & Reimers (1997) proton-disordered ice Ih cells, frames {list(frames)} of the shared data"
+
+
+def genice_cell(seed: int) -> Atoms:
+    """A proton-disordered ice Ih cell from GenIce2 (64 H2O, Bernal–Fowler rules, zero net polarisation,
+    rigid water with O–H 0.9572 Å); ``seed`` picks the proton arrangement."""
+    import logging
+    import random
+
+    from genice2.genice import GenIce
+    from genice2.plugin import Format, Lattice, Molecule
+
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed)  # GenIce2 draws from the global generators
+    random.seed(seed)
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        text = GenIce(Lattice("1h"), rep=GENICE_REPEAT).generate_ice(Format("exyz"), water=Molecule("physical_water"), depol="strict")
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        logging.getLogger().setLevel(level)
+    symbols, positions, cell = [], [], []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[0] in ("O", "H"):
+            symbols.append(fields[0])
+            positions.append([float(x) for x in fields[1:]])
+        elif len(fields) == 4 and fields[0].startswith("Vector"):
+            cell.append([float(x) for x in fields[1:]])
+    atoms = Atoms(symbols, positions=positions, cell=cell, pbc=True)
+    atoms.wrap()
+    atoms.info = {"name": f"GenIce2 ice Ih, seed {seed} ({len(atoms) // 3} H2O)"}
+    return atoms
 
 
 def relax(model: Model, atoms: Atoms, fmax: float, max_steps: int) -> tuple[Atoms, float, int, float]:

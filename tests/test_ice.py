@@ -1,0 +1,53 @@
+"""Ice cells without the shared data: GenIce2 cells obey the ice rules, are seeded, and the fallback says why."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from symprobe.experiments import ice
+
+pytest.importorskip("genice2", reason="GenIce2 (the 'ice' extra) is not installed")
+
+
+def test_genice_cells_obey_the_ice_rules():
+    atoms = ice.genice_cell(2)
+    assert len(atoms) == 192 and atoms.pbc.all()
+    d = atoms.get_all_distances(mic=True)
+    oxygens = np.flatnonzero(atoms.numbers == 8)
+    hydrogens = np.flatnonzero(atoms.numbers == 1)
+    # every O has two covalent H (≈ 0.957 Å) and four O neighbours within 3 Å
+    assert np.all((d[np.ix_(oxygens, hydrogens)] < 1.1).sum(1) == 2)
+    oo = d[np.ix_(oxygens, oxygens)]
+    assert np.all(((oo > 0) & (oo < 3.0)).sum(1) == 4)
+    # Bernal–Fowler: each O–O hydrogen bond carries exactly one H
+    for a, b in zip(*np.nonzero(np.triu((oo > 0) & (oo < 3.0)))):
+        oa, ob = oxygens[a], oxygens[b]
+        on_bond = (d[oa, hydrogens] + d[ob, hydrogens]) < oo[a, b] + 0.2
+        assert on_bond.sum() == 1
+    # zero net dipole (GenIce2 'strict' depolarisation): Σ (r_H1 + r_H2 − 2 r_O) with minimum images
+    dipole = np.zeros(3)
+    for o in oxygens:
+        for h in hydrogens[d[o, hydrogens] < 1.1]:
+            dipole += atoms.get_distance(o, h, mic=True, vector=True)
+    assert np.linalg.norm(dipole) < 0.05 * 64  # Å; one molecule's is ≈ 1.17 Å
+
+
+def test_genice_cells_are_seeded_and_distinct():
+    a, b, again = ice.genice_cell(2), ice.genice_cell(3), ice.genice_cell(2)
+    assert np.array_equal(a.positions, again.positions)
+    assert not np.allclose(a.positions, b.positions)
+    state = np.random.get_state()[1].copy()
+    ice.genice_cell(4)
+    assert np.array_equal(np.random.get_state()[1], state)  # the global generator is left as it was
+
+
+def test_fallback_without_shared_data(monkeypatch):
+    monkeypatch.setattr(ice, "shared_data_dir", lambda: None)
+    cells, description = ice.ice_cells((2, 3))
+    assert len(cells) == 2 and "GenIce2" in description and "seeds [2, 3]" in description
+    monkeypatch.setitem(sys.modules, "genice2.genice", None)  # as if GenIce2 were not installed
+    cells, description = ice.ice_cells((2, 3))
+    assert cells == [] and description.startswith("skipped") and "GenIce2 is not installed" in description
