@@ -254,3 +254,51 @@ def test_bad_wrapping_raises():
         ECSE(LoopedModel()).predict(small_box())
     with pytest.raises(ValueError, match="collinearity"):
         ECSE(anisotropic(), collinearity=0.1, collinearity_width=0.2)
+
+
+def bent_monomer(angle_deg: float) -> Atoms:
+    """A water molecule with O–H 0.96 Å and the given H–O–H angle (180° is linear: ECSE has no frame)."""
+    half = np.radians(angle_deg) / 2
+    return Atoms("OH2", positions=[[0, 0, 0], [0.96 * np.sin(half), 0, 0.96 * np.cos(half)], [-0.96 * np.sin(half), 0, 0.96 * np.cos(half)]])
+
+
+def with_fallback(weight: float = 0.5) -> ECSE:
+    from symprobe import so3
+    from symprobe.symmetrize import GridAverage
+
+    model = anisotropic()  # angular content ℓ ≤ 3: a degree-3 grid average is exactly invariant
+    return ECSE(model, fallback=GridAverage(model, so3.smallest(3)), fallback_weight=weight)
+
+
+def test_fallback_takes_over_smoothly_where_frames_vanish():
+    ecse = with_fallback()
+    linear = bent_monomer(180.0)
+    assert len(ecse.frames(linear)) == 0 and ecse.frames(linear).degenerate
+    assert ecse.predict(linear).energy == pytest.approx(ecse.fallback.predict(linear).energy, abs=1e-12)
+    totals = {angle: float(ecse.frames(bent_monomer(angle)).total) for angle in np.arange(140.0, 180.0, 0.5)}
+    blended = [a for a, w in totals.items() if 0 < w < ecse.fallback_weight]
+    assert blended, totals  # the path crosses the blend region 0 < W < fallback_weight
+    for angle in (blended[len(blended) // 2], 180.0):
+        atoms = bent_monomer(angle)
+        atoms.positions[1] += [0.01, -0.02, 0.015]  # off the symmetric path
+        energy = ecse.predict(atoms).energy
+        for R in random_rotations(3, 5):
+            assert abs(ecse.predict(rotate(atoms, R)).energy - energy) < 1e-10
+        np.testing.assert_allclose(ecse.predict(atoms).forces, finite_difference_forces(ecse, atoms, [0, 1, 2]), atol=1e-6)
+    # continuous along the bending path into the degenerate geometry: halving the step halves the
+    # largest energy change between neighbouring points (a jump where the frames die out would not shrink)
+    start = max(a for a, w in totals.items() if w >= ecse.fallback_weight)  # from the last full-frame angle on
+    steps = [np.abs(np.diff([ecse.predict(bent_monomer(a)).energy for a in np.linspace(start, 170.0, n + 1)])).max()
+             for n in (40, 80)]
+    assert steps[1] < 0.6 * steps[0]
+
+
+def test_fallback_must_have_forces():
+    from ase.calculators.emt import EMT
+
+    energy_only = CalculatorModel(EMT())
+    energy_only.implemented_properties = ("energy",)
+    with pytest.raises(ValueError, match="fallback needs forces"):
+        ECSE(anisotropic(), fallback=energy_only)
+    with pytest.raises(StructureError, match="give ECSE a fallback"):
+        ECSE(anisotropic()).predict(bent_monomer(180.0))

@@ -31,10 +31,15 @@ Pozdnyakov & Ceriotti, "Smooth, exact rotational symmetrization for deep learnin
 The wrapped model must be translation invariant. Isolated structures work with any model of the contract
 (one batched ``predict_rotated`` call); periodic ones need a :class:`~symprobe.models.torch_model.TorchModel`
 because rotating the cell with the frame requires ∂E/∂cell, which the contract's symmetric stress does not
-carry. Cost: one model evaluation per frame (``frames(atoms)`` tells how many). A structure with no
-non-collinear pair of neighbours within ``cutoff`` (fewer than three atoms, all atoms on a line, or no
-neighbours) has no frame and raises :class:`~symprobe.structures.StructureError`; the paper's fallback
-(an auxiliary invariant model) is not implemented.
+carry. Cost: one model evaluation per frame (``frames(atoms)`` tells how many).
+
+Degenerate structures: with no non-collinear pair of neighbours within ``cutoff`` (fewer than three atoms,
+all atoms on a line, or no neighbours) there is no frame. Without a ``fallback`` model this raises
+:class:`~symprobe.structures.StructureError`. With one (as the paper's auxiliary invariant model), the
+energy is blended, E = s E_frames + (1 − s) E_fallback with s = step(W / ``fallback_weight``), where W is the
+total unnormalised frame weight and step is C∞ (0 at W = 0, 1 for W ≥ ``fallback_weight``). The blend is as
+smooth as both parts and as invariant as the fallback: a grid average exact to the wrapped model's
+angular content keeps it exact.
 """
 
 from __future__ import annotations
@@ -55,10 +60,13 @@ LAMBERT_W0_INV_E = 0.2784645427610738  # W₀(1/e): the largest undershoot of a 
 @dataclass(frozen=True)
 class Frames:
     """Frames of one structure: ``rotations`` (F, 3, 3) map x → R x into each frame; ``weights`` (F,)
-    sum to one. Both are torch tensors, differentiable in the positions/cell they were built from."""
+    sum to one; ``total`` is the unnormalised weight sum W (0 and no frames for a degenerate structure,
+    ``degenerate`` then says why). Torch tensors, differentiable in the positions/cell they came from."""
 
     rotations: torch.Tensor
     weights: torch.Tensor
+    total: torch.Tensor
+    degenerate: str = ""
 
     def __len__(self) -> int:
         return int(self.weights.shape[0])
@@ -128,6 +136,8 @@ class ECSE(Model):
         num_prunings: int = 0,
         pruning_beta: float = 20.0,
         inversion: bool = False,
+        fallback: Model | None = None,
+        fallback_weight: float = 0.1,
     ):
         if "forces" not in model.implemented_properties:
             raise ValueError(f"ECSE needs a model with forces; {model.name} implements {model.implemented_properties}")
@@ -137,12 +147,17 @@ class ECSE(Model):
             raise ValueError(f"ECSE: need 0 < collinearity_width ({collinearity_width}) < collinearity ({collinearity}) < 1")
         if num_prunings < 0 or not (0 <= pruning_threshold and pruning_width > 0 and pruning_threshold + pruning_width < 1):
             raise ValueError("ECSE: need num_prunings ≥ 0, pruning_threshold ≥ 0, pruning_width > 0, threshold + width < 1")
+        if fallback is not None and "forces" not in fallback.implemented_properties:
+            raise ValueError(f"ECSE fallback needs forces; {fallback.name} implements {fallback.implemented_properties}")
+        if not fallback_weight > 0:
+            raise ValueError(f"ECSE: fallback_weight must be positive, got {fallback_weight}")
         self.model = model
         self.cutoff, self.cutoff_width, self.beta = float(cutoff), float(cutoff_width), float(beta)
         self.collinearity, self.collinearity_width = float(collinearity), float(collinearity_width)
         self.pruning_threshold, self.pruning_width = float(pruning_threshold), float(pruning_width)
         self.num_prunings, self.pruning_beta = int(num_prunings), float(pruning_beta)
         self.inversion = bool(inversion)
+        self.fallback, self.fallback_weight = fallback, float(fallback_weight)
         self.species = model.species
         self.name = f"ECSE({model.name})"
         self.implemented_properties = ("energy", "forces", "stress") if isinstance(model, TorchModel) else ("energy", "forces")
@@ -154,9 +169,16 @@ class ECSE(Model):
 
     # ------------------------------------------------------------------------------------------------
     def frames(self, atoms: Atoms) -> Frames:
-        """The frames and normalised weights of ``atoms`` (not differentiable: for inspection and cost)."""
+        """The frames and normalised weights of ``atoms`` (not differentiable: for inspection and cost);
+        a degenerate structure raises :class:`StructureError` unless there is a fallback."""
         with torch.no_grad():
-            return self._frames_of(atoms, torch.tensor(atoms.get_positions()), self._cell(atoms), *self._edges(atoms))
+            frames = self._frames_of(atoms, torch.tensor(atoms.get_positions()), self._cell(atoms), *self._edges(atoms))
+        return self._checked(frames)
+
+    def _checked(self, frames: Frames) -> Frames:
+        if frames.degenerate and self.fallback is None:
+            raise StructureError(frames.degenerate + " (give ECSE a fallback model for such structures)")
+        return frames
 
     def _cell(self, atoms: Atoms) -> torch.Tensor:
         return torch.tensor(atoms.cell.array if atoms.pbc.all() else np.zeros((3, 3)), dtype=torch.float64)
@@ -171,11 +193,11 @@ class ECSE(Model):
     ) -> Frames:
         label = structure_label(atoms)
         if not atoms.pbc.all() and len(atoms) < 3:
-            raise StructureError(f"{label}: ECSE needs at least 3 atoms to build a frame (got {len(atoms)})")
+            return self._no_frames(positions, f"{label}: ECSE needs at least 3 atoms to build a frame (got {len(atoms)})")
         vectors = positions[j] - positions[i] + torch.tensor(shifts, dtype=positions.dtype) @ cell
         first, second = _pairs_per_centre(i, len(atoms))
         if len(first) == 0:
-            raise StructureError(f"{label}: no atom has two neighbours within {self.frame_cutoff:.3f} Å; ECSE has no frame")
+            return self._no_frames(positions, f"{label}: no atom has two neighbours within {self.frame_cutoff:.3f} Å; ECSE has no frame")
         centre = torch.tensor(i[first])
         lengths = torch.linalg.norm(vectors, dim=1)
         d_a, d_b = lengths[first], lengths[second]
@@ -201,16 +223,15 @@ class ECSE(Model):
             * _rise(spread, self.collinearity - self.collinearity_width, self.collinearity_width)
         )
         if not bool((weights > 0).any()):
-            raise StructureError(
-                f"{label}: no non-collinear pair of neighbours within {self.cutoff} Å "
-                "(atoms on a line or too far apart); ECSE frames are undefined"
-            )
+            return self._no_frames(positions, f"{label}: no non-collinear pair of neighbours within {self.cutoff} Å "
+                                   "(atoms on a line or too far apart); ECSE frames are undefined")
         for _ in range(self.num_prunings):
             alive = weights > 0
             top = _softmax_mean(weights[alive], weights[alive], self.pruning_beta)
             weights = weights * _step((weights - self.pruning_threshold * top) / (self.pruning_width * top))
         keep = torch.nonzero(weights > 0).flatten()
         weights = weights[keep]
+        total = weights.sum()
         e1 = unit[first[keep.numpy()]]
         rb = vectors[second[keep.numpy()]]
         e2 = rb - (rb * e1).sum(dim=1, keepdim=True) * e1
@@ -220,7 +241,12 @@ class ECSE(Model):
         if self.inversion:
             rotations = torch.cat([rotations, torch.stack([e1, e2, -e3], dim=1)])
             weights = torch.cat([weights, weights])
-        return Frames(rotations, weights / weights.sum())
+        return Frames(rotations, weights / weights.sum(), total)
+
+    @staticmethod
+    def _no_frames(positions: torch.Tensor, reason: str) -> Frames:
+        empty = positions.new_zeros((0,))
+        return Frames(positions.new_zeros((0, 3, 3)), empty, positions.new_zeros(()), reason)
 
     # ------------------------------------------------------------------------------------------------
     def _predict(self, atoms: Atoms) -> Prediction:
@@ -241,20 +267,35 @@ class ECSE(Model):
             inputs.append(strain)
         else:
             strained = positions
-        frames = self._frames_of(atoms, strained, cell, i, j, shifts)
-        rotations0 = frames.rotations.detach().numpy()
-        energies, grad_positions, grad_cells = self._model_gradients(atoms, rotations0)
-
-        # first-order surrogate: value Σ w E_f, gradient includes frame and weight derivatives
-        rotated = torch.einsum("fab,nb->fna", frames.rotations, strained)
-        change = ((rotated - rotated.detach()) * torch.tensor(grad_positions)).sum(dim=(1, 2))
-        if grad_cells is not None:
-            rotated_cell = torch.einsum("fab,cb->fca", frames.rotations, cell)
-            change = change + ((rotated_cell - rotated_cell.detach()) * torch.tensor(grad_cells)).sum(dim=(1, 2))
-        surrogate = (frames.weights * (torch.tensor(energies) + change)).sum()
-        grads = torch.autograd.grad(surrogate, inputs)
+        frames = self._checked(self._frames_of(atoms, strained, cell, i, j, shifts))
+        blend = _step(frames.total / self.fallback_weight) if self.fallback is not None else torch.ones(())
+        surrogate = torch.zeros((), dtype=torch.float64)
+        if len(frames) > 0:
+            # first-order surrogate: value Σ w E_f, gradient includes frame and weight derivatives
+            energies, grad_positions, grad_cells = self._model_gradients(atoms, frames.rotations.detach().numpy())
+            rotated = torch.einsum("fab,nb->fna", frames.rotations, strained)
+            change = ((rotated - rotated.detach()) * torch.tensor(grad_positions)).sum(dim=(1, 2))
+            if grad_cells is not None:
+                rotated_cell = torch.einsum("fab,cb->fca", frames.rotations, cell)
+                change = change + ((rotated_cell - rotated_cell.detach()) * torch.tensor(grad_cells)).sum(dim=(1, 2))
+            surrogate = blend * (frames.weights * (torch.tensor(energies) + change)).sum()
+        if float(blend.detach()) < 1.0:
+            surrogate = surrogate + (1 - blend) * self._fallback_surrogate(atoms, inputs)
+        grads = torch.autograd.grad(surrogate, inputs, allow_unused=True)
+        grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
         stress = grads[1].numpy() / abs(atoms.cell.volume) if periodic else None
         return Prediction(float(surrogate.detach()), -grads[0].numpy(), stress)
+
+    def _fallback_surrogate(self, atoms: Atoms, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """E_fallback plus first-order terms whose gradients are −F (positions) and V σ (strain)."""
+        p = self.fallback.predict(atoms)
+        positions = inputs[0]
+        value = p.energy - ((positions - positions.detach()) * torch.tensor(p.forces)).sum()
+        if len(inputs) > 1:
+            if p.stress is None:
+                raise ValueError(f"{self.name}: the fallback {self.fallback.name} gives no stress for a periodic structure")
+            value = value + abs(atoms.cell.volume) * (inputs[1] * torch.tensor(p.stress)).sum()
+        return value
 
     def _model_gradients(self, atoms: Atoms, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Energies E_f (F,) of the copies R_f x, ∂E_f/∂y (F, N, 3) in the rotated frame and, for a
