@@ -1,14 +1,18 @@
-"""Molecular dynamics with raw or symmetrized models: configs, ASE engines, logs, checkpoints, restarts.
+"""Molecular dynamics with raw or symmetrized models: configs, ASE and i-PI engines, logs, checkpoints, restarts.
 
 A run is described by a config (YAML file or dict, see :data:`EXAMPLE` and docs/conventions.md) that is
-validated completely before any step. Engines are ASE's: velocity Verlet (NVE), :class:`ase.md.bussi.Bussi`
-(stochastic velocity rescaling) and :class:`ase.md.langevinbaoab.LangevinBAOAB`. Multiple time stepping is
-r-RESPA (:class:`MultipleTimeStep`): ASE velocity-Verlet inner steps with the raw model, and half kicks with
-the slow force (grid average − raw) around every block of ``n_inner`` inner steps.
+validated completely before any step. With ``engine: ase`` (the default) the integrators are ASE's: velocity
+Verlet (NVE), :class:`ase.md.bussi.Bussi` (stochastic velocity rescaling) and
+:class:`ase.md.langevinbaoab.LangevinBAOAB`. Multiple time stepping is r-RESPA (:class:`MultipleTimeStep`): ASE
+velocity-Verlet inner steps with the raw model, and half kicks with the slow force (grid average − raw) around
+every block of ``n_inner`` inner steps. With ``engine: ipi`` the same run goes through i-PI in-process
+(:class:`symprobe.ipi.IpiDynamics`: its ``svr``, ``langevin`` and ``gle`` thermostats and its ``<nmts>``
+multiple time stepping, which also runs with Langevin and GLE), writing the same files.
 
 Outputs in ``output.directory``: ``trajectory.extxyz`` (or ``.traj``), ``log.csv`` (one row per logged
 step) and ``checkpoint.npz`` (written atomically). ``run_md(config, resume=True)`` continues from the
-checkpoint and reproduces the uninterrupted run bit for bit (same machine, same thread count).
+checkpoint and reproduces the uninterrupted run bit for bit (same machine, same thread count), on either
+engine; a checkpoint resumes only on the engine that wrote it.
 """
 
 from __future__ import annotations
@@ -40,10 +44,12 @@ symmetrizer: {kind: none}            # none | {kind: grid, grid: 2i} | {kind: ra
                                      # | {kind: mts, grid: 2i, n_inner: 10}
 ensemble: {kind: nve}                # nve | {kind: nvt-bussi, temperature_K: 300, tau_fs: 10}
                                      # | {kind: nvt-langevin, temperature_K: 300, tau_fs: 100}
+                                     # | {kind: nvt-gle, temperature_K: 300, A_per_fs: [[...]]} (engine ipi)
 initial_temperature_K: 300           # Maxwell–Boltzmann start, centre-of-mass motion removed
 timestep_fs: 0.5                     # the (inner) time step
 steps: 1000                          # or time_ps: 0.5
 seed: 0
+engine: ase                          # ase | ipi (i-PI in-process; adds nvt-gle, and MTS with Langevin/GLE)
 output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, log_stride: 1,
          checkpoint_stride: 100, progress: true}
 """
@@ -85,6 +91,7 @@ class MDConfig:
     structure_index: int = -1
     initial_temperature_K: float | None = None
     seed: int = 0
+    engine: str = "ase"
 
     @property
     def n_inner(self) -> int:
@@ -93,11 +100,13 @@ class MDConfig:
 
 
 _TOP_KEYS = {"structure", "structure_index", "model", "symmetrizer", "ensemble", "initial_temperature_K",
-             "timestep_fs", "steps", "time_ps", "seed", "output"}
+             "timestep_fs", "steps", "time_ps", "seed", "engine", "output"}
 _SYMMETRIZER_KEYS = {"none": {"kind"}, "grid": {"kind", "grid"}, "random": {"kind", "inversion", "seed"},
                      "mts": {"kind", "grid", "n_inner"}}
 _ENSEMBLE_KEYS = {"nve": {"kind"}, "nvt-bussi": {"kind", "temperature_K", "tau_fs"},
-                  "nvt-langevin": {"kind", "temperature_K", "tau_fs"}}
+                  "nvt-langevin": {"kind", "temperature_K", "tau_fs"},
+                  "nvt-gle": {"kind", "temperature_K", "A_per_fs"}}
+ENGINES = ("ase", "ipi")
 _OUTPUT_KEYS = {"directory", "trajectory", "trajectory_stride", "log_stride", "checkpoint_stride", "progress"}
 
 
@@ -114,6 +123,21 @@ def _positive(value: Any, key: str, integer: bool = False) -> Any:
     if not value > 0:
         raise ConfigError(f"{key} must be positive, got {value!r}")
     return kind(value)
+
+
+def _drift_matrix(value: Any, key: str) -> list[list[float]]:
+    """A canonical GLE drift matrix A (fs⁻¹): square, finite, eigenvalues of positive real part, A + Aᵀ ⪰ 0."""
+    try:
+        matrix = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = np.zeros(0)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.size == 0 or not np.isfinite(matrix).all():
+        raise ConfigError(f"{key} must be a square matrix of numbers (fs⁻¹, a list of rows), got {value!r}")
+    symmetric = np.linalg.eigvalsh(matrix + matrix.T)
+    if not (np.linalg.eigvals(matrix).real > 0).all() or symmetric.min() < -1e-12 * np.abs(symmetric).max():
+        raise ConfigError(f"{key}: a canonical GLE drift matrix needs eigenvalues with positive real parts and "
+                          "A + Aᵀ positive semi-definite (its noise is kT (A + Aᵀ))")
+    return matrix.tolist()
 
 
 def _as_section(value: Any, key: str) -> dict[str, Any]:
@@ -164,9 +188,20 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     for key in sorted(_ENSEMBLE_KEYS[ensemble["kind"]] - {"kind"}):
         if key not in ensemble:
             raise ConfigError(f"ensemble ({ensemble['kind']}): missing required parameter {key!r}")
-        ensemble[key] = _positive(ensemble[key], f"ensemble.{key}")
-    if symmetrizer["kind"] == "mts" and ensemble["kind"] == "nvt-langevin":
-        raise ConfigError("ensemble nvt-langevin cannot be combined with the mts symmetrizer: use nve or nvt-bussi")
+        check = _drift_matrix if key == "A_per_fs" else _positive
+        ensemble[key] = check(ensemble[key], f"ensemble.{key}")
+    engine = config.get("engine", "ase")
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    if engine == "ipi":
+        from symprobe.ipi import check_ipi_installed
+
+        check_ipi_installed()
+    if engine == "ase" and ensemble["kind"] == "nvt-gle":
+        raise ConfigError("ensemble nvt-gle needs engine ipi (ASE has no GLE thermostat)")
+    if engine == "ase" and symmetrizer["kind"] == "mts" and ensemble["kind"] == "nvt-langevin":
+        raise ConfigError("ensemble nvt-langevin cannot be combined with the mts symmetrizer on engine ase: use nve "
+                          "or nvt-bussi, or engine ipi")
 
     initial_t = config.get("initial_temperature_K")
     if initial_t is not None and (isinstance(initial_t, bool) or not isinstance(initial_t, (int, float)) or initial_t < 0):
@@ -197,7 +232,7 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     if steps % n_inner:
         raise ConfigError(f"the run length ({steps} steps) must be a multiple of symmetrizer.n_inner={n_inner}")
     return MDConfig(config["structure"], config["model"], timestep, steps, output, symmetrizer, ensemble, index,
-                    None if initial_t is None else float(initial_t), seed)
+                    None if initial_t is None else float(initial_t), seed, engine)
 
 
 def load_config(path: str | Path) -> MDConfig:
@@ -333,13 +368,22 @@ def build_potential(model: Model, config: MDConfig) -> tuple[Model, Model | None
     return model, None
 
 
-def _build_dynamics(atoms: Atoms, config: MDConfig, slow: Model | None) -> MolecularDynamics:
-    """The ASE dynamics of the config's ensemble (thermostat generator seeded by [seed, 2])."""
+def _build_dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model | None,
+                    checkpoint: Mapping[str, np.ndarray] | None = None,
+                    state: Mapping[str, Any] | None = None) -> MolecularDynamics:
+    """The dynamics of the config's engine and ensemble (thermostat generator seeded by [seed, 2]).
+
+    ``checkpoint``/``state`` restore an i-PI run (ASE runs are restored by :func:`_restore_dynamics`).
+    """
     dt = config.timestep_fs * config.n_inner * units.fs
     ensemble = config.ensemble
     rng = np.random.default_rng([config.seed, 2])
-    if ensemble["kind"] in ("nvt-bussi", "nvt-langevin") and atoms.get_kinetic_energy() <= 0:
+    if ensemble["kind"] != "nve" and atoms.get_kinetic_energy() <= 0:
         raise ConfigError(f"ensemble {ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
+    if config.engine == "ipi":
+        from symprobe.ipi import IpiDynamics
+
+        return IpiDynamics(atoms, config, potential, slow, checkpoint, state)
     if ensemble["kind"] == "nvt-langevin":
         return LangevinWithHeat(atoms, dt, temperature_K=ensemble["temperature_K"], T_tau=ensemble["tau_fs"] * units.fs,
                                 rng=rng)
@@ -373,21 +417,31 @@ def angular_momentum(atoms: Atoms) -> np.ndarray:
 
 
 def write_checkpoint(path: Path, atoms: Atoms, dyn: MolecularDynamics, potential: Model) -> None:
-    """Positions, momenta, cached forces, thermostat and symmetrizer generator states; atomic write."""
+    """Positions, momenta, cached forces, thermostat and symmetrizer generator states; atomic write.
+
+    For engine ipi, :meth:`symprobe.ipi.IpiDynamics.checkpoint` gives i-PI's state and its last evaluations.
+    """
+    from symprobe.ipi import IpiDynamics
+
     results = atoms.calc.results
     arrays = {"positions": atoms.get_positions(), "momenta": atoms.get_momenta(), "cell": atoms.cell.array,
               "energy": np.array(results["energy"]), "forces": np.asarray(results["forces"])}
-    if "stress" in results:
-        arrays["stress"] = np.asarray(results["stress"])
-    if isinstance(dyn, MultipleTimeStep):
-        arrays["slow_energy"], arrays["slow_forces"] = np.array(dyn.slow_energy), dyn.slow_forces
-    thermostat = _thermostat(dyn)
-    state = {
-        "nsteps": dyn.nsteps,
-        "thermostat_rng": None if thermostat is None else thermostat.rng.bit_generator.state,
-        "transferred_energy": None if thermostat is None else thermostat.transferred_energy,
-        "symmetrizer": potential.state() if isinstance(potential, Symmetrizer) else {},
-    }
+    if isinstance(dyn, IpiDynamics):
+        engine_arrays, state = dyn.checkpoint()
+        arrays.update(engine_arrays)
+    else:
+        if "stress" in results:
+            arrays["stress"] = np.asarray(results["stress"])
+        if isinstance(dyn, MultipleTimeStep):
+            arrays["slow_energy"], arrays["slow_forces"] = np.array(dyn.slow_energy), dyn.slow_forces
+        thermostat = _thermostat(dyn)
+        state = {
+            "engine": "ase",
+            "nsteps": dyn.nsteps,
+            "thermostat_rng": None if thermostat is None else thermostat.rng.bit_generator.state,
+            "transferred_energy": None if thermostat is None else thermostat.transferred_energy,
+        }
+    state["symmetrizer"] = potential.state() if isinstance(potential, Symmetrizer) else {}
     buffer = io.BytesIO()
     np.savez(buffer, state=np.array(json.dumps(state)), **arrays)
     tmp = path.with_name(path.name + ".tmp")
@@ -470,7 +524,13 @@ def _write_frame(path: Path, atoms: Atoms, dyn: MolecularDynamics, n_inner: int)
     frame.calc = SinglePointCalculator(frame, energy=_potential_energy(atoms, dyn),
                                        forces=np.array(atoms.calc.results["forces"]))
     frame.info.update(step=dyn.nsteps * n_inner, time_fs=dyn.nsteps * dyn.dt / units.fs)
-    write(path, frame, append=True)
+    if path.suffix == ".traj":  # ase.io.write(append=True) makes .traj files ASE cannot read back
+        from ase.io.trajectory import Trajectory
+
+        with Trajectory(path, "a") as trajectory:
+            trajectory.write(frame)
+    else:
+        write(path, frame, append=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -485,7 +545,6 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     checkpoint first, so the files equal those of an uninterrupted run.
     """
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    from tqdm import tqdm
 
     config = load_config(config) if isinstance(config, (str, Path)) else validate_config(config)
     model = load_model(config.model)
@@ -508,6 +567,10 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
         with np.load(ckpt_path) as data:
             checkpoint = {key: data[key] for key in data.files}
         state = json.loads(str(checkpoint.pop("state")))
+        written_by = state.get("engine", "ase")
+        if written_by != config.engine:
+            raise ConfigError(f"resume: {ckpt_path} was written by engine {written_by}; it cannot resume on engine "
+                              f"{config.engine}")
         if int(state["nsteps"]) * n_inner > config.steps:
             raise ConfigError(f"resume: the checkpoint is at step {state['nsteps'] * n_inner}, beyond steps={config.steps}")
         _restore_atoms(atoms, checkpoint)
@@ -520,11 +583,26 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
             thermalize_momenta(atoms, config.initial_temperature_K, rng=np.random.default_rng([config.seed, 1]))
             Stationary(atoms)
 
-    dyn = _build_dynamics(atoms, config, slow)
-    if checkpoint is not None:
-        _restore_dynamics(dyn, checkpoint, state)
-        _truncate_log(log_path, dyn.nsteps * n_inner)
-        _truncate_trajectory(traj_path, dyn.nsteps * n_inner)
+    dyn = _build_dynamics(atoms, config, potential, slow, checkpoint, state)
+    try:
+        if checkpoint is not None:
+            if config.engine == "ase":
+                _restore_dynamics(dyn, checkpoint, state)
+            _truncate_log(log_path, dyn.nsteps * n_inner)
+            _truncate_trajectory(traj_path, dyn.nsteps * n_inner)
+        _run(dyn, atoms, potential, config, log_path, traj_path, ckpt_path)
+    finally:
+        if config.engine == "ipi":
+            dyn.close()
+    return out
+
+
+def _run(dyn: MolecularDynamics, atoms: Atoms, potential: Model, config: MDConfig, log_path: Path, traj_path: Path,
+         ckpt_path: Path) -> None:
+    """Step ``dyn`` to the config's length, writing log rows, frames and checkpoints at their strides."""
+    from tqdm import tqdm
+
+    n_inner = config.n_inner
 
     new_log = not log_path.exists()
     with open(log_path, "a", newline="") as log_file:
@@ -547,7 +625,6 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
                 bar.update(n_inner if count else 0)
         if dyn.nsteps % (config.output.checkpoint_stride // n_inner):
             checkpoint_now()
-    return out
 
 
 def read_log(directory: str | Path) -> dict[str, np.ndarray]:

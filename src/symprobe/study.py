@@ -249,6 +249,9 @@ def run_study(
     averaged = GridAverage(model, grid)
     results: dict[str, Any] = {}
 
+    if stop_after is not None and stop_after not in STAGES:
+        raise ValueError(f"stop_after: unknown stage {stop_after!r} (one of {', '.join(STAGES)})")
+
     def done(name: str) -> bool:
         return stop_after == name
 
@@ -273,6 +276,8 @@ def run_study(
         return gas.torque_convergence(in_float64(model), frames, grids, plan.torque_samples, plan.seed)
 
     results["gas_torque"] = stages.run("gas_torque", torque)
+    if done("gas_torque"):
+        return results
 
     def spectra() -> dict[str, Any]:
         from symprobe.experiments import read_trajectory
@@ -281,6 +286,8 @@ def run_study(
         return gas.potential_spectra(model, averaged, frames, timestep_fs=2.0)
 
     results["gas_spectra"] = stages.run("gas_spectra", spectra)
+    if done("gas_spectra"):
+        return results
     results["gas_nvt"] = stages.run("gas_nvt", lambda: gas.orientation_runs(
         model, md_root / "gas_nvt", ("raw", "averaged", "random"), n_molecules=plan.gas_nvt_molecules,
         steps=plan.gas_nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10, bandwidth=plan.gas_bandwidth,
@@ -298,11 +305,15 @@ def run_study(
         return data
 
     results["liquid"] = stages.run("liquid", liquid_stage)
+    if done("liquid"):
+        return results
 
     def rotational_errors() -> dict[str, Any]:
         return _rotational_errors(model, md_root, plan, grid_errors)
 
     results["rotational_errors"] = stages.run("rotational_errors", rotational_errors)
+    if done("rotational_errors"):
+        return results
 
     def ice_stage() -> dict[str, Any]:
         cells, description = ice.ice_cells(plan.ice_frames)
@@ -313,6 +324,8 @@ def run_study(
         return data
 
     results["ice"] = stages.run("ice", ice_stage)
+    if done("ice"):
+        return results
 
     def control_stage() -> dict[str, Any]:
         if control_model is None:

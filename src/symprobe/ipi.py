@@ -1,0 +1,322 @@
+"""Molecular dynamics on i-PI, run in-process: NVE, NVT (SVR, Langevin) and multiple time stepping.
+
+:class:`IpiDynamics` builds an :class:`ipi.scripting.InteractiveSimulation` from an XML string and steps
+it; to :mod:`symprobe.md` it looks like any ASE :class:`~ase.md.md.MolecularDynamics` (``attach``,
+``irun``, ``nsteps``), and after every step it copies i-PI's positions, momenta, potential energy and
+forces onto the ASE ``Atoms`` that md.py's log and trajectory writers read.
+
+Force fields are ``<ffdirect>`` with the custom PES ``symprobe/ipi_pes.py``: i-PI calls it in-process
+with a key (``<parameters>{model: KEY}</parameters>``) that it resolves in this module's registry to a
+:class:`RegisteredPotential` (no sockets, no files). Multiple time stepping is i-PI's ``<nmts>[1, n]``:
+the raw model with ``mts_weights`` [0, 1] on the inner level (n steps of dt/n) and the
+:class:`~symprobe.symmetrize.AveragingCorrection` (grid average − raw) with [1, 0] on the outer level
+(half kicks around each block), the same r-RESPA as :class:`symprobe.md.MultipleTimeStep`.
+
+**Units.** i-PI works in atomic units (bohr, hartree, electron masses, ħ/hartree). Every conversion uses
+i-PI's ``"ase"`` units (:mod:`ipi.utils.units`, built from ASE's own Bohr, Hartree and time unit), so an
+i-PI run is the ASE run written in other units: positions, momenta, masses, the time step, τ and the
+temperature go in, energies (eV), forces (eV/Å) and momenta come back, each through one factor.
+**Cell.** i-PI's ``h`` holds the lattice vectors as *columns* and must be upper triangular: the ASE cell
+is hᵀ, so a periodic cell must have a along x and b in the xy plane (refused otherwise: rotating the
+structure would change what a non-invariant model sees). Isolated structures get a 100 Å box that
+nothing uses: positions are never wrapped (``pbc="false"``) and the driver keeps the structure's own
+cell and ``pbc``. **Virial.** i-PI takes −σV (hartree), σ the ASE stress (zero for isolated structures).
+
+**Thermostats.** ``nvt-bussi`` is i-PI's ``svr`` with the OBABO splitting (a half-step rescaling before
+and after each outer step); ``nvt-langevin`` its ``langevin`` and ``nvt-gle`` its canonical ``gle``
+(drift matrix ``A_per_fs`` in fs⁻¹, C = kT) with BAOAB (the thermostat in the middle of the outer step,
+also with MTS). All draw from i-PI's generator, seeded from ``[seed, 2]``. The heat the thermostat put in
+is −(ethermo + eens), i-PI's bath energy, so potential + kinetic − heat is i-PI's conserved quantity. No
+centre-of-mass constraint (``fixcom`` false), as on ASE.
+
+**Checkpoints.** :meth:`IpiDynamics.checkpoint` returns i-PI's positions and momenta in atomic units,
+the state of its MT19937 generator, the thermostat and ensemble energies (and the GLE's auxiliary
+momenta), and each force field's last evaluation (positions, cell, results); restarting from them
+reproduces the uninterrupted run bit for bit (the restored evaluations answer i-PI's first force
+requests, so no model runs at the restart point: a random-rotation symmetrizer stays in step).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from xml.sax.saxutils import escape
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.md import MolecularDynamics
+
+from symprobe.md import ConfigError, MDConfig
+from symprobe.models.base import Model
+
+MIN_IPI_VERSION = (3, 3)  # scripting.InteractiveSimulation, <ffdirect> custom PES, softexit.reset; tested with 3.3.1
+DRIVER_PATH = Path(__file__).with_name("ipi_pes.py")
+ISOLATED_BOX = 100.0  # Å, the i-PI cell of a non-periodic structure (unused by the dynamics)
+_CACHED = ("cell", "positions", "energy", "forces", "virial")  # a force field's last evaluation, as saved
+
+
+@dataclass(frozen=True)
+class IpiUnits:
+    """i-PI internal (atomic) units per ASE unit (eV, Å, amu, ASE time, K)."""
+
+    length: float
+    energy: float
+    force: float
+    mass: float
+    momentum: float
+    time: float
+    temperature: float
+
+
+@functools.cache
+def ipi_units() -> IpiUnits:
+    """The conversion factors of i-PI's "ase" units (i-PI's atomic unit per ASE unit)."""
+    from ipi.utils.units import unit_to_internal
+
+    names = ("length", "energy", "force", "mass", "momentum", "time", "temperature")
+    return IpiUnits(*(unit_to_internal(name, "ase", 1.0) for name in names))
+
+
+def check_ipi_installed() -> None:
+    """Raise :class:`ConfigError` unless i-PI ≥ 3.3 is installed (looked up without importing it)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ipi")
+    except metadata.PackageNotFoundError:
+        raise ConfigError("engine ipi needs i-PI, which is not installed: pip install 'symprobe[ipi]'") from None
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if numbers < MIN_IPI_VERSION:
+        raise ConfigError(f"engine ipi needs i-PI ≥ {'.'.join(map(str, MIN_IPI_VERSION))}, installed: {version}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The registry the PES driver reads
+
+
+class RegisteredPotential:
+    """A symprobe model as i-PI's driver sees it: atomic units in and out, the last evaluation kept.
+
+    ``template`` gives the atomic numbers, ``pbc`` and (for isolated structures) the cell. A request for
+    exactly the positions and cell of the last evaluation is answered from it (also after a restart).
+    """
+
+    def __init__(self, model: Model, template: Atoms):
+        self.model = model
+        self.numbers = template.numbers.copy()
+        self.pbc = template.pbc.copy()
+        self.cell = template.cell.array.copy()
+        self.last: tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray] | None = None
+
+    def compute(self, cell: np.ndarray, pos: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, str]:
+        """(energy Ha, forces (N, 3) Ha/bohr, virial (3, 3) Ha, extras) of i-PI's ``cell`` h and ``pos`` (bohr)."""
+        cell, pos = np.asarray(cell, dtype=np.float64), np.asarray(pos, dtype=np.float64).reshape(-1, 3)
+        if self.last is None or not (np.array_equal(cell, self.last[0]) and np.array_equal(pos, self.last[1])):
+            self.last = (cell.copy(), pos.copy(), *self._evaluate(cell, pos))
+        energy, forces, virial = self.last[2:]
+        return energy, forces.copy(), virial.copy(), ""
+
+    def _evaluate(self, cell: np.ndarray, pos: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        u = ipi_units()
+        periodic = bool(self.pbc.any())
+        atoms = Atoms(numbers=self.numbers, positions=pos / u.length, pbc=self.pbc,
+                      cell=cell.T / u.length if periodic else self.cell)
+        prediction = self.model.predict(atoms)
+        virial = np.zeros((3, 3))
+        if periodic and prediction.stress is not None:
+            virial = (-np.asarray(prediction.stress) * atoms.get_volume()).T * u.energy
+        return float(prediction.energy) * u.energy, np.asarray(prediction.forces, dtype=np.float64) * u.force, virial
+
+
+_REGISTRY: dict[str, RegisteredPotential] = {}
+
+
+def register(potential: RegisteredPotential) -> str:
+    """Put ``potential`` in the registry; return its key for ``<parameters>{model: KEY}``."""
+    key = f"symprobe-{uuid.uuid4().hex}"
+    _REGISTRY[key] = potential
+    return key
+
+
+def lookup(key: str) -> RegisteredPotential:
+    """The registered potential of ``key`` (called by the PES driver inside i-PI)."""
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise KeyError(f"symprobe i-PI driver: no model registered under {key!r} (was the run closed?)") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The simulation
+
+
+def check_structure_for_ipi(atoms: Atoms) -> None:
+    """Refuse a periodic cell i-PI cannot hold as given (lattice vectors a ∥ x, b in the xy plane)."""
+    if not atoms.pbc.any():
+        return
+    cell = atoms.cell.array
+    if np.abs(cell[np.triu_indices(3, 1)]).max() > 1e-12 * np.abs(cell).max():
+        raise ConfigError(
+            "engine ipi: i-PI stores the cell as an upper-triangular matrix (lattice vectors a along x, b in the "
+            f"xy plane), and this cell is not of that form: {cell.tolist()}. Rotate the structure first (for a "
+            "model that is not rotation invariant that changes the run, so symprobe does not do it silently)"
+        )
+
+
+def _array(values: Any) -> str:
+    return "[" + ", ".join(repr(float(v)) for v in np.ravel(values)) + "]"
+
+
+def _forcefield(name: str, key: str) -> str:
+    return (f'<ffdirect name="{name}" pbc="false"><pes>custom</pes><pes_path>{escape(str(DRIVER_PATH))}</pes_path>'
+            f"<parameters>{{model: {key}}}</parameters></ffdirect>")
+
+
+def simulation_xml(atoms: Atoms, q: np.ndarray, p: np.ndarray, config: MDConfig, keys: Mapping[str, str]) -> str:
+    """The i-PI input of a run: ``q``, ``p`` in atomic units, ``keys`` {"potential", optionally "slow"}."""
+    u = ipi_units()
+    cell = atoms.cell.array if atoms.pbc.any() else np.eye(3) * ISOLATED_BOX
+    ensemble = config.ensemble
+    mts = "slow" in keys
+    forces = ('<force forcefield="potential"><mts_weights>[0, 1]</mts_weights></force>'
+              '<force forcefield="slow"><mts_weights>[1, 0]</mts_weights></force>' if mts else
+              '<force forcefield="potential"><mts_weights>[1]</mts_weights></force>')
+    thermostat, temperature, mode, splitting = "", "", "nve", "obabo"
+    fs = units.fs * u.time  # one femtosecond in atomic units of time
+    if ensemble["kind"] == "nvt-gle":
+        drift = np.asarray(ensemble["A_per_fs"]) / fs
+        thermostat = f'<thermostat mode="gle"><A shape="{drift.shape}">{_array(drift)}</A></thermostat>'
+    elif ensemble["kind"] != "nve":
+        name = {"nvt-bussi": "svr", "nvt-langevin": "langevin"}[ensemble["kind"]]
+        thermostat = f'<thermostat mode="{name}"><tau>{ensemble["tau_fs"] * fs!r}</tau></thermostat>'
+    if ensemble["kind"] != "nve":
+        mode, splitting = "nvt", "obabo" if ensemble["kind"] == "nvt-bussi" else "baoab"
+        temperature = f"<ensemble><temperature>{ensemble['temperature_K'] * u.temperature!r}</temperature></ensemble>"
+    dt = config.timestep_fs * config.n_inner * fs
+    seed = int(np.random.SeedSequence([config.seed, 2]).generate_state(1)[0])
+    return f"""<simulation verbosity="quiet" threading="false" safe_stride="{2**30}">
+<output prefix=""></output>
+<total_steps>{2**30}</total_steps>
+<prng><seed>{seed}</seed></prng>
+{''.join(_forcefield(name, key) for name, key in keys.items())}
+<system>
+<initialize nbeads="1">
+<positions mode="manual">{_array(q)}</positions>
+<momenta mode="manual">{_array(p)}</momenta>
+<masses mode="manual">{_array(atoms.get_masses() * u.mass)}</masses>
+<labels mode="manual">[{', '.join(atoms.get_chemical_symbols())}]</labels>
+<cell mode="manual">{_array(cell.T * u.length)}</cell>
+</initialize>
+<forces>{forces}</forces>
+<motion mode="dynamics"><fixcom>false</fixcom>
+<dynamics mode="{mode}" splitting="{splitting}"><timestep>{dt!r}</timestep>
+<nmts>{'[1, %d]' % config.n_inner if mts else '[1]'}</nmts>{thermostat}</dynamics>
+</motion>
+{temperature}
+</system>
+</simulation>"""
+
+
+class IpiDynamics(MolecularDynamics):
+    """The MD of ``config`` on i-PI, stepped one (outer) step at a time; ``atoms`` mirrors its state.
+
+    ``potential`` is the model the integrator sees (for MTS the raw model, on the inner level), ``slow``
+    the MTS correction on the outer level (or None). ``checkpoint``/``state`` (from :meth:`checkpoint`)
+    resume a run. After each step ``atoms`` holds positions (Å), momenta (ASE units) and a single-point
+    calculator with the full potential energy (eV, raw + correction for MTS) and the forces of
+    ``potential`` (eV/Å). ``transferred_energy`` is the heat put in by the thermostat (eV).
+    :meth:`close` releases the models.
+    """
+
+    def __init__(self, atoms: Atoms, config: MDConfig, potential: Model, slow: Model | None,
+                 checkpoint: Mapping[str, np.ndarray] | None = None, state: Mapping[str, Any] | None = None):
+        from ipi.scripting import InteractiveSimulation
+        from ipi.utils.softexit import softexit
+
+        check_structure_for_ipi(atoms)
+        super().__init__(atoms, config.timestep_fs * config.n_inner * units.fs)
+        u = ipi_units()
+        self.potentials = {"potential": RegisteredPotential(potential, atoms)}
+        if slow is not None:
+            self.potentials["slow"] = RegisteredPotential(slow, atoms)
+        self.keys = {name: register(registered) for name, registered in self.potentials.items()}
+        q, p = atoms.get_positions() * u.length, atoms.get_momenta() * u.momentum
+        if checkpoint is not None:
+            q, p = checkpoint["ipi_q"], checkpoint["ipi_p"]
+            for name, registered in self.potentials.items():
+                cached = [np.array(checkpoint[f"{name}_{k}"]) for k in _CACHED]
+                registered.last = (cached[0], cached[1], float(cached[2]), cached[3], cached[4])
+        try:
+            self.simulation = InteractiveSimulation(simulation_xml(atoms, q, p, config, self.keys))
+        except BaseException:
+            self._unregister()
+            raise
+        finally:
+            softexit.reset()  # give back SIGINT/SIGTERM and stop i-PI's soft-exit watcher: we step it ourselves
+        self.system = self.simulation.syslist[0]
+        if checkpoint is not None:
+            self._restore(checkpoint, state)
+        self._sync()
+
+    @property
+    def transferred_energy(self) -> float:
+        """Energy the thermostat put into the system so far, eV."""
+        heat = self.system.motion.thermostat.ethermo + self.system.ensemble.eens
+        return -float(heat) / ipi_units().energy
+
+    def step(self, forces=None):
+        self.simulation.run_step(self.simulation.step)
+        self.simulation.step += 1
+        self._sync()
+
+    def _sync(self) -> None:
+        """Copy i-PI's state onto ``self.atoms`` (positions, momenta, energy, forces)."""
+        from ipi.utils.depend import dstrip
+
+        u = ipi_units()
+        system = self.system
+        self.atoms.set_positions(dstrip(system.beads.q)[0].reshape(-1, 3) / u.length, apply_constraint=False)
+        self.atoms.set_momenta(dstrip(system.beads.p)[0].reshape(-1, 3) / u.momentum, apply_constraint=False)
+        forces = dstrip(system.forces.mts_forces[-1].f)[0].reshape(-1, 3) / u.force
+        self.atoms.calc = SinglePointCalculator(self.atoms, energy=float(system.forces.pot) / u.energy, forces=forces)
+
+    def checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, JSON-serialisable state) that restore i-PI's side of this run exactly (md.py adds the
+        ASE-side positions, momenta, energy and forces, and the symmetrizer state)."""
+        from ipi.engine.thermostats import ThermoGLE
+        from ipi.utils.depend import dstrip
+
+        arrays = {"ipi_q": dstrip(self.system.beads.q).copy(), "ipi_p": dstrip(self.system.beads.p).copy()}
+        if isinstance(self.system.motion.thermostat, ThermoGLE):  # its auxiliary momenta
+            arrays["ipi_gle_s"] = np.array(self.system.motion.thermostat.s)
+        for name, registered in self.potentials.items():
+            arrays.update({f"{name}_{k}": np.array(v) for k, v in zip(_CACHED, registered.last)})
+        generator = [{**s, "state": {k: np.asarray(v).tolist() for k, v in s["state"].items()}}
+                     for s in self.simulation.prng.state]
+        state = {"engine": "ipi", "nsteps": self.nsteps, "prng": generator,
+                 "ethermo": float(self.system.motion.thermostat.ethermo), "eens": float(self.system.ensemble.eens)}
+        return arrays, state
+
+    def _restore(self, checkpoint: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
+        if "ipi_gle_s" in checkpoint:
+            self.system.motion.thermostat.s[:] = checkpoint["ipi_gle_s"]
+        self.nsteps = int(state["nsteps"])
+        self.simulation.step = self.nsteps
+        self.simulation.prng.state = [
+            {**s, "state": {"key": np.array(s["state"]["key"], dtype=np.uint32), "pos": int(s["state"]["pos"])}}
+            for s in state["prng"]]
+        self.system.motion.thermostat.ethermo = state["ethermo"]
+        self.system.ensemble.eens = state["eens"]
+
+    def close(self) -> None:
+        """Stop i-PI's force fields and drop the models from the registry."""
+        self.simulation.stop()
+        self._unregister()
+
+    def _unregister(self) -> None:
+        for key in self.keys.values():
+            _REGISTRY.pop(key, None)
