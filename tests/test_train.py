@@ -13,7 +13,7 @@ from ase.io import write
 from symprobe.models.pet import load_module
 from symprobe.structures import water_box
 from symprobe.testing import qtip4pf
-from symprobe.train import ConfigError, _loss, load_samples, make_batch, make_config, split_indices, train
+from symprobe.train import ConfigError, _loss, bundle, load_samples, make_batch, make_config, split_indices, train
 
 SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
 
@@ -83,11 +83,19 @@ def test_training_lowers_validation_error(water_data, tmp_path):
 def test_init_from_starts_where_the_source_model_ended(water_data, tmp_path):
     source = train(config(water_data, tmp_path / "source", epochs=3, batch_size=2, lr=1e-2), progress=False)
     best = tmp_path / "source" / "best.pt"
-    frozen = train(config(water_data, tmp_path / "tuned", epochs=1, lr=1e-12, init_from=str(best)), progress=False)
+    tuned_config = config(water_data, tmp_path / "tuned", epochs=1, lr=1e-12, init_from=str(best))
+    frozen = train(tuned_config, progress=False)
     fresh = train(config(water_data, tmp_path / "fresh", epochs=1, lr=1e-12), progress=False)
     # forces do not depend on the re-fitted composition offset, so a frozen fine-tune keeps the source's error
     assert frozen["best_val_force_mae"] == pytest.approx(source["best_val_force_mae"], rel=1e-4)
     assert abs(fresh["best_val_force_mae"] - source["best_val_force_mae"]) > 1.0  # meV/Å: the check can fail
+    # the bundled model card records both stages and their summed wall time
+    card = bundle(tuned_config, "tiny", weights_dir=tmp_path / "weights")
+    assert [stage["epochs"] for stage in card["stages"]] == [source["best_epoch"], 1]  # up to the epoch carried on
+    source_wall = json.loads((tmp_path / "source" / "log.json").read_text())[source["best_epoch"] - 1]["wall_seconds"]
+    assert card["training_wall_hours"] * 3600 == pytest.approx(source_wall + frozen["wall_seconds"])
+    assert f"{source['best_epoch']} + 1" in (tmp_path / "weights" / "tiny.md").read_text()
+    assert load_module(tmp_path / "weights" / "tiny.pt").hypers == load_module(best).hypers
     with pytest.raises(ConfigError, match="hyper-parameters \\['width'\\] differ"):
         cfg = config(water_data, tmp_path / "wide", init_from=str(best))
         cfg.model["width"] = 32
