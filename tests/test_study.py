@@ -118,6 +118,7 @@ def test_known_answer_findings(study_dir):
     by_id = {f["id"]: f for f in results["findings"]}
     assert by_id["gas_angular_momentum_fixed_by_averaging"]["holds"] is True
     assert by_id["gas_mts_reproduces_averaged"]["holds"] is True
+    assert exp["gas_nvt"]["variants"]["mts"]["engine"] == "i-PI" and "gas_orientation_flat_mts" in by_id
     assert by_id["torque_falls_with_grid"]["holds"] is True
     assert by_id["liquid_indistinguishable"]["holds"] is not None
     errors = exp["rotational_errors"]["sets"]["isolated molecule"]["rows"]

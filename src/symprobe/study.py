@@ -53,6 +53,18 @@ KNOWN_ANSWER_AMPLITUDES = {1: 0.02, 2: 0.02}  # eV per molecule, see known_answe
 RESOLUTION_KT = 0.15  # an orientation verdict needs the bias error below half the paper's 0.3 kT
 
 
+def ipi_available() -> bool:
+    """Whether i-PI (the ``ipi`` extra) can run the MTS orientation runs (MTS with a Langevin thermostat)."""
+    from symprobe.ipi import check_ipi_installed
+    from symprobe.md import ConfigError
+
+    try:
+        check_ipi_installed()
+    except ConfigError:
+        return False
+    return True
+
+
 def known_answer_model() -> Model:
     """q-TIP4P/F plus an anisotropic term of degrees ℓ = 1, 2 (0.02 eV each): a model whose symmetry
     breaking the 2i grid removes exactly (spec ``symprobe.study:known_answer_model``)."""
@@ -289,9 +301,9 @@ def run_study(
     if done("gas_spectra"):
         return results
     results["gas_nvt"] = stages.run("gas_nvt", lambda: gas.orientation_runs(
-        model, md_root / "gas_nvt", ("raw", "averaged", "random"), n_molecules=plan.gas_nvt_molecules,
-        steps=plan.gas_nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10, bandwidth=plan.gas_bandwidth,
-        progress=progress))
+        model, md_root / "gas_nvt", ("raw", "averaged", "random") + (("mts",) if ipi_available() else ()),
+        n_molecules=plan.gas_nvt_molecules, steps=plan.gas_nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10,
+        bandwidth=plan.gas_bandwidth, n_inner=plan.n_inner, progress=progress))
     if done("gas_nvt"):
         return results
 
@@ -488,6 +500,10 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"low-order bias {h_avg['bias_kT']['value']:.3g} ± {h_avg['bias_kT']['error']:.2g} kT, χ² p = {h_avg['p_value']:.2g}"
         + ("" if h_avg["significant"] or h_avg["bias_kT"]["error"] <= RESOLUTION_KT else
            f"; inconclusive: the run is too short to resolve {RESOLUTION_KT} kT"))
+    if "mts" in nvt:
+        h_mts = nvt["mts"]["harmonic"]
+        add("gas_orientation_flat_mts", "MTS gives a flat orientation map, as the averaged model does", resolved(h_mts, True),
+            f"low-order bias {h_mts['bias_kT']['value']:.3g} ± {h_mts['bias_kT']['error']:.2g} kT, χ² p = {h_mts['p_value']:.2g}")
     torque = {row["grid"]: row["rms_torque"]["value"] for row in results["gas_torque"]["rows"]}
     add("torque_falls_with_grid", "RMS torque falls by more than 10x from raw to the 2i grid",
         bool(torque["paper-2i"] < 0.1 * torque["paper-0"]),

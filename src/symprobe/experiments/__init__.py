@@ -73,9 +73,11 @@ def run_variant_md(
     seed: int,
     trajectory_stride: int,
     initial_temperature_K: float | None = None,
+    engine: str = "ase",
     progress: bool = True,
 ) -> Path:
-    """Run (or resume, or reuse) one MD run of ``variant`` in ``directory``; return the directory.
+    """Run (or resume, or reuse) one MD run of ``variant`` in ``directory`` on ``engine`` (ase or ipi,
+    see :mod:`symprobe.md`); return the directory.
 
     A finished run leaves ``complete.json`` and is not rerun; an interrupted one resumes from its
     checkpoint (bit for bit, see :mod:`symprobe.md`). Strides are rounded up to multiples of ``n_inner``
@@ -97,6 +99,7 @@ def run_variant_md(
         "steps": steps,
         "seed": seed,
         "initial_temperature_K": initial_temperature_K,
+        "engine": engine,
         "output": {
             "directory": str(directory),
             "trajectory": "trajectory.extxyz",
