@@ -5,11 +5,11 @@
 (b) rotational error of the average vs number of evaluations for every quadrature family, against a dense
     reference (PET-style model if bundled, else q-TIP4P/F + i-PI's all-ℓ noo3 term scaled to 5 meV), on the liquid test
     structures and the isolated molecule;
-(c) MTS: wall time per simulated fs relative to raw MD;
+(c) MTS: wall time per simulated fs relative to raw MD, for each ``--mts GRID:N_INNER`` variant;
 (d) conserved-quantity drift of raw, averaged, MTS and random-rotation NVE dynamics (short by default,
-    ``--long`` for 10 ps runs).
+    ``--long`` for 10 ps runs; ``--systems``, ``--strategies``, ``--steps`` select).
 
-    .venv/bin/python benchmarks/symmetrize_cost.py --out benchmarks/results [--quick] [--long]
+    .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abd] [--tag NAME]
 """
 
 from __future__ import annotations
@@ -120,11 +120,9 @@ def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory:
                        "checkpoint_stride": steps}}
 
 
-def dynamics(model: Model, systems: dict, steps: int, timestep: float, grid: str, n_inner: int,
+def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategies: dict[str, dict],
              workdir: Path) -> list[dict]:
     """(c) and (d): NVE runs with each strategy; wall time per simulated fs and conserved-quantity drift."""
-    strategies = {"raw": {"kind": "none"}, "averaged": {"kind": "grid", "grid": grid},
-                  "mts": {"kind": "mts", "grid": grid, "n_inner": n_inner}, "random": {"kind": "random"}}
     rows = []
     for system, (structure, n_molecules) in systems.items():
         for name, symmetrizer in strategies.items():
@@ -134,7 +132,7 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, grid: str
             log = read_log(out)
             conserved = log["conserved_eV"]
             slope = np.polyfit(log["time_fs"] / 1000.0, conserved, 1)[0]  # eV/ps
-            rows.append({"system": system, "strategy": name, "steps": steps, "timestep_fs": timestep,
+            rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": steps, "timestep_fs": timestep,
                          "wall_s_per_fs": wall / (steps * timestep),
                          "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
                          "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
@@ -142,10 +140,27 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, grid: str
         for r in rows:
             if r["system"] == system:
                 r["cost_relative_to_raw"] = r["wall_s_per_fs"] / raw
-                print(f"(c,d) {system:8s} {r['strategy']:9s} cost {r['cost_relative_to_raw']:6.2f}x raw, drift "
+                print(f"(c,d) {system:8s} {r['strategy']:14s} cost {r['cost_relative_to_raw']:6.2f}x raw, drift "
                       f"{r['drift_meV_per_molecule_per_ps']:+.3g} meV/H2O/ps, range "
-                      f"{r['conserved_range_meV_per_molecule']:.3g} meV/H2O")
+                      f"{r['conserved_range_meV_per_molecule']:.3g} meV/H2O", flush=True)
     return rows
+
+
+def strategies(names: str, grid: str, mts: str) -> dict[str, dict]:
+    """Symmetrizer sections by strategy name; ``mts`` lists GRID:N_INNER pairs, one MTS strategy each."""
+    table = {"raw": {"kind": "none"}, "averaged": {"kind": "grid", "grid": grid}, "random": {"kind": "random"}}
+    for pair in mts.split(","):
+        q, n = pair.split(":")
+        table[f"mts {q}/{n}"] = {"kind": "mts", "grid": q, "n_inner": int(n)}
+    chosen = {}
+    for name in names.split(","):
+        matches = {k: v for k, v in table.items() if k == name or (name == "mts" and k.startswith("mts "))}
+        if not matches:
+            raise SystemExit(f"unknown strategy {name!r} (raw, averaged, random, mts)")
+        chosen.update(matches)
+    if "raw" not in chosen:
+        chosen = {"raw": table["raw"], **chosen}  # costs are relative to raw
+    return chosen
 
 
 def plot(results: dict, path: Path) -> None:
@@ -190,10 +205,16 @@ def _group(rows: list[dict], keys: tuple[str, ...]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results", help="output directory")
+    parser.add_argument("--out", default="results", help="output directory")
     parser.add_argument("--quick", action="store_true", help="small sizes only (3 and 192 atoms, few rotations)")
     parser.add_argument("--long", action="store_true", help="10 ps drift runs (default: short runs)")
     parser.add_argument("--parts", default="abd", help="which parts to run: a (cost), b (errors), d (MTS cost, drift)")
+    parser.add_argument("--tag", default="", help="suffix of the output files (symmetrize_cost_TAG.json/.png)")
+    parser.add_argument("--systems", default="molecule,box64", help="systems of part d: molecule, box64 (comma-separated)")
+    parser.add_argument("--strategies", default="raw,averaged,mts,random", help="strategies of part d")
+    parser.add_argument("--mts", default="paper-2i:10", help="MTS variants of part d as GRID:N_INNER[,GRID:N_INNER...]")
+    parser.add_argument("--steps", type=int, default=None, help="steps of part d (default 200 quick, 2000, 20000 --long)")
+    parser.add_argument("--liquid-structures", type=int, default=10, help="liquid test structures in part b")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +225,13 @@ def main() -> None:
     models = {"q-TIP4P/F": qtip4pf()} | ({"PET-style": pet} if pet is not None else {})
     sizes = [3, 192] if args.quick else [3, 192, 1536]
     counts = [1, 12, 36, 150] if args.quick else [1, 12, 36, 150, 600]
-    results: dict = {"torch_threads": torch.get_num_threads()}
+    import hashlib
+
+    from symprobe.models.pet import WEIGHTS_DIR
+
+    weights = WEIGHTS_DIR / "water-pet.pt"
+    results: dict = {"torch_threads": torch.get_num_threads(),
+                     "pet_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None}
     if "a" in args.parts:
         results["cost"] = cost_vs_rotations(models, sizes, counts, repeats=2 if args.quick else 3)
 
@@ -214,7 +241,7 @@ def main() -> None:
         liquid = []
         if data is not None:
             liquid = read_structures(data / "liquid" / "cheng2019_revPBE0-D3_liquid_test190.extxyz")
-            liquid = liquid[: 1 if args.quick else 10]
+            liquid = liquid[: 1 if args.quick else args.liquid_structures]
         structures = {"molecule": [water_monomer()]} | ({"liquid": liquid} if liquid else {})
         results["error_model"] = error_model.name
         reference = so3.smallest(7 if args.quick else 10, improper=True)
@@ -222,20 +249,24 @@ def main() -> None:
         results["errors"] = error_vs_evaluations(error_model, structures, reference, 200 if args.quick else 1200)
 
     if "d" in args.parts:
-        steps = 20000 if args.long else (200 if args.quick else 2000)
+        steps = args.steps or (20000 if args.long else (200 if args.quick else 2000))
         dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
-        systems = {"molecule": (water_monomer(), 1)}
-        if not args.quick or args.long:
+        wanted = set(args.systems.split(","))
+        systems = {"molecule": (water_monomer(), 1)} if "molecule" in wanted else {}
+        if "box64" in wanted and (not args.quick or args.long):
             systems["box64"] = (water_box(4, seed=0), 64)
         with tempfile.TemporaryDirectory() as work:
             results["dynamics_model"] = dyn_model.name
-            results["dynamics"] = dynamics(dyn_model, systems, steps, 0.5, "paper-2i", 10, Path(work))
+            results["dynamics"] = dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, "paper-2i", args.mts),
+                                           Path(work))
 
-    tmp = out / "tmp.symmetrize_cost.json"
+    results["arguments"] = vars(args)
+    name = "symmetrize_cost" + (f"_{args.tag}" if args.tag else "")
+    tmp = out / f"tmp.{name}.json"
     tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, out / "symmetrize_cost.json")
-    plot(results, out / "symmetrize_cost.png")
-    print(f"wrote {out / 'symmetrize_cost.json'} and {out / 'symmetrize_cost.png'}")
+    os.replace(tmp, out / f"{name}.json")
+    plot(results, out / f"{name}.png")
+    print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
 
 
 if __name__ == "__main__":
