@@ -3,7 +3,8 @@
 For each model: held-out energy MAE (meV/atom) and force MAE/RMSE (meV/Å) on the 20 test structures of
 its model card, its training wall time (from the card), inference throughput (atom-steps per second,
 energy + forces, float32) on 192 and 1536 atoms, and the rotational errors on the test structures
-(float64, next to the paper's PET: 5.1 meV/cell, 2.0 meV/Å).
+(float64, next to the paper's PET: 5.1 meV/cell, 2.0 meV/Å). A "MACE (peer)" row is added from
+results/mace_water.json when it exists (``benchmarks/mace_water.py``, same split; read, not retrained).
 
     python benchmarks/train_water.py --output results/train_water.json [--threads 1]
 """
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--output", default="results/train_water.json")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--timing-seconds", type=float, default=5.0)
+    parser.add_argument("--mace", default="results/mace_water.json", help="MACE peer row, from benchmarks/mace_water.py evaluate")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,6 +83,12 @@ def main() -> None:
         "paper_PET": PAPER_PET,
         "models": {name: benchmark_model(name, data_path, args.timing_seconds) for name in BUILTIN_NAMES},
     }
+    mace = Path(args.mace)
+    if mace.exists():
+        result["models"]["MACE (peer)"] = {
+            **json.loads(mace.read_text()),
+            "note": f"trained on the same split (150/20/20, seed 0) by benchmarks/mace_water.py; read from {mace}, not retrained",
+        }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
