@@ -499,7 +499,7 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("gas_orientation_flat_averaged", "The averaged model's orientation map is flat within noise", resolved(h_avg, True),
         f"low-order bias {h_avg['bias_kT']['value']:.3g} ± {h_avg['bias_kT']['error']:.2g} kT, χ² p = {h_avg['p_value']:.2g}"
         + ("" if h_avg["significant"] or h_avg["bias_kT"]["error"] <= RESOLUTION_KT else
-           f"; inconclusive: the run is too short to resolve {RESOLUTION_KT} kT"))
+           f"; flat within this noise, which is too large to resolve {RESOLUTION_KT} kT"))
     if "mts" in nvt:
         h_mts = nvt["mts"]["harmonic"]
         add("gas_orientation_flat_mts", "MTS gives a flat orientation map, as the averaged model does", resolved(h_mts, True),
