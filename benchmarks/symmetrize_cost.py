@@ -7,7 +7,8 @@
     structures and the isolated molecule;
 (c) MTS: wall time per simulated fs relative to raw MD, for each ``--mts GRID:N_INNER`` variant;
 (d) conserved-quantity drift of raw, averaged, MTS and random-rotation NVE dynamics (short by default,
-    ``--long`` for 10 ps runs; ``--systems``, ``--strategies``, ``--steps`` select).
+    ``--long`` for 10 ps runs; ``--systems``, ``--strategies``, ``--steps`` select; costs relative to raw
+    need raw in ``--strategies``). The JSON is rewritten after every run, so a long job keeps what it has.
 
     .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abd] [--tag NAME]
 """
@@ -123,9 +124,9 @@ def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory:
 
 
 def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategies: dict[str, dict],
-             workdir: Path) -> list[dict]:
-    """(c) and (d): NVE runs with each strategy; wall time per simulated fs and conserved-quantity drift."""
-    rows = []
+             workdir: Path, rows: list[dict], on_row) -> list[dict]:
+    """(c) and (d): NVE runs with each strategy, appended to ``rows`` (``on_row()`` after each, so a long run
+    keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran) and conserved-quantity drift."""
     for system, (structure, n_molecules) in systems.items():
         for name, symmetrizer in strategies.items():
             start = time.perf_counter()
@@ -139,9 +140,10 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategie
                          "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
                          "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
             r = rows[-1]
-            r["cost_relative_to_raw"] = r["wall_s_per_fs"] / next(q["wall_s_per_fs"] for q in rows if q["system"] == system
-                                                                  and q["strategy"] == "raw")
-            print(f"(c,d) {system:8s} {r['strategy']:14s} cost {r['cost_relative_to_raw']:6.2f}x raw, drift "
+            raw = [q["wall_s_per_fs"] for q in rows if q["system"] == system and q["strategy"] == "raw"]
+            r["cost_relative_to_raw"] = r["wall_s_per_fs"] / raw[0] if raw else None
+            on_row()
+            print(f"(c,d) {system:8s} {r['strategy']:14s} cost {r['cost_relative_to_raw'] or float('nan'):6.2f}x raw, drift "
                   f"{r['drift_meV_per_molecule_per_ps']:+.3g} meV/H2O/ps, range "
                   f"{r['conserved_range_meV_per_molecule']:.3g} meV/H2O", flush=True)
     return rows
@@ -159,7 +161,7 @@ def strategies(names: str, grid: str, mts: str) -> dict[str, dict]:
         if not matches:
             raise SystemExit(f"unknown strategy {name!r} (raw, averaged, random, mts)")
         chosen.update(matches)
-    return {"raw": table["raw"], **chosen}  # raw first: costs are relative to it
+    return dict(sorted(chosen.items(), key=lambda item: item[0] != "raw"))  # raw first: costs are relative to it
 
 
 def plot(results: dict, path: Path) -> None:
@@ -230,7 +232,14 @@ def main() -> None:
 
     weights = WEIGHTS_DIR / "water-pet.pt"
     results: dict = {"torch_threads": torch.get_num_threads(),
-                     "pet_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None}
+                     "pet_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None,
+                     "arguments": vars(args)}
+    name = "symmetrize_cost" + (f"_{args.tag}" if args.tag else "")
+
+    def save() -> None:
+        tmp = out / f"tmp.{name}.json"
+        tmp.write_text(json.dumps(results, indent=1))
+        os.replace(tmp, out / f"{name}.json")
     if "a" in args.parts:
         results["cost"] = cost_vs_rotations(models, sizes, counts, repeats=2 if args.quick else 3)
 
@@ -256,14 +265,11 @@ def main() -> None:
             systems["box64"] = (water_box(4, seed=0), 64)
         with tempfile.TemporaryDirectory() as work:
             results["dynamics_model"] = dyn_model.name
-            results["dynamics"] = dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, "paper-2i", args.mts),
-                                           Path(work))
+            results["dynamics"] = []
+            dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, "paper-2i", args.mts), Path(work),
+                     results["dynamics"], save)
 
-    results["arguments"] = vars(args)
-    name = "symmetrize_cost" + (f"_{args.tag}" if args.tag else "")
-    tmp = out / f"tmp.{name}.json"
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, out / f"{name}.json")
+    save()
     plot(results, out / f"{name}.png")
     print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
 

@@ -68,9 +68,15 @@ def test_predict_rotated_of_an_average_equals_one_call_per_rotated_copy(molecule
         assert np.allclose(batch.forces[k], single.forces @ R, atol=1e-12)  # Rᵀ F(R x), row vectors
 
 
-def test_averaging_correction_is_average_minus_raw(molecule):
-    raw, rule = water_model({4: 0.3}), so3.paper_grid("2i")
+@pytest.mark.parametrize("rule, copies", [(so3.paper_grid("2i"), len(so3.paper_grid("2i")) + 1),
+                                          (so3.group("T"), 12)])  # T holds the identity: no extra raw copy
+def test_averaging_correction_is_average_minus_raw(molecule, rule, copies):
+    raw = water_model({4: 0.3, 5: 0.2})
+    calls = []
+    original = raw.predict_rotated
+    raw.predict_rotated = lambda atoms, rotations: calls.append(len(rotations)) or original(atoms, rotations)
     correction = AveragingCorrection(raw, rule).predict(molecule)
+    assert calls == [copies]
     average, plain = GridAverage(raw, rule).predict(molecule), raw.predict(molecule)
     assert correction.energy == pytest.approx(average.energy - plain.energy, abs=1e-12)
     assert np.allclose(correction.forces, average.forces - plain.forces, atol=1e-12)

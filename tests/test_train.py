@@ -13,7 +13,8 @@ from ase.io import write
 from symprobe.models.pet import load_module
 from symprobe.structures import water_box
 from symprobe.testing import qtip4pf
-from symprobe.train import ConfigError, _loss, bundle, load_samples, make_batch, make_config, split_indices, train
+from symprobe.train import (ConfigError, _loss, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
+                            split_indices, train)
 
 SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
 
@@ -104,23 +105,68 @@ def test_init_from_starts_where_the_source_model_ended(water_data, tmp_path):
         config(water_data, tmp_path / "x", init_from=str(tmp_path / "missing.pt"))
 
 
-def test_symmetry_penalty_vanishes_only_for_the_invariant_twin(water_data):
+def _random_module(invariant: bool, cfg) -> torch.nn.Module:
+    from symprobe.models.pet import PETModule
+
+    torch.manual_seed(0)
+    module = PETModule({**cfg.model, "invariant": invariant}).double()
+    with torch.no_grad():
+        for head in module.core.atom_head:
+            head[-1].weight.normal_(0, 0.3)
+    return module
+
+
+@pytest.mark.parametrize("penalty", ["spread", "equigrad"])
+def test_symmetry_penalty_vanishes_only_for_the_invariant_twin(water_data, penalty):
     samples = load_samples(water_data, SMALL_MODEL["cutoff"])[:2]
     graph, labels = make_batch(samples, None, torch.float64)
     for invariant, broken in ((False, True), (True, False)):
-        cfg = config(water_data, "unused", symmetry_penalty=10.0, penalty_rotations=3)
-        torch.manual_seed(0)
-        from symprobe.models.pet import PETModule
-
-        module = PETModule({**cfg.model, "invariant": invariant}).double()
-        with torch.no_grad():
-            for head in module.core.atom_head:
-                head[-1].weight.normal_(0, 0.3)
+        cfg = config(water_data, "unused", symmetry_penalty=10.0, penalty=penalty, penalty_rotations=3)
+        module = _random_module(invariant, cfg)
         t = cfg.training
         plain, _ = _loss(module, graph, labels, {**t, "symmetry_penalty": 0.0}, np.random.default_rng(0), samples, torch.float64)
         penalised, _ = _loss(module, graph, labels, t, np.random.default_rng(0), samples, torch.float64)
         gap = float((penalised - plain).detach())
         assert (gap > 1e-8) if broken else (abs(gap) < 1e-12)
+
+
+def test_rotation_gradient_is_the_derivative_under_small_rotations(water_data):
+    from scipy.spatial.transform import Rotation
+
+    samples = load_samples(water_data, SMALL_MODEL["cutoff"])[:2]
+    module = _random_module(False, config(water_data, "unused"))
+    graph, _ = make_batch(samples, None, torch.float64)
+    gradient = rotation_gradient(module, graph).numpy()
+    h = 1e-5
+    for axis in range(3):
+        energies = []
+        for sign in (1, -1):
+            R = Rotation.from_rotvec(sign * h * np.eye(3)[axis]).as_matrix()
+            rotated, _ = make_batch(samples, [R, R], torch.float64)
+            energies.append(module(rotated).detach().numpy())
+        assert np.allclose(gradient[:, axis], (energies[0] - energies[1]) / (2 * h), rtol=1e-5, atol=1e-9)
+    assert np.abs(gradient).max() > 1e-3
+
+
+def _rotational_spread(module: torch.nn.Module, samples, rotations: int = 6) -> float:
+    """RMS over structures of the std of E(R x)/N (eV/atom) over random O(3) elements."""
+    rng = np.random.default_rng(5)
+    spreads = []
+    for sample in samples:
+        graph, _ = make_batch([sample] * rotations, [random_o3(rng) for _ in range(rotations)], torch.float64)
+        spreads.append(float(module.double()(graph).detach().std()) / len(sample.numbers))
+    return float(np.sqrt(np.mean(np.square(spreads))))
+
+
+@pytest.mark.parametrize("penalty, weight", [("spread", 1e7), ("equigrad", 1e6)])
+def test_training_with_a_symmetry_penalty_lowers_the_rotational_spread(water_data, tmp_path, penalty, weight):
+    common = dict(epochs=4, batch_size=2, lr=1e-2, augmentation=False)
+    train(config(water_data, tmp_path / "plain", **common), progress=False)
+    train(config(water_data, tmp_path / "penalised", symmetry_penalty=weight, penalty=penalty, **common), progress=False)
+    val = [load_samples(water_data, SMALL_MODEL["cutoff"])[k] for k in split_indices(14, 8, 4, 2, seed=1)["val"]]
+    plain = _rotational_spread(load_module(tmp_path / "plain" / "best.pt"), val)
+    penalised = _rotational_spread(load_module(tmp_path / "penalised" / "best.pt"), val)
+    assert penalised < 0.5 * plain, (penalised, plain)
 
 
 def test_split_is_reproducible_and_disjoint():
@@ -138,6 +184,8 @@ def test_bad_configs_are_clear_errors(water_data, tmp_path):
         make_config({**good, "optimiser": "adam"})
     with pytest.raises(ConfigError, match="unknown keys \\['depth'\\] in 'model'"):
         make_config({**good, "model": {"depth": 3}})
+    with pytest.raises(ConfigError, match="'training.penalty' must be 'spread' or 'equigrad', got 'torque'"):
+        make_config({**good, "training": {"penalty": "torque"}})
     with pytest.raises(ConfigError, match="does not exist"):
         make_config({"data": {**good["data"], "path": str(tmp_path / "missing.extxyz")}})
     with pytest.raises(ConfigError, match="'data.val' is required"):

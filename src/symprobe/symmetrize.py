@@ -90,18 +90,25 @@ class GridAverage(Symmetrizer):
 class AveragingCorrection(Symmetrizer):
     """Grid average minus the raw model: E_avg(x) − E(x), and likewise forces and stress.
 
-    The slow part of multiple time stepping. One batched call of N + 1 copies (identity first).
+    The slow part of multiple time stepping, from one batched call. When the grid holds the identity (the
+    groups T, O, I do) the raw term is folded into its weight, so the call has N copies, not N + 1.
     """
 
     def __init__(self, model: Model, quadrature: Quadrature):
         super().__init__(model, f"{model.name}: {quadrature.name} average minus raw")
         self.quadrature = quadrature
+        rotations, weights = quadrature.rotations, quadrature.weights.copy()
+        is_identity = np.all(np.abs(rotations - np.eye(3)) < 1e-12, axis=(1, 2))
+        if is_identity.any():
+            weights[np.argmax(is_identity)] -= 1.0
+        else:
+            rotations = np.concatenate([np.eye(3)[None], rotations])
+            weights = np.concatenate([[-1.0], weights])
+        self.copies, self._weights = rotations, weights
 
     def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        grid = np.concatenate([np.eye(3)[None], self.quadrature.rotations])
-        weights = np.concatenate([[-1.0], self.quadrature.weights])
-        batch = self.inner.predict_rotated(atoms, _products(grid, rotations))
-        return _weighted_sum(batch, weights, len(rotations))
+        batch = self.inner.predict_rotated(atoms, _products(self.copies, rotations))
+        return _weighted_sum(batch, self._weights, len(rotations))
 
 
 class RandomRotation(Symmetrizer):

@@ -49,6 +49,7 @@ TRAINING_KEYS = {
     "stress_weight": 0.0,
     "augmentation": True,
     "symmetry_penalty": 0.0,
+    "penalty": "spread",
     "penalty_rotations": 2,
     "max_hours": None,
     "threads": None,
@@ -114,6 +115,8 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
             raise ConfigError(f"{where}: 'data.{key}' must be a positive integer, got {data[key]!r}")
     if training["schedule"] not in ("cosine", "plateau"):
         raise ConfigError(f"{where}: 'training.schedule' must be 'cosine' or 'plateau', got {training['schedule']!r}")
+    if training["penalty"] not in ("spread", "equigrad"):
+        raise ConfigError(f"{where}: 'training.penalty' must be 'spread' or 'equigrad', got {training['penalty']!r}")
     if training["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"{where}: 'training.dtype' must be 'float32' or 'float64', got {training['dtype']!r}")
     if training["init_from"] is not None:
@@ -269,13 +272,31 @@ def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor]
     loss = loss + t["force_weight"] * ((forces - labels["forces"]) ** 2).mean()
     if use_stress:
         loss = loss + t["stress_weight"] * ((stress - labels["stress"]) ** 2).mean()
-    if t["symmetry_penalty"] > 0:
+    if t["symmetry_penalty"] > 0 and t["penalty"] == "spread":
         k = int(t["penalty_rotations"])
         rotations = [random_o3(rng) for _ in range(k * len(samples))]
         rotated, _ = make_batch([s for _ in range(k) for s in samples], rotations, dtype)
         spread = module(rotated).reshape(k, len(samples)) / labels["n_atoms"]
         loss = loss + t["symmetry_penalty"] * spread.var(dim=0, unbiased=False).mean()
+    elif t["symmetry_penalty"] > 0:
+        per_atom = rotation_gradient(module, graph, create_graph=True) / labels["n_atoms"][:, None]
+        loss = loss + t["symmetry_penalty"] * (per_atom**2).sum(dim=1).mean()
     return loss, (labels["energy"] - energies).detach()
+
+
+def rotation_gradient(module: torch.nn.Module, graph: Graph, create_graph: bool = False) -> torch.Tensor:
+    """∂E/∂θ (S, 3), eV/rad: the derivative of each structure's energy under an infinitesimal rotation
+    exp(θ·L) of its positions and cell about the axes x, y, z (ORB's Equigrad). Zero for an invariant model."""
+    theta = torch.zeros(len(graph.cells), 3, dtype=graph.positions.dtype, requires_grad=True)
+    zero = torch.zeros_like(theta[:, 0])
+    x, y, z = theta.unbind(1)
+    generator = torch.stack([torch.stack([zero, -z, y], 1), torch.stack([z, zero, -x], 1),
+                             torch.stack([-y, x, zero], 1)], 1)  # (S, 3, 3), R ≈ I + generator
+    rotation = torch.eye(3, dtype=theta.dtype) + generator
+    positions = torch.einsum("nb,nab->na", graph.positions, rotation[graph.structure])  # rows: x Rᵀ
+    cells = torch.einsum("scb,sab->sca", graph.cells, rotation)
+    energies = module(Graph(positions, graph.numbers, graph.structure, cells, graph.edge_i, graph.edge_j, graph.shifts))
+    return torch.autograd.grad(energies.sum(), theta, create_graph=create_graph)[0]
 
 
 def refit_baseline(module: PETModule, samples: Sequence[Sample], residuals: Sequence[float]) -> None:
