@@ -3,7 +3,7 @@
 Three steps (metatrain is an optional extra: ``pip install 'symprobe[metatrain]'``)::
 
     python benchmarks/metatrain_pet.py split                 # writes runs/metatrain-pet/{train,val,test}.extxyz
-    python benchmarks/metatrain_pet.py train                 # mtt train + mtt export (nice 19, 1 thread)
+    python benchmarks/metatrain_pet.py train [--resume]      # mtt train + mtt export (nice 19, 1 thread)
     python benchmarks/metatrain_pet.py evaluate              # test-set errors → results/metatrain_pet.json
 
 The split is the project's rule: ``numpy.random.default_rng(0).permutation(190)`` of the 190
@@ -68,11 +68,12 @@ def write_split(run: Path = RUN) -> dict[str, Path]:
     return paths
 
 
-def train(run: Path = RUN, budget_s: float = 90 * 60) -> Path:
+def train(run: Path = RUN, budget_s: float = 90 * 60, resume: bool = False) -> Path:
     """``mtt train`` (``nice -n 19``, one thread, stopped after ``budget_s`` s) and its export to ``run/model.pt``.
 
     A run that finishes exports its best epoch itself; a run stopped by the budget is exported from its
     latest intermediate checkpoint, which carries the best model so far (``mtt export`` uses it).
+    ``resume`` continues from the newest checkpoint under ``run/outputs`` (``mtt train --restart auto``).
     """
     mtt = shutil.which("mtt") or str(Path(sys.executable).with_name("mtt"))
     write_split(run)
@@ -80,8 +81,9 @@ def train(run: Path = RUN, budget_s: float = 90 * 60) -> Path:
     shutil.copy(CONFIG, run / "options.yaml")
     started, start = time.time(), time.perf_counter()
     finished = True
+    restart = ["--restart", "auto"] if resume else []
     try:
-        subprocess.run(["nice", "-n", "19", mtt, "train", "options.yaml", "-o", "model.pt"],
+        subprocess.run(["nice", "-n", "19", mtt, "train", "options.yaml", "-o", "model.pt", *restart],
                        cwd=run, env=env, timeout=budget_s, check=True)
     except subprocess.TimeoutExpired:
         finished = False
@@ -95,8 +97,10 @@ def train(run: Path = RUN, budget_s: float = 90 * 60) -> Path:
             raise SystemExit(f"{run}: no metatrain checkpoint written within the budget")
         checkpoint = max(checkpoints, key=lambda p: p.stat().st_mtime)
         subprocess.run([mtt, "export", str(checkpoint), "-o", "model.pt"], cwd=run, env=env, check=True)
+    previous = json.loads((run / "training.json").read_text()) if resume and (run / "training.json").exists() else {}
     _write_json(run / "training.json", {
-        "wall_time_s": wall, "finished": finished, "budget_s": budget_s,
+        "wall_time_s": previous.get("wall_time_s", 0.0) + wall, "sessions": previous.get("sessions", 0) + 1,
+        "finished": finished, "budget_s": budget_s,
         "checkpoint": str(checkpoint.relative_to(run)), "threads": 1, "nice": 19,
         "config": str(CONFIG.relative_to(REPO)), "log": sorted(str(p.relative_to(run)) for p in run.glob("outputs/*/*/train.log")),
     })
@@ -151,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step", choices=["split", "train", "evaluate"])
     parser.add_argument("--run", type=Path, default=RUN, help="working directory of the metatrain run")
     parser.add_argument("--budget-min", type=float, default=90.0, help="wall-time budget of mtt train (minutes)")
+    parser.add_argument("--resume", action="store_true", help="train: continue from the newest checkpoint")
     parser.add_argument("--model", type=Path, default=None, help="exported model (default RUN/model.pt)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "metatrain_pet.json")
     args = parser.parse_args(argv)
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in write_split(args.run).items():
             print(f"{name}: {path}")
     elif args.step == "train":
-        print(f"exported: {train(args.run, 60 * args.budget_min)}")
+        print(f"exported: {train(args.run, 60 * args.budget_min, args.resume)}")
     else:
         print(json.dumps(evaluate(args.model or args.run / "model.pt", args.run, args.out), indent=2))
     return 0

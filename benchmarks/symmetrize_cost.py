@@ -5,12 +5,15 @@
 (b) rotational error of the average vs number of evaluations for every quadrature family, against a dense
     reference (PET-style model if bundled, else q-TIP4P/F + i-PI's all-ℓ noo3 term scaled to 5 meV), on the liquid test
     structures and the isolated molecule;
-(c) MTS: wall time per simulated fs relative to raw MD, for each ``--mts GRID:N_INNER`` variant;
+(c) MTS: wall time per simulated fs relative to raw MD, for each ``--mts GRID/N_INNER`` variant, in the NVE
+    runs of (d) and in NVT liquid runs (64 H2O, Bussi 300 K) whose observables (g(r), dipole correlations,
+    diffusion, c_uu, orientation bias) are compared within error bars with the paper's MTS (2i/10, the
+    averaged model as the paper simulated it): part ``c``;
 (d) conserved-quantity drift of raw, averaged, MTS and random-rotation NVE dynamics (short by default,
     ``--long`` for 10 ps runs; ``--systems``, ``--strategies``, ``--steps`` select; costs relative to raw
     need raw in ``--strategies``). The JSON is rewritten after every run, so a long job keeps what it has.
 
-    .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abd] [--tag NAME]
+    .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abcd] [--tag NAME]
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ def error_vs_evaluations(model: Model, structures: dict[str, list], reference: s
 
 def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory: Path, timestep: float) -> dict:
     n_inner = symmetrizer.get("n_inner", 1)
+    steps = n_inner * -(-steps // n_inner)  # MTS runs whole outer steps
     return {"structure": structure, "model": model, "symmetrizer": symmetrizer, "timestep_fs": timestep,
             "steps": steps, "initial_temperature_K": 300, "seed": 0,
             "output": {"directory": directory, "progress": False, "log_stride": n_inner * -(-10 // n_inner),
@@ -129,14 +133,15 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategie
     keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran) and conserved-quantity drift."""
     for system, (structure, n_molecules) in systems.items():
         for name, symmetrizer in strategies.items():
+            config = md_config(structure, model, symmetrizer, steps, workdir / f"{system}-{name}", timestep)
             start = time.perf_counter()
-            out = run_md(md_config(structure, model, symmetrizer, steps, workdir / f"{system}-{name}", timestep))
+            out = run_md(config)
             wall = time.perf_counter() - start
             log = read_log(out)
             conserved = log["conserved_eV"]
             slope = np.polyfit(log["time_fs"] / 1000.0, conserved, 1)[0]  # eV/ps
-            rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": steps, "timestep_fs": timestep,
-                         "wall_s_per_fs": wall / (steps * timestep),
+            rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": config["steps"],
+                         "timestep_fs": timestep, "wall_s_per_fs": wall / (config["steps"] * timestep),
                          "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
                          "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
             r = rows[-1]
@@ -149,12 +154,48 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategie
     return rows
 
 
+def liquid_mts(model: Model, settings: list[str], steps: int, workdir: Path) -> dict:
+    """(c) NVT liquid runs (64 H2O from a q-TIP4P/F-equilibrated lattice, Bussi 300 K, τ = 10 fs, 0.5 fs) of
+    raw MD and of MTS with each GRID/N_INNER setting; cost per simulated fs relative to raw and the study's
+    verdicts on every observable against the first setting, the reference (95 % confidence, 8 blocks)."""
+    from math import lcm
+
+    from symprobe.experiments import liquid
+    from symprobe.study import parse_mts
+
+    reference = settings[0]
+    parsed = {s: parse_mts(s) for s in settings}
+    unit = lcm(10, *(n for _, n in parsed.values()))  # common frame times for every run
+    steps = unit * max(1, round(steps / unit))
+    start, description = liquid.starting_box(workdir / "start", 4, False, 400, 0, progress=False)
+    common = dict(steps=steps, equilibration_steps=steps // 10, grid="2i", seed=0, trajectory_stride=unit,
+                  n_blocks=8, progress=False)
+    variants = {"raw": liquid.liquid_runs(model, start, workdir / "raw", ("raw",), n_inner=1, **common)["variants"]["raw"]}
+    for setting, (grid, n) in parsed.items():
+        run = liquid.liquid_runs(model, start, workdir / setting.replace("/", "_"), ("mts",), n_inner=n, mts_grid=grid, **common)
+        variants[f"mts {setting}"] = run["variants"]["mts"]
+        print(f"(c) liquid NVT mts {setting}: {variants[f'mts {setting}']['wall_s'] / variants['raw']['wall_s']:.2f}x raw",
+              flush=True)
+    verdicts = liquid.compare_variants({"variants": variants}, reference=f"mts {reference}")
+    summary = {}
+    for name, data in variants.items():
+        rows = verdicts.get(name, {})
+        summary[name] = {"cost_relative_to_raw": data["wall_s"] / variants["raw"]["wall_s"],
+                         "wall_s_per_fs": data["wall_s"] / (steps * 0.5),
+                         "significant_differences": sorted(k for k, v in rows.items() if v["significant"]),
+                         "comparisons": len(rows), "diffusion": data["diffusion"], "temperature": data["temperature"]}
+    return {"start": description, "steps": steps, "timestep_fs": 0.5, "thermostat": liquid.ENSEMBLE,
+            "reference": f"mts {reference}", "runs": summary, "verdicts": verdicts}
+
+
 def strategies(names: str, grid: str, mts: str) -> dict[str, dict]:
-    """Symmetrizer sections by strategy name; ``mts`` lists GRID:N_INNER pairs, one MTS strategy each."""
+    """Symmetrizer sections by strategy name; ``mts`` lists GRID/N_INNER settings, one MTS strategy each."""
+    from symprobe.study import parse_mts
+
     table = {"raw": {"kind": "none"}, "averaged": {"kind": "grid", "grid": grid}, "random": {"kind": "random"}}
-    for pair in mts.split(","):
-        q, n = pair.split(":")
-        table[f"mts {q}/{n}"] = {"kind": "mts", "grid": q, "n_inner": int(n)}
+    for setting in mts.split(","):
+        q, n = parse_mts(setting)
+        table[f"mts {setting}"] = {"kind": "mts", "grid": q, "n_inner": n}
     chosen = {}
     for name in names.split(","):
         matches = {k: v for k, v in table.items() if k == name or (name == "mts" and k.startswith("mts "))}
@@ -209,11 +250,14 @@ def main() -> None:
     parser.add_argument("--out", default="results", help="output directory")
     parser.add_argument("--quick", action="store_true", help="small sizes only (3 and 192 atoms, few rotations)")
     parser.add_argument("--long", action="store_true", help="10 ps drift runs (default: short runs)")
-    parser.add_argument("--parts", default="abd", help="which parts to run: a (cost), b (errors), d (MTS cost, drift)")
+    parser.add_argument("--parts", default="abcd", help="which parts to run: a (cost), b (errors), c (MTS on the liquid), "
+                        "d (NVE cost and drift)")
     parser.add_argument("--tag", default="", help="suffix of the output files (symmetrize_cost_TAG.json/.png)")
     parser.add_argument("--systems", default="molecule,box64", help="systems of part d: molecule, box64 (comma-separated)")
     parser.add_argument("--strategies", default="raw,averaged,mts,random", help="strategies of part d")
-    parser.add_argument("--mts", default="paper-2i:10", help="MTS variants of part d as GRID:N_INNER[,GRID:N_INNER...]")
+    parser.add_argument("--mts", default="2i/10,T/14", help="MTS settings of parts c and d as GRID/N_INNER[,...]; "
+                        "the first is the reference of part c")
+    parser.add_argument("--liquid-steps", type=int, default=4200, help="NVT steps per run of part c (0.5 fs)")
     parser.add_argument("--steps", type=int, default=None, help="steps of part d (default 200 quick, 2000, 20000 --long)")
     parser.add_argument("--liquid-structures", type=int, default=10, help="liquid test structures in part b")
     args = parser.parse_args()
@@ -255,6 +299,13 @@ def main() -> None:
         reference = so3.smallest(7 if args.quick else 10, improper=True)
         results["error_reference"] = reference.name
         results["errors"] = error_vs_evaluations(error_model, structures, reference, 200 if args.quick else 1200)
+
+    if "c" in args.parts:
+        dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
+        with tempfile.TemporaryDirectory() as work:
+            results["liquid_mts_model"] = dyn_model.name
+            results["liquid_mts"] = liquid_mts(dyn_model, args.mts.split(","), args.liquid_steps, Path(work))
+        save()
 
     if "d" in args.parts:
         steps = args.steps or (20000 if args.long else (200 if args.quick else 2000))

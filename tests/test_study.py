@@ -16,7 +16,7 @@ from symprobe.experiments import gas
 TINY = dict(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=8, gas_nvt_steps=400, gas_bandwidth=0.3,
             torque_samples=4, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20, liquid_steps=60,
             liquid_equilibration=10, liquid_stride=2, error_reference="3", error_cells=1, ice_frames=(2, 3), ice_fmax=0.5,
-            ice_max_steps=2)
+            ice_max_steps=2, mts_grid="T")  # MTS over the 12-rotation group T (exact to the known term's degree 2)
 
 
 _TINY_STUDY: dict = {}
@@ -87,6 +87,7 @@ def test_results_json_follows_schema_without_nan(study_dir):
                          "mts_cost", "findings", "paper", "timings_s"}
     assert data["paper"]["citation"].startswith("Langer, Pozdnyakov & Ceriotti")
     assert data["grid"]["evaluations"] == 36
+    assert (data["mts_cost"]["grid"], data["mts_cost"]["grid_evaluations"]) == ("T", 12)  # T holds the identity
     assert set(data["experiments"]) == set(study.STAGES) - {"costs"}
     for _, observable in _walk_scalars(data["experiments"]):
         assert set(observable) == {"value", "error", "unit"}
@@ -156,6 +157,16 @@ def test_tether_is_invariant_and_torque_free():
     np.testing.assert_allclose(torque, 0.0, atol=1e-12)
     R = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))[0]
     assert np.isclose(tethered._tether(moved.get_positions() @ R.T)[0], energy, rtol=1e-12)
+
+
+def test_mts_setting_is_parsed_with_clear_errors():
+    assert study.parse_mts("2i/10") == ("2i", 10) and study.parse_mts("T+i/14") == ("T+i", 14)
+    with pytest.raises(ValueError, match="expected GRID/N_INNER"):
+        study.parse_mts("T")
+    with pytest.raises(ValueError, match="expected GRID/N_INNER"):
+        study.parse_mts("T/0")
+    with pytest.raises(ValueError, match="unknown quadrature 'X'"):
+        study.parse_mts("X/10")
 
 
 def test_quick_plan_fits_budget():

@@ -256,8 +256,6 @@ def _quadrature(name: str | Quadrature) -> Quadrature:
     if isinstance(name, Quadrature):
         return name
     try:
-        if str(name) in so3.PAPER_LABELS:
-            return so3.paper_grid(str(name))
         return so3.get(str(name))
     except (KeyError, ValueError) as error:
         raise ConfigError(f"symmetrizer.grid: {error}") from error

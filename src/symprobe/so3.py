@@ -290,11 +290,14 @@ def available() -> list[Quadrature]:
 
 
 _NAME_HELP = ("identity, D2, T, O, I, lebedev-P (P in SciPy's orders), lebedev-PxK, legendre-L, haar-N, "
-              "haar-N-seedS, paper-LABEL (LABEL in 0, i, 2, 2i, 3, 3i), and any of these with '+i'")
+              "haar-N-seedS, paper-LABEL or LABEL (LABEL in 0, i, 2, 2i, 3, 3i), and any of these with '+i'")
 
 
 def get(name: str) -> Quadrature:
-    """The quadrature called ``name`` (any name that :attr:`Quadrature.name` produces, see ``symprobe grids``)."""
+    """The quadrature called ``name`` (any name that :attr:`Quadrature.name` produces, see ``symprobe grids``,
+    or a bare paper label such as '2i')."""
+    if name in PAPER_LABELS:
+        return paper_grid(name)
     try:
         q = _from_name(name)
     except ValueError as error:

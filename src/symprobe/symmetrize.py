@@ -97,18 +97,22 @@ class AveragingCorrection(Symmetrizer):
     def __init__(self, model: Model, quadrature: Quadrature):
         super().__init__(model, f"{model.name}: {quadrature.name} average minus raw")
         self.quadrature = quadrature
-        rotations, weights = quadrature.rotations, quadrature.weights.copy()
-        is_identity = np.all(np.abs(rotations - np.eye(3)) < 1e-12, axis=(1, 2))
-        if is_identity.any():
-            weights[np.argmax(is_identity)] -= 1.0
-        else:
-            rotations = np.concatenate([np.eye(3)[None], rotations])
-            weights = np.concatenate([[-1.0], weights])
-        self.copies, self._weights = rotations, weights
+        self.copies, self._weights = correction_rule(quadrature)
 
     def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
         batch = self.inner.predict_rotated(atoms, _products(self.copies, rotations))
         return _weighted_sum(batch, self._weights, len(rotations))
+
+
+def correction_rule(quadrature: Quadrature) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (M, 3, 3) and weights (M,) of "average over ``quadrature`` minus the raw value": the grid
+    with the identity's weight lowered by 1 (M = N if the grid holds the identity, else N + 1)."""
+    rotations, weights = quadrature.rotations, quadrature.weights.copy()
+    is_identity = np.all(np.abs(rotations - np.eye(3)) < 1e-12, axis=(1, 2))
+    if is_identity.any():
+        weights[np.argmax(is_identity)] -= 1.0
+        return rotations, weights
+    return np.concatenate([np.eye(3)[None], rotations]), np.concatenate([[-1.0], weights])
 
 
 class RandomRotation(Symmetrizer):

@@ -9,7 +9,8 @@ non-finite points dropped. Variants of a model:
 * ``raw`` — the model as it is;
 * ``averaged`` — :class:`~symprobe.symmetrize.GridAverage` on the study grid at every step;
 * ``random`` — :class:`~symprobe.symmetrize.RandomRotation` (a new Haar rotation, with inversion, per call);
-* ``mts`` — multiple time stepping: raw model inside, the grid-average correction every ``n_inner`` steps.
+* ``mts`` — multiple time stepping: raw model inside, the grid-average correction every ``n_inner`` steps
+  (on ``mts_grid``, which defaults to the study grid).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def curve(x: np.ndarray, y: np.ndarray, error: np.ndarray | None = None, x_unit:
     return {"x": x[keep].tolist(), "y": y[keep].tolist(), "error": e[keep].tolist(), "x_unit": x_unit, "y_unit": y_unit}
 
 
-def symmetrizer_config(variant: str, grid: str, n_inner: int, seed: int) -> dict[str, Any]:
-    """The :func:`symprobe.md.run_md` symmetrizer section of a variant."""
+def symmetrizer_config(variant: str, grid: str, n_inner: int, seed: int, mts_grid: str | None = None) -> dict[str, Any]:
+    """The :func:`symprobe.md.run_md` symmetrizer section of a variant (MTS averages over ``mts_grid`` or ``grid``)."""
     if variant == "raw":
         return {"kind": "none"}
     if variant == "averaged":
@@ -55,7 +56,7 @@ def symmetrizer_config(variant: str, grid: str, n_inner: int, seed: int) -> dict
     if variant == "random":
         return {"kind": "random", "inversion": True, "seed": seed}
     if variant == "mts":
-        return {"kind": "mts", "grid": grid, "n_inner": n_inner}
+        return {"kind": "mts", "grid": mts_grid or grid, "n_inner": n_inner}
     raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
 
 
@@ -67,6 +68,7 @@ def run_variant_md(
     *,
     grid: str,
     n_inner: int,
+    mts_grid: str | None = None,
     ensemble: Mapping[str, Any],
     steps: int,
     timestep_fs: float,
@@ -93,7 +95,7 @@ def run_variant_md(
     config = {
         "structure": structure,
         "model": model,
-        "symmetrizer": symmetrizer_config(variant, grid, n_inner, seed),
+        "symmetrizer": symmetrizer_config(variant, grid, n_inner, seed, mts_grid),
         "ensemble": dict(ensemble),
         "timestep_fs": timestep_fs,
         "steps": steps,

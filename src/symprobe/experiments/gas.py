@@ -140,7 +140,7 @@ def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.n
 
 def angular_momentum_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, n_inner: int,
-    seed: int, trajectory_stride: int, progress: bool = True,
+    seed: int, trajectory_stride: int, mts_grid: str | None = None, progress: bool = True,
 ) -> dict[str, Any]:
     """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start); see module docstring."""
     from symprobe.md import read_log
@@ -150,7 +150,7 @@ def angular_momentum_runs(
     results: dict[str, Any] = {"n_molecules": n_molecules, "timestep_fs": 0.5, "steps": steps, "variants": {}}
     for variant in variants:
         run = run_variant_md(model, atoms, variant, Path(directory) / variant, grid=grid, n_inner=n_inner,
-                             ensemble={"kind": "nve"}, steps=steps, timestep_fs=0.5, seed=seed,
+                             mts_grid=mts_grid, ensemble={"kind": "nve"}, steps=steps, timestep_fs=0.5, seed=seed,
                              trajectory_stride=trajectory_stride, progress=progress)
         times, L = _molecule_angular_momenta(read_trajectory(run))
         change = np.linalg.norm(L - L[:1], axis=-1)  # (frames, molecules)
@@ -276,7 +276,8 @@ def _sphere_points(n: int) -> np.ndarray:
 
 def orientation_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, seed: int,
-    trajectory_stride: int, bandwidth: float, n_inner: int = 10, equilibration_fraction: float = 0.2, progress: bool = True,
+    trajectory_stride: int, bandwidth: float, n_inner: int = 10, mts_grid: str | None = None,
+    equilibration_fraction: float = 0.2, progress: bool = True,
 ) -> dict[str, Any]:
     """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of tethered isolated molecules per variant; orientation
     maps F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
@@ -290,7 +291,7 @@ def orientation_runs(
         tethered = _tethered(model, atoms)
         mts = variant == "mts"
         run = run_variant_md(tethered, atoms, variant, Path(directory) / variant, grid=grid, n_inner=n_inner if mts else 1,
-                             ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
+                             mts_grid=mts_grid, ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
                              timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, engine="ipi" if mts else "ase",
                              progress=progress)
         frames = read_trajectory(run)

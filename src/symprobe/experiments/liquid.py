@@ -91,7 +91,8 @@ def liquid_observables(frames: Sequence[Atoms], log: dict[str, np.ndarray], fram
 
 def liquid_runs(
     model: Model, start: Atoms, directory: Path, variants: Sequence[str], *, steps: int, equilibration_steps: int,
-    grid: str, n_inner: int, seed: int, trajectory_stride: int, n_blocks: int, progress: bool = True,
+    grid: str, n_inner: int, seed: int, trajectory_stride: int, n_blocks: int, mts_grid: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """NVT runs of each variant from ``start`` (velocities at 300 K); the first ``equilibration_steps``
     are discarded from the analysis. Returns per-variant observables and wall time per step."""
@@ -103,8 +104,8 @@ def liquid_runs(
                                "timestep_fs": 0.5, "thermostat": "Bussi SVR, 300 K, tau 10 fs", "variants": {}}
     for variant in variants:
         begin = time.perf_counter()
-        run = run_variant_md(model, start, variant, Path(directory) / variant, grid=grid, n_inner=n_inner, ensemble=ENSEMBLE,
-                             steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride,
+        run = run_variant_md(model, start, variant, Path(directory) / variant, grid=grid, n_inner=n_inner, mts_grid=mts_grid,
+                             ensemble=ENSEMBLE, steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride,
                              initial_temperature_K=300.0, progress=progress)
         elapsed = time.perf_counter() - begin
         frames = read_trajectory(run)
