@@ -188,7 +188,9 @@ def measure(
     )
 
 
-def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int) -> dict:
+def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, which: set[str] = frozenset({"monomer", "box"})) -> dict:
+    """Measure every method on the ``which`` structures ("monomer", "box"); rows of the other structure are
+    kept from an existing ``out`` file (with the settings they were measured with, under ``earlier``)."""
     import torch
     from metatomic.torch import load_atomistic_model
     from metatomic.torch.o3 import SymmetrizedModel
@@ -204,7 +206,16 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int) -> 
     rotations = random_rotations(n_rotations, seed=seed)
     reference_rule = so3.smallest(10, improper=True)
     structures = {"water monomer": water_monomer(), f"water box ({box_size ** 3} molecules)": water_box(box_size)}
+    structures = {name: atoms for name, atoms in structures.items() if name.split()[1] in which}
     rows: list[Row] = []
+    earlier: dict = {}
+    if out.exists():
+        previous = json.loads(out.read_text())
+        kept = [Row(**r) for r in previous["rows"] if r["structure"] not in structures]
+        if kept:
+            earlier = {"structures": sorted({r.structure for r in kept}), "input_rotations": previous["input_rotations"],
+                       "repeats": previous["repeats"]}
+            rows.extend(kept)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_metatomic(model, Path(tmp) / "water-pet.pt")
         ase_calc = SymmetrizedCalculator(MetatomicCalculator(str(path), device="cpu"), l_max=3)
@@ -235,13 +246,13 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int) -> 
             raw = so3.identity()
             rows.append(measure("raw model (no averaging)", ours_evaluator(model, raw), raw, structure, atoms,
                                 reference, rotations, repeats))
-            _write_json(out, _result(rows, reference_rule, n_rotations, repeats))  # partial results so far
-    result = _result(rows, reference_rule, n_rotations, repeats)
+            _write_json(out, _result(rows, reference_rule, n_rotations, repeats, earlier))  # partial results so far
+    result = _result(rows, reference_rule, n_rotations, repeats, earlier)
     _plot(rows, out.with_suffix(".png"))
     return result
 
 
-def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, repeats: int) -> dict:
+def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, repeats: int, earlier: dict) -> dict:
     import torch
 
     return {
@@ -249,6 +260,7 @@ def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, r
         "reference": f"ours on {reference_rule.name} ({len(reference_rule)} rotations)",
         "input_rotations": n_rotations,
         "repeats": repeats,
+        "earlier": earlier or None,
         "torch_threads": torch.get_num_threads(),
         "columns": {
             "seconds_per_evaluation": "median wall time of one averaged energy+forces evaluation (s)",
@@ -306,11 +318,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per method")
     parser.add_argument("--box", type=int, default=4, help="water box of box³ molecules")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--structures", default="monomer,box", help="which structures to measure (monomer, box); "
+                        "rows of the other are kept from an existing --out file")
     args = parser.parse_args()
+    which = set(args.structures.split(","))
+    if not which or which - {"monomer", "box"}:
+        raise SystemExit(f"--structures: expected monomer and/or box, got {args.structures!r}")
     for name, value in (("--rotations", args.rotations), ("--repeats", args.repeats), ("--box", args.box)):
         if value < 1:
             raise SystemExit(f"{name} must be a positive integer, got {value}")
-    run(args.out, args.rotations, args.repeats, args.box, args.seed)
+    run(args.out, args.rotations, args.repeats, args.box, args.seed, which)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,18 @@ def test_quick_plan_fits_budget():
     assert spent < 0.5 * 330.0 or plan.liquid_steps == 60
     full = study.make_plan(False, costs)
     assert full.gas_nve_steps == 50_000 and sum(full.estimate_s.values()) > 3600
+    hour = study.make_plan(True, costs, budget_s=3600.0)  # --budget-min 60: longer runs, still within budget
+    assert hour.liquid_steps > 5 * plan.liquid_steps and hour.gas_nvt_steps > plan.gas_nvt_steps
+    spent = hour.liquid_steps * (3 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / hour.n_inner)
+    assert spent <= 0.36 * 3600.0 * 1.01 and sum(hour.estimate_s.values()) == pytest.approx(3600.0)
+
+
+@pytest.mark.parametrize("argv, message", [(["--mts", "T"], "expected GRID/N_INNER"),
+                                           (["--mts", "Q/10"], "unknown quadrature 'Q'"),
+                                           (["--budget-min", "-1"], "--budget-min must be positive")])
+def test_study_command_refuses_bad_settings_before_running(tmp_path, argv, message):
+    from symprobe import cli
+
+    with pytest.raises(SystemExit, match=message):
+        cli.main(["study", "--model", "symprobe.study:known_answer_model", "--out", str(tmp_path), *argv])
+    assert not (tmp_path / "stages").exists()  # nothing was run

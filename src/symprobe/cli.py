@@ -203,6 +203,8 @@ def _run_md(args: argparse.Namespace) -> int:
 def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="the paper's gas, liquid and ice experiments for one model, with a report")
     p.add_argument("--quick", action="store_true", help="short runs (minutes) instead of the paper's protocols (hours)")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="quick mode with run lengths planned to fit this many minutes (default 5.5); implies --quick")
     p.add_argument("--model", default="builtin:water-pet", help="model spec (default: the bundled PET-style model)")
     p.add_argument("--out", default="study", help="output directory (stages are cached here and resume)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
@@ -214,7 +216,11 @@ def _run_study(args: argparse.Namespace) -> int:
 
     try:
         model, control, note = _study_model(args.model)
-        results = run_study(model, args.out, quick=args.quick, control=control, note=note, mts=args.mts)
+        budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+        if args.budget_min is not None and args.budget_min <= 0:
+            raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
+        results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
+                            mts=args.mts, **budget)
     except (ValueError, FileNotFoundError, ImportError) as error:
         raise SystemExit(f"symprobe study: {error}") from None
     _print_findings(results, args.out)

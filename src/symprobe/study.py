@@ -122,8 +122,9 @@ def parse_mts(text: str) -> tuple[str, int]:
 
 
 def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts_grid: str = "2i", n_inner: int = 10) -> Plan:
-    """Quick: lengths that fit ``budget_s`` seconds at the measured per-call ``costs``; full: the paper's.
-    MTS averages over ``mts_grid`` every ``n_inner`` steps (the paper: 2i, 10)."""
+    """Quick: lengths that fit ``budget_s`` seconds at the measured per-call ``costs`` (the caps on run
+    lengths grow in proportion above the default 330 s); full: the paper's. MTS averages over ``mts_grid``
+    every ``n_inner`` steps (the paper: 2i, 10)."""
     overhead = costs.get("md_overhead_s", 0.004)
     gas, gas_avg = costs["gas_s"] + overhead, costs["gas_avg_s"] + overhead
     liq, liq_corr = costs["liquid_s"] + overhead, costs["liquid_corr_s"]
@@ -142,16 +143,18 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27, gas_bandwidth=0.3, torque_samples=24,
                 liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
                 ice_frames=(2, 3), ice_fmax=0.05)
+    scale = max(1.0, budget_s / 330.0)
     per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
-    plan.gas_nve_steps = _round(share["gas_nve"] * budget_s / per_nve_step, 200, 6000)
+    plan.gas_nve_steps = _round(share["gas_nve"] * budget_s / per_nve_step, 200, 6000 * scale)
     per_nvt_step = 2 * gas + gas_avg
-    plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step, 400, 10000)
+    plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step, 400, 10000 * scale)
     per_liquid_step = 3 * liq + liq_corr / plan.n_inner
-    total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000)
+    total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000 * scale)
     plan.liquid_steps = total_liquid
-    plan.liquid_equilibration = _round(total_liquid * 0.2, 10, 1000)
+    plan.liquid_equilibration = _round(total_liquid * 0.2, 10, 1000 * scale)
     plan.liquid_stride = max(1, min(10, total_liquid // 40))
-    plan.ice_max_steps = int(min(max(share["ice"] * budget_s / (len(plan.ice_frames) * (ice + ice_avg)) - 1, 2), 100))
+    ice_calls = share["ice"] * budget_s / (len(plan.ice_frames) * (ice + ice_avg))
+    plan.ice_max_steps = int(min(max(ice_calls - 1, 2), 100 * scale))
     plan.estimate_s = {k: share[k] * budget_s for k in share}
     return plan
 
