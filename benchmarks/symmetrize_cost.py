@@ -62,15 +62,18 @@ def best_time(function, repeats: int) -> float:
     return min(times)
 
 
+MAX_COPIED_ATOMS = 1536 * 36  # (a) measures N rotated copies of an n-atom structure only while N·n stays below this
+
+
 def cost_vs_rotations(models: dict[str, Model], sizes: list[int], counts: list[int], repeats: int) -> list[dict]:
-    """(a) batched vs loop of single calls."""
+    """(a) batched vs loop of single calls, for every N in ``counts`` with N·n ≤ ``MAX_COPIED_ATOMS``."""
     structures = {3: water_monomer(), 192: water_box(4, seed=0), 1536: water_box(8, seed=0)}
     rows = []
     for model_name, model in models.items():
         for n_atoms in sizes:
             atoms = structures[n_atoms]
             single = best_time(lambda: model.predict(atoms), repeats)
-            for n in counts:
+            for n in (n for n in counts if n * n_atoms <= MAX_COPIED_ATOMS):
                 rotations = so3.haar(n, seed=1).rotations
                 batched = best_time(lambda: model.predict_rotated(atoms, rotations), repeats)
                 loop = best_time(lambda: [model.predict(rotate(atoms, R)) for R in rotations], max(1, repeats // 2))
@@ -120,33 +123,38 @@ def error_vs_evaluations(model: Model, structures: dict[str, list], reference: s
 def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory: Path, timestep: float) -> dict:
     n_inner = symmetrizer.get("n_inner", 1)
     steps = n_inner * -(-steps // n_inner)  # MTS runs whole outer steps
+    checkpoint = n_inner * -(-min(steps, 1000) // n_inner)
     return {"structure": structure, "model": model, "symmetrizer": symmetrizer, "timestep_fs": timestep,
             "steps": steps, "initial_temperature_K": 300, "seed": 0,
             "output": {"directory": directory, "progress": False, "log_stride": n_inner * -(-10 // n_inner),
-                       "trajectory_stride": steps,
-                       "checkpoint_stride": steps}}
+                       "trajectory_stride": steps, "checkpoint_stride": checkpoint}}
 
 
 def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategies: dict[str, dict],
              workdir: Path, rows: list[dict], on_row) -> list[dict]:
     """(c) and (d): NVE runs with each strategy, appended to ``rows`` (``on_row()`` after each, so a long run
-    keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran) and conserved-quantity drift."""
+    keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran) and conserved-quantity drift.
+    A run with a checkpoint in ``workdir`` resumes (bit for bit); its wall time is then unknown (None)."""
     for system, (structure, n_molecules) in systems.items():
         for name, symmetrizer in strategies.items():
-            config = md_config(structure, model, symmetrizer, steps, workdir / f"{system}-{name}", timestep)
+            directory = workdir / f"{system}-{name.replace('/', '_').replace(' ', '_')}"
+            config = md_config(structure, model, symmetrizer, steps, directory, timestep)
+            resumed = (directory / "checkpoint.npz").exists()
             start = time.perf_counter()
-            out = run_md(config)
-            wall = time.perf_counter() - start
+            out = run_md(config, resume=resumed)
+            wall = None if resumed else time.perf_counter() - start
             log = read_log(out)
             conserved = log["conserved_eV"]
             slope = np.polyfit(log["time_fs"] / 1000.0, conserved, 1)[0]  # eV/ps
             rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": config["steps"],
-                         "timestep_fs": timestep, "wall_s_per_fs": wall / (config["steps"] * timestep),
+                         "timestep_fs": timestep, "resumed": resumed,
+                         "wall_s_per_fs": None if wall is None else wall / (config["steps"] * timestep),
                          "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
                          "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
             r = rows[-1]
             raw = [q["wall_s_per_fs"] for q in rows if q["system"] == system and q["strategy"] == "raw"]
-            r["cost_relative_to_raw"] = r["wall_s_per_fs"] / raw[0] if raw else None
+            known = raw and raw[0] is not None and r["wall_s_per_fs"] is not None
+            r["cost_relative_to_raw"] = r["wall_s_per_fs"] / raw[0] if known else None
             on_row()
             print(f"(c,d) {system:8s} {r['strategy']:14s} cost {r['cost_relative_to_raw'] or float('nan'):6.2f}x raw, drift "
                   f"{r['drift_meV_per_molecule_per_ps']:+.3g} meV/H2O/ps, range "
@@ -258,6 +266,9 @@ def main() -> None:
     parser.add_argument("--mts", default="2i/10,T/14", help="MTS settings of parts c and d as GRID/N_INNER[,...]; "
                         "the first is the reference of part c")
     parser.add_argument("--liquid-steps", type=int, default=4200, help="NVT steps per run of part c (0.5 fs)")
+    parser.add_argument("--grid", default="2i", help="grid of the averaged strategy of part d")
+    parser.add_argument("--workdir", default=None, help="keep part d's MD runs here; an interrupted run resumes "
+                        "from its checkpoint (every 1000 steps) when the command is repeated")
     parser.add_argument("--steps", type=int, default=None, help="steps of part d (default 200 quick, 2000, 20000 --long)")
     parser.add_argument("--liquid-structures", type=int, default=10, help="liquid test structures in part b")
     args = parser.parse_args()
@@ -317,8 +328,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             results["dynamics_model"] = dyn_model.name
             results["dynamics"] = []
-            dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, "paper-2i", args.mts), Path(work),
-                     results["dynamics"], save)
+            dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, args.grid, args.mts),
+                     Path(args.workdir or work), results["dynamics"], save)
 
     save()
     plot(results, out / f"{name}.png")
