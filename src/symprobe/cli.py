@@ -215,10 +215,10 @@ def _run_study(args: argparse.Namespace) -> int:
     from symprobe.study import run_study
 
     try:
-        model, control, note = _study_model(args.model)
-        budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
         if args.budget_min is not None and args.budget_min <= 0:
             raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
+        budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+        model, control, note = _study_model(args.model)
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
                             mts=args.mts, **budget)
     except (ValueError, FileNotFoundError, ImportError) as error:

@@ -6,7 +6,7 @@ Every check raises :class:`StructureError` with a message that names the structu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from ase import Atoms

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from symprobe import so3, statistics
 from symprobe.experiments import VARIANTS, write_json
@@ -140,8 +139,8 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
         }
         return plan
     share = {"gas_nve": 0.18, "gas_nvt": 0.22, "liquid": 0.36, "ice": 0.14, "rotational_errors": 0.10}
-    plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27, gas_bandwidth=0.3, torque_samples=24,
-                liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
+    plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27,
+                gas_bandwidth=0.3, torque_samples=24, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
                 ice_frames=(2, 3), ice_fmax=0.05)
     scale = max(1.0, budget_s / 330.0)
     per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
@@ -162,11 +161,10 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
 def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature) -> dict[str, float]:
     """Seconds per call of ``model``, of its average over ``grid`` and of the MTS correction over ``mts_grid``
     on the systems the study simulates."""
-    from symprobe.symmetrize import AveragingCorrection
-
     from symprobe.experiments.gas import isolated_molecules, model_cutoff
     from symprobe.experiments.ice import ice_cells
     from symprobe.structures import water_box
+    from symprobe.symmetrize import AveragingCorrection
 
     def timed(call: Callable[[], Any], repeats: int) -> float:
         if repeats > 1:
@@ -335,7 +333,8 @@ def run_study(
         start, description = _liquid_start(md_root, plan, progress)
         data = liquid.liquid_runs(model, start, md_root / "liquid", plan.liquid_variants, steps=plan.liquid_steps,
                                   equilibration_steps=plan.liquid_equilibration, grid=plan.grid, n_inner=plan.n_inner,
-                                  mts_grid=plan.mts_grid, seed=plan.seed, trajectory_stride=plan.liquid_stride, n_blocks=8, progress=progress)
+                                  mts_grid=plan.mts_grid, seed=plan.seed, trajectory_stride=plan.liquid_stride,
+                                  n_blocks=8, progress=progress)
         data["start"] = description
         data["verdicts"] = liquid.compare_variants(data)
         return data
@@ -476,12 +475,12 @@ def _rotational_errors(model: Model, md_root: Path, plan: Plan, grid_errors) -> 
 
 def _mts_cost(results: dict[str, Any], costs: dict[str, float], plan: Plan) -> dict[str, Any]:
     """Wall time of MTS liquid MD per step relative to raw (measured) and the model-call estimate."""
+    from symprobe.symmetrize import correction_rule
+
     variants = results.get("liquid", {}).get("variants", {})
     measured = None
     if "mts" in variants and "raw" in variants:
         measured = variants["mts"]["wall_s"] / max(variants["raw"]["wall_s"], 1e-9)
-    from symprobe.symmetrize import correction_rule
-
     estimate = 1.0 + costs["liquid_corr_s"] / plan.n_inner / costs["liquid_s"]
     copies = len(correction_rule(so3.get(plan.mts_grid))[0])
     return {"measured_x_raw": measured, "estimated_x_raw": estimate, "grid": plan.mts_grid, "n_inner": plan.n_inner,

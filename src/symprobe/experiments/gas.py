@@ -291,8 +291,8 @@ def orientation_runs(
         tethered = _tethered(model, atoms)
         mts = variant == "mts"
         run = run_variant_md(tethered, atoms, variant, Path(directory) / variant, grid=grid, n_inner=n_inner if mts else 1,
-                             mts_grid=mts_grid, ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
-                             timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, engine="ipi" if mts else "ase",
+                             mts_grid=mts_grid, ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0},
+                             steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, engine="ipi" if mts else "ase",
                              progress=progress)
         frames = read_trajectory(run)
         frames = frames[int(len(frames) * equilibration_fraction):]
