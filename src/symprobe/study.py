@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from symprobe import so3, statistics
 from symprobe.experiments import VARIANTS, write_json
 from symprobe.models.base import Model
