@@ -7,7 +7,7 @@ rotations, and ORB's Equigrad (|∂E/∂θ|²). For the starting model and each 
 the test structures (float64, 8 random rotations, as ``benchmarks/train_water.py``); training wall time.
 Runs live in ``runs/penalty-*`` (``--runs``) and resume (``symprobe.train``); the JSON is rewritten after each.
 
-    python benchmarks/symmetry_penalty.py --out results/symmetry_penalty.json [--epochs 10] [--weight 1e6]
+    python benchmarks/symmetry_penalty.py --out results/symmetry_penalty.json [--epochs 10] [--weight 1e5]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "results" / "symmetry_penalty.json")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--weight", type=float, default=1e6, help="symmetry_penalty weight, on (eV/atom)²")
+    parser.add_argument("--weight", type=float, default=1e5, help="symmetry_penalty weight, on (eV/atom)²")
     parser.add_argument("--runs", type=Path, default=REPO / "runs", help="where the fine-tunes are kept")
     args = parser.parse_args()
     torch.set_num_threads(1)
