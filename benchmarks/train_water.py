@@ -4,7 +4,8 @@ For each model: held-out energy MAE (meV/atom) and force MAE/RMSE (meV/Å) on th
 its model card, its training wall time (from the card), inference throughput (atom-steps per second,
 energy + forces, float32) on 192 and 1536 atoms, and the rotational errors on the test structures
 (float64, next to the paper's PET: 5.1 meV/cell, 2.0 meV/Å). A "MACE (peer)" row is added from
-results/mace_water.json when it exists (``benchmarks/mace_water.py``, same split; read, not retrained).
+results/mace_water.json and a "metatrain PET (reference)" row from results/metatrain_pet.json when they
+exist (``benchmarks/mace_water.py``, ``benchmarks/metatrain_pet.py``, same split; read, not retrained).
 
     python benchmarks/train_water.py --output results/train_water.json [--threads 1]
 """
@@ -70,6 +71,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--timing-seconds", type=float, default=5.0)
     parser.add_argument("--mace", default="results/mace_water.json", help="MACE peer row, from benchmarks/mace_water.py evaluate")
+    parser.add_argument("--metatrain", default="results/metatrain_pet.json",
+                        help="metatrain PET row, from benchmarks/metatrain_pet.py evaluate")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,6 +91,15 @@ def main() -> None:
         result["models"]["MACE (peer)"] = {
             **json.loads(mace.read_text()),
             "note": f"trained on the same split (150/20/20, seed 0) by benchmarks/mace_water.py; read from {mace}, not retrained",
+        }
+    metatrain = Path(args.metatrain)
+    if metatrain.exists():
+        row = json.loads(metatrain.read_text())
+        result["models"]["metatrain PET (reference)"] = {
+            **row,
+            "test": {"energy_mae": row["energy_mae_mev_per_atom"], "force_mae": row["force_mae_mev_per_A"],
+                     "force_rmse": row["force_rmse_mev_per_A"]},
+            "note": f"the paper's architecture by metatrain, same 150/20/20 split; read from {metatrain}, not retrained",
         }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
