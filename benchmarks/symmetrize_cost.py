@@ -174,6 +174,9 @@ def liquid_mts(model: Model, settings: list[str], steps: int, workdir: Path) -> 
     reference = settings[0]
     parsed = {s: parse_mts(s) for s in settings}
     unit = lcm(10, *(n for _, n in parsed.values()))  # common frame times for every run
+    if unit > 140:
+        raise SystemExit(f"part c: the inner-step counts of {settings} have a least common multiple of {unit} steps; "
+                         "frames that far apart are too few for the observables (use counts such as 10 and 14)")
     steps = unit * max(1, round(steps / unit))
     start, description = liquid.starting_box(workdir / "start", 4, False, 400, 0, progress=False)
     common = dict(steps=steps, equilibration_steps=steps // 10, grid="2i", seed=0, trajectory_stride=unit,

@@ -163,7 +163,10 @@ class TorchModel(Model):
     """A torch energy module (``cutoff`` in Å, ``forward(Graph) -> (S,) eV``) as a :class:`Model`.
 
     ``dtype`` is the evaluation precision (float64 separates round-off from learned symmetry breaking);
-    ``chunk`` bounds how many rotated copies go through one forward pass.
+    ``chunk_atoms`` bounds the atoms of rotated copies in one forward pass. Small passes keep the tensors
+    in cache: for the PET-style model on one CPU core, 12 copies of 192 atoms cost 19 single calls in one
+    pass of 2304 atoms and 12 in passes of 384; 150 copies of a molecule cost 4 (tuned at 512 on this
+    project's 2-core machine; ``benchmarks/symmetrize_cost.py`` part a measures it).
     """
 
     def __init__(
@@ -173,7 +176,7 @@ class TorchModel(Model):
         species: Sequence[int] | None = None,
         dtype: torch.dtype = torch.float64,
         device: str = "cpu",
-        chunk_atoms: int = 3_000,
+        chunk_atoms: int = 512,
     ):
         self.module = module.to(dtype=dtype, device=device).eval()
         self.name = name
