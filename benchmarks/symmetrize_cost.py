@@ -291,6 +291,7 @@ def main() -> None:
     weights = WEIGHTS_DIR / "water-pet.pt"
     results: dict = {"torch_threads": torch.get_num_threads(),
                      "pet_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None,
+                     "pet_chunk_atoms": getattr(pet, "chunk_atoms", None),
                      "arguments": vars(args)}
     name = "symmetrize_cost" + (f"_{args.tag}" if args.tag else "")
 
