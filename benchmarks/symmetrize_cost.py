@@ -217,35 +217,58 @@ def strategies(names: str, grid: str, mts: str) -> dict[str, dict]:
 
 
 def plot(results: dict, path: Path) -> None:
+    """One panel per part present in ``results`` (a: cost, b: energy and force errors, c: liquid MTS, d: drift)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
-    ax = axes[0]
-    for (model, atoms), rows in _group(results.get("cost", []), ("model", "atoms")).items():
-        n = [r["rotations"] for r in rows]
-        ax.loglog(n, [r["batched_over_single"] for r in rows], "o-", label=f"{model}, {atoms} atoms, batched")
-        ax.loglog(n, [r["loop_s"] / r["single_s"] for r in rows], "x:", color=ax.lines[-1].get_color())
-    ax.loglog([1, 1000], [1, 1000], "k--", lw=0.8, label="N single calls")
-    ax.set(xlabel="rotations N", ylabel="cost / single call", title="(a) grid average cost (x: loop)")
-    ax.legend(fontsize=6)
-    for ax, key, unit in ((axes[1], "energy_meV", "meV/structure"), (axes[2], "force_meV_per_A", "meV/Å")):
-        for (label, fam), rows in _group(results.get("errors", []), ("structures", "family")).items():
-            ax.loglog([r["evaluations"] for r in rows], [max(r[key], 1e-12) for r in rows], "o-", ms=3,
+    panels = (["a"] if results.get("cost") else []) + (["b_energy", "b_force"] if results.get("errors") else [])
+    panels += (["c"] if results.get("liquid_mts") else []) + (["d"] if results.get("dynamics") else [])
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    axes = dict(zip(panels, axes[0]))
+    if "a" in axes:
+        ax = axes["a"]
+        for (model, atoms), rows in _group(results["cost"], ("model", "atoms")).items():
+            n = [r["rotations"] for r in rows]
+            ax.loglog(n, [r["batched_over_single"] for r in rows], "o-", label=f"{model}, {atoms} atoms, batched")
+            ax.loglog(n, [r["loop_s"] / r["single_s"] for r in rows], "x:", color=ax.lines[-1].get_color())
+        ax.loglog([1, 1000], [1, 1000], "k--", lw=0.8, label="N single calls")
+        ax.set(xlabel="rotations N", ylabel="cost / single call", title="(a) grid average cost (x: loop)")
+        ax.legend(fontsize=6)
+    for key, unit in (("energy", "meV/structure"), ("force", "meV/Å")):
+        if f"b_{key}" not in axes:
+            continue
+        ax = axes[f"b_{key}"]
+        column = "energy_meV" if key == "energy" else "force_meV_per_A"
+        for (label, fam), rows in _group(results["errors"], ("structures", "family")).items():
+            ax.loglog([r["evaluations"] for r in rows], [max(r[column], 1e-12) for r in rows], "o-", ms=3,
                       label=f"{label}: {fam}")
-        ax.set(xlabel="evaluations", ylabel=f"error vs reference ({unit})", title=f"(b) {key.split('_')[0]} error")
-    if results.get("errors"):
-        axes[1].legend(fontsize=5, ncol=2)
-    ax = axes[3]
-    for system, rows in _group(results.get("dynamics", []), ("system",)).items():
-        ax.bar([f"{system}\n{r['strategy']}" for r in rows], [r["drift_meV_per_molecule_per_ps"] for r in rows])
-    ax.set(ylabel="drift (meV/H2O/ps)", title="(d) conserved-quantity drift, NVE")
-    ax.tick_params(axis="x", labelsize=6)
+        ax.set(xlabel="evaluations", ylabel=f"error vs reference ({unit})", title=f"(b) {key} error")
+        if key == "energy":
+            ax.legend(fontsize=5, ncol=2)
+    if "c" in axes:
+        ax, runs = axes["c"], results["liquid_mts"]["runs"]
+        bars = ax.bar(list(runs), [r["cost_relative_to_raw"] for r in runs.values()], color="tab:blue")
+        for bar, r in zip(bars, runs.values()):
+            if r["comparisons"]:
+                ax.annotate(f"{len(r['significant_differences'])}/{r['comparisons']} differ", (bar.get_x(), bar.get_height()),
+                            fontsize=7, va="bottom")
+        ax.axhline(2.0, color="k", ls="--", lw=0.8, label="goal: 2x raw")
+        ax.set(ylabel="wall time per fs / raw", title=f"(c) liquid NVT; differences vs {results['liquid_mts']['reference']}")
+        ax.legend(fontsize=7)
+    if "d" in axes:
+        ax = axes["d"]
+        for system, rows in _group(results["dynamics"], ("system",)).items():
+            ax.bar([f"{system}\n{r['strategy']}" for r in rows], [r["drift_meV_per_molecule_per_ps"] for r in rows])
+        ax.set(ylabel="drift (meV/H2O/ps)", title="(d) conserved-quantity drift, NVE")
+        ax.tick_params(axis="x", labelsize=6)
     fig.tight_layout()
     tmp = path.with_name("tmp." + path.name)
     fig.savefig(tmp, dpi=120)
+    plt.close(fig)
     os.replace(tmp, path)
 
 
