@@ -51,3 +51,19 @@ def test_fallback_without_shared_data(monkeypatch):
     monkeypatch.setitem(sys.modules, "genice2.genice", None)  # as if GenIce2 were not installed
     cells, description = ice.ice_cells((2, 3))
     assert cells == [] and description.startswith("skipped") and "GenIce2 is not installed" in description
+
+
+def test_ice_study_compares_models_at_identical_geometries_when_relaxations_stop_early():
+    from symprobe.experiments.ice import ice_study
+    from symprobe.structures import water_box
+    from symprobe.testing import qtip4pf
+
+    model = qtip4pf()
+    cells = [water_box(2, seed=seed) for seed in (0, 1)]
+    for atoms, seed in zip(cells, (0, 1)):
+        atoms.info["name"] = f"box {seed}"
+    result = ice_study(model, model, cells, fmax=1e-4, max_steps=2)  # the same model twice, stopped early
+    assert result["converged"] is False and all(c["steps_raw"] == 2 for c in result["cells"])
+    assert result["relative_change_same_geometry"]["value"] == pytest.approx(0.0, abs=1e-9)
+    done = ice_study(model, model, cells, fmax=50.0, max_steps=2)  # every start already meets 50 eV/Å
+    assert done["converged"] is True and done["relative_change"]["value"] == pytest.approx(0.0, abs=1e-9)

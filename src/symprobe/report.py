@@ -333,6 +333,9 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
         if "relative_change" in ice:
             rows.append(["relative energies: change vs spread (meV/H2O)", _pm(ice["relative_change"]), _pm(ice["relative_spread"]),
                          "–", "–", "–"])
+            if "relative_change_same_geometry" in ice:
+                rows.append(["relative energies at the raw-relaxed geometries: change (meV/H2O)",
+                             _pm(ice["relative_change_same_geometry"]), "–", "–", "–", "–"])
             rows.append(["paper (cited)", paper["ice_relative_change_meV_per_H2O"], paper["ice_relative_spread_meV_per_H2O"],
                          "–", "–", "–"])
         tables["ice"] = _table("ice", f"Ice Ih, {ice['source']}: raw − averaged energies (eV/atom)",
