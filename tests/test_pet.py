@@ -108,6 +108,16 @@ def test_batched_rotated_call_equals_single_calls(box, invariant):
         np.testing.assert_allclose(batch.stress[k], R.T @ single.stress @ R, atol=1e-10)
 
 
+def test_float32_cell_energy_is_not_rounded_by_the_sum():
+    """1536 atoms at ≈ −150 eV each: a float32 sum would round the cell energy to tens of meV."""
+    atoms = water_box(8, seed=0)
+    module = random_module(False)
+    e64 = TorchModel(module, species=(1, 8), dtype=torch.float64).predict(atoms).energy
+    e32 = TorchModel(module, species=(1, 8), dtype=torch.float32).predict(atoms).energy
+    assert abs(e64) > 1e5
+    assert abs(e32 - e64) < 2e-3
+
+
 @pytest.mark.parametrize("invariant", [False, True])
 def test_energy_is_continuous_when_a_neighbour_crosses_the_cutoff(invariant):
     m = model(invariant)

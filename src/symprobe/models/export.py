@@ -85,9 +85,9 @@ class PairVectorEnergy(torch.nn.Module):
             slot = system_of_atom_all
         # unselected atoms are summed into one extra slot that is dropped
         slot = torch.where(selected, slot, torch.full_like(slot, n_slots))
-        energies = self.core(
-            torch.cat(vectors), torch.cat(edge_i), torch.cat(edge_j), torch.cat(numbers), slot, n_slots + 1
-        )[:n_slots]
+        all_vectors = torch.cat(vectors)
+        energies = self.core(all_vectors, torch.cat(edge_i), torch.cat(edge_j), torch.cat(numbers), slot, n_slots + 1)
+        energies = energies[:n_slots].to(all_vectors.dtype)  # the core sums in float64; metatomic wants the model's
         if per_atom:
             labels = Labels(
                 ["system", "atom"], torch.stack([system_of_atom_all, atom_index_all], dim=1)[selected].to(torch.int32)

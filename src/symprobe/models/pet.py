@@ -89,7 +89,7 @@ class PETCore(nn.Module):
     """The network on plain tensors (TorchScript-compatible).
 
     ``forward(vectors (E, 3) Å, edge_i (E,), edge_j (E,), numbers (A,), structure (A,), n_structures)``
-    returns the energies (S,) in eV.
+    returns the energies (S,) in eV, always float64 (the network itself runs in the module's dtype).
     """
 
     def __init__(self, hypers: dict[str, Any]):
@@ -193,8 +193,9 @@ class PETCore(nn.Module):
                 tokens = layer(tokens, log_weights, cos_powers)
             centre = tokens[:, 0]
             energy_atoms = energy_atoms + atom_head(centre).squeeze(-1) + (bond_head(tokens[:, 1:]).squeeze(-1) * fc).sum(1)
-        energy_atoms = energy_atoms * self.energy_scale + self.species_energy[species]
-        energies = torch.zeros((n_structures,), dtype=vectors.dtype, device=vectors.device)
+        # summed in float64: a float32 sum of ~-400 eV atomic terms would round cell energies to meV
+        energy_atoms = (energy_atoms * self.energy_scale).double() + self.species_energy[species].double()
+        energies = torch.zeros((n_structures,), dtype=torch.float64, device=vectors.device)
         return energies.index_add(0, structure, energy_atoms)
 
     def _message(self, b: int, centre: torch.Tensor) -> torch.Tensor:

@@ -199,17 +199,20 @@ class TorchModel(Model):
         return Prediction(float(energies[0]), forces, None if stress is None else stress[0])
 
     def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        n = len(atoms)
+        n, periodic = len(atoms), bool(atoms.pbc.all())
         per_chunk = max(1, self.chunk_atoms // n)
-        energies, forces, stress = [], [], []
+        # filled in place: results kept chunk by chunk fragment the heap (GBs over thousands of chunks)
+        energies, forces = np.empty(len(rotations)), np.empty((len(rotations), n, 3))
+        stress = np.empty((len(rotations), 3, 3)) if periodic else None
         for start in range(0, len(rotations), per_chunk):
-            R = rotations[start : start + per_chunk]
-            e, f, s = self._evaluate(rotated_graph(atoms, R, self.cutoff), atoms.pbc.all())
-            energies.append(e)
-            forces.append(np.einsum("kji,kaj->kai", R, f.reshape(len(R), n, 3)))
-            if s is not None:
-                stress.append(np.einsum("kai,kab,kbj->kij", R, s, R))
-        return BatchPrediction(np.concatenate(energies), np.concatenate(forces), np.concatenate(stress) if stress else None)
+            chunk = slice(start, start + per_chunk)
+            R = rotations[chunk]
+            e, f, s = self._evaluate(rotated_graph(atoms, R, self.cutoff), periodic)
+            energies[chunk] = e
+            forces[chunk] = np.einsum("kji,kaj->kai", R, f.reshape(len(R), n, 3))
+            if periodic:
+                stress[chunk] = np.einsum("kai,kab,kbj->kij", R, s, R)
+        return BatchPrediction(energies, forces, stress)
 
 
 def check_cutoff_cell(atoms: Atoms, cutoff: float) -> None:
