@@ -4,7 +4,8 @@
     calls, for 3, 192 and 1536 atoms (q-TIP4P/F always; the PET-style model when it is bundled);
 (b) rotational error of the average vs number of evaluations for every quadrature family, against a dense
     reference (PET-style model if bundled, else q-TIP4P/F + i-PI's all-ℓ noo3 term scaled to 5 meV), on the liquid test
-    structures and the isolated molecule;
+    structures and the isolated molecule, and for each of the paper's grids (18/36/75/150 evaluations) the
+    cheapest rule with no larger energy and force errors (goal: at most half the evaluations);
 (c) MTS: wall time per simulated fs relative to raw MD, for each ``--mts GRID/N_INNER`` variant, in the NVE
     runs of (d) and in NVT liquid runs (64 H2O, Bussi 300 K) whose observables (g(r), dipole correlations,
     diffusion, c_uu, orientation bias) are compared within error bars with the paper's MTS (2i/10, the
@@ -118,6 +119,28 @@ def error_vs_evaluations(model: Model, structures: dict[str, list], reference: s
         paper = {r["grid"]: r for r in rows if r["structures"] == label and r["grid"].startswith("paper")}
         print(f"(b) {label}: " + ", ".join(f"{g} {r['energy_meV']:.3g} meV" for g, r in paper.items()))
     return rows
+
+
+PAPER_GRIDS = ("paper-2", "paper-2i", "paper-3", "paper-3i")  # the paper's Legendre grids: 18, 36, 75, 150 evaluations
+
+
+def cheapest_matches(rows: list[dict]) -> list[dict]:
+    """(b)'s goal: for each of the paper's grids and structure set, the cheapest other rule whose energy and
+    force errors are both at most the paper grid's, and its share of the paper grid's evaluations (goal ≤ ½)."""
+    out = []
+    for label, group in _group(rows, ("structures",)).items():
+        for paper in (r for r in group if r["grid"] in PAPER_GRIDS):
+            good = [r for r in group if not r["family"].startswith(("paper", "legendre"))  # paper-L is legendre-L
+                    and r["energy_meV"] <= paper["energy_meV"] and r["force_meV_per_A"] <= paper["force_meV_per_A"]]
+            best = min(good, key=lambda r: (r["evaluations"], r["energy_meV"]), default=None)
+            out.append({"structures": label, "paper_grid": paper["grid"], "paper_evaluations": paper["evaluations"],
+                        "cheapest": None if best is None else best["grid"],
+                        "evaluations": None if best is None else best["evaluations"],
+                        "ratio": None if best is None else best["evaluations"] / paper["evaluations"]})
+            r = out[-1]
+            print(f"(b) {label}: {paper['grid']} ({paper['evaluations']}) matched by {r['cheapest']} "
+                  f"({r['evaluations']}, ratio {r['ratio'] if r['ratio'] is None else round(r['ratio'], 2)})")
+    return out
 
 
 def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory: Path, timestep: float) -> dict:
@@ -337,6 +360,7 @@ def main() -> None:
         reference = so3.smallest(7 if args.quick else 10, improper=True)
         results["error_reference"] = reference.name
         results["errors"] = error_vs_evaluations(error_model, structures, reference, 200 if args.quick else 1200)
+        results["paper_grid_matches"] = cheapest_matches(results["errors"])
 
     if "c" in args.parts:
         dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
