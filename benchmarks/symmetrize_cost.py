@@ -266,9 +266,11 @@ def plot(results: dict, path: Path) -> None:
             continue
         ax = axes[f"b_{key}"]
         column = "energy_meV" if key == "energy" else "force_meV_per_A"
+        families = sorted({r["family"] for r in results["errors"]})
+        colours = dict(zip(families, plt.get_cmap("tab20").colors))  # one colour per family, a line style per set
         for (label, fam), rows in _group(results["errors"], ("structures", "family")).items():
-            ax.loglog([r["evaluations"] for r in rows], [max(r[column], 1e-12) for r in rows], "o-", ms=3,
-                      label=f"{label}: {fam}")
+            ax.loglog([r["evaluations"] for r in rows], [max(r[column], 1e-12) for r in rows], "o--" if label == "molecule" else "s-",
+                      ms=3, color=colours[fam], label=f"{label}: {fam}")
         ax.set(xlabel="evaluations", ylabel=f"error vs reference ({unit})", title=f"(b) {key} error")
         if key == "energy":
             ax.legend(fontsize=5, ncol=2)
