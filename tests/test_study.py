@@ -170,7 +170,7 @@ def test_mts_setting_is_parsed_with_clear_errors():
 
 
 def test_quick_plan_fits_budget():
-    costs = {"gas_s": 0.01, "gas_avg_s": 0.02, "liquid_s": 0.2, "liquid_corr_s": 6.0, "ice_s": 0.5, "ice_avg_s": 15.0,
+    costs = {"gas_s": 0.01, "gas_avg_s": 0.02, "gas_nvt_s": 0.03, "gas_nvt_avg_s": 0.07, "liquid_s": 0.2, "liquid_corr_s": 6.0, "ice_s": 0.5, "ice_avg_s": 15.0,
              "md_overhead_s": 0.004}
     plan = study.make_plan(True, costs, budget_s=330.0)
     assert plan.liquid_steps % plan.n_inner == 0 and plan.liquid_steps >= 60
@@ -181,7 +181,7 @@ def test_quick_plan_fits_budget():
     hour = study.make_plan(True, costs, budget_s=3600.0)  # --budget-min 60: longer runs, still within budget
     assert hour.liquid_steps > 5 * plan.liquid_steps and hour.gas_nvt_steps > plan.gas_nvt_steps
     spent = hour.liquid_steps * (3 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / hour.n_inner)
-    assert spent <= 0.36 * 3600.0 * 1.01 and sum(hour.estimate_s.values()) == pytest.approx(3600.0)
+    assert spent <= 0.36 * 3600.0 * 1.01 and sum(hour.estimate_s.values()) == pytest.approx(3600.0, rel=0.03)
 
 
 @pytest.mark.parametrize("argv, message", [(["--mts", "T"], "expected GRID/N_INNER"),

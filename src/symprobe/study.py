@@ -125,13 +125,16 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     every ``n_inner`` steps (the paper: 2i, 10)."""
     overhead = costs.get("md_overhead_s", 0.004)
     gas, gas_avg = costs["gas_s"] + overhead, costs["gas_avg_s"] + overhead
+    # NVT orientation runs: raw, random and averaged on their larger set of molecules, plus MTS through i-PI
+    nvt, nvt_avg = costs["gas_nvt_s"] + overhead, costs["gas_nvt_avg_s"]
+    per_nvt_step = 2 * nvt + nvt_avg + overhead + (nvt + nvt_avg / n_inner if ipi_available() else 0.0)
     liq, liq_corr = costs["liquid_s"] + overhead, costs["liquid_corr_s"]
     ice, ice_avg = costs["ice_s"], costs["ice_avg_s"]
     if not quick:
         plan = Plan(quick=False, mts_grid=mts_grid, n_inner=n_inner)
         plan.estimate_s = {
             "gas_nve": plan.gas_nve_steps * (3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner),
-            "gas_nvt": plan.gas_nvt_steps * (2 * gas + gas_avg) * 3,
+            "gas_nvt": plan.gas_nvt_steps * per_nvt_step,
             "liquid": (plan.liquid_steps + plan.liquid_equilibration) * (2 * liq + liq + liq_corr / plan.n_inner) * 8,
             "ice": len(plan.ice_frames) * 150 * (ice + ice_avg) * 4,
             "rotational_errors": plan.error_cells * 3 * (ice_avg / 36 * 300),
@@ -144,7 +147,6 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     scale = max(1.0, budget_s / 330.0)
     per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
     plan.gas_nve_steps = _round(share["gas_nve"] * budget_s / per_nve_step, 200, 6000 * scale)
-    per_nvt_step = 2 * gas + gas_avg
     plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step, 400, 10000 * scale)
     per_liquid_step = 3 * liq + liq_corr / plan.n_inner
     total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000 * scale)
@@ -153,7 +155,10 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     plan.liquid_stride = max(1, min(10, total_liquid // 40))
     ice_calls = share["ice"] * budget_s / (len(plan.ice_frames) * (ice + ice_avg))
     plan.ice_max_steps = int(min(max(ice_calls - 1, 2), 100 * scale))
-    plan.estimate_s = {k: share[k] * budget_s for k in share}
+    plan.estimate_s = {  # what the chosen lengths cost: more than the share where a minimum length applies
+        "gas_nve": plan.gas_nve_steps * per_nve_step, "gas_nvt": plan.gas_nvt_steps * per_nvt_step,
+        "liquid": total_liquid * per_liquid_step, "ice": len(plan.ice_frames) * (plan.ice_max_steps + 1) * (ice + ice_avg),
+        "rotational_errors": share["rotational_errors"] * budget_s}
     return plan
 
 
@@ -173,7 +178,8 @@ def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature) 
             call()
         return (time.perf_counter() - begin) / repeats
 
-    gas = isolated_molecules(8, model_cutoff(model) + 3.0)
+    gas = isolated_molecules(Plan.gas_nve_molecules, model_cutoff(model) + 3.0)
+    gas_nvt = isolated_molecules(Plan.gas_nvt_molecules, model_cutoff(model) + 3.0)
     liquid = water_box(4)
     cells, _ = ice_cells([2])
     ice = cells[0] if cells else water_box(4)
@@ -181,6 +187,8 @@ def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature) 
     return {
         "gas_s": timed(lambda: model.predict(gas), 3),
         "gas_avg_s": timed(lambda: model.predict_rotated(gas, grid.rotations), 1),
+        "gas_nvt_s": timed(lambda: model.predict(gas_nvt), 3),
+        "gas_nvt_avg_s": timed(lambda: model.predict_rotated(gas_nvt, grid.rotations), 1),
         "liquid_s": timed(lambda: model.predict(liquid), 1),
         "liquid_corr_s": timed(lambda: correction.predict(liquid), 1),
         "ice_s": timed(lambda: model.predict(ice), 1),
@@ -267,7 +275,7 @@ def run_study(
     mts_grid, n_inner = parse_mts(mts)
     started = time.perf_counter()
 
-    costs_key = f"costs:{model.name}:{mts_grid}"
+    costs_key = f"costs:{model.name}:{mts_grid}:nvt{Plan.gas_nvt_molecules}"  # what measure_costs times
     costs_stage = Stages(out, costs_key, progress)
     costs = costs_stage.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid)), key=costs_key)
     plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
