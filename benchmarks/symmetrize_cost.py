@@ -10,8 +10,8 @@
     runs of (d) and in NVT liquid runs (64 H2O, Bussi 300 K) whose observables (g(r), dipole correlations,
     diffusion, c_uu, orientation bias) are compared within error bars with the paper's MTS (2i/10, the
     averaged model as the paper simulated it): part ``c``;
-(d) conserved-quantity drift of raw, averaged, MTS and random-rotation NVE dynamics (short by default,
-    ``--long`` for 10 ps runs; ``--systems``, ``--strategies``, ``--steps`` select; costs relative to raw
+(d) conserved-quantity drift of raw, averaged, MTS and random-rotation NVE dynamics of the molecule and of a
+    64-molecule liquid box equilibrated at 300 K with the model itself (short by default, ``--long`` for 10 ps runs; ``--systems``, ``--strategies``, ``--steps`` select; costs relative to raw
     need raw in ``--strategies``). The JSON is rewritten after every run, so a long job keeps what it has.
 
     .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abcd] [--tag NAME]
@@ -183,6 +183,23 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategie
                   f"{r['drift_meV_per_molecule_per_ps']:+.3g} meV/H2O/ps, range "
                   f"{r['conserved_range_meV_per_molecule']:.3g} meV/H2O", flush=True)
     return rows
+
+
+def equilibrated_box(model: Model, workdir: Path, steps: int = 2000) -> tuple:
+    """(64-molecule box, description): the q-TIP4P/F-equilibrated lattice of part c, then ``steps`` raw NVT steps
+    of ``model`` (Bussi 300 K, τ = 10 fs, 0.5 fs), so that NVE runs start from the model's own 300 K liquid.
+    Cached in ``workdir``: every strategy, and a resumed run, starts from the same structure."""
+    from symprobe.experiments import liquid, read_trajectory, run_variant_md
+
+    start, description = liquid.starting_box(workdir / "box64-start", 4, False, 400, 0, progress=False)
+    run = run_variant_md(model, start, "raw", workdir / "box64-equilibration", grid="0", n_inner=1, ensemble=liquid.ENSEMBLE,
+                         steps=steps, timestep_fs=0.5, seed=0, trajectory_stride=steps, initial_temperature_K=300.0,
+                         progress=False)
+    atoms = read_trajectory(run)[-1]
+    atoms.calc = None
+    atoms.set_momenta(None)  # NVE runs draw 300 K velocities from their seed
+    atoms.info = {"name": "water box 64 H2O"}
+    return atoms, f"{description}, then {steps} steps ({steps * 0.5 / 1000:g} ps) of {model.name} NVT at 300 K"
 
 
 def liquid_mts(model: Model, settings: list[str], steps: int, workdir: Path) -> dict:
@@ -376,13 +393,15 @@ def main() -> None:
         dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
         wanted = set(args.systems.split(","))
         systems = {"molecule": (water_monomer(), 1)} if "molecule" in wanted else {}
-        if "box64" in wanted and (not args.quick or args.long):
-            systems["box64"] = (water_box(4, seed=0), 64)
         with tempfile.TemporaryDirectory() as work:
+            workdir = Path(args.workdir or work)
+            if "box64" in wanted and (not args.quick or args.long):
+                box, results["box64_start"] = equilibrated_box(dyn_model, workdir)
+                systems["box64"] = (box, 64)
             results["dynamics_model"] = dyn_model.name
             results["dynamics"] = []
-            dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, args.grid, args.mts),
-                     Path(args.workdir or work), results["dynamics"], save)
+            dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, args.grid, args.mts), workdir,
+                     results["dynamics"], save)
 
     save()
     plot(results, out / f"{name}.png")

@@ -10,7 +10,7 @@ from symprobe import study
 from symprobe.models.pet import load_builtin
 
 SHORT = study.Plan(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=16, gas_nvt_steps=1000,
-                   gas_bandwidth=0.3, torque_samples=4, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20,
+                   gas_bandwidth=0.3, torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20,
                    liquid_steps=100, liquid_equilibration=10, liquid_stride=2)
 
 

@@ -67,3 +67,22 @@ def test_ice_study_compares_models_at_identical_geometries_when_relaxations_stop
     assert result["relative_change_same_geometry"]["value"] == pytest.approx(0.0, abs=1e-9)
     done = ice_study(model, model, cells, fmax=50.0, max_steps=2)  # every start already meets 50 eV/Å
     assert done["converged"] is True and done["relative_change"]["value"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ice_relative_energies_converge_on_grids_exact_to_the_models_degree():
+    """q-TIP4P/F + an ℓ = 1, 2 orientation term: averaging on any rule exact to degree 2 gives the reference's
+    relative energies; the raw model's differ (the term's sum over molecules differs between cells)."""
+    from symprobe import so3
+    from symprobe.experiments.ice import ice_study
+    from symprobe.structures import water_box
+    from symprobe.testing import anisotropic_qtip4pf
+
+    model = anisotropic_qtip4pf({1: 0.02, 2: 0.02})
+    cells = [water_box(2, seed=seed) for seed in (0, 1, 2)]
+    for atoms, seed in zip(cells, (0, 1, 2)):
+        atoms.info["name"] = f"box {seed}"
+    grids = [so3.identity(), so3.group("T"), so3.paper_grid("2"), so3.group("O")]
+    rows = ice_study(model, model, cells, fmax=50.0, max_steps=1, grids=grids)["grid_convergence"]["rows"]
+    assert [r["grid"] for r in rows] == ["identity", "T", "paper-2", "O"]
+    assert rows[0]["relative_change"]["value"] > 1e-2  # meV/H2O
+    assert all(r["relative_change"]["value"] < 1e-9 for r in rows[1:])

@@ -14,7 +14,7 @@ from symprobe import study
 from symprobe.experiments import gas
 
 TINY = dict(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=8, gas_nvt_steps=400, gas_bandwidth=0.3,
-            torque_samples=4, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20, liquid_steps=60,
+            torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20, liquid_steps=60,
             liquid_equilibration=10, liquid_stride=2, error_reference="3", error_cells=1, ice_frames=(2, 3), ice_fmax=0.5,
             ice_max_steps=2, mts_grid="T")  # MTS over the 12-rotation group T (exact to the known term's degree 2)
 
@@ -140,6 +140,24 @@ def test_orientation_bias_of_known_term():
     flat = rng.normal(size=(40, 500, 3))
     flat /= np.linalg.norm(flat, axis=-1, keepdims=True)
     assert gas.harmonic_orientation_bias(flat)["bias_kT"]["value"] < 0.1
+
+
+def test_orientation_profile_of_known_term():
+    """q-TIP4P/F + g(û) with ℓ = 1, 2, 3 content: the raw profile is g itself (q-TIP4P/F is invariant), so its
+    ℓ ≤ 2 bias and largest |ΔV| are known; a rule exact to degree 3 removes all of it."""
+    from symprobe import so3
+    from symprobe.structures import water_monomer
+    from symprobe.testing import anisotropic_qtip4pf
+
+    model = anisotropic_qtip4pf({1: 0.01, 2: 0.02, 3: 0.01}, seed=1)
+    term = model.orientation_term
+    g = lambda u, ls: sum(so3.real_sph_harm(l, u) @ term.coefficients(l) for l in ls) / gas.KT_300K  # noqa: E731
+    directions = so3.lebedev(9, 3)
+    result = gas.orientation_energy_convergence(model, [water_monomer()], [so3.identity(), so3.group("O")], 2, directions)
+    raw, exact = result["rows"]
+    assert raw["bias_kT"]["value"] == pytest.approx(np.abs(g(gas._sphere_points(800), (1, 2))).max(), rel=1e-9)
+    assert raw["max_kT"]["value"] == pytest.approx(np.abs(g(directions.rotations[:, :, 2], (1, 2, 3))).max(), rel=1e-9)
+    assert raw["bias_kT"]["value"] > 0.3 and exact["bias_kT"]["value"] < 1e-9 and exact["max_kT"]["value"] < 1e-9
 
 
 def test_tether_is_invariant_and_torque_free():

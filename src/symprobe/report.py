@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
-           "liquid_dynamics", "liquid_drift", "rotational_errors", "ice")
-TABLES = ("findings", "rotational_errors", "torque", "orientation", "drift", "mts_cost", "gas_nve", "liquid", "ice")
+           "liquid_dynamics", "liquid_drift", "rotational_errors", "ice", "grid_convergence")
+TABLES = ("findings", "rotational_errors", "torque", "orientation", "drift", "mts_cost", "gas_nve", "liquid", "ice",
+          "grid_convergence")
 COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60"}
 
 
@@ -231,6 +232,38 @@ def fig_ice(r: dict[str, Any]):
     return fig
 
 
+def fig_grid_convergence(r: dict[str, Any]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    exp, floor = r["experiments"], 1e-12
+    rows = exp["gas_orientation_grid"]["rows"]
+    x = [row["evaluations"] for row in rows]
+    axes[0].loglog(x, [max(row["bias_kT"]["value"], floor) for row in rows], "o-", label="static profile, ℓ ≤ 2 part")
+    axes[0].loglog(x, [max(row["max_kT"]["value"], floor) for row in rows], "s:", label="static profile, largest |ΔV|")
+    for variant, data in exp["gas_nvt"]["variants"].items():
+        if variant in ("raw", "averaged"):
+            bias = data["harmonic"]["bias_kT"]
+            axes[0].errorbar([1 if variant == "raw" else r["grid"]["evaluations"]], [bias["value"]], [bias["error"]], fmt="D",
+                             color=COLOURS[variant], label=f"NVT map, {variant} (noise-limited)")
+    axes[0].axhline(0.3, color="k", ls="--", lw=0.8, label="paper's raw bias, 0.3 kT (cited)")
+    axes[0].set(xlabel="grid evaluations", ylabel="orientation bias (kT)", title="isolated molecule: orientation bias vs grid")
+    axes[0].legend(fontsize=6)
+    ice = exp["ice"].get("grid_convergence")
+    if ice:
+        y = [max(row["relative_change"]["value"], floor) for row in ice["rows"][:-1]]
+        axes[1].loglog([row["evaluations"] for row in ice["rows"][:-1]], y, "o-", label=f"change from {ice['reference']}")
+        axes[1].axhline(exp["ice"]["relative_spread"]["value"], color="k", lw=0.8, label="spread of the relative energies")
+        axes[1].axhline(r["paper"]["ice_relative_change_meV_per_H2O"], color="k", ls="--", lw=0.8,
+                        label="paper: raw vs averaged change (cited)")
+        axes[1].set(xlabel="grid evaluations", ylabel="relative-energy change (meV/H2O)", title="ice Ih: relative energies vs grid")
+        axes[1].legend(fontsize=6)
+    else:
+        axes[1].text(0.5, 0.5, exp["ice"].get("skipped", "fewer than two ice cells: no relative energies"), ha="center",
+                     va="center", wrap=True, fontsize=8)
+        axes[1].set_axis_off()
+    return fig
+
+
 FIGURE_MAKERS: dict[str, tuple[Callable, str]] = {
     "gas_angular_momentum": (fig_gas_angular_momentum, "Gas phase, NVE 0.5 fs from 300 K: angular momentum of molecule 0 "
                              "(components and |L|) and the mean change |L(t) − L(0)| over all molecules (band: standard error)."),
@@ -248,6 +281,11 @@ FIGURE_MAKERS: dict[str, tuple[Callable, str]] = {
     "rotational_errors": (fig_rotational_errors, "Rotational errors (mean absolute deviation from the reference grid's "
                           "average) vs grid size; ours beside the paper's (cited)."),
     "ice": (fig_ice, "Ice Ih: relative energies of proton arrangements after L-BFGS relaxation with each model."),
+    "grid_convergence": (fig_grid_convergence, "Observables vs grid size at fixed geometries (float64). Left: the isolated "
+                         "molecule's orientation-energy profile ΔV(u)/kT of the bisector, the noise-free first-order "
+                         "counterpart of the NVT map (diamonds: the NVT maps' biases). Right: mean change of the ice "
+                         "relative energies at the raw-relaxed structures from the largest grid's. Points at 1e-12 are "
+                         "at the floor."),
 }
 
 
@@ -292,6 +330,8 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
                                    "χ² p-value against a flat map, and the KDE map's largest |F| beside its noise level",
                                    ["system", "variant", "bias ℓ≤2 (kT)", "p (flat)", "map max |F| (kT)", "map noise (kT)",
                                     "paper (kT, cited)"], rows)
+
+    tables["grid_convergence"] = _grid_convergence_table(exp)
 
     rows = [[variant, _pm(data["drift_per_500ps"]), paper["drift_meV_per_H2O_per_500ps"].get(variant, "–"),
              _pm(data["temperature"])] for variant, data in exp["liquid"]["variants"].items()]
@@ -344,6 +384,33 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
     else:
         tables["ice"] = _table("ice", "Ice Ih", ["status"], [[html.escape(ice["skipped"])]])
     return tables
+
+
+def _grid_convergence_table(exp: dict[str, Any]) -> str:
+    """Every grid-dependent observable per paper grid: torque, orientation profile, ice relative energies and
+    the rotational errors of the bulk MD frames (those bound the change of the liquid observables)."""
+    by_grid: dict[str, dict[str, Any]] = {}
+    for row in exp["gas_torque"]["rows"]:
+        by_grid.setdefault(row["grid"], {"evaluations": row["evaluations"], "degree": row["degree"]})["torque"] = _pm(row["rms_torque"])
+    for row in exp["gas_orientation_grid"]["rows"]:
+        entry = by_grid.setdefault(row["grid"], {"evaluations": row["evaluations"], "degree": row["degree"]})
+        entry["bias"], entry["max"] = _pm(row["bias_kT"]), _pm(row["max_kT"])
+    ice = exp["ice"].get("grid_convergence", {"rows": []})
+    for row in ice["rows"]:
+        by_grid.setdefault(row["grid"], {"evaluations": row["evaluations"], "degree": row["degree"]})["ice"] = _pm(row["relative_change"])
+    bulk = exp["rotational_errors"]["sets"].get("bulk MD", {"rows": []})
+    for row in bulk["rows"]:
+        entry = by_grid.setdefault(f"paper-{row['grid']}", {"evaluations": row["evaluations"], "degree": None})
+        entry["energy"], entry["force"] = row["energy_meV"], row["force_meV_per_A"]
+    rows = [[name, e["evaluations"], e["degree"], e.get("torque", "–"), e.get("bias", "–"), e.get("max", "–"), e.get("ice", "–"),
+             e.get("energy", "–"), e.get("force", "–")]
+            for name, e in sorted(by_grid.items(), key=lambda item: (item[1]["evaluations"], item[0])) if name.startswith("paper-")]
+    return _table("grid_convergence", "Convergence with grid size (the paper's grids): RMS torque on the isolated molecule; "
+                  "its orientation-energy profile (ℓ ≤ 2 bias and largest |ΔV|, kT); change of the ice relative energies from "
+                  f"{ice.get('reference', '–')}; rotational errors of the bulk MD frames against "
+                  f"{exp['rotational_errors']['reference']} (the liquid observables move with these forces)",
+                  ["grid", "evaluations", "degree", "torque (eV)", "orientation bias ℓ≤2 (kT)", "largest |ΔV| (kT)",
+                   "ice relative change (meV/H2O)", "bulk energy error (meV/cell)", "bulk force error (meV/Å)"], rows)
 
 
 def _agreement(r: dict[str, Any]) -> str:
@@ -399,7 +466,8 @@ def render_report(results: dict[str, Any]) -> str:
                  ["gas_nve", "torque", "orientation"]),
                 ("Liquid water", ["liquid_rdf", "liquid_dipoles", "liquid_dynamics", "liquid_drift"], ["liquid", "drift", "mts_cost"]),
                 ("Rotational errors", ["rotational_errors"], ["rotational_errors"]),
-                ("Ice Ih", ["ice"], ["ice"])]
+                ("Ice Ih", ["ice"], ["ice"]),
+                ("Convergence with grid size", ["grid_convergence"], ["grid_convergence"])]
     for title, figures, table_names in sections:
         parts.append(f"<h2>{title}</h2>")
         if title == "Liquid water":

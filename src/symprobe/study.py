@@ -46,7 +46,7 @@ PAPER: dict[str, Any] = {
     "ice_energy_difference_eV_per_atom": 1.4e-5, "ice_relaxation_difference_eV_per_atom": 2e-6,
     "ice_relative_change_meV_per_H2O": 0.007, "ice_relative_spread_meV_per_H2O": 0.32,
 }
-STAGES = ("costs", "gas_nve", "gas_torque", "gas_spectra", "gas_nvt", "liquid", "rotational_errors", "ice", "control")
+STAGES = ("costs", "gas_nve", "gas_torque", "gas_orientation_grid", "gas_spectra", "gas_nvt", "liquid", "rotational_errors", "ice", "control")
 KNOWN_ANSWER_AMPLITUDES = {1: 0.02, 2: 0.02}  # eV per molecule, see known_answer_model
 RESOLUTION_KT = 0.15  # an orientation verdict needs the bias error below half the paper's 0.3 kT
 
@@ -86,6 +86,7 @@ class Plan:
     gas_nvt_steps: int = 500_000
     gas_bandwidth: float = 0.1
     torque_samples: int = 64
+    orientation_snapshots: int = 16
     liquid_n_per_side: int = 4
     liquid_shared_512: bool = True
     liquid_pre_steps: int = 2000
@@ -119,6 +120,20 @@ def parse_mts(text: str) -> tuple[str, int]:
     return grid, int(n)
 
 
+ICE_GRIDS = ("0", "i", "2", "2i", "3")  # paper grids of the ice relative-energy convergence (the last is the reference)
+ORIENTATION_DIRECTIONS = 38 * 3  # molecule orientations per snapshot of gas.orientation_energy_convergence
+
+
+def _grid_convergence_s(plan: Plan, costs: dict[str, float]) -> tuple[float, float]:
+    """Estimated seconds of the static grid-convergence evaluations (float64: about twice the float32 cost):
+    the gas molecule's orientation-energy profiles and the ice relative energies, over the paper's grids."""
+    per_grid_copy = 2.0 / len(so3.paper_grid(plan.grid))
+    copies = sum(len(so3.paper_grid(label)) for label in so3.PAPER_LABELS) * ORIENTATION_DIRECTIONS
+    orientation = plan.orientation_snapshots * copies * costs["gas_avg_s"] * per_grid_copy / Plan.gas_nve_molecules
+    ice = len(plan.ice_frames) * sum(len(so3.paper_grid(label)) for label in ICE_GRIDS) * costs["ice_avg_s"] * per_grid_copy
+    return orientation, ice
+
+
 def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts_grid: str = "2i", n_inner: int = 10) -> Plan:
     """Quick: lengths that fit ``budget_s`` seconds at the measured per-call ``costs`` (the caps on run
     lengths grow in proportion above the default 330 s); full: the paper's. MTS averages over ``mts_grid``
@@ -139,25 +154,30 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
             "ice": len(plan.ice_frames) * 150 * (ice + ice_avg) * 4,
             "rotational_errors": plan.error_cells * 3 * (ice_avg / 36 * 300),
         }
+        orientation_s, ice_grids_s = _grid_convergence_s(plan, costs)
+        plan.estimate_s["gas_orientation_grid"] = orientation_s
+        plan.estimate_s["ice"] += ice_grids_s
         return plan
     share = {"gas_nve": 0.18, "gas_nvt": 0.22, "liquid": 0.36, "ice": 0.14, "rotational_errors": 0.10}
     plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27,
-                gas_bandwidth=0.3, torque_samples=24, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
+                gas_bandwidth=0.3, torque_samples=24, orientation_snapshots=4, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
                 ice_frames=(2, 3), ice_fmax=0.05)
     scale = max(1.0, budget_s / 330.0)
+    orientation_s, ice_grids_s = _grid_convergence_s(plan, costs)  # fixed costs, taken from the gas NVE and ice shares
     per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
-    plan.gas_nve_steps = _round(share["gas_nve"] * budget_s / per_nve_step, 200, 6000 * scale)
+    plan.gas_nve_steps = _round((share["gas_nve"] * budget_s - orientation_s) / per_nve_step, 200, 6000 * scale)
     plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step, 400, 10000 * scale)
     per_liquid_step = 3 * liq + liq_corr / plan.n_inner
     total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000 * scale)
     plan.liquid_steps = total_liquid
     plan.liquid_equilibration = _round(total_liquid * 0.2, 10, 1000 * scale)
     plan.liquid_stride = max(1, min(10, total_liquid // 40))
-    ice_calls = share["ice"] * budget_s / (len(plan.ice_frames) * (ice + ice_avg))
+    ice_calls = (share["ice"] * budget_s - ice_grids_s) / (len(plan.ice_frames) * (ice + ice_avg))
     plan.ice_max_steps = int(min(max(ice_calls - 1, 2), 100 * scale))
     plan.estimate_s = {  # what the chosen lengths cost: more than the share where a minimum length applies
-        "gas_nve": plan.gas_nve_steps * per_nve_step, "gas_nvt": plan.gas_nvt_steps * per_nvt_step,
-        "liquid": total_liquid * per_liquid_step, "ice": len(plan.ice_frames) * (plan.ice_max_steps + 1) * (ice + ice_avg),
+        "gas_nve": plan.gas_nve_steps * per_nve_step, "gas_orientation_grid": orientation_s,
+        "gas_nvt": plan.gas_nvt_steps * per_nvt_step, "liquid": total_liquid * per_liquid_step,
+        "ice": len(plan.ice_frames) * (plan.ice_max_steps + 1) * (ice + ice_avg) + ice_grids_s,
         "rotational_errors": share["rotational_errors"] * budget_s}
     return plan
 
@@ -326,6 +346,17 @@ def run_study(
         frames = read_trajectory(md_root / "gas_nve" / "raw")
         return gas.potential_spectra(model, averaged, frames, timestep_fs=2.0)
 
+    def orientation_grid() -> dict[str, Any]:
+        from symprobe.audit import in_float64
+        from symprobe.experiments import read_trajectory
+
+        frames = read_trajectory(md_root / "gas_nve" / "raw")
+        grids = [so3.paper_grid(label) for label in so3.PAPER_LABELS]
+        return gas.orientation_energy_convergence(in_float64(model), frames, grids, plan.orientation_snapshots)
+
+    results["gas_orientation_grid"] = stages.run("gas_orientation_grid", orientation_grid)
+    if done("gas_orientation_grid"):
+        return results
     results["gas_spectra"] = stages.run("gas_spectra", spectra)
     if done("gas_spectra"):
         return results
@@ -361,7 +392,10 @@ def run_study(
         cells, description = ice.ice_cells(plan.ice_frames)
         if not cells:
             return {"skipped": description}
-        data = ice.ice_study(model, averaged, cells, plan.ice_fmax, plan.ice_max_steps)
+        from symprobe.audit import in_float64
+
+        grids = [so3.paper_grid(label) for label in ICE_GRIDS]
+        data = ice.ice_study(model, averaged, cells, plan.ice_fmax, plan.ice_max_steps, grids, in_float64(model))
         data["source"] = description
         return data
 

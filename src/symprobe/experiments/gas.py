@@ -8,6 +8,8 @@ over molecules). Protocols:
 * :func:`angular_momentum_runs` — NVE from 300 K velocities (each molecule's centre-of-mass motion
   removed), 0.5 fs: per-molecule angular momentum L(t) (eV·fs) and its change |L(t) − L(0)|;
 * :func:`torque_convergence` — RMS net torque (eV) of grid-averaged models vs number of evaluations;
+* :func:`orientation_energy_convergence` — the orientation-energy profile of the bisector (kT) of
+  grid-averaged models vs number of evaluations: the noise-free counterpart of the NVT orientation map;
 * :func:`potential_spectra` — power spectra of V and ΔV = V_raw − V_averaged along the raw trajectory;
 * :func:`orientation_runs` — Langevin NVT at 300 K with a radial tether of each molecule's centre of mass
   (rotation-invariant about the origin and torque-free about the molecule's centre), and the
@@ -200,6 +202,57 @@ def torque_convergence(model: Model, frames: Sequence[Atoms], grids: Sequence[so
         rows.append({"grid": q.name, "evaluations": len(q), "degree": q.degree,
                      "rms_torque": scalar(rms, 0.5 * mean.error / max(rms, 1e-300), "eV")})
     return {"n_samples": len(snapshots), "rows": rows}
+
+
+def body_frame(molecule: Atoms) -> np.ndarray:
+    """Positions (3, 3) Å of an (O, H, H) molecule about its centre of mass, turned so that the H–O–H
+    bisector points along +z and the molecule lies in the xz plane."""
+    positions = molecule.get_positions() - molecule.get_center_of_mass()
+    z = positions[1] + positions[2] - 2 * positions[0]
+    y = np.cross(positions[1] - positions[0], positions[2] - positions[0])
+    z, y = z / np.linalg.norm(z), y / np.linalg.norm(y)
+    return positions @ np.stack([np.cross(y, z), y, z]).T
+
+
+def orientation_energy_convergence(model: Model, frames: Sequence[Atoms], grids: Sequence[so3.Quadrature], n_snapshots: int,
+                                   directions: so3.Quadrature | None = None) -> dict[str, Any]:
+    """The static orientation-energy profile of each grid's average (kT at 300 K), for ``n_snapshots``
+    molecule snapshots of ``frames`` (molecule k of frame k·len/n).
+
+    Each snapshot is turned so that its H–O–H bisector points along the directions u of ``directions``
+    (default: Lebedev precision 9, 38 directions × 3 in-plane angles γ), and V_g(u) = ⟨Σ_k w_k V(R_k R_u,γ x)⟩
+    over γ. Its deviation from the sphere mean, ΔV_g(u)/kT, is to first order the orientational free energy
+    F(u)/kT that the NVT runs sample with noise; reported per grid: the largest |ΔV_g| (``max_kT``) and the
+    largest of its ℓ = 1, 2 part (``bias_kT``, the quantity of the NVT maps), each as mean and standard
+    error over snapshots. One batched call per snapshot.
+    """
+    directions = directions or so3.lebedev(9, 3)
+    points = directions.rotations[:, :, 2]  # R_u,γ ẑ = u
+    unique, index = np.unique(np.round(points, 12), axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    counts = np.bincount(index, weights=directions.weights)  # sphere weight of each direction, sums to 1
+    low_order = np.concatenate([so3.real_sph_harm(l, unique) for l in (1, 2)], axis=-1)  # (P, 8)
+    on_sphere = np.concatenate([so3.real_sph_harm(l, _sphere_points(800)) for l in (1, 2)], axis=-1)
+    sizes = np.cumsum([0] + [len(q) for q in grids])
+    all_rotations = np.einsum("kij,njl->knil", np.concatenate([q.rotations for q in grids]), directions.rotations).reshape(-1, 3, 3)
+    per_snapshot = np.zeros((len(grids), n_snapshots, 2))
+    for s in range(n_snapshots):
+        frame = frames[(s * max(1, len(frames) // n_snapshots)) % len(frames)]
+        m = s % (len(frame) // 3)
+        molecule = Atoms(frame.numbers[3 * m : 3 * m + 3], positions=body_frame(frame[3 * m : 3 * m + 3]), pbc=False)
+        energies = model.predict_rotated(molecule, all_rotations).energies.reshape(-1, len(directions))
+        for g, (q, a, b) in enumerate(zip(grids, sizes[:-1], sizes[1:])):
+            averaged = q.weights @ energies[a:b]  # (n_orientations,) eV
+            profile = np.bincount(index, weights=directions.weights * averaged) / counts  # per direction, over γ
+            profile = (profile - counts @ profile) / KT_300K
+            coefficients = 4 * np.pi * (counts * profile) @ low_order
+            per_snapshot[g, s] = np.max(np.abs(profile)), np.max(np.abs(on_sphere @ coefficients))
+    rows = []
+    for g, q in enumerate(grids):
+        largest, bias = (statistics.mean_and_error(per_snapshot[g, :, c]) for c in (0, 1))
+        rows.append({"grid": q.name, "evaluations": len(q), "degree": q.degree,
+                     "max_kT": scalar(largest.mean, largest.error, "kT"), "bias_kT": scalar(bias.mean, bias.error, "kT")})
+    return {"n_snapshots": n_snapshots, "directions": directions.name, "temperature_K": 300.0, "rows": rows}
 
 
 def potential_spectra(model: Model, averaged: Model, frames: Sequence[Atoms], timestep_fs: float, max_wavenumber: float = 5000.0) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
+from symprobe import so3
 from symprobe.experiments import scalar
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir
@@ -90,12 +91,18 @@ def relax(model: Model, atoms: Atoms, fmax: float, max_steps: int) -> tuple[Atom
     return relaxed, float(relaxed.get_potential_energy()), int(optimizer.nsteps), float(np.max(np.linalg.norm(forces, axis=1)))
 
 
-def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, max_steps: int) -> dict[str, Any]:
+def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, max_steps: int,
+              grids: Sequence[so3.Quadrature] = (), grid_model: Model | None = None) -> dict[str, Any]:
     """Per cell: raw and averaged energies (meV/H2O) before and after relaxing with each model; relative
     energies between cells (each minus their mean) and how much averaging changes them, both after the two
     relaxations and at identical geometries (the averaged model at the raw-relaxed structures: the model's
-    change alone, meaningful also when ``max_steps`` stops the relaxations short of ``fmax``)."""
-    rows = []
+    change alone, meaningful also when ``max_steps`` stops the relaxations short of ``fmax``).
+
+    With ``grids`` (the last one the reference), also their convergence: the relative energies of the raw
+    model averaged on each grid at the raw-relaxed structures, and their mean absolute change from the
+    reference's (meV/H2O), under ``grid_convergence``; evaluated with ``grid_model`` (default ``raw``; the
+    changes are small: give the raw model in float64)."""
+    rows, on_grids = [], []
     for atoms in cells:
         n = len(atoms) // 3
         e_raw = raw.predict(atoms).energy
@@ -103,6 +110,10 @@ def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, 
         relaxed_raw, r_raw, steps_raw, f_raw = relax(raw, atoms, fmax, max_steps)
         relaxed_avg, r_avg, steps_avg, f_avg = relax(averaged, atoms, fmax, max_steps)
         same_geometry = averaged.predict(relaxed_raw).energy
+        if grids:
+            energies = (grid_model or raw).predict_rotated(relaxed_raw, np.concatenate([q.rotations for q in grids])).energies
+            bounds = np.cumsum([0] + [len(q) for q in grids])
+            on_grids.append([1000 * q.weights @ energies[a:b] / n for q, a, b in zip(grids, bounds[:-1], bounds[1:])])
         rows.append({
             "cell": atoms.info["name"], "n_molecules": n, "n_atoms": len(atoms),
             "energy_raw_meV_per_H2O": 1000 * e_raw / n, "energy_averaged_meV_per_H2O": 1000 * e_avg / n,
@@ -126,6 +137,13 @@ def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, 
                             ("relative_change_same_geometry", np.abs(raw_rel - same_rel))):
             result[key] = scalar(float(change.mean()), float(change.std(ddof=1) / np.sqrt(len(change))), "meV/H2O")
         result["relative_spread"] = scalar(float(avg_rel.std(ddof=1)), None, "meV/H2O")
+        if grids:
+            relative_on_grids = np.asarray(on_grids) - np.mean(on_grids, axis=0)  # (cells, grids)
+            change = np.abs(relative_on_grids - relative_on_grids[:, -1:])
+            result["grid_convergence"] = {"reference": grids[-1].name, "rows": [
+                {"grid": q.name, "evaluations": len(q), "degree": q.degree,
+                 "relative_change": scalar(float(change[:, g].mean()), float(change[:, g].std(ddof=1) / np.sqrt(len(change))), "meV/H2O")}
+                for g, q in enumerate(grids)]}
     diffs = np.array([r["difference_eV_per_atom"] for r in rows]) if rows else np.zeros(0)
     if len(diffs):
         result["energy_difference"] = scalar(float(np.mean(np.abs(diffs))), None, "eV/atom")
