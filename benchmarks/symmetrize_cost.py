@@ -124,9 +124,18 @@ def error_vs_evaluations(model: Model, structures: dict[str, list], reference: s
 PAPER_GRIDS = ("paper-2", "paper-2i", "paper-3", "paper-3i")  # the paper's Legendre grids: 18, 36, 75, 150 evaluations
 
 
+def fewest_evaluations(degree: int, improper: bool) -> int:
+    """A lower bound on the size of any weighted rotation rule exact to ``degree`` L (on SO(3), or on both
+    parity sectors of O(3)): the dimension Σ_{ℓ ≤ ⌊L/2⌋} (2ℓ+1)² of the Wigner functions of degree ≤ ⌊L/2⌋
+    (doubled for O(3)), since the rule must integrate their squares exactly (a Fisher-type bound)."""
+    dimension = sum((2 * l + 1) ** 2 for l in range(degree // 2 + 1))
+    return dimension * (2 if improper else 1)
+
+
 def cheapest_matches(rows: list[dict]) -> list[dict]:
     """(b)'s goal: for each of the paper's grids and structure set, the cheapest other rule whose energy and
-    force errors are both at most the paper grid's, and its share of the paper grid's evaluations (goal ≤ ½)."""
+    force errors are both at most the paper grid's, and its share of the paper grid's evaluations (goal ≤ ½);
+    beside it the fewest evaluations any rule exact to the paper grid's degree can have."""
     out = []
     for label, group in _group(rows, ("structures",)).items():
         for paper in (r for r in group if r["grid"] in PAPER_GRIDS):
@@ -136,7 +145,8 @@ def cheapest_matches(rows: list[dict]) -> list[dict]:
             out.append({"structures": label, "paper_grid": paper["grid"], "paper_evaluations": paper["evaluations"],
                         "cheapest": None if best is None else best["grid"],
                         "evaluations": None if best is None else best["evaluations"],
-                        "ratio": None if best is None else best["evaluations"] / paper["evaluations"]})
+                        "ratio": None if best is None else best["evaluations"] / paper["evaluations"],
+                        "fewest_evaluations_same_degree": fewest_evaluations(paper["degree"], paper["grid"].endswith("i"))})
             r = out[-1]
             print(f"(b) {label}: {paper['grid']} ({paper['evaluations']}) matched by {r['cheapest']} "
                   f"({r['evaluations']}, ratio {r['ratio'] if r['ratio'] is None else round(r['ratio'], 2)})")
