@@ -559,14 +559,21 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
             return True
         return None if h["bias_kT"]["error"] is None or h["bias_kT"]["error"] > RESOLUTION_KT else False
 
+    static = {row["grid"]: row["bias_kT"] for row in results.get("gas_orientation_grid", {}).get("rows", [])}
+
+    def static_profile(grid: str) -> str:
+        """The noise-free static-profile bias of ``grid``, as supporting evidence (it does not enter the verdict)."""
+        b = static.get(grid)
+        return "" if b is None else f"; static orientation-energy profile {b['value']:.2g} ± {b['error']:.1g} kT"
+
     add("gas_orientation_not_flat_raw", "The raw model's gas-phase orientation map is not flat", resolved(h_raw, False),
         f"low-order bias {h_raw['bias_kT']['value']:.3g} ± {h_raw['bias_kT']['error']:.2g} kT, χ² p = {h_raw['p_value']:.2g}"
         + ("" if h_raw["significant"] or h_raw["bias_kT"]["error"] <= RESOLUTION_KT else
-           f"; inconclusive: the run is too short to resolve {RESOLUTION_KT} kT"))
+           f"; inconclusive: the run is too short to resolve {RESOLUTION_KT} kT") + static_profile("paper-0"))
     add("gas_orientation_flat_averaged", "The averaged model's orientation map is flat within noise", resolved(h_avg, True),
         f"low-order bias {h_avg['bias_kT']['value']:.3g} ± {h_avg['bias_kT']['error']:.2g} kT, χ² p = {h_avg['p_value']:.2g}"
         + ("" if h_avg["significant"] or h_avg["bias_kT"]["error"] <= RESOLUTION_KT else
-           f"; flat within this noise, which is too large to resolve {RESOLUTION_KT} kT"))
+           f"; flat within this noise, which is too large to resolve {RESOLUTION_KT} kT") + static_profile("paper-2i"))
     if "mts" in nvt:
         h_mts = nvt["mts"]["harmonic"]
         add("gas_orientation_flat_mts", "MTS gives a flat orientation map, as the averaged model does", resolved(h_mts, True),
