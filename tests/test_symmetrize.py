@@ -128,6 +128,22 @@ def test_symmetrizers_compose_and_are_ase_calculators(molecule):
     assert energy == pytest.approx(qtip4pf().predict(molecule).energy, abs=1e-12)
 
 
+def test_recommend_considers_the_papers_grids_when_they_are_cheaper():
+    """On the bundled PET-style model's isolated molecule the paper's 36-point 2i grid beats every group rule
+    below 60 points (T+i and O+i alias ℓ = 3, 4): at its errors the default candidates give 36 evaluations, not 60."""
+    from symprobe.audit import in_float64
+    from symprobe.models.pet import load_builtin
+
+    try:
+        model = in_float64(load_builtin("water-pet"))
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+    reference = so3.smallest(10, improper=True)
+    paper = grid_errors(model, [water_monomer()], [so3.paper_grid("2i")], reference)[0]
+    chosen = recommend(model, [water_monomer()], 1.01 * paper.energy, 1.01 * paper.forces, reference=reference)
+    assert len(chosen) <= 36
+
+
 def test_recommend_returns_the_cheapest_rule_that_meets_the_targets(molecule):
     model = water_model({2: 0.3})  # pure ℓ = 2: every rule of degree ≥ 2 is exact
     candidates = [so3.identity(), so3.group("D2"), so3.with_inversion(so3.group("D2")), so3.group("T"),

@@ -390,18 +390,19 @@ def _grid_convergence_table(exp: dict[str, Any]) -> str:
     """Every grid-dependent observable per paper grid: torque, orientation profile, ice relative energies and
     the rotational errors of the bulk MD frames (those bound the change of the liquid observables)."""
     by_grid: dict[str, dict[str, Any]] = {}
+
+    def entry(grid: str, row: dict[str, Any]) -> dict[str, Any]:
+        return by_grid.setdefault(grid, {"evaluations": row["evaluations"], "degree": row.get("degree")})
+
     for row in exp["gas_torque"]["rows"]:
-        by_grid.setdefault(row["grid"], {"evaluations": row["evaluations"], "degree": row["degree"]})["torque"] = _pm(row["rms_torque"])
+        entry(row["grid"], row)["torque"] = _pm(row["rms_torque"])
     for row in exp["gas_orientation_grid"]["rows"]:
-        entry = by_grid.setdefault(row["grid"], {"evaluations": row["evaluations"], "degree": row["degree"]})
-        entry["bias"], entry["max"] = _pm(row["bias_kT"]), _pm(row["max_kT"])
+        entry(row["grid"], row).update(bias=_pm(row["bias_kT"]), max=_pm(row["max_kT"]))
     ice = exp["ice"].get("grid_convergence", {"rows": []})
     for row in ice["rows"]:
-        by_grid.setdefault(row["grid"], {"evaluations": row["evaluations"], "degree": row["degree"]})["ice"] = _pm(row["relative_change"])
-    bulk = exp["rotational_errors"]["sets"].get("bulk MD", {"rows": []})
-    for row in bulk["rows"]:
-        entry = by_grid.setdefault(f"paper-{row['grid']}", {"evaluations": row["evaluations"], "degree": None})
-        entry["energy"], entry["force"] = row["energy_meV"], row["force_meV_per_A"]
+        entry(row["grid"], row)["ice"] = _pm(row["relative_change"])
+    for row in exp["rotational_errors"]["sets"].get("bulk MD", {"rows": []})["rows"]:
+        entry(f"paper-{row['grid']}", row).update(energy=row["energy_meV"], force=row["force_meV_per_A"])
     rows = [[name, e["evaluations"], e["degree"], e.get("torque", "–"), e.get("bias", "–"), e.get("max", "–"), e.get("ice", "–"),
              e.get("energy", "–"), e.get("force", "–")]
             for name, e in sorted(by_grid.items(), key=lambda item: (item[1]["evaluations"], item[0])) if name.startswith("paper-")]
