@@ -194,6 +194,21 @@ def test_bad_configs_are_clear_errors(water_data, tmp_path):
         train(make_config({"data": {**good["data"], "train": 100}, "output_dir": str(tmp_path / "x")}), progress=False)
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(config(water_data, tmp_path / "none"), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="'training.device' must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        make_config({**good, "training": {"device": "gpu"}})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA device here"):
+            train(config(water_data, tmp_path / "cuda", device="cuda"), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a lent GPU: pytest -k cuda)")
+def test_training_on_cuda_matches_cpu(water_data, tmp_path):
+    """Two float64 epochs on the GPU reach the CPU run's validation errors to round-off (index_add on CUDA
+    sums in a different order, so the runs agree closely, not bit for bit)."""
+    cpu = train(config(water_data, tmp_path / "cpu", dtype="float64"), progress=False)
+    gpu = train(config(water_data, tmp_path / "gpu", dtype="float64", device="cuda"), progress=False)
+    for key, value in cpu["test"].items():
+        assert gpu["test"][key] == pytest.approx(value, rel=1e-6), key
 
 
 def test_cli_reports_bad_config(tmp_path):

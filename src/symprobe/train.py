@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ TRAINING_KEYS = {
     "max_hours": None,
     "threads": None,
     "dtype": "float32",
+    "device": "cpu",
     "init_from": None,
 }
 TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
@@ -119,6 +121,8 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
         raise ConfigError(f"{where}: 'training.penalty' must be 'spread' or 'equigrad', got {training['penalty']!r}")
     if training["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"{where}: 'training.dtype' must be 'float32' or 'float64', got {training['dtype']!r}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(training["device"])):
+        raise ConfigError(f"{where}: 'training.device' must be 'cpu', 'cuda' or 'cuda:N', got {training['device']!r}")
     if training["init_from"] is not None:
         init = Path(str(training["init_from"]))
         if not init.exists():
@@ -206,8 +210,9 @@ def random_o3(rng: np.random.Generator) -> np.ndarray:
     return -R if rng.random() < 0.5 else R
 
 
-def make_batch(samples: Sequence[Sample], rotations: Sequence[np.ndarray] | None, dtype: torch.dtype) -> tuple[Graph, dict[str, torch.Tensor]]:
-    """A graph of ``samples`` (rotated by ``rotations`` if given) and its labels rotated alike."""
+def make_batch(samples: Sequence[Sample], rotations: Sequence[np.ndarray] | None, dtype: torch.dtype,
+               device: torch.device | str = "cpu") -> tuple[Graph, dict[str, torch.Tensor]]:
+    """A graph of ``samples`` (rotated by ``rotations`` if given) and its labels rotated alike, on ``device``."""
     positions, cells, forces, stress = [], [], [], []
     for s, sample in enumerate(samples):
         R = np.eye(3) if rotations is None else rotations[s]
@@ -229,7 +234,19 @@ def make_batch(samples: Sequence[Sample], rotations: Sequence[np.ndarray] | None
     }
     if len(stress) == len(samples):
         labels["stress"] = torch.tensor(np.stack(stress), dtype=dtype)
-    return graph, labels
+    return graph.to(device=device), {key: value.to(device) for key, value in labels.items()}
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device that holds ``module``'s parameters."""
+    return next(module.parameters()).device
+
+
+def device_for(name: str) -> torch.device:
+    """``training.device`` as a torch device; a clear error when CUDA is asked for and not available."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"training.device is {name!r} but torch {torch.__version__} sees no CUDA device here; use 'cpu'")
+    return torch.device(name)
 
 
 def fit_baseline(samples: Sequence[Sample], species: Sequence[int]) -> tuple[np.ndarray, float]:
@@ -251,10 +268,10 @@ def evaluate(module: torch.nn.Module, samples: Sequence[Sample], dtype: torch.dt
     """Energy MAE (meV/atom), force MAE and RMSE (meV/Å) of ``module`` on ``samples`` (no augmentation)."""
     energy_errors, force_errors = [], []
     for start in range(0, len(samples), batch_size):
-        graph, labels = make_batch(samples[start : start + batch_size], None, dtype)
+        graph, labels = make_batch(samples[start : start + batch_size], None, dtype, module_device(module))
         energies, forces, _ = energy_forces_stress(module, graph)
-        energy_errors.append(((energies.detach() - labels["energy"]) / labels["n_atoms"]).double().numpy())
-        force_errors.append((forces.detach() - labels["forces"]).double().numpy().ravel())
+        energy_errors.append(((energies.detach() - labels["energy"]) / labels["n_atoms"]).double().cpu().numpy())
+        force_errors.append((forces.detach() - labels["forces"]).double().cpu().numpy().ravel())
     de, df = np.concatenate(energy_errors), np.concatenate(force_errors)
     return {
         "energy_mae": 1000 * float(np.mean(np.abs(de))),
@@ -275,7 +292,7 @@ def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor]
     if t["symmetry_penalty"] > 0 and t["penalty"] == "spread":
         k = int(t["penalty_rotations"])
         rotations = [random_o3(rng) for _ in range(k * len(samples))]
-        rotated, _ = make_batch([s for _ in range(k) for s in samples], rotations, dtype)
+        rotated, _ = make_batch([s for _ in range(k) for s in samples], rotations, dtype, module_device(module))
         spread = module(rotated).reshape(k, len(samples)) / labels["n_atoms"]
         loss = loss + t["symmetry_penalty"] * spread.var(dim=0, unbiased=False).mean()
     elif t["symmetry_penalty"] > 0:
@@ -287,12 +304,12 @@ def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor]
 def rotation_gradient(module: torch.nn.Module, graph: Graph, create_graph: bool = False) -> torch.Tensor:
     """∂E/∂θ (S, 3), eV/rad: the derivative of each structure's energy under an infinitesimal rotation
     exp(θ·L) of its positions and cell about the axes x, y, z (ORB's Equigrad). Zero for an invariant model."""
-    theta = torch.zeros(len(graph.cells), 3, dtype=graph.positions.dtype, requires_grad=True)
+    theta = torch.zeros(len(graph.cells), 3, dtype=graph.positions.dtype, device=graph.positions.device, requires_grad=True)
     zero = torch.zeros_like(theta[:, 0])
     x, y, z = theta.unbind(1)
     generator = torch.stack([torch.stack([zero, -z, y], 1), torch.stack([z, zero, -x], 1),
                              torch.stack([-y, x, zero], 1)], 1)  # (S, 3, 3), R ≈ I + generator
-    rotation = torch.eye(3, dtype=theta.dtype) + generator
+    rotation = torch.eye(3, dtype=theta.dtype, device=theta.device) + generator
     positions = torch.einsum("nb,nab->na", graph.positions, rotation[graph.structure])  # rows: x Rᵀ
     cells = torch.einsum("scb,sab->sca", graph.cells, rotation)
     energies = module(Graph(positions, graph.numbers, graph.structure, cells, graph.edge_i, graph.edge_j, graph.shifts))
@@ -305,7 +322,8 @@ def refit_baseline(module: PETModule, samples: Sequence[Sample], residuals: Sequ
     counts = np.array([[np.sum(s.numbers == z) for z in module.species] for s in samples], dtype=np.float64)
     shift = np.linalg.lstsq(counts, np.asarray(residuals, dtype=np.float64), rcond=None)[0]
     with torch.no_grad():
-        module.core.species_energy += torch.as_tensor(shift, dtype=module.core.species_energy.dtype)
+        energy = module.core.species_energy
+        energy += torch.as_tensor(shift, dtype=energy.dtype, device=energy.device)
 
 
 def refit_offset(module: PETModule, samples: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> None:
@@ -313,7 +331,7 @@ def refit_offset(module: PETModule, samples: Sequence[Sample], dtype: torch.dtyp
     residuals = []
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
-            graph, labels = make_batch(samples[start : start + batch_size], None, dtype)
+            graph, labels = make_batch(samples[start : start + batch_size], None, dtype, module_device(module))
             residuals.extend((labels["energy"] - module(graph)).double().tolist())
     refit_baseline(module, samples, residuals)
 
@@ -398,10 +416,12 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     if t["stress_weight"] > 0 and any(s.stress is None or not s.periodic for s in train_set):
         raise ConfigError("training.stress_weight > 0 but some training structures have no stress label")
 
+    device = device_for(str(t["device"]))
     torch.manual_seed(int(t["seed"]))
     module = PETModule(config.model).to(dtype)
     reference, scale = fit_baseline(train_set, module.species)
     module.set_baseline(torch.tensor(reference), scale)
+    module.to(device)
     if t["init_from"] is not None and not resume:
         init_weights(module, Path(t["init_from"]), train_set, dtype)
     optimizer = torch.optim.Adam(module.parameters(), lr=t["lr"])
@@ -444,7 +464,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
         for b in bar:
             batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
             rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
-            graph, labels = make_batch(batch, rotations, dtype)
+            graph, labels = make_batch(batch, rotations, dtype, device)
             loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
             residuals.extend(residual.double().tolist())
             seen.extend(batch)
