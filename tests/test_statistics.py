@@ -10,6 +10,7 @@ from symprobe.statistics import (
     curve_difference_significance,
     curve_mean_and_error,
     difference_significance,
+    family_significance,
     mean_and_error,
 )
 
@@ -109,3 +110,26 @@ def test_curve_difference_false_alarm_rate_and_power():
     assert result["significant"] and result["worst_bin"] == 17
     with pytest.raises(ValueError, match="shapes differ"):
         curve_difference_significance(a_mean, a_err, b_mean[:-1], b_err)
+
+
+def test_family_of_comparisons_keeps_the_claims_false_alarm_rate():
+    """16 null comparisons (8 scalars, 8 curves of 20 bins) per trial: testing each at 5 % rejects a true claim
+    in about half the trials; the family verdict in at most ~5 %. A real difference is still found."""
+    rng = np.random.default_rng(11)
+
+    def family(shift: float = 0.0) -> dict:
+        tests = {}
+        for k in range(8):
+            a, b = rng.normal(size=10), rng.normal(size=10) + (shift if k == 3 else 0.0)
+            tests[f"scalar{k}"] = difference_significance(a.mean(), a.std(ddof=1) / 10**0.5, b.mean(), b.std(ddof=1) / 10**0.5, dof=9)
+            curves = [curve_mean_and_error(rng.normal(size=(10, 20)), n_blocks=10) for _ in range(2)]
+            tests[f"curve{k}"] = curve_difference_significance(*curves[0], *curves[1], dof=9)
+        return tests
+
+    trials = [family() for _ in range(300)]
+    any_single = sum(any(t["significant"] for t in tests.values()) for tests in trials)
+    any_family = sum(bool(family_significance(tests)["significant"]) for tests in trials)
+    assert any_single > 90 and any_family <= 27  # ≈ 1 − 0.95^16 ≈ 45 % vs ≤ 5 % (expected ≤ 15 of 300)
+    assert family_significance(family(shift=4.0))["significant"] == ["scalar3"]  # 4 σ per sample: ~9 standard errors
+    with pytest.raises(ValueError, match="at least one test"):
+        family_significance({})

@@ -7,15 +7,16 @@
   :func:`curve_mean_and_error`.
 - Verdicts: :func:`difference_significance` (two-sided z-test, or Welch t-test when the errors come from
   few blocks or runs) for scalars and :func:`curve_difference_significance` (smallest per-bin p-value
-  against a Bonferroni-corrected level, χ²/dof reported beside it) for curves. The default confidence is
-  95 % (α = 0.05) everywhere.
+  against a Bonferroni-corrected level, χ²/dof reported beside it) for curves; :func:`family_significance`
+  for a claim tested by many of them (Bonferroni over the tests). The default confidence is 95 % (α = 0.05)
+  everywhere.
 
 All functions keep the units of their input.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -242,3 +243,21 @@ def curve_difference_significance(
         "significant": significant,
         "verdict": verdict,
     }
+
+
+def family_significance(tests: Mapping[str, Mapping[str, Any]], confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """One verdict for a family of tests of one claim (e.g. "every liquid observable agrees"), Bonferroni over
+    the tests: each test's p-value (a curve's smallest bin p-value times its number of bins, as in
+    :func:`curve_difference_significance`; a scalar's ``p_value``) times the number of tests, capped at 1.
+    The family is significant when any adjusted p-value is below 1 − ``confidence``, so the false-alarm rate
+    of the claim stays below 1 − ``confidence`` however many observables it covers (16 tests at 5 % each
+    would wrongly reject a true claim about half the time). Returns ``n_tests``, ``adjusted_p`` per test,
+    ``significant`` (names of the tests that are, family-wise) and ``confidence``."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if not tests:
+        raise ValueError("family_significance needs at least one test")
+    single = {name: t["min_p_value"] * t["n_bins"] if "n_bins" in t else t["p_value"] for name, t in tests.items()}
+    adjusted = {name: float(min(1.0, p * len(tests))) for name, p in single.items()}
+    return {"n_tests": len(tests), "adjusted_p": adjusted, "confidence": confidence,
+            "significant": sorted(name for name, p in adjusted.items() if p < 1.0 - confidence)}

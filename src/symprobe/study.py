@@ -583,11 +583,15 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
         bool(torque["paper-2i"] < 0.1 * torque["paper-0"]),
         f"raw {torque['paper-0']:.3g} eV, 2i {torque['paper-2i']:.3g} eV")
     verdicts = results["liquid"].get("verdicts", {})
-    significant = [f"{v}:{name}" for v, row in verdicts.items() for name, test in row.items() if test["significant"]]
-    tested = sum(len(row) for row in verdicts.values())
+    tests = {f"{v}:{name}": test for v, row in verdicts.items() for name, test in row.items()}
+    alone = [name for name, test in tests.items() if test["significant"]]
+    family = statistics.family_significance(tests) if tests else None
     add("liquid_indistinguishable", "Bulk-liquid observables of raw, averaged (MTS) and random-rotation runs agree within errors",
-        None if tested == 0 else not significant,
-        f"{tested} comparisons at 95 % confidence; significant: {', '.join(significant) or 'none'}")
+        None if family is None else not family["significant"],
+        "no comparisons" if family is None else
+        f"{family['n_tests']} comparisons, family-wise at 95 % confidence (Bonferroni over comparisons and bins): "
+        f"significant: {', '.join(family['significant']) or 'none'}; individually significant at 95 %: {', '.join(alone) or 'none'}"
+        + "".join(f" ({name}: family-wise p = {family['adjusted_p'][name]:.2g})" for name in alone))
     ice = results["ice"]
     if "relative_change" in ice:
         # unconverged relaxations follow different paths: then compare the two models at identical geometries
