@@ -91,6 +91,13 @@ def relax(model: Model, atoms: Atoms, fmax: float, max_steps: int) -> tuple[Atom
     return relaxed, float(relaxed.get_potential_energy()), int(optimizer.nsteps), float(np.max(np.linalg.norm(forces, axis=1)))
 
 
+def mean_change(change: np.ndarray) -> dict[str, Any]:
+    """Mean |change| of relative energies over cells (meV/H2O) with its standard error; no error from two
+    cells, whose relative energies are ±d/2 and so always change by the same amount."""
+    error = float(change.std(ddof=1) / np.sqrt(len(change))) if len(change) > 2 else None
+    return scalar(float(change.mean()), error, "meV/H2O")
+
+
 def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, max_steps: int,
               grids: Sequence[so3.Quadrature] = (), grid_model: Model | None = None) -> dict[str, Any]:
     """Per cell: raw and averaged energies (meV/H2O) before and after relaxing with each model; relative
@@ -135,14 +142,14 @@ def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, 
         result["relative_averaged_meV_per_H2O"] = avg_rel.tolist()
         for key, change in (("relative_change", np.abs(raw_rel - avg_rel)),
                             ("relative_change_same_geometry", np.abs(raw_rel - same_rel))):
-            result[key] = scalar(float(change.mean()), float(change.std(ddof=1) / np.sqrt(len(change))), "meV/H2O")
+            result[key] = mean_change(change)
         result["relative_spread"] = scalar(float(avg_rel.std(ddof=1)), None, "meV/H2O")
         if grids:
             relative_on_grids = np.asarray(on_grids) - np.mean(on_grids, axis=0)  # (cells, grids)
             change = np.abs(relative_on_grids - relative_on_grids[:, -1:])
             result["grid_convergence"] = {"reference": grids[-1].name, "rows": [
                 {"grid": q.name, "evaluations": len(q), "degree": q.degree,
-                 "relative_change": scalar(float(change[:, g].mean()), float(change[:, g].std(ddof=1) / np.sqrt(len(change))), "meV/H2O")}
+                 "relative_change": mean_change(change[:, g])}
                 for g, q in enumerate(grids)]}
     diffs = np.array([r["difference_eV_per_atom"] for r in rows]) if rows else np.zeros(0)
     if len(diffs):
