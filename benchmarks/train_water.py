@@ -1,7 +1,7 @@
 """Accuracy and speed of the bundled PET-style water model and its invariant twin, measured in one run.
 
 For each model: held-out energy MAE (meV/atom) and force MAE/RMSE (meV/Å) on the 20 test structures of
-its model card, its training wall time (from the card), inference throughput (atom-steps per second,
+its model card and the same errors on its 150 training structures (is it under- or overfitting?), its training wall time (from the card), inference throughput (atom-steps per second,
 energy + forces, float32) on 192 and 1536 atoms, and the rotational errors on the test structures
 (float64, next to the paper's PET: 5.1 meV/cell, 2.0 meV/Å). A "MACE (peer)" row is added from
 results/mace_water.json and a "metatrain PET (reference)" row from results/metatrain_pet.json when they
@@ -25,7 +25,7 @@ from ase.build import make_supercell
 from symprobe.models.pet import BUILTIN_NAMES, builtin_path, load_module
 from symprobe.models.torch_model import TorchModel
 from symprobe.structures import read_structures, shared_data_dir
-from symprobe.train import evaluate, load_samples, rotational_errors
+from symprobe.train import evaluate, load_samples, rotational_errors, split_indices
 
 PAPER_PET = {"rotational_energy_per_cell_meV": 5.1, "rotational_force_meV_per_A": 2.0, "test_force_mae_meV_per_A": 16.6}
 
@@ -46,6 +46,9 @@ def benchmark_model(name: str, data_path: Path, timing_seconds: float) -> dict:
     module = load_module(path).float().eval()
     samples = load_samples(data_path, module.cutoff)
     test = [samples[k] for k in card["split"]["test_indices"]]
+    split = split_indices(len(samples), card["split"]["train"], card["split"]["val"], card["split"]["test"], card["split"]["seed"])
+    if split["test"] != card["split"]["test_indices"]:
+        raise SystemExit(f"{name}: the card's test indices do not follow from its split seed")
     frames = read_structures(data_path)
     cell = frames[card["split"]["test_indices"][0]]
     cell.calc = None
@@ -54,6 +57,7 @@ def benchmark_model(name: str, data_path: Path, timing_seconds: float) -> dict:
         "parameters": module.n_parameters(),
         "invariant": bool(module.hypers["invariant"]),
         "test": evaluate(module, test, torch.float32),
+        "train": evaluate(module, [samples[k] for k in split["train"]], torch.float32),  # fitting error: under- or overfit?
         "training_wall_hours": card["training_wall_hours"],
         "epochs": card["epochs_done"],
         "hardware": card["hardware"],

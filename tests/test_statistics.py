@@ -12,6 +12,7 @@ from symprobe.statistics import (
     difference_significance,
     family_significance,
     mean_and_error,
+    mean_vector_significance,
 )
 
 
@@ -133,3 +134,30 @@ def test_family_of_comparisons_keeps_the_claims_false_alarm_rate():
     assert family_significance(family(shift=4.0))["significant"] == ["scalar3"]  # 4 σ per sample: ~9 standard errors
     with pytest.raises(ValueError, match="at least one test"):
         family_significance({})
+
+
+def test_mean_vector_test_keeps_its_false_alarm_rate_with_few_samples():
+    """27 Gaussian samples of 8 components with zero mean (the study's 27 molecules, ℓ ≤ 2 coefficients):
+    Hotelling's T² rejects at the nominal 5 %; a χ² on per-component standard errors would reject ~9 %.
+    With a mean shifted by one standard error per component the test has power."""
+    rng = np.random.default_rng(0)
+    covariance = np.diag(np.linspace(0.5, 2.0, 8))
+    trials = [rng.multivariate_normal(np.zeros(8), covariance, size=27) for _ in range(2000)]
+    rate = np.mean([mean_vector_significance(x)["significant"] for x in trials])
+    assert abs(rate - 0.05) < 0.015  # binomial σ ≈ 0.005
+    naive = np.mean([np.sum((x.mean(0) / (x.std(0, ddof=1) / np.sqrt(27))) ** 2) > 15.507 for x in trials])
+    assert naive > 0.07  # χ²(8) at 95 %: the test that T² replaces is too eager
+    shifted = [rng.multivariate_normal(np.sqrt(np.diag(covariance)), covariance, size=27) for _ in range(200)]
+    assert np.mean([mean_vector_significance(x)["significant"] for x in shifted]) > 0.9
+
+
+def test_mean_vector_test_with_fewer_samples_than_components():
+    """n ≤ p: per-component t-tests with Bonferroni; a clear error for one sample or NaN."""
+    rng = np.random.default_rng(1)
+    result = mean_vector_significance(rng.normal(size=(6, 8)))
+    assert result["method"].startswith("t per component") and result["t2"] is None and 0 <= result["p_value"] <= 1
+    assert mean_vector_significance(rng.normal(size=(6, 8)) + 5.0)["significant"]
+    with pytest.raises(ValueError, match="n ≥ 2"):
+        mean_vector_significance(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        mean_vector_significance(np.full((5, 2), np.nan))

@@ -121,6 +121,7 @@ def test_known_answer_findings(study_dir):
     assert by_id["gas_mts_reproduces_averaged"]["holds"] is True
     assert exp["gas_nvt"]["variants"]["mts"]["engine"] == "i-PI" and "gas_orientation_flat_mts" in by_id
     assert by_id["torque_falls_with_grid"]["holds"] is True
+    assert by_id["gas_orientation_energy_flat_averaged"]["holds"] is True  # ℓ ≤ 2 terms: exactly removed by 2i
     assert by_id["liquid_indistinguishable"]["holds"] is not None
     errors = exp["rotational_errors"]["sets"]["isolated molecule"]["rows"]
     by_grid = {row["grid"]: row for row in errors}

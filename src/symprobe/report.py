@@ -327,7 +327,7 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
         rows.append(["liquid dipoles", variant, _pm(data["dipole_bias"]["bias_kT"]), data["dipole_bias"]["p_value"],
                      _pm(data["dipole_map_max_deviation"]), _pm(data["dipole_map_noise"]), paper["liquid_dipole_bias_kT"]])
     tables["orientation"] = _table("orientation", "Orientation bias in kT: low-order (ℓ ≤ 2) estimate with bootstrap error, its "
-                                   "χ² p-value against a flat map, and the KDE map's largest |F| beside its noise level",
+                                   "Hotelling T² p-value against a flat map, and the KDE map's largest |F| beside its noise level",
                                    ["system", "variant", "bias ℓ≤2 (kT)", "p (flat)", "map max |F| (kT)", "map noise (kT)",
                                     "paper (kT, cited)"], rows)
 

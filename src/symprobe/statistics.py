@@ -2,7 +2,8 @@
 
 - Correlated time series: :func:`block_average` (Flyvbjerg–Petersen blocking, plateau chosen by the
   criterion of Lee, Needs & Towler, Phys. Rev. B 83, 245117 (2011)).
-- Independent runs: :func:`mean_and_error`.
+- Independent runs: :func:`mean_and_error`; a mean vector against zero: :func:`mean_vector_significance`
+  (Hotelling's T², exact for few samples where a χ² on per-component errors is not).
 - Curves (g(r), c(t), orientation maps): per-bin errors from contiguous blocks of frames,
   :func:`curve_mean_and_error`.
 - Verdicts: :func:`difference_significance` (two-sided z-test, or Welch t-test when the errors come from
@@ -128,6 +129,36 @@ def curve_mean_and_error(per_frame: np.ndarray, n_blocks: int = 10, counts: np.n
     error = np.full(mean.shape, np.nan)
     np.divide(np.sqrt(squares), np.sqrt(n_valid * (n_valid - 1.0)), out=error, where=n_valid >= 2)
     return mean, error
+
+
+def mean_vector_significance(samples: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """Is the mean of ``samples`` (n independent vectors of p components) zero? Hotelling's T² test.
+
+    T² = n c̄ᵀ S⁻¹ c̄ with the sample covariance S; (n − p)/(p(n − 1)) T² follows F(p, n − p) exactly for
+    Gaussian samples. A χ² on per-component standard errors ignores that the errors are estimated: with 27
+    samples of 8 components it rejects a true zero mean about 9 % of the time at 95 % confidence, T² 5 %.
+    With n ≤ p (too few samples for a covariance) it falls back to one Student t-test per component,
+    Bonferroni over the p components. Returns ``method``, ``t2`` and ``f`` (None in the fallback), ``dof``
+    (p, n − p; or n − 1), ``p_value`` and ``significant``.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"samples must be (n ≥ 2, p), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("the samples contain NaN or infinite entries")
+    n, p = x.shape
+    mean = x.mean(axis=0)
+    if n <= p:
+        t = mean / np.maximum(x.std(axis=0, ddof=1) / np.sqrt(n), 1e-300)
+        p_value = float(min(1.0, p * np.min(2.0 * stats.t.sf(np.abs(t), n - 1))))
+        return {"method": "t per component, Bonferroni", "t2": None, "f": None, "dof": [n - 1], "p_value": p_value,
+                "confidence": confidence, "significant": bool(p_value < 1.0 - confidence)}
+    covariance = np.atleast_2d(np.cov(x, rowvar=False))
+    t2 = float(n * mean @ np.linalg.lstsq(covariance, mean, rcond=None)[0])
+    f = (n - p) / (p * (n - 1)) * t2
+    p_value = float(stats.f.sf(f, p, n - p))
+    return {"method": "Hotelling T²", "t2": t2, "f": f, "dof": [p, n - p], "p_value": p_value, "confidence": confidence,
+            "significant": bool(p_value < 1.0 - confidence)}
 
 
 def ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

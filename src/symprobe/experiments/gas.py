@@ -290,10 +290,9 @@ def harmonic_orientation_bias(directions: np.ndarray, lmax: int = 2, n_boot: int
 
     c_ℓm = ⟨Y_ℓm(u)⟩ for 1 ≤ ℓ ≤ ``lmax`` (per-molecule time averages; error over molecules). To first
     order the density (1/4π)(1 + 4π Σ c_ℓm Y_ℓm) gives F/kT ≈ −4π Σ c_ℓm Y_ℓm(u); its largest |F| on the
-    sphere is the bias (bootstrap error over molecules). χ² of c against zero gives the significance.
+    sphere is the bias (bootstrap error over molecules). Hotelling's T² of the per-molecule coefficients
+    against zero gives the significance (:func:`~symprobe.statistics.mean_vector_significance`).
     """
-    from scipy import stats
-
     u = np.asarray(directions, dtype=np.float64)
     per_molecule = np.concatenate([so3.real_sph_harm(l, u).mean(axis=0) for l in range(1, lmax + 1)], axis=-1)  # (M, K)
     c = per_molecule.mean(axis=0)
@@ -305,16 +304,16 @@ def harmonic_orientation_bias(directions: np.ndarray, lmax: int = 2, n_boot: int
 
     rng = np.random.default_rng(seed)
     boots = [bias(per_molecule[rng.integers(len(per_molecule), size=len(per_molecule))].mean(axis=0)) for _ in range(n_boot)]
-    chi2 = float(np.sum((c / np.maximum(error, 1e-300)) ** 2))
-    p_value = float(stats.chi2.sf(chi2, len(c)))
+    test = statistics.mean_vector_significance(per_molecule)
     return {
         "bias_kT": scalar(bias(c), float(np.std(boots, ddof=1)), "kT"),
         "coefficients": c.tolist(),
         "coefficient_errors": error.tolist(),
-        "chi2": chi2,
-        "dof": len(c),
-        "p_value": p_value,
-        "significant": bool(p_value < 1 - statistics.DEFAULT_CONFIDENCE),
+        "test": test["method"],
+        "t2": test["t2"],
+        "dof": test["dof"],
+        "p_value": test["p_value"],
+        "significant": test["significant"],
     }
 
 
