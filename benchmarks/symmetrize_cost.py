@@ -164,23 +164,26 @@ def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory:
 
 
 def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategies: dict[str, dict],
-             workdir: Path, rows: list[dict], on_row) -> list[dict]:
+             workdir: Path, rows: list[dict], on_row, partial: bool = False) -> list[dict]:
     """(c) and (d): NVE runs with each strategy, appended to ``rows`` (``on_row()`` after each, so a long run
     keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran) and conserved-quantity drift.
-    A run with a checkpoint in ``workdir`` resumes (bit for bit); its wall time is then unknown (None)."""
+    A run with a checkpoint in ``workdir`` resumes (bit for bit); its wall time is then unknown (None).
+    ``partial`` runs nothing: it reports the runs in ``workdir`` as far as their logs go (``steps_done``)."""
     for system, (structure, n_molecules) in systems.items():
         for name, symmetrizer in strategies.items():
             directory = workdir / f"{system}-{name.replace('/', '_').replace(' ', '_')}"
             config = md_config(structure, model, symmetrizer, steps, directory, timestep)
             resumed = (directory / "checkpoint.npz").exists()
+            if partial and not (directory / "log.csv").exists():
+                continue
             start = time.perf_counter()
-            out = run_md(config, resume=resumed)
-            wall = None if resumed else time.perf_counter() - start
+            out = directory if partial else run_md(config, resume=resumed)
+            wall = None if resumed or partial else time.perf_counter() - start
             log = read_log(out)
             conserved = log["conserved_eV"]
             slope = np.polyfit(log["time_fs"] / 1000.0, conserved, 1)[0]  # eV/ps
             rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": config["steps"],
-                         "timestep_fs": timestep, "resumed": resumed,
+                         "steps_done": int(round(log["time_fs"][-1] / timestep)), "timestep_fs": timestep, "resumed": resumed,
                          "wall_s_per_fs": None if wall is None else wall / (config["steps"] * timestep),
                          "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
                          "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
@@ -348,6 +351,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep part d's MD runs here; an interrupted run resumes "
                         "from its checkpoint (every 1000 steps) when the command is repeated")
     parser.add_argument("--steps", type=int, default=None, help="steps of part d (default 200 quick, 2000, 20000 --long)")
+    parser.add_argument("--partial", action="store_true", help="part d: run nothing, report the runs in --workdir as "
+                        "far as they have got (steps_done), e.g. while a long run is still going")
     parser.add_argument("--liquid-structures", type=int, default=10, help="liquid test structures in part b")
     args = parser.parse_args()
     out = Path(args.out)
@@ -411,7 +416,7 @@ def main() -> None:
             results["dynamics_model"] = dyn_model.name
             results["dynamics"] = []
             dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, args.grid, args.mts), workdir,
-                     results["dynamics"], save)
+                     results["dynamics"], save, partial=args.partial)
 
     save()
     plot(results, out / f"{name}.png")
