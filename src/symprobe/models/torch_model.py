@@ -16,7 +16,7 @@ import torch
 from ase import Atoms
 
 from symprobe.models.base import BatchPrediction, Model, Prediction
-from symprobe.structures import StructureError, neighbour_box, structure_label
+from symprobe.structures import neighbour_box
 
 
 @dataclass
@@ -214,10 +214,3 @@ class TorchModel(Model):
                 stress[chunk] = np.einsum("kai,kab,kbj->kij", R, s, R)
         return BatchPrediction(energies, forces, stress)
 
-
-def check_cutoff_cell(atoms: Atoms, cutoff: float) -> None:
-    """Raise :class:`StructureError` if a periodic cell is degenerate for a neighbour search at ``cutoff``."""
-    if atoms.pbc.all():
-        heights = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
-        if np.any(heights <= 1e-3):
-            raise StructureError(f"{structure_label(atoms)}: cell too thin for the {cutoff} Å cutoff")
