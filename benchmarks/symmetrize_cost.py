@@ -164,11 +164,13 @@ def md_config(structure, model: Model, symmetrizer: dict, steps: int, directory:
 
 
 def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategies: dict[str, dict],
-             workdir: Path, rows: list[dict], on_row, partial: bool = False) -> list[dict]:
+             workdir: Path, rows: list[dict], on_row, partial: bool = False, walls: dict | None = None) -> list[dict]:
     """(c) and (d): NVE runs with each strategy, appended to ``rows`` (``on_row()`` after each, so a long run
-    keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran) and conserved-quantity drift.
+    keeps what it has): wall time per simulated fs, its ratio to raw (when raw ran), conserved-quantity drift
+    and the conserved energy per molecule against time (≤ 200 points, for the figure).
     A run with a checkpoint in ``workdir`` resumes (bit for bit); its wall time is then unknown (None).
-    ``partial`` runs nothing: it reports the runs in ``workdir`` as far as their logs go (``steps_done``)."""
+    ``partial`` runs nothing: it reports the runs in ``workdir`` as far as their logs go (``steps_done``),
+    with the wall times per fs in ``walls`` ((system, strategy) → s/fs, from an earlier report of the runs)."""
     for system, (structure, n_molecules) in systems.items():
         for name, symmetrizer in strategies.items():
             directory = workdir / f"{system}-{name.replace('/', '_').replace(' ', '_')}"
@@ -180,13 +182,17 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategie
             out = directory if partial else run_md(config, resume=resumed)
             wall = None if resumed or partial else time.perf_counter() - start
             log = read_log(out)
-            conserved = log["conserved_eV"]
-            slope = np.polyfit(log["time_fs"] / 1000.0, conserved, 1)[0]  # eV/ps
+            time_ps, conserved = log["time_fs"] / 1000.0, log["conserved_eV"]
+            slope = np.polyfit(time_ps, conserved, 1)[0]  # eV/ps
+            every = max(1, len(time_ps) // 200)
+            per_fs = (walls or {}).get((system, name)) if partial else None if wall is None else wall / (config["steps"] * timestep)
             rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": config["steps"],
                          "steps_done": int(round(log["time_fs"][-1] / timestep)), "timestep_fs": timestep, "resumed": resumed,
-                         "wall_s_per_fs": None if wall is None else wall / (config["steps"] * timestep),
+                         "wall_s_per_fs": per_fs,
                          "drift_meV_per_molecule_per_ps": 1e3 * slope / n_molecules,
-                         "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules})
+                         "conserved_range_meV_per_molecule": 1e3 * np.ptp(conserved) / n_molecules,
+                         "trace": {"time_ps": time_ps[::every].tolist(),
+                                   "conserved_meV_per_molecule": (1e3 * (conserved[::every] - conserved[0]) / n_molecules).tolist()}})
             r = rows[-1]
             raw = [q["wall_s_per_fs"] for q in rows if q["system"] == system and q["strategy"] == "raw"]
             known = raw and raw[0] is not None and r["wall_s_per_fs"] is not None
@@ -316,10 +322,14 @@ def plot(results: dict, path: Path) -> None:
         ax.legend(fontsize=7)
     if "d" in axes:
         ax = axes["d"]
-        for system, rows in _group(results["dynamics"], ("system",)).items():
-            ax.bar([f"{system}\n{r['strategy']}" for r in rows], [r["drift_meV_per_molecule_per_ps"] for r in rows])
-        ax.set(ylabel="drift (meV/H2O/ps)", title="(d) conserved-quantity drift, NVE")
-        ax.tick_params(axis="x", labelsize=6)
+        for r in results["dynamics"]:
+            if "trace" not in r:  # reports written before traces were kept
+                continue
+            ax.plot(r["trace"]["time_ps"], r["trace"]["conserved_meV_per_molecule"], lw=1,
+                    label=f"{r['system']} {r['strategy']}: {r['drift_meV_per_molecule_per_ps']:+.2g} meV/ps")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set(xlabel="time (ps)", ylabel="conserved energy − start (meV/H2O)", title="(d) NVE conserved quantity")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_name("tmp." + path.name)
     fig.savefig(tmp, dpi=120)
@@ -352,7 +362,8 @@ def main() -> None:
                         "from its checkpoint (every 1000 steps) when the command is repeated")
     parser.add_argument("--steps", type=int, default=None, help="steps of part d (default 200 quick, 2000, 20000 --long)")
     parser.add_argument("--partial", action="store_true", help="part d: run nothing, report the runs in --workdir as "
-                        "far as they have got (steps_done), e.g. while a long run is still going")
+                        "far as they have got (steps_done), e.g. while a long run is still going; wall times are "
+                        "kept from the JSON of the same --tag")
     parser.add_argument("--liquid-structures", type=int, default=10, help="liquid test structures in part b")
     args = parser.parse_args()
     out = Path(args.out)
@@ -415,8 +426,11 @@ def main() -> None:
                 systems["box64"] = (box, 64)
             results["dynamics_model"] = dyn_model.name
             results["dynamics"] = []
+            earlier = out / f"{name}.json"
+            walls = {(r["system"], r["strategy"]): r["wall_s_per_fs"] for r in
+                     (json.loads(earlier.read_text()).get("dynamics", []) if args.partial and earlier.exists() else [])}
             dynamics(dyn_model, systems, steps, 0.5, strategies(args.strategies, args.grid, args.mts), workdir,
-                     results["dynamics"], save, partial=args.partial)
+                     results["dynamics"], save, partial=args.partial, walls=walls)
 
     save()
     plot(results, out / f"{name}.png")
