@@ -6,8 +6,9 @@ Three steps (metatrain is an optional extra: ``pip install 'symprobe[metatrain]'
     python benchmarks/metatrain_pet.py train [--resume]      # mtt train + mtt export (nice 19, 1 thread)
     python benchmarks/metatrain_pet.py evaluate              # test-set errors → results/metatrain_pet.json
 
-The split is the project's rule: ``numpy.random.default_rng(0).permutation(190)`` of the 190
-revPBE0-D3 liquid structures; the first 150 train, the next 20 validation, the last 20 test.
+The split is the project's rule, ``symprobe.train.split_indices(190, 150, 20, 20, seed=0)``, as for the
+bundled models: a seeded permutation of the 190 revPBE0-D3 liquid structures, the first 150 train, the
+next 20 validation, the last 20 test.
 Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å), the model evaluated
 in float64 through ``symprobe.models.external.load_model('metatomic:…')``.
 """
@@ -29,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path("liquid/cheng2019_revPBE0-D3_liquid_test190.extxyz")
 RUN = REPO / "runs" / "metatrain-pet"
 CONFIG = REPO / "configs" / "metatrain_pet.yaml"
-SPLIT = {"train": slice(0, 150), "val": slice(150, 170), "test": slice(170, 190)}
 
 
 def data_file() -> Path:
@@ -43,28 +43,24 @@ def data_file() -> Path:
     return path
 
 
-def split_indices(n: int = 190, seed: int = 0) -> dict[str, np.ndarray]:
-    """Indices of the train/val/test structures: first 150, next 20, last 20 of a seeded permutation."""
-    order = np.random.default_rng(seed).permutation(n)
-    return {name: order[part] for name, part in SPLIT.items()}
-
-
 def write_split(run: Path = RUN) -> dict[str, Path]:
     """Write ``run/{train,val,test}.extxyz`` (energy and forces kept) and ``run/split.json``."""
     from ase.io import read, write
+
+    from symprobe.train import split_indices
 
     frames = read(data_file(), index=":")
     if len(frames) != 190:
         raise SystemExit(f"{data_file()}: expected 190 structures, found {len(frames)}")
     run.mkdir(parents=True, exist_ok=True)
     paths = {}
-    indices = split_indices(len(frames))
+    indices = split_indices(len(frames), 150, 20, 20, seed=0)
     for name, index in indices.items():
         paths[name] = run / f"{name}.extxyz"
         tmp = paths[name].with_suffix(".tmp.extxyz")
         write(tmp, [frames[i] for i in index], format="extxyz")
         os.replace(tmp, paths[name])
-    _write_json(run / "split.json", {name: index.tolist() for name, index in indices.items()})
+    _write_json(run / "split.json", indices)
     return paths
 
 
