@@ -322,12 +322,15 @@ def plot(results: dict, path: Path) -> None:
         ax.legend(fontsize=7)
     if "d" in axes:
         ax = axes["d"]
+        largest = 0.0
         for r in results["dynamics"]:
             if "trace" not in r:  # reports written before traces were kept
                 continue
             ax.plot(r["trace"]["time_ps"], r["trace"]["conserved_meV_per_molecule"], lw=1,
                     label=f"{r['system']} {r['strategy']}: {r['drift_meV_per_molecule_per_ps']:+.2g} meV/ps")
-        ax.set_yscale("symlog", linthresh=1.0)
+            largest = max(largest, float(np.max(np.abs(r["trace"]["conserved_meV_per_molecule"]))))
+        if largest > 10.0:  # small drifts stay visible beside large ones
+            ax.set_yscale("symlog", linthresh=1.0)
         ax.set(xlabel="time (ps)", ylabel="conserved energy − start (meV/H2O)", title="(d) NVE conserved quantity")
         ax.legend(fontsize=7)
     fig.tight_layout()
