@@ -185,7 +185,10 @@ def dynamics(model: Model, systems: dict, steps: int, timestep: float, strategie
             time_ps, conserved = log["time_fs"] / 1000.0, log["conserved_eV"]
             slope = np.polyfit(time_ps, conserved, 1)[0]  # eV/ps
             every = max(1, len(time_ps) // 200)
-            per_fs = (walls or {}).get((system, name)) if partial else None if wall is None else wall / (config["steps"] * timestep)
+            if partial:
+                per_fs = (walls or {}).get((system, name))
+            else:
+                per_fs = None if wall is None else wall / (config["steps"] * timestep)
             rows.append({"system": system, "strategy": name, "symmetrizer": symmetrizer, "steps": config["steps"],
                          "steps_done": int(round(log["time_fs"][-1] / timestep)), "timestep_fs": timestep, "resumed": resumed,
                          "wall_s_per_fs": per_fs,
