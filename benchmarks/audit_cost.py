@@ -47,14 +47,14 @@ def load_models(names: list[str]) -> tuple[dict, dict[str, str]]:
     for name in names:
         try:
             if name == "qtip4pf":
-                from symprobe.testing import qtip4pf
+                from symprobe.models.qtip4pf import qtip4pf
 
                 models[name] = qtip4pf()
             elif name == "water-pet":
-                from symprobe.models.pet import load_builtin
+                from symprobe.models.pet import pet_model
 
                 try:
-                    models[name] = load_builtin("water-pet")
+                    models[name] = pet_model("water-pet")
                 except FileNotFoundError as error:  # weights not bundled yet: time the same architecture untrained
                     skipped[name] = f"{error}; timed the untrained architecture instead (cost does not depend on the weights)"
                     print(f"model {name!r}: {skipped[name]}", file=sys.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from symprobe.ecse import ECSE
-from symprobe.models.pet import load_builtin
+from symprobe.models.pet import pet_model
 from symprobe.structures import rotate, water_box, water_monomer
 from symprobe.testing import anisotropic_qtip4pf, random_rotations
 
@@ -89,10 +89,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     known = anisotropic_qtip4pf({1: 0.05, 2: 0.03, 3: 0.02}, seed=0)
-    known.chunk_atoms = 20_000  # bounds memory: ~100 rotated copies of the box per forward pass
     models = {known.name: (known, "float64")}
     try:
-        models["water-pet"] = (load_builtin("water-pet", dtype=torch.float32), "float32")
+        models["water-pet"] = (pet_model("water-pet", dtype=torch.float32), "float32")
     except FileNotFoundError as missing:
         print(f"PET-style model not measured: {missing}")
     box = water_box(4, seed=0)

@@ -33,7 +33,8 @@ from symprobe.md import read_log, run_md
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, rotate, shared_data_dir, water_box, water_monomer
 from symprobe.symmetrize import grid_errors
-from symprobe.testing import noo3_qtip4pf, qtip4pf
+from symprobe.models.qtip4pf import qtip4pf
+from symprobe.testing import noo3_qtip4pf
 
 
 NOO3_AMPLITUDE = 5e-3  # eV per molecule: symmetry breaking of a few meV, as the paper's PET (i-PI's is 0.54 eV)
@@ -44,9 +45,9 @@ def pet_or_none(dtype=None) -> Model | None:
     try:
         import torch
 
-        from symprobe.models.pet import load_builtin
+        from symprobe.models.pet import pet_model
 
-        return load_builtin("water-pet", dtype=dtype or torch.float32)
+        return pet_model("water-pet", dtype=dtype or torch.float32)
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"PET-style model unavailable ({error}); using q-TIP4P/F-based models only")
         return None
@@ -388,7 +389,6 @@ def main() -> None:
     weights = WEIGHTS_DIR / "water-pet.pt"
     results: dict = {"torch_threads": torch.get_num_threads(),
                      "pet_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None,
-                     "pet_chunk_atoms": getattr(pet, "chunk_atoms", None),
                      "arguments": vars(args)}
     name = "symmetrize_cost" + (f"_{args.tag}" if args.tag else "")
 

@@ -197,12 +197,12 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, whi
     from metatomic_ase import MetatomicCalculator, SymmetrizedCalculator
 
     from symprobe.models.export import export_metatomic
-    from symprobe.models.pet import load_builtin
+    from symprobe.models.pet import pet_model
     from symprobe.structures import water_box, water_monomer
     from symprobe.testing import random_rotations
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    model = load_builtin("water-pet")
+    model = pet_model("water-pet")
     rotations = random_rotations(n_rotations, seed=seed)
     reference_rule = so3.smallest(10, improper=True)
     structures = {"water monomer": water_monomer(), f"water box ({box_size ** 3} molecules)": water_box(box_size)}

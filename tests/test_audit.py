@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 from symprobe import audit as A
 from symprobe import cli, so3, testing
 from symprobe.models.base import Model
+from symprobe.models.qtip4pf import qtip4pf
 from symprobe.structures import StructureError, rotate, water_box, water_monomer
 
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "audit-schema.md"
@@ -40,7 +41,7 @@ def small_box() -> Atoms:
 
 
 def fast_qtip4pf(dtype=torch.float64):
-    return testing.qtip4pf(dtype=dtype, cutoff=4.0)
+    return qtip4pf(dtype=dtype, cutoff=4.0)
 
 
 def labelled(atoms: Atoms, model: Model, energy_shift: float, force_shift: float) -> Atoms:
@@ -125,7 +126,7 @@ def test_band_limited_model_is_invariant_after_averaging_only_on_a_degree_L_rule
     model = testing.anisotropic_qtip4pf({L: 0.05}, seed=2)
     atoms = water_monomer()
     assert so3.get(exact).degree == L and so3.get(coarse).degree == L - 1
-    invariant = testing.qtip4pf().predict(atoms).energy  # the pure-ℓ term averages to zero
+    invariant = qtip4pf().predict(atoms).energy  # the pure-ℓ term averages to zero
     averaged = {
         name: [A.audit_structure(model, rotate(atoms, Q), name, lmax=0, convergence_grids=[]).energy_symmetrized_eV
                for Q in so3.haar(4, seed=L).rotations]
@@ -141,7 +142,7 @@ def test_rotational_error_and_convergence_known_answer():
     model = testing.anisotropic_qtip4pf({2: 0.05}, seed=4)
     atoms = dimer()
     report = A.audit(model, [atoms], grid="3i", lmax=2, convergence_grids=["paper-0", "paper-i", "paper-2", "D2+i"])
-    g = model.predict(atoms).energy - testing.qtip4pf().predict(atoms).energy
+    g = model.predict(atoms).energy - qtip4pf().predict(atoms).energy
     s = report.structures[0]
     assert s.energy_deviation_meV == pytest.approx(g * A.MEV, rel=1e-9)
     rows = {row["grid"]: row for row in report.convergence}
@@ -160,18 +161,15 @@ def test_all_grids_share_one_batched_call():
         species = frozenset({1, 8})
 
         def __init__(self):
-            self.inner = testing.qtip4pf()
+            self.inner = qtip4pf()
 
-        def _predict(self, atoms):
-            return self.inner._predict(atoms)
-
-        def _predict_rotated(self, atoms, rotations):
-            calls.append(len(rotations))
-            return self.inner._predict_rotated(atoms, rotations)
+        def _predict_many(self, structures, rotations):
+            calls.append([len(R) for R in rotations])
+            return self.inner.predict_many(structures, rotations)
 
     A.audit_structure(Counting(), water_monomer(), "3i", lmax=2, convergence_grids=["paper-0", "paper-i", "paper-3"])
     # 3i (150) holds 3; the identity and −identity come from 0 and i; the spectrum reuses 3i (degree 4)
-    assert calls == [152]
+    assert calls == [[152]]
 
 
 def test_model_error_beside_rotational_error():
@@ -235,9 +233,10 @@ def test_skip_failures_lists_what_was_left_out():
 # --- the command line ----------------------------------------------------------------------------------
 MODELS_MODULE = """
 from symprobe import testing
+from symprobe.models.qtip4pf import qtip4pf
 
 def invariant():
-    return testing.qtip4pf(cutoff=4.0)
+    return qtip4pf(cutoff=4.0)
 
 def broken():
     return testing.anisotropic_qtip4pf({2: 0.05}, seed=5, cutoff=4.0)

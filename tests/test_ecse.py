@@ -50,7 +50,7 @@ class LoopedModel(Model):
         self.inner = anisotropic()
 
     def _predict(self, atoms: Atoms) -> Prediction:
-        return self.inner._predict(atoms)
+        return self.inner.predict(atoms)
 
 
 def random_rotations(n: int, seed: int) -> np.ndarray:

@@ -20,7 +20,7 @@ def test_builtin_names():
 
 
 def test_builtin_qtip4pf_is_the_testing_model():
-    from symprobe.testing import qtip4pf
+    from symprobe.models.qtip4pf import qtip4pf
 
     model = load_model("builtin:qtip4pf")
     atoms = water_box(2)
@@ -73,7 +73,7 @@ def user_module(tmp_path, monkeypatch):
         textwrap.dedent(
             """
             from ase.calculators.lj import LennardJones
-            from symprobe.testing import qtip4pf
+            from symprobe.models.qtip4pf import qtip4pf
 
             MODEL = qtip4pf()
             CALCULATOR = LennardJones(sigma=2.0)

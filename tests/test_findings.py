@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from symprobe import study
-from symprobe.models.pet import load_builtin
+from symprobe.models.pet import pet_model
 
 SHORT = study.Plan(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=16, gas_nvt_steps=1000,
                    gas_bandwidth=0.3, torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20,
@@ -18,7 +18,7 @@ SHORT = study.Plan(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_m
 def verdicts(tmp_path_factory):
     torch.set_num_threads(1)
     try:
-        model = load_builtin("water-pet")
+        model = pet_model("water-pet")
     except FileNotFoundError as missing:
         pytest.skip(str(missing))
     results = study.run_study(model, tmp_path_factory.mktemp("findings"), plan=SHORT, progress=False, stop_after="liquid")

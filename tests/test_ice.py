@@ -56,7 +56,7 @@ def test_fallback_without_shared_data(monkeypatch):
 def test_ice_study_compares_models_at_identical_geometries_when_relaxations_stop_early():
     from symprobe.experiments.ice import ice_study
     from symprobe.structures import water_box
-    from symprobe.testing import qtip4pf
+    from symprobe.models.qtip4pf import qtip4pf
 
     model = qtip4pf()
     cells = [water_box(2, seed=seed) for seed in (0, 1)]

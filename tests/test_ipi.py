@@ -16,10 +16,11 @@ from ase.io import read
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from symprobe import so3
-from symprobe.ipi import IpiDynamics, ipi_units
+from symprobe.md.ipi import IpiDynamics, ipi_units
 from symprobe.md import ConfigError, load_config, read_log, run_md, validate_config
 from symprobe.structures import rotate, water_box, water_monomer
-from symprobe.testing import anisotropic_qtip4pf, qtip4pf, random_rotations
+from symprobe.models.qtip4pf import qtip4pf
+from symprobe.testing import anisotropic_qtip4pf, random_rotations
 
 pytestmark = pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning")  # i-PI's softexit.start
 ANGULAR = ["Lx_eVfs", "Ly_eVfs", "Lz_eVfs"]

@@ -11,7 +11,8 @@ from symprobe import so3
 from symprobe.cli import main
 from symprobe.md import ConfigError, read_log, run_md, validate_config
 from symprobe.models.base import Model, Prediction
-from symprobe.testing import anisotropic_qtip4pf, qtip4pf
+from symprobe.models.qtip4pf import qtip4pf
+from symprobe.testing import anisotropic_qtip4pf
 
 ANGULAR = ["Lx_eVfs", "Ly_eVfs", "Lz_eVfs"]
 

@@ -9,7 +9,8 @@ from ase import Atoms
 from ase.build import make_supercell
 from scipy.spatial.transform import Rotation
 
-from symprobe.models.pet import PETModule, default_hypers, load_builtin, pet_model, save_model
+from symprobe.models.external import load_model
+from symprobe.models.pet import PETModule, default_hypers, pet_model, save_model
 from symprobe.models.torch_model import TorchModel, batch_graph
 from symprobe.structures import StructureError, rotate, water_box
 
@@ -177,14 +178,14 @@ def test_save_and_load_round_trip(box, tmp_path):
     assert loaded.species == frozenset({1, 8})
     assert abs(loaded.predict(box).energy - TorchModel(module).predict(box).energy) < 1e-10
     with pytest.raises(ValueError, match="unknown built-in model"):
-        load_builtin("water-mace")
+        load_model("builtin:water-mace")
     with pytest.raises(ValueError, match="unknown model hyper-parameters"):
         PETModule({**default_hypers(), "depth": 3})
 
 
 @pytest.mark.parametrize("name", ["water-pet", "water-pet-twin"])
 def test_builtin_models_give_finite_water_forces(box, name):
-    m = load_builtin(name)
+    m = pet_model(name)
     p = m.predict(box)
     assert np.isfinite(p.energy) and np.all(np.isfinite(p.forces))
     # revPBE0-D3/CP2K scale (data: −469.4 to −468.2 eV per H2O); this unrelaxed lattice box lies above the

@@ -10,7 +10,8 @@ from scipy.spatial.transform import Rotation
 from symprobe import so3
 from symprobe.models.base import Model, Prediction
 from symprobe.structures import rotate, water_box, water_monomer
-from symprobe.testing import anisotropic_qtip4pf, finite_difference_forces, qtip4pf
+from symprobe.models.qtip4pf import qtip4pf
+from symprobe.testing import anisotropic_qtip4pf, finite_difference_forces
 from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation, grid_errors, recommend
 
 
@@ -73,10 +74,11 @@ def test_predict_rotated_of_an_average_equals_one_call_per_rotated_copy(molecule
 def test_averaging_correction_is_average_minus_raw(molecule, rule, copies):
     raw = water_model({4: 0.3, 5: 0.2})
     calls = []
-    original = raw.predict_rotated
-    raw.predict_rotated = lambda atoms, rotations: calls.append(len(rotations)) or original(atoms, rotations)
+    original = raw.predict_many
+    raw.predict_many = lambda structures, rotations=None: calls.append([len(R) for R in rotations]) or original(structures, rotations)
     correction = AveragingCorrection(raw, rule).predict(molecule)
-    assert calls == [copies]
+    assert calls == [[copies]]
+    raw.predict_many = original
     average, plain = GridAverage(raw, rule).predict(molecule), raw.predict(molecule)
     assert correction.energy == pytest.approx(average.energy - plain.energy, abs=1e-12)
     assert np.allclose(correction.forces, average.forces - plain.forces, atol=1e-12)
@@ -132,10 +134,10 @@ def test_recommend_considers_the_papers_grids_when_they_are_cheaper():
     """On the bundled PET-style model's isolated molecule the paper's 36-point 2i grid beats every group rule
     below 60 points (T+i and O+i alias ℓ = 3, 4): at its errors the default candidates give 36 evaluations, not 60."""
     from symprobe.audit import in_float64
-    from symprobe.models.pet import load_builtin
+    from symprobe.models.pet import pet_model
 
     try:
-        model = in_float64(load_builtin("water-pet"))
+        model = in_float64(pet_model("water-pet"))
     except FileNotFoundError as missing:
         pytest.skip(str(missing))
     reference = so3.smallest(10, improper=True)

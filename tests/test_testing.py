@@ -19,15 +19,14 @@ from scipy.special import erfc, roots_legendre
 from symprobe import so3
 from symprobe.models.torch_model import batch_graph
 from symprobe.structures import StructureError, water_box
+from symprobe.models.qtip4pf import check_water_molecules, qtip4pf
 from symprobe.testing import (
     NoO3Term,
     anisotropic_qtip4pf,
-    check_water_molecules,
     expected_power,
     finite_difference_forces,
     max_rotation_deviation,
     noo3_qtip4pf,
-    qtip4pf,
     random_rotations,
     real_spherical_harmonics,
     unit_bisectors,

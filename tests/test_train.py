@@ -12,7 +12,7 @@ from ase.io import write
 
 from symprobe.models.pet import load_module
 from symprobe.structures import water_box
-from symprobe.testing import qtip4pf
+from symprobe.models.qtip4pf import qtip4pf
 from symprobe.train import (ConfigError, _loss, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
                             split_indices, train)
 

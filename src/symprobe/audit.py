@@ -28,7 +28,6 @@ learned symmetry breaking; :func:`in_float64` gives the float64 version of a tor
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from ase import Atoms
 
+from symprobe import so3
 from symprobe.models.base import BatchPrediction, Model
 from symprobe.structures import StructureError, check_structure, reference_labels, structure_label
 
@@ -164,28 +164,14 @@ class AuditReport:
 # Grids
 
 
-def resolve_grid(grid) -> Any:
-    """A :class:`~symprobe.so3.Quadrature` from a quadrature or a name (paper labels '0', 'i', '2', '2i',
-    '3', '3i' or any name listed by ``symprobe grids``)."""
-    from symprobe import so3
-
-    if not isinstance(grid, str):
-        return grid
-    return so3.paper_grid(grid) if grid in so3.PAPER_LABELS else so3.get(grid)
-
-
 def default_convergence_grids() -> list:
     """The paper's coarser grids (0, i, 2, 2i, 3) and symprobe's smallest rules with inversion of degree 1, 2, 3, 5."""
-    from symprobe import so3
-
     return [so3.paper_grid(label) for label in PAPER_GRIDS] + [so3.smallest(d, improper=True) for d in OWN_DEGREES]
 
 
 def spectrum_grid(lmax: int, improper: bool, reference=None):
     """The rule for the λ spectrum: exact to degree 2·lmax, so that f·D^λ integrates exactly for f of
     content ≤ lmax. ``reference`` (the audit grid) is reused when it qualifies, else the cheapest rule."""
-    from symprobe import so3
-
     if reference is not None and reference.degree >= 2 * lmax and reference.improper == improper:
         return reference
     return so3.smallest(2 * lmax, improper=improper)
@@ -213,10 +199,7 @@ def in_float64(model: Model) -> Model:
     from symprobe.models.torch_model import TorchModel
 
     if isinstance(model, TorchModel) and model.dtype != torch.float64:
-        converted = copy.copy(model)
-        converted.module = copy.deepcopy(model.module).to(dtype=torch.float64)
-        converted.dtype = torch.float64
-        return converted
+        return model.converted(dtype=torch.float64)
     return model
 
 
@@ -249,8 +232,6 @@ def _net_force_and_torque(atoms: Atoms, forces: np.ndarray) -> tuple[np.ndarray,
 def energy_spectrum(energies: np.ndarray, quadrature, lmax: int) -> Spectrum:
     """λ spectrum of f(R_k) = ``energies`` sampled on ``quadrature`` (exact to degree ≥ 2·lmax for a
     band-limited f). With improper rotations the O(3) irreps D^λ ⊗ (±1) give even and odd sectors."""
-    from symprobe import so3
-
     f = np.asarray(energies, dtype=np.float64)
     w = quadrature.weights
     mean = float(w @ f)
@@ -299,8 +280,8 @@ def audit_structure(
     Raises :class:`~symprobe.structures.StructureError` for bad input and :class:`AuditError` when the
     model returns non-finite values, both naming the structure.
     """
-    grid = resolve_grid(grid)
-    convergence_grids = [resolve_grid(g) for g in convergence_grids]
+    grid = so3.get(grid)
+    convergence_grids = [so3.get(g) for g in convergence_grids]
     spectrum_rule = spectrum_rule if spectrum_rule is not None else spectrum_grid(lmax, grid.improper, grid)
     label = structure_label(atoms, index)
     check_structure(atoms, label=label, species=model.species)
@@ -437,8 +418,8 @@ def audit(
             skipped.append({"index": k, "name": structure_label(atoms, k), "reason": str(error)})
             continue
         todo.append((k, atoms))
-    grid = resolve_grid(grid)
-    convergence_grids = [resolve_grid(g) for g in (default_convergence_grids() if convergence_grids is None else convergence_grids)]
+    grid = so3.get(grid)
+    convergence_grids = [so3.get(g) for g in (default_convergence_grids() if convergence_grids is None else convergence_grids)]
     rule = spectrum_grid(lmax, grid.improper, grid)
 
     from tqdm.auto import tqdm

@@ -51,7 +51,7 @@ import torch
 from ase import Atoms
 
 from symprobe.models.base import Model, Prediction
-from symprobe.models.torch_model import Graph, TorchModel, neighbour_list, rotated_graph
+from symprobe.models.torch_model import TorchModel, neighbour_list
 from symprobe.structures import StructureError, structure_label
 
 LAMBERT_W0_INV_E = 0.2784645427610738  # W₀(1/e): the largest undershoot of a 2-term softmax is W₀(1/e)/β
@@ -301,26 +301,7 @@ class ECSE(Model):
         """Energies E_f (F,) of the copies R_f x, ∂E_f/∂y (F, N, 3) in the rotated frame and, for a
         TorchModel, ∂E_f/∂(rotated cell rows) (F, 3, 3)."""
         if isinstance(self.model, TorchModel):
-            return _torch_model_gradients(self.model, atoms, rotations)
+            return self.model.gradients(atoms, rotations)
         batch = self.model.predict_rotated(atoms, rotations)
         forces_in_frame = np.einsum("fab,fnb->fna", rotations, batch.forces)
         return batch.energies, -forces_in_frame, None
-
-
-def _torch_model_gradients(model: TorchModel, atoms: Atoms, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """E, ∂E/∂positions and ∂E/∂cell of the rotated copies, chunked like ``TorchModel`` does."""
-    n = len(atoms)
-    per_chunk = max(1, model.chunk_atoms // n)
-    energies, grad_positions, grad_cells = [], [], []
-    for start in range(0, len(rotations), per_chunk):
-        R = rotations[start : start + per_chunk]
-        graph = rotated_graph(atoms, R, model.cutoff).to(model.dtype, model.device)
-        positions = graph.positions.detach().requires_grad_(True)
-        cells = graph.cells.detach().requires_grad_(True)
-        used = Graph(positions, graph.numbers, graph.structure, cells, graph.edge_i, graph.edge_j, graph.shifts)
-        e = model.module(used)
-        gp, gc = torch.autograd.grad(e.sum(), [positions, cells])
-        energies.append(e.detach().to("cpu", torch.float64).numpy())
-        grad_positions.append(gp.to("cpu", torch.float64).numpy().reshape(len(R), n, 3))
-        grad_cells.append(gc.to("cpu", torch.float64).numpy())
-    return np.concatenate(energies), np.concatenate(grad_positions), np.concatenate(grad_cells)

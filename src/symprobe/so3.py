@@ -217,11 +217,16 @@ def group(name: str) -> Quadrature:
     return Quadrature(name, Rotation.create_group(name).as_matrix(), np.full(size, 1.0 / size), degree)
 
 
+def haar_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` Haar-random (uniform) proper rotations (n, 3, 3) drawn from ``rng``."""
+    return Rotation.random(n, rng=rng).as_matrix().reshape(n, 3, 3)
+
+
 def haar(n: int, seed: int = 0) -> Quadrature:
     """``n`` Haar-random (uniform) rotations with equal weights from ``seed``; degree 0 (errors fall as n^−½)."""
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"number of Haar-random rotations must be a positive integer, got {n!r}")
-    rotations = Rotation.random(n, rng=np.random.default_rng(seed)).as_matrix().reshape(n, 3, 3)
+    rotations = haar_rotations(n, np.random.default_rng(seed))
     name = f"haar-{n}" if seed == 0 else f"haar-{n}-seed{seed}"
     return Quadrature(name, rotations, np.full(n, 1.0 / n), 0)
 
@@ -293,9 +298,12 @@ _NAME_HELP = ("identity, D2, T, O, I, lebedev-P (P in SciPy's orders), lebedev-P
               "haar-N-seedS, paper-LABEL or LABEL (LABEL in 0, i, 2, 2i, 3, 3i), and any of these with '+i'")
 
 
-def get(name: str) -> Quadrature:
+def get(name: "str | Quadrature") -> Quadrature:
     """The quadrature called ``name`` (any name that :attr:`Quadrature.name` produces, see ``symprobe grids``,
-    or a bare paper label such as '2i')."""
+    or a bare paper label such as '2i'); a :class:`Quadrature` is returned as it is."""
+    if isinstance(name, Quadrature):
+        return name
+    name = str(name)
     if name in PAPER_LABELS:
         return paper_grid(name)
     try:

@@ -53,7 +53,7 @@ RESOLUTION_KT = 0.15  # an orientation verdict needs the bias error below half t
 
 def ipi_available() -> bool:
     """Whether i-PI (the ``ipi`` extra) can run the MTS orientation runs (MTS with a Langevin thermostat)."""
-    from symprobe.ipi import check_ipi_installed
+    from symprobe.md.ipi import check_ipi_installed
     from symprobe.md import ConfigError
 
     try:

@@ -5,12 +5,15 @@ Each symmetrizer is itself a :class:`~symprobe.models.base.Model` (so they compo
 
 - :class:`GridAverage` — E(x) = Σ_k w_k E(R_k x), F(x) = Σ_k w_k R_kᵀ F(R_k x), σ(x) = Σ_k w_k R_kᵀ σ(R_k x) R_k
   over a :class:`~symprobe.so3.Quadrature`; conservative and exactly invariant for every model whose
-  orientation dependence is band-limited to the rule's degree. All copies go through one
-  ``predict_rotated`` call of the wrapped model (one neighbour list, batched and chunked by the model).
+  orientation dependence is band-limited to the rule's degree.
 - :class:`RandomRotation` — one Haar-random rotation per call (optionally with inversion), seeded; its
   generator state can be saved and restored so MD restarts reproduce uninterrupted runs.
 - :class:`AveragingCorrection` — the grid average minus the raw model (the slow force of multiple time
   stepping), from one batched call holding the identity and the grid.
+
+Every symmetrizer is a rule on rotated copies of the model it wraps (:meth:`Symmetrizer.expand`): nested
+symmetrizers multiply their rules, and a call on many structures is one ``predict_many`` call of the
+innermost model (:meth:`Symmetrizer.base`), so the copies of all structures share its batched passes.
 
 :func:`recommend` picks the cheapest quadrature whose average meets target rotational errors.
 """
@@ -23,12 +26,16 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
-from symprobe.models.base import BatchPrediction, Model, Prediction
+from symprobe.models.base import BatchPrediction, Model
+from symprobe import so3
 from symprobe.so3 import Quadrature
 
 
 class Symmetrizer(Model):
-    """A model wrapping ``inner``; refuses inner models that do not compute forces."""
+    """A model wrapping ``inner``; refuses inner models that do not compute forces.
+
+    Subclasses give :meth:`_copies`: the rotated copies of ``inner`` that one call needs and their weights.
+    """
 
     def __init__(self, inner: Model, name: str):
         missing = [p for p in ("energy", "forces") if p not in tuple(inner.implemented_properties)]
@@ -43,6 +50,29 @@ class Symmetrizer(Model):
         self.species = inner.species
         self.implemented_properties = tuple(inner.implemented_properties)
 
+    @property
+    def base(self) -> Model:
+        """The innermost model, the one that is evaluated."""
+        return self.inner.base if isinstance(self.inner, Symmetrizer) else self.inner
+
+    def _copies(self, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copies (B·K, 3, 3) of ``inner`` evaluating this symmetrizer on the copies ``rotations`` (B, 3, 3), K per
+        input copy (consecutive), and the weights (K,) that contract each group."""
+        raise NotImplementedError
+
+    def expand(self, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`_copies`, but copies of :attr:`base`: the rules of nested symmetrizers multiplied."""
+        copies, weights = self._copies(np.asarray(rotations, dtype=np.float64))
+        if isinstance(self.inner, Symmetrizer):
+            copies, inner_weights = self.inner.expand(copies)
+            weights = np.kron(weights, inner_weights)
+        return copies, weights
+
+    def _predict_many(self, structures: list[Atoms], rotations: list[np.ndarray]) -> list[BatchPrediction]:
+        expanded = [self.expand(R) for R in rotations]
+        batches = self.base.predict_many(structures, [copies for copies, _ in expanded])
+        return [weighted_sum(batch, weights, len(R)) for batch, (_, weights), R in zip(batches, expanded, rotations)]
+
     def state(self) -> dict[str, Any]:
         """Random-generator state of this symmetrizer and those it wraps (JSON-serialisable)."""
         return {"inner": self.inner.state()} if isinstance(self.inner, Symmetrizer) else {}
@@ -52,11 +82,8 @@ class Symmetrizer(Model):
         if isinstance(self.inner, Symmetrizer) and "inner" in state:
             self.inner.restore(state["inner"])
 
-    def _predict(self, atoms: Atoms) -> Prediction:
-        return self._predict_rotated(atoms, np.eye(3)[None])[0]
 
-
-def _weighted_sum(batch: BatchPrediction, weights: np.ndarray, groups: int) -> BatchPrediction:
+def weighted_sum(batch: BatchPrediction, weights: np.ndarray, groups: int) -> BatchPrediction:
     """Contract ``batch`` laid out as (groups, K) copies with ``weights`` (K,) into ``groups`` predictions."""
     k = len(weights)
     energies = batch.energies.reshape(groups, k) @ weights
@@ -73,25 +100,21 @@ def _products(grid: np.ndarray, outer: np.ndarray) -> np.ndarray:
 
 
 class GridAverage(Symmetrizer):
-    """The weighted average of ``model`` over the rotations of ``quadrature`` (see module docstring).
-
-    ``predict_rotated`` of the average is also one batched call: the copies R_k S_j for all k, j.
-    """
+    """The weighted average of ``model`` over the rotations of ``quadrature`` (see module docstring)."""
 
     def __init__(self, model: Model, quadrature: Quadrature):
         super().__init__(model, f"{model.name} averaged over {quadrature.name}")
         self.quadrature = quadrature
 
-    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        batch = self.inner.predict_rotated(atoms, _products(self.quadrature.rotations, rotations))
-        return _weighted_sum(batch, self.quadrature.weights, len(rotations))
+    def _copies(self, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _products(self.quadrature.rotations, rotations), self.quadrature.weights
 
 
 class AveragingCorrection(Symmetrizer):
     """Grid average minus the raw model: E_avg(x) − E(x), and likewise forces and stress.
 
-    The slow part of multiple time stepping, from one batched call. When the grid holds the identity (the
-    groups T, O, I do) the raw term is folded into its weight, so the call has N copies, not N + 1.
+    The slow part of multiple time stepping. When the grid holds the identity (the groups T, O, I do) the
+    raw term is folded into its weight, so a call has N copies, not N + 1.
     """
 
     def __init__(self, model: Model, quadrature: Quadrature):
@@ -99,9 +122,8 @@ class AveragingCorrection(Symmetrizer):
         self.quadrature = quadrature
         self.copies, self._weights = correction_rule(quadrature)
 
-    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        batch = self.inner.predict_rotated(atoms, _products(self.copies, rotations))
-        return _weighted_sum(batch, self._weights, len(rotations))
+    def _copies(self, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _products(self.copies, rotations), self._weights
 
 
 def correction_rule(quadrature: Quadrature) -> tuple[np.ndarray, np.ndarray]:
@@ -130,17 +152,14 @@ class RandomRotation(Symmetrizer):
 
     def draw(self, count: int) -> np.ndarray:
         """``count`` Haar-random rotation matrices (count, 3, 3), advancing the generator."""
-        from scipy.spatial.transform import Rotation
-
-        rotations = Rotation.random(count, random_state=self.rng).as_matrix()
+        rotations = so3.haar_rotations(count, self.rng)
         if self.improper:
             signs = np.where(self.rng.random(count) < 0.5, -1.0, 1.0)
             rotations = rotations * signs[:, None, None]
         return rotations
 
-    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        drawn = self.draw(len(rotations))
-        return self.inner.predict_rotated(atoms, np.einsum("jab,jbc->jac", drawn, rotations))
+    def _copies(self, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.einsum("jab,jbc->jac", self.draw(len(rotations)), rotations), np.ones(1)
 
     def state(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, **super().state()}
@@ -173,7 +192,7 @@ def grid_errors(
 ) -> list[GridError]:
     """Errors of every candidate's average against ``reference``'s average (the paper's measure).
 
-    Each structure costs one batched call holding the reference and all candidate rotations.
+    All structures and rotations go through one ``predict_many`` call.
     """
     if not structures:
         raise ValueError("grid_errors: no structures given")
@@ -181,8 +200,8 @@ def grid_errors(
     sizes = np.cumsum([0] + [len(q) for q in rules])
     energy_dev = np.zeros(len(candidates))
     force_dev = np.zeros(len(candidates))
-    for atoms in structures:
-        batch = model.predict_rotated(atoms, np.concatenate([q.rotations for q in rules]))
+    all_rotations = np.concatenate([q.rotations for q in rules])
+    for batch in model.predict_many(structures, [all_rotations] * len(structures)):
         averages = [
             (q.weights @ batch.energies[a:b], np.einsum("k,kai->ai", q.weights, batch.forces[a:b]))
             for q, a, b in zip(rules, sizes[:-1], sizes[1:])

@@ -312,7 +312,7 @@ def rotation_gradient(module: torch.nn.Module, graph: Graph, create_graph: bool 
     rotation = torch.eye(3, dtype=theta.dtype, device=theta.device) + generator
     positions = torch.einsum("nb,nab->na", graph.positions, rotation[graph.structure])  # rows: x Rᵀ
     cells = torch.einsum("scb,sab->sca", graph.cells, rotation)
-    energies = module(Graph(positions, graph.numbers, graph.structure, cells, graph.edge_i, graph.edge_j, graph.shifts))
+    energies = module(graph.with_coordinates(positions, cells))
     return torch.autograd.grad(energies.sum(), theta, create_graph=create_graph)[0]
 
 

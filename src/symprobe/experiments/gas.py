@@ -26,7 +26,7 @@ from ase import Atoms, units
 
 from symprobe import observables, so3, statistics
 from symprobe.experiments import curve, read_trajectory, run_variant_md, scalar
-from symprobe.models.base import BatchPrediction, Model, Prediction
+from symprobe.models.base import BatchPrediction, Model
 from symprobe.structures import water_monomer
 
 KT_300K = units.kB * 300.0  # eV
@@ -108,15 +108,14 @@ class RadialTether(Model):
         forces = (self.masses / total[:, None])[:, :, None] * com_force[:, None, :]
         return energy, forces.reshape(-1, 3)
 
-    def _predict(self, atoms: Atoms) -> Prediction:
-        prediction = self.inner.predict(atoms)
-        energy, forces = self._tether(atoms.get_positions())
-        return Prediction(prediction.energy + energy, prediction.forces + forces)
-
-    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        batch = self.inner.predict_rotated(atoms, rotations)
-        energy, forces = self._tether(atoms.get_positions())  # invariant: the same for every copy
-        return BatchPrediction(batch.energies + energy, batch.forces + forces[None], None)
+    def _predict_many(self, structures: list[Atoms], rotations: list[np.ndarray]) -> list[BatchPrediction]:
+        batches = self.inner.predict_many(structures, rotations)
+        for atoms, batch in zip(structures, batches):
+            energy, forces = self._tether(atoms.get_positions())  # invariant: the same for every copy
+            batch.energies = batch.energies + energy
+            batch.forces = batch.forces + forces[None]
+            batch.stress = None
+        return batches
 
 
 def _tethered(model: Model, atoms: Atoms) -> RadialTether:

@@ -26,7 +26,7 @@ def starting_box(directory: Path, n_per_side: int, use_shared_512: bool, pre_ste
     """(structure, description): the shared 512-molecule box when ``use_shared_512`` and present, else
     ``water_box(n_per_side)`` pre-equilibrated by ``pre_steps`` NVT steps of q-TIP4P/F (a cheap,
     physically sensible water model; the studied model then equilibrates it further)."""
-    from symprobe.testing import qtip4pf
+    from symprobe.models.qtip4pf import qtip4pf
 
     data = shared_data_dir()
     if use_shared_512 and data is not None and (data / "structures" / "water_liquid_512_init.extxyz").exists():

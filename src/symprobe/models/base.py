@@ -1,16 +1,17 @@
 """The model contract and its two ASE adapters.
 
 A :class:`Model` gives the energy (eV), forces (eV/Å) and, for periodic cells, stress (eV/Å³, ASE sign
-convention: σ = (1/V) ∂E/∂ε) of an :class:`ase.Atoms`. ``predict_rotated`` evaluates many rotated copies
-R_k x of one structure and returns forces and stress *rotated back* to the frame of the input
-(R_kᵀ F(R_k x), R_kᵀ σ(R_k x) R_k): models with a batched engine override it; the default loops.
+convention: σ = (1/V) ∂E/∂ε) of an :class:`ase.Atoms`. Its one batch call, ``predict_many``, evaluates
+rotated copies R_k x of several structures and returns forces and stress *rotated back* to the frame of
+each input (R_kᵀ F(R_k x), R_kᵀ σ(R_k x) R_k); ``predict`` and ``predict_rotated`` are its special cases.
+A model implements ``_predict_many`` (a batched engine: one pass over many structures) or ``_predict``
+(one structure at a time; the default ``_predict_many`` loops over it).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -43,11 +44,12 @@ class BatchPrediction:
         return Prediction(float(self.energies[k]), self.forces[k], None if self.stress is None else self.stress[k])
 
 
-class Model(ABC):
-    """Energy, forces and stress of a structure.
+class Model:
+    """Energy, forces and stress of structures.
 
-    Subclasses implement :meth:`_predict`. ``species`` is the set of atomic numbers the model knows
-    (None: any); ``implemented_properties`` lists what it computes ("energy", "forces", "stress").
+    Subclasses implement :meth:`_predict_many` or :meth:`_predict`. ``species`` is the set of atomic numbers
+    the model knows (None: any); ``implemented_properties`` lists what it computes ("energy", "forces",
+    "stress").
     """
 
     species: frozenset[int] | None = None
@@ -56,21 +58,33 @@ class Model(ABC):
 
     def predict(self, atoms: Atoms) -> Prediction:
         """Energy, forces (and stress if periodic) of ``atoms``; the input is checked first."""
-        check_structure(atoms, species=self.species)
-        return self._predict(atoms)
-
-    @abstractmethod
-    def _predict(self, atoms: Atoms) -> Prediction:
-        """Evaluate an already checked structure."""
+        return self.predict_many([atoms])[0][0]
 
     def predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
         """Evaluate the copies R_k x for ``rotations`` (B, 3, 3); forces/stress rotated back."""
-        check_structure(atoms, species=self.species)
-        return self._predict_rotated(atoms, np.asarray(rotations, dtype=np.float64))
+        return self.predict_many([atoms], [rotations])[0]
 
-    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        results = [self._predict(rotate(atoms, R)) for R in rotations]
-        return stack_rotated_back(results, rotations)
+    def predict_many(self, structures: Sequence[Atoms], rotations: Sequence[np.ndarray] | None = None) -> list[BatchPrediction]:
+        """Evaluate the copies R x of every structure, ``rotations[s]`` (B_s, 3, 3) for structure s (None:
+        each structure once, unrotated); one :class:`BatchPrediction` per structure, forces/stress rotated back.
+        Every structure is checked first."""
+        structures = list(structures)
+        if rotations is None:
+            rotations = [np.eye(3)[None]] * len(structures)
+        rotations = [np.asarray(R, dtype=np.float64).reshape(-1, 3, 3) for R in rotations]
+        if len(rotations) != len(structures):
+            raise ValueError(f"predict_many: {len(structures)} structures but {len(rotations)} sets of rotations")
+        for atoms in structures:
+            check_structure(atoms, species=self.species)
+        return self._predict_many(structures, rotations)
+
+    def _predict_many(self, structures: list[Atoms], rotations: list[np.ndarray]) -> list[BatchPrediction]:
+        """Evaluate already checked structures: by default one :meth:`_predict` per copy."""
+        return [stack_rotated_back([self._predict(rotate(atoms, R)) for R in Rs], Rs) for atoms, Rs in zip(structures, rotations)]
+
+    def _predict(self, atoms: Atoms) -> Prediction:
+        """Evaluate one already checked structure (models without a batched engine implement this)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _predict nor _predict_many")
 
     def as_calculator(self) -> "ModelCalculator":
         """This model as an ASE calculator."""

@@ -24,7 +24,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from symprobe.models.base import BatchPrediction, CalculatorModel, Model, Prediction, stack_rotated_back
-from symprobe.structures import rotate
+from symprobe.models.device import resolve_device
 
 SPEC_FORMS = "builtin:NAME, metatomic:FILE.pt, a model file (.pt), or module:attribute"
 MODEL_SUFFIXES = (".pt",)
@@ -35,22 +35,25 @@ class ModelSpecError(ValueError):
     """A model spec that cannot be loaded; the message names the spec and the valid forms."""
 
 
-def _qtip4pf(dtype: torch.dtype | None) -> Model:
-    from symprobe.testing import qtip4pf
-
-    return qtip4pf(dtype=dtype or torch.float64)
+Loader = Callable[[torch.dtype | None, torch.device], Model]
 
 
-def _pet(name: str) -> Callable[[torch.dtype | None], Model]:
-    def load(dtype: torch.dtype | None) -> Model:
-        from symprobe.models.pet import load_builtin
+def _qtip4pf(dtype: torch.dtype | None, device: torch.device) -> Model:
+    from symprobe.models.qtip4pf import qtip4pf
 
-        return load_builtin(name, dtype=dtype or torch.float32)
+    return qtip4pf(dtype=dtype or torch.float64, device=device)
+
+
+def _pet(name: str) -> Loader:
+    def load(dtype: torch.dtype | None, device: torch.device) -> Model:
+        from symprobe.models.pet import pet_model
+
+        return pet_model(name, dtype=dtype or torch.float32, device=device)
 
     return load
 
 
-BUILTIN: dict[str, Callable[[torch.dtype | None], Model]] = {
+BUILTIN: dict[str, Loader] = {
     "qtip4pf": _qtip4pf,
     "water-pet": _pet("water-pet"),
     "water-pet-twin": _pet("water-pet-twin"),
@@ -62,32 +65,35 @@ def builtin_names() -> list[str]:
     return list(BUILTIN)
 
 
-def load_model(spec: str | os.PathLike, dtype: torch.dtype | None = None) -> Model:
+def load_model(spec: str | os.PathLike, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> Model:
     """The model named by ``spec`` (see the module docstring for the forms).
 
     ``dtype`` sets the evaluation precision where the engine allows it (built-in models, symprobe PET
-    files, metatomic models); None keeps each model's default. Raises :class:`ModelSpecError`.
+    files, metatomic models); None keeps each model's default. ``device`` (cpu, cuda, cuda:N; None: cpu)
+    is where those models run; ``module:attribute`` objects run as they are. Raises :class:`ModelSpecError`,
+    or :class:`~symprobe.models.device.DeviceError` for a device that is not available.
     """
+    device = resolve_device(device)
     spec = os.fspath(spec).strip() if isinstance(spec, (str, os.PathLike)) else ""
     if not spec:
         raise ModelSpecError(f"empty model spec; expected {SPEC_FORMS}")
     if spec.startswith("builtin:"):
-        return _load_builtin(spec, spec.removeprefix("builtin:"), dtype)
+        return _load_builtin(spec, spec.removeprefix("builtin:"), dtype, device)
     if spec.startswith("metatomic:"):
-        return _load_metatomic(spec, Path(spec.removeprefix("metatomic:")).expanduser(), dtype)
+        return _load_metatomic(spec, Path(spec.removeprefix("metatomic:")).expanduser(), dtype, device)
     path = Path(spec).expanduser()
     if not path.exists() and OBJECT_SPEC.fullmatch(spec):
         return _load_object(spec)
-    return _load_file(spec, path, dtype)
+    return _load_file(spec, path, dtype, device)
 
 
-def _load_builtin(spec: str, name: str, dtype: torch.dtype | None) -> Model:
+def _load_builtin(spec: str, name: str, dtype: torch.dtype | None, device: torch.device) -> Model:
     if name not in BUILTIN:
         raise ModelSpecError(f"{spec!r}: unknown built-in model {name!r} (available: {', '.join(BUILTIN)})")
-    return BUILTIN[name](dtype)
+    return BUILTIN[name](dtype, device)
 
 
-def _load_file(spec: str, path: Path, dtype: torch.dtype | None) -> Model:
+def _load_file(spec: str, path: Path, dtype: torch.dtype | None, device: torch.device) -> Model:
     if not path.exists():
         hint = f"; did you mean 'builtin:{spec}'?" if spec in BUILTIN else ""
         raise ModelSpecError(f"{spec!r}: no such model file (model specs: {SPEC_FORMS}){hint}")
@@ -97,11 +103,11 @@ def _load_file(spec: str, path: Path, dtype: torch.dtype | None) -> Model:
             f"{', '.join(MODEL_SUFFIXES)} (metatomic models or symprobe PET-style models); other forms: {SPEC_FORMS}"
         )
     if _is_metatomic(path):
-        return _load_metatomic(spec, path, dtype)
+        return _load_metatomic(spec, path, dtype, device)
     from symprobe.models.pet import pet_model
 
     try:
-        return pet_model(path, dtype=dtype or torch.float32)
+        return pet_model(path, dtype=dtype or torch.float32, device=device)
     except Exception as error:  # torch.load and the state dict raise many types
         raise ModelSpecError(
             f"{spec!r}: neither a metatomic model nor a symprobe PET-style model file ({type(error).__name__}: {error})"
@@ -118,11 +124,11 @@ def _is_metatomic(path: Path) -> bool:
     return True
 
 
-def _load_metatomic(spec: str, path: Path, dtype: torch.dtype | None) -> "MetatomicModel":
+def _load_metatomic(spec: str, path: Path, dtype: torch.dtype | None, device: torch.device) -> "MetatomicModel":
     if not path.exists():
         raise ModelSpecError(f"{spec!r}: no such metatomic model file {str(path)!r}")
     try:
-        return MetatomicModel(path, dtype=dtype)
+        return MetatomicModel(path, dtype=dtype, device=device)
     except Exception as error:  # metatomic raises RuntimeError/ValueError for bad archives
         raise ModelSpecError(f"{spec!r}: cannot load as a metatomic model ({type(error).__name__}: {error})") from error
 
@@ -160,53 +166,107 @@ def _as_model(spec: str, obj: object) -> Model:
 
 
 class MetatomicModel(Model):
-    """A metatomic model file evaluated through metatomic-ase, many structures per model call.
+    """A metatomic model file, evaluated on lists of systems, many per model call, on ``device``.
 
     ``dtype`` None runs the model in its exported precision; another dtype casts the weights (e.g. a float32
-    metatrain model evaluated in float64 to separate round-off from learned symmetry breaking).
-    ``chunk_atoms`` bounds the atoms of rotated copies evaluated in one call. The stress is the symmetric
-    part of (1/V) ∂E/∂ε, as ASE reports it.
+    metatrain model evaluated in float64 to separate round-off from learned symmetry breaking). Each
+    structure's neighbour lists are computed once (vesin) and shared by its rotated copies; pair vectors are
+    formed in float64 from the positions, then cast, so forces and stress come by autograd from float64
+    positions and cell. The stress is the symmetric part of (1/V) ∂E/∂ε, as ASE reports it.
     """
 
-    def __init__(self, path: str | Path, dtype: torch.dtype | None = None, chunk_atoms: int = 20_000):
-        from metatomic.torch import load_atomistic_model
-        from metatomic_ase import MetatomicCalculator
+    def __init__(self, path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device | None = None):
+        from metatomic.torch import ModelEvaluationOptions, ModelOutput, load_atomistic_model
 
         self.path = Path(path)
+        self.device = resolve_device(device)
         model = load_atomistic_model(str(self.path))
         capabilities = model.capabilities()
         if "energy" not in capabilities.outputs:
             raise ValueError(f"{self.path}: the model has no 'energy' output (outputs: {list(capabilities.outputs)})")
         if dtype is not None and capabilities.dtype != _DTYPE_NAMES[dtype]:
             model = _cast_atomistic_model(model, dtype)
-        self.calculator = MetatomicCalculator(model, device="cpu")
+        self.model = model.to(self.device)
         self.dtype = dtype or getattr(torch, capabilities.dtype)
         self.name = model.metadata().name or self.path.stem
         self.species = frozenset(int(z) for z in capabilities.atomic_types)
         self.cutoff = float(capabilities.interaction_range)
-        self.chunk_atoms = chunk_atoms
+        self.requests = list(model.requested_neighbor_lists())
+        output = ModelOutput(unit="eV", explicit_gradients=[])
+        output.sample_kind = "system"
+        self.options = ModelEvaluationOptions(length_unit="angstrom", outputs={"energy": output})
+        self._bytes_per_atom: float | None = None
 
-    def _evaluate(self, frames: list[Atoms]) -> list[Prediction]:
-        results = self.calculator.compute_energy(frames, compute_forces_and_stresses=True)
-        stresses = results.get("stress")
-        return [
-            Prediction(
-                float(results["energy"][k]),
-                np.asarray(results["forces"][k], dtype=np.float64),
-                None if stresses is None else 0.5 * (stresses[k] + stresses[k].T),
-            )
-            for k in range(len(frames))
-        ]
+    def _predict_many(self, structures: list[Atoms], rotations: list[np.ndarray]) -> list[BatchPrediction]:
+        from symprobe.models.device import memory_budget
+        from symprobe.models.torch_model import chunks, saved_bytes
 
-    def _predict(self, atoms: Atoms) -> Prediction:
-        return self._evaluate([atoms])[0]
+        lists = [[self._neighbours(atoms, options) for options in self.requests] for atoms in structures]
+        copies = [(s, R) for s, Rs in enumerate(rotations) for R in Rs]
+        n_atoms = np.array([len(structures[s]) for s, _ in copies], dtype=np.float64)
+        if self._bytes_per_atom is None:
+            s, R = copies[0]
+            self._bytes_per_atom = saved_bytes(lambda: self._evaluate([(structures[s], lists[s], R)])) / len(structures[s])
+        results = []
+        for part in chunks(n_atoms, memory_budget(self.device) / self._bytes_per_atom):
+            results += self._evaluate([(structures[s], lists[s], R) for s, R in copies[part]])
+        out, k = [], 0
+        for atoms, Rs in zip(structures, rotations):
+            out.append(stack_rotated_back(results[k : k + len(Rs)], Rs))
+            if not atoms.pbc.all():
+                out[-1].stress = None
+            k += len(Rs)
+        return out
 
-    def _predict_rotated(self, atoms: Atoms, rotations: np.ndarray) -> BatchPrediction:
-        per_chunk = max(1, self.chunk_atoms // len(atoms))
-        results: list[Prediction] = []
-        for start in range(0, len(rotations), per_chunk):
-            results += self._evaluate([rotate(atoms, R) for R in rotations[start : start + per_chunk]])
-        return stack_rotated_back(results, rotations)
+    def _neighbours(self, atoms: Atoms, options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One of the neighbour lists the model requests, (i, j, shifts), sorted by (i, j, shift)."""
+        from vesin import NeighborList
+
+        from symprobe.structures import neighbour_box
+
+        box, periodic = neighbour_box(atoms)
+        i, j, S = NeighborList(cutoff=float(options.engine_cutoff("angstrom")), full_list=bool(options.full_list)).compute(
+            atoms.get_positions(), box, periodic, quantities="ijS")
+        order = np.lexsort((S[:, 2], S[:, 1], S[:, 0], j, i))
+        return i[order].astype(np.int64), j[order].astype(np.int64), S[order].astype(np.int64)
+
+    def _evaluate(self, copies: list[tuple[Atoms, list, np.ndarray]]) -> list[Prediction]:
+        """Energy, forces and stress of copies (structure, its neighbour lists, R), in the copy's frame."""
+        from metatensor.torch import Labels, TensorBlock
+        from metatomic.torch import System
+
+        to_device = dict(dtype=torch.float64, device=self.device)
+        systems, leaves = [], []
+        for atoms, lists, R in copies:
+            rotation = torch.as_tensor(R, **to_device)
+            positions = (torch.as_tensor(atoms.get_positions(), **to_device) @ rotation.T).requires_grad_(True)
+            cell = (torch.as_tensor(atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3)), **to_device)
+                    @ rotation.T).requires_grad_(True)
+            system = System(torch.as_tensor(atoms.numbers, dtype=torch.int32, device=self.device), positions.to(self.dtype),
+                            cell.to(self.dtype), torch.as_tensor(atoms.pbc, device=self.device))
+            for options, (i, j, S) in zip(self.requests, lists):
+                shifts = torch.as_tensor(S, **to_device)
+                vectors = positions[j] - positions[i] + shifts @ cell
+                samples = Labels(["first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"],
+                                 torch.as_tensor(np.column_stack([i, j, S]), dtype=torch.int32, device=self.device))
+                block = TensorBlock(vectors.to(self.dtype).reshape(-1, 3, 1), samples,
+                                    [Labels.range("xyz", 3).to(self.device)], Labels.range("distance", 1).to(self.device))
+                system.add_neighbor_list(options, block)
+            systems.append(system)
+            leaves.append((positions, cell))
+        energy = self.model(systems, self.options, check_consistency=False)["energy"].block()
+        order = energy.samples.column("system").to(torch.long)
+        energies = torch.zeros(len(systems), **to_device).index_add(0, order, energy.values.reshape(-1).to(torch.float64))
+        grads = torch.autograd.grad(energies.sum(), [x for pair in leaves for x in pair], allow_unused=True)
+        out = []
+        for k, ((atoms, _, _), (positions, cell)) in enumerate(zip(copies, leaves)):
+            g_x, g_h = (torch.zeros_like(t) if g is None else g for g, t in zip(grads[2 * k : 2 * k + 2], (positions, cell)))
+            stress = None
+            if atoms.pbc.all():
+                w = positions.detach().T @ g_x + cell.detach().T @ g_h
+                stress = (0.5 * (w + w.T) / abs(atoms.cell.volume)).cpu().numpy()
+            out.append(Prediction(float(energies[k].detach()), -g_x.cpu().numpy(), stress))
+        return out
 
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}

@@ -284,17 +284,10 @@ def builtin_path(name: str) -> Path:
     return path
 
 
-def pet_model(path_or_name: str | Path, dtype: torch.dtype = torch.float32) -> TorchModel:
-    """A PET-style model (file path or built-in name) as a :class:`TorchModel` evaluated in ``dtype``."""
+def pet_model(path_or_name: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> TorchModel:
+    """A PET-style model (file path or built-in name) as a :class:`TorchModel` in ``dtype`` on ``device``."""
     name = str(path_or_name)
     path = builtin_path(name) if name in BUILTIN_NAMES else Path(name)
     module = load_module(path)
     label = name if name in BUILTIN_NAMES else path.stem
-    return TorchModel(module, name=label, species=module.species, dtype=dtype)
-
-
-def load_builtin(name: str, dtype: torch.dtype = torch.float32) -> TorchModel:
-    """The bundled model ``name`` ('water-pet' or 'water-pet-twin') as a :class:`TorchModel`."""
-    if name not in BUILTIN_NAMES:
-        raise ValueError(f"unknown built-in model {name!r} (available: {', '.join(BUILTIN_NAMES)})")
-    return pet_model(name, dtype=dtype)
+    return TorchModel(module, name=label, species=module.species, dtype=dtype, device=device)

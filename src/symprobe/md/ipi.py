@@ -1,16 +1,16 @@
 """Molecular dynamics on i-PI, run in-process: NVE, NVT (SVR, Langevin) and multiple time stepping.
 
 :class:`IpiDynamics` builds an :class:`ipi.scripting.InteractiveSimulation` from an XML string and steps
-it; to :mod:`symprobe.md` it looks like any ASE :class:`~ase.md.md.MolecularDynamics` (``attach``,
-``irun``, ``nsteps``), and after every step it copies i-PI's positions, momenta, potential energy and
-forces onto the ASE ``Atoms`` that md.py's log and trajectory writers read.
+it; it speaks the engine interface of :mod:`symprobe.md.ase_engine` (``step``, ``nsteps``,
+``potential_energy``, ``checkpoint``, ``close``), and after every step it copies i-PI's positions, momenta,
+potential energy and forces onto the ASE ``Atoms`` that the log and trajectory writers read.
 
 Force fields are ``<ffdirect>`` with the custom PES ``symprobe/ipi_pes.py``: i-PI calls it in-process
 with a key (``<parameters>{model: KEY}</parameters>``) that it resolves in this module's registry to a
 :class:`RegisteredPotential` (no sockets, no files). Multiple time stepping is i-PI's ``<nmts>[1, n]``:
 the raw model with ``mts_weights`` [0, 1] on the inner level (n steps of dt/n) and the
 :class:`~symprobe.symmetrize.AveragingCorrection` (grid average − raw) with [1, 0] on the outer level
-(half kicks around each block), the same r-RESPA as :class:`symprobe.md.MultipleTimeStep`.
+(half kicks around each block), the same r-RESPA as :class:`symprobe.md.ase_engine.MultipleTimeStep`.
 
 **Units.** i-PI works in atomic units (bohr, hartree, electron masses, ħ/hartree). Every conversion uses
 i-PI's ``"ase"`` units (:mod:`ipi.utils.units`, built from ASE's own Bohr, Hartree and time unit), so an
@@ -50,7 +50,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.md import MolecularDynamics
 
-from symprobe.md import ConfigError, MDConfig
+from symprobe.md.config import ConfigError, MDConfig
 from symprobe.models.base import Model
 
 MIN_IPI_VERSION = (3, 3)  # scripting.InteractiveSimulation, <ffdirect> custom PES, softexit.reset; tested with 3.3.1
@@ -261,6 +261,10 @@ class IpiDynamics(MolecularDynamics):
         if checkpoint is not None:
             self._restore(checkpoint, state)
         self._sync()
+
+    def potential_energy(self) -> float:
+        """The full potential energy (eV, raw + correction for MTS)."""
+        return float(self.atoms.get_potential_energy())
 
     @property
     def transferred_energy(self) -> float:

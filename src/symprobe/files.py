@@ -1,0 +1,39 @@
+"""Writing results so that a crash never leaves half a file: every write goes to a temporary file in the
+same directory, then replaces the target in one ``os.replace``."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error it replaces ``path``
+    (for writers that take a file name: ``savefig``, ``torch.save``, ``np.savez``). The suffix is kept."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
+    with replacing(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically; refuses NaN and infinities (ValueError)."""
+    return atomic_write(path, json.dumps(data, indent=1, allow_nan=False))

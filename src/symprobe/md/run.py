@@ -1,0 +1,366 @@
+"""Running MD: :func:`run_md` for one config (any engine), :func:`run_batched` for many replicas in one state.
+
+Outputs of a run directory: ``log.csv`` and the trajectory (:mod:`symprobe.md.output`) and
+``checkpoint.npz`` (written atomically). A resumed run continues from the checkpoint up to the configured
+length and reproduces the uninterrupted run bit for bit (same machine and thread count; on CUDA, to
+round-off), on the engine that wrote it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from ase import Atoms, units
+
+from symprobe.files import atomic_write
+from symprobe.md.batched import BatchedDynamics, Replica
+from symprobe.md.config import ConfigError, MDConfig, load_config, quadrature, validate_config
+from symprobe.md.output import Log, angular_momentum_eVfs, log_row, truncate_log, truncate_trajectory, write_frame
+from symprobe.models.base import Model
+from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation, Symmetrizer
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building a run
+
+
+def load_structure(spec: Atoms | str, index: int = -1) -> Atoms:
+    """A structure from an Atoms object, ``builtin:water-monomer``, ``builtin:water-box`` (64 H2O) or a file."""
+    from symprobe.structures import read_structures, water_box, water_monomer
+
+    if isinstance(spec, Atoms):
+        return spec.copy()
+    builtins = {"builtin:water-monomer": water_monomer, "builtin:water-box": water_box}
+    if spec in builtins:
+        return builtins[spec]()
+    if str(spec).startswith("builtin:"):
+        raise ConfigError(f"structure: unknown built-in {spec!r} (one of {', '.join(builtins)})")
+    frames = read_structures(spec)
+    try:
+        return frames[index]
+    except IndexError:
+        raise ConfigError(f"structure_index={index}: {spec} holds {len(frames)} structures") from None
+
+
+def load_model(spec: Model | str, device: str = "cpu") -> Model:
+    """A model object as it is, or one loaded from a spec string onto ``device``
+    (:func:`symprobe.models.external.load_model`)."""
+    if isinstance(spec, Model):
+        return spec
+    from symprobe.models.external import load_model as load_from_spec
+
+    try:
+        return load_from_spec(str(spec), device=device)
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(f"model: {error}") from error
+
+
+def build_potential(model: Model, config: MDConfig, seed: int | None = None) -> tuple[Model, Model | None]:
+    """(model seen by the integrator, slow MTS model or None) for the config's symmetrizer; ``seed``
+    overrides the random rotation's default seed (the run's)."""
+    if "forces" not in tuple(model.implemented_properties):
+        raise ConfigError(f"model {model.name!r} does not compute forces: it cannot drive MD")
+    kind = config.symmetrizer["kind"]
+    try:
+        if kind == "grid":
+            return GridAverage(model, quadrature(config.symmetrizer["grid"])), None
+        if kind == "random":
+            default = config.seed if seed is None else seed
+            return RandomRotation(model, int(config.symmetrizer.get("seed", default)),
+                                  bool(config.symmetrizer.get("inversion", False))), None
+        if kind == "mts":
+            return model, AveragingCorrection(model, quadrature(config.symmetrizer["grid"]))
+    except ValueError as error:
+        raise ConfigError(f"symmetrizer ({kind}): {error}") from error
+    return model, None
+
+
+def thermalized(atoms: Atoms, temperature_K: float | None, seed: int) -> Atoms:
+    """``atoms`` with Maxwell–Boltzmann momenta at ``temperature_K`` (generator [seed, 1]), centre-of-mass
+    motion removed; unchanged momenta when the temperature is None."""
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    atoms = atoms.copy()
+    if temperature_K is not None:
+        thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng([seed, 1]))
+        Stationary(atoms)
+    return atoms
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, state) of a checkpoint file; :class:`ConfigError` if there is none."""
+    if not path.exists():
+        raise ConfigError(f"resume: no checkpoint at {path}")
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    return arrays, json.loads(str(arrays.pop("state")))
+
+
+def write_checkpoint(path: Path, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
+    """Write arrays and a JSON state to ``path`` atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, state=np.array(json.dumps(state)), **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------------
+# One config
+
+
+def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = False) -> Path:
+    """Run the MD of ``config`` (dict, :class:`MDConfig` or YAML path); return the output directory.
+
+    With ``resume=True`` the run continues from ``output.directory/checkpoint.npz`` up to the config's
+    total length (which may be longer than the interrupted run's); logs and trajectory are cut back to the
+    checkpoint first, so the files equal those of an uninterrupted run. Engine ``batched`` with
+    ``replicas: N > 1`` writes replica k (seed + k) into ``replica-k/`` and one checkpoint for all.
+    """
+    from symprobe.structures import check_structure
+
+    config = load_config(config) if isinstance(config, (str, Path)) else validate_config(config)
+    model = load_model(config.model, config.device)
+    atoms = load_structure(config.structure, config.structure_index)
+    build_potential(model, config)  # refuses models without forces before anything is written
+    check_structure(atoms, species=model.species)
+    out = config.output.directory
+    out.mkdir(parents=True, exist_ok=True)
+    if config.engine == "batched":
+        replicas, groups = [], []
+        for k in range(config.replicas):
+            potential, slow = build_potential(model, config, seed=config.seed + k)
+            start = thermalized(atoms, config.initial_temperature_K, config.seed + k)
+            replicas.append(Replica(start, potential, slow, config.n_inner, config.ensemble, config.seed + k, f"replica {k}"))
+            groups.append(Group([k], out if config.replicas == 1 else out / f"replica-{k}", config.output.trajectory))
+        for replica in replicas:
+            if replica.ensemble["kind"] != "nve" and replica.atoms.get_kinetic_energy() <= 0:
+                raise ConfigError(f"ensemble {replica.ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
+        run_batched(replicas, groups, config.timestep_fs, config.steps, out / "checkpoint.npz", resume=resume,
+                    strides=Strides.of(config), progress=config.output.progress)
+        return out
+    _run_single(atoms, model, config, resume)
+    return out
+
+
+def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool) -> None:
+    """One structure on ASE or i-PI."""
+    out = config.output.directory
+    log_path, traj_path, ckpt_path = out / "log.csv", out / config.output.trajectory, out / "checkpoint.npz"
+    potential, slow = build_potential(model, config)
+    arrays = state = None
+    if resume:
+        arrays, state = read_checkpoint(ckpt_path)
+        if state.get("engine", "ase") != config.engine:
+            raise ConfigError(f"resume: {ckpt_path} was written by engine {state.get('engine', 'ase')}; it cannot resume "
+                              f"on engine {config.engine}")
+        if int(state["nsteps"]) * config.n_inner > config.steps:
+            raise ConfigError(f"resume: the checkpoint is at step {state['nsteps'] * config.n_inner}, beyond steps={config.steps}")
+        atoms.set_cell(arrays["cell"], scale_atoms=False)
+        atoms.set_positions(arrays["positions"])
+        atoms.set_momenta(arrays["momenta"], apply_constraint=False)
+        if isinstance(potential, Symmetrizer):
+            potential.restore(state["symmetrizer"])
+    else:
+        for stale in (log_path, traj_path, ckpt_path):
+            stale.unlink(missing_ok=True)
+        atoms = thermalized(atoms, config.initial_temperature_K, config.seed)
+    if config.ensemble["kind"] != "nve" and atoms.get_kinetic_energy() <= 0:
+        raise ConfigError(f"ensemble {config.ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
+    atoms.calc = potential.as_calculator()
+    dyn = _dynamics(atoms, config, potential, slow, arrays, state)
+    try:
+        if arrays is not None:
+            truncate_log(log_path, dyn.nsteps * config.n_inner)
+            truncate_trajectory(traj_path, dyn.nsteps * config.n_inner)
+        _step_single(dyn, atoms, potential, config, log_path, traj_path, ckpt_path)
+    finally:
+        dyn.close()
+
+
+def _dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model | None,
+              arrays: Mapping[str, np.ndarray] | None, state: Mapping[str, Any] | None):
+    """The dynamics of the config's engine, restored from ``arrays``/``state`` when given."""
+    if config.engine == "ipi":
+        from symprobe.md.ipi import IpiDynamics
+
+        return IpiDynamics(atoms, config, potential, slow, arrays, state)
+    from symprobe.md.ase_engine import ase_dynamics, cache_results
+
+    if arrays is None:
+        return ase_dynamics(atoms, config, potential, slow)
+    cache_results(atoms, arrays)
+    dyn = ase_dynamics(atoms, config, potential, slow)
+    dyn.restore(arrays, state)
+    return dyn
+
+
+def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path: Path, traj_path: Path,
+                 ckpt_path: Path) -> None:
+    """Step ``dyn`` to the config's length, writing log rows, frames and checkpoints at their strides."""
+    from tqdm import tqdm
+
+    n_inner = config.n_inner
+    masses = atoms.get_masses()
+    log = Log(log_path, bool(atoms.pbc.any()))
+
+    def observe() -> None:
+        step, time_fs = dyn.nsteps * n_inner, dyn.nsteps * dyn.dt / units.fs
+        potential_energy = dyn.potential_energy()
+        if step % config.output.log_stride == 0:
+            angular = None if atoms.pbc.any() else angular_momentum_eVfs(atoms.get_positions(), atoms.get_momenta(), masses)
+            log.write(log_row(step, time_fs, potential_energy, atoms.get_kinetic_energy(), dyn.transferred_energy,
+                              atoms.get_temperature(), angular))
+        if step % config.output.trajectory_stride == 0:
+            write_frame(traj_path, atoms, potential_energy, atoms.calc.results["forces"], step, time_fs)
+        if step % config.output.checkpoint_stride == 0:
+            checkpoint()
+
+    def checkpoint() -> None:
+        log.flush()
+        arrays, state = dyn.checkpoint()
+        state["symmetrizer"] = potential.state() if isinstance(potential, Symmetrizer) else {}
+        write_checkpoint(ckpt_path, {"positions": atoms.get_positions(), "momenta": atoms.get_momenta(),
+                                     "cell": atoms.cell.array, **arrays}, state)
+
+    try:
+        if dyn.nsteps == 0:
+            atoms.get_forces()
+            observe()
+        remaining = config.steps // n_inner - dyn.nsteps
+        with tqdm(total=remaining * n_inner, disable=not config.output.progress, unit="step",
+                  desc=f"md {potential.name}") as bar:
+            for _ in range(remaining):
+                dyn.step()
+                dyn.nsteps += 1
+                atoms.get_forces()
+                observe()
+                bar.update(n_inner)
+        if (dyn.nsteps * n_inner) % config.output.checkpoint_stride:
+            checkpoint()
+    finally:
+        log.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Many replicas
+
+
+@dataclass
+class Group:
+    """Replicas written together into ``directory``: one log (energies summed over the group; angular
+    momentum summed over replicas, each about its own centre of mass) and one trajectory (frames joined)."""
+
+    replicas: list[int]
+    directory: Path
+    trajectory: str = "trajectory.extxyz"
+
+
+@dataclass
+class Strides:
+    """Write strides in (inner) time steps."""
+
+    log: int = 1
+    trajectory: int = 10
+    checkpoint: int = 100
+
+    @classmethod
+    def of(cls, config: MDConfig) -> "Strides":
+        return cls(config.output.log_stride, config.output.trajectory_stride, config.output.checkpoint_stride)
+
+
+def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_fs: float, steps: int, checkpoint_path: Path,
+                resume: bool = False, strides: Strides = Strides(), progress: bool = True, skin: float = 1.0) -> BatchedDynamics:
+    """Step ``replicas`` together for ``steps`` (inner) steps of ``timestep_fs``, writing each group's files.
+
+    Strides must be multiples of every replica's ``n_inner``. With ``resume`` the run continues from
+    ``checkpoint_path`` (the same replicas, as built for the first run). A replica that blows up raises
+    :class:`~symprobe.md.batched.ReplicaBlowUp`; the last checkpoint is kept as it was.
+    """
+    from tqdm import tqdm
+
+    for stride in (strides.log, strides.trajectory, strides.checkpoint, steps):
+        for r in replicas:
+            if r.slow is not None and stride % r.n_inner:
+                raise ConfigError(f"batched MD: strides and the run length must be multiples of n_inner={r.n_inner} "
+                                  f"({r.name}), got {stride}")
+    dyn = BatchedDynamics(replicas, timestep_fs, skin)
+    for group in groups:
+        group.directory.mkdir(parents=True, exist_ok=True)
+    if resume:
+        arrays, state = read_checkpoint(checkpoint_path)
+        if state.get("engine") != "batched" or len(state["rngs"]) != len(replicas):
+            raise ConfigError(f"resume: {checkpoint_path} was not written by a batched run of these {len(replicas)} replicas")
+        if int(state["nsteps"]) > steps:
+            raise ConfigError(f"resume: the checkpoint is at step {state['nsteps']}, beyond steps={steps}")
+        dyn.restore(arrays, state)
+        for group in groups:
+            truncate_log(group.directory / "log.csv", dyn.nsteps)
+            truncate_trajectory(group.directory / group.trajectory, dyn.nsteps)
+    else:
+        checkpoint_path.unlink(missing_ok=True)
+        for group in groups:
+            (group.directory / "log.csv").unlink(missing_ok=True)
+            (group.directory / group.trajectory).unlink(missing_ok=True)
+    logs = [Log(group.directory / "log.csv", bool(replicas[group.replicas[0]].atoms.pbc.any())) for group in groups]
+
+    def checkpoint() -> None:
+        for log in logs:
+            log.flush()
+        write_checkpoint(checkpoint_path, *dyn.checkpoint())
+
+    def observe() -> None:
+        n = dyn.nsteps
+        if n % strides.log == 0:
+            _log_groups(dyn, groups, logs)
+        if n % strides.trajectory == 0:
+            _write_group_frames(dyn, groups)
+        if n % strides.checkpoint == 0:
+            checkpoint()
+
+    try:
+        if dyn.nsteps == 0:
+            observe()
+        with tqdm(total=steps - dyn.nsteps, disable=not progress, unit="step",
+                  desc=f"md {len(replicas)} replicas") as bar:
+            while dyn.nsteps < steps:
+                dyn.step()
+                observe()
+                bar.update(1)
+        if dyn.nsteps % strides.checkpoint:
+            checkpoint()
+    finally:
+        for log in logs:
+            log.close()
+    return dyn
+
+
+def _log_groups(dyn: BatchedDynamics, groups: Sequence[Group], logs: Sequence[Log]) -> None:
+    potential = dyn.potential_energies().cpu().numpy()
+    kinetic = dyn.kinetic_energies().cpu().numpy()
+    heat = dyn.heat.cpu().numpy()
+    time_fs = dyn.nsteps * dyn.timestep_fs
+    for group, log in zip(groups, logs):
+        r = group.replicas
+        n_atoms = sum(int(dyn.atom_start[k + 1] - dyn.atom_start[k]) for k in r)
+        temperature = 2.0 * kinetic[r].sum() / (3 * n_atoms * units.kB)
+        angular = None
+        if not dyn.replicas[r[0]].atoms.pbc.any():
+            angular = sum(angular_momentum_eVfs(a.get_positions(), a.get_momenta(), a.get_masses())
+                          for a in (dyn.atoms(k) for k in r))
+        log.write(log_row(dyn.nsteps, time_fs, potential[r].sum(), kinetic[r].sum(), heat[r].sum(), temperature, angular))
+
+
+def _write_group_frames(dyn: BatchedDynamics, groups: Sequence[Group]) -> None:
+    potential = dyn.potential_energies().cpu().numpy()
+    forces = dyn.forces.cpu().numpy()
+    for group in groups:
+        frame = dyn.atoms(group.replicas[0])
+        for k in group.replicas[1:]:
+            frame += dyn.atoms(k)
+        f = np.concatenate([forces[dyn.atom_start[k] : dyn.atom_start[k + 1]] for k in group.replicas])
+        write_frame(group.directory / group.trajectory, frame, potential[group.replicas].sum(), f, dyn.nsteps,
+                    dyn.nsteps * dyn.timestep_fs)
