@@ -13,26 +13,9 @@ from symprobe.models.external import load_model
 from symprobe.models.pet import PETModule, default_hypers, pet_model, save_model
 from symprobe.models.torch_model import TorchModel, batch_graph
 from symprobe.structures import StructureError, rotate, water_box
+from symprobe.testing import random_pet as random_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-SMALL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=3)
-
-
-def random_module(invariant: bool, seed: int = 0, **hypers) -> PETModule:
-    """A small untrained model whose (zero-initialised) output layers are randomised, so it is not constant."""
-    torch.manual_seed(seed)
-    module = PETModule({**default_hypers(invariant), **SMALL, **hypers}).double()
-    with torch.no_grad():
-        for heads in (module.core.atom_head, module.core.bond_head):
-            for head in heads:
-                head[-1].weight.normal_(0.0, 0.3)
-                head[-1].bias.normal_(0.0, 0.3)
-        for layer in (l for block in module.core.layers for l in block):
-            layer.angular.normal_(0.0, 1.0)
-    module.set_baseline(torch.tensor([-13.6, -432.0]), 0.5)
-    return module
 
 
 def model(invariant: bool, **hypers) -> TorchModel:

@@ -56,9 +56,7 @@ def test_rerun_loads_every_stage_from_cache(study_dir, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an MD run was started although every stage is cached")
 
-    monkeypatch.setattr("symprobe.experiments.run_variant_md", refuse)
-    monkeypatch.setattr("symprobe.experiments.gas.run_variant_md", refuse)
-    monkeypatch.setattr("symprobe.experiments.liquid.run_variant_md", refuse)
+    monkeypatch.setattr("symprobe.md.run.run_batched", refuse)
     again = study.run_study(study.known_answer_model(), out, plan=study.Plan(**TINY), progress=False)
     assert again["experiments"] == results["experiments"]
 
@@ -119,7 +117,7 @@ def test_known_answer_findings(study_dir):
     by_id = {f["id"]: f for f in results["findings"]}
     assert by_id["gas_angular_momentum_fixed_by_averaging"]["holds"] is True
     assert by_id["gas_mts_reproduces_averaged"]["holds"] is True
-    assert exp["gas_nvt"]["variants"]["mts"]["engine"] == "i-PI" and "gas_orientation_flat_mts" in by_id
+    assert exp["gas_nvt"]["variants"]["mts"]["engine"] == "batched" and "gas_orientation_flat_mts" in by_id
     assert by_id["torque_falls_with_grid"]["holds"] is True
     assert by_id["gas_orientation_energy_flat_averaged"]["holds"] is True  # ℓ ≤ 2 terms: exactly removed by 2i
     assert by_id["liquid_indistinguishable"]["holds"] is not None
@@ -159,23 +157,6 @@ def test_orientation_profile_of_known_term():
     assert raw["bias_kT"]["value"] == pytest.approx(np.abs(g(gas._sphere_points(800), (1, 2))).max(), rel=1e-9)
     assert raw["max_kT"]["value"] == pytest.approx(np.abs(g(directions.rotations[:, :, 2], (1, 2, 3))).max(), rel=1e-9)
     assert raw["bias_kT"]["value"] > 0.3 and exact["bias_kT"]["value"] < 1e-9 and exact["max_kT"]["value"] < 1e-9
-
-
-def test_tether_is_invariant_and_torque_free():
-    model = study.known_answer_model()
-    atoms = gas.isolated_molecules(3, 13.0, seed=1)
-    tethered = gas._tethered(model, atoms)
-    moved = atoms.copy()
-    moved.positions += np.random.default_rng(2).normal(scale=0.2, size=moved.positions.shape)
-    energy, forces = tethered._tether(moved.get_positions())
-    assert energy > 0
-    x = moved.get_positions().reshape(-1, 3, 3)
-    masses = moved.get_masses().reshape(-1, 3)
-    centres = np.einsum("mai,ma->mi", x, masses) / masses.sum(axis=1)[:, None]
-    torque = np.cross(x - centres[:, None], forces.reshape(-1, 3, 3)).sum(axis=1)
-    np.testing.assert_allclose(torque, 0.0, atol=1e-12)
-    R = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))[0]
-    assert np.isclose(tethered._tether(moved.get_positions() @ R.T)[0], energy, rtol=1e-12)
 
 
 def test_mts_setting_is_parsed_with_clear_errors():

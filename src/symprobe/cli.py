@@ -9,6 +9,13 @@ import argparse
 import sys
 
 
+DEVICE_HELP = "where models run: cpu (default), cuda or cuda:N; checked before any work starts"
+
+
+def _add_device(p: argparse.ArgumentParser, default: str | None = "cpu") -> None:
+    p.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
 # --- grids -----------------------------------------------------------------------------------------
 def _add_grids(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grids", help="list rotation quadratures with their size and proven degree")
@@ -70,6 +77,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="audit", help="output directory")
     p.add_argument("--fail-above", type=float, default=None, metavar="RATIO",
                    help="exit 1 when rotational force error > RATIO × the model's own force error")
+    _add_device(p)
 
 
 def _run_audit(args: argparse.Namespace) -> int:
@@ -90,9 +98,12 @@ def _run_audit(args: argparse.Namespace) -> int:
     try:
         import torch
 
+        from symprobe.models.device import resolve_device, strict_float32
         from symprobe.models.external import load_model
 
-        model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None)
+        device = resolve_device(args.device)
+        strict_float32()  # TF32 would read as symmetry breaking
+        model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
         if args.dtype == "float64":
             model = in_float64(model)  # also torch models given as module:attribute
         structures = read_structures(args.structures, args.index) if args.structures else builtin_structures()
@@ -130,6 +141,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
     p.add_argument("--bundle", metavar="NAME", default=None,
                    help="instead of training: copy the run's best model into the package as built-in NAME with a model card")
+    _add_device(p, default=None)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -139,6 +151,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        if args.device is not None:
+            config.training["device"] = args.device
         if args.bundle:
             card = bundle(config, args.bundle)
             print(json.dumps(card["test"], indent=2))
@@ -158,6 +172,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="precision of the exported model (default: the model's own)")
     p.add_argument("--name", default=None, help="model name stored in the metadata")
+    _add_device(p)
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -167,9 +182,12 @@ def _run_export(args: argparse.Namespace) -> int:
     from symprobe.models.external import load_model
     from symprobe.models.torch_model import TorchModel
 
+    from symprobe.models.device import resolve_device
+
     dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    device = resolve_device(args.device)
     try:
-        model = load_model(args.model, dtype=dtype)
+        model = load_model(args.model, dtype=dtype, device=device)
         if not isinstance(model, TorchModel):
             raise ValueError(f"{args.model!r}: only symprobe torch models can be exported (got {type(model).__name__})")
         path = export_metatomic(model, args.output, name=args.name)
@@ -185,14 +203,21 @@ def _add_md(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="run molecular dynamics from a YAML config")
     p.add_argument("config", help="MD config (YAML; see configs/md_*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    _add_device(p, default=None)
 
 
 def _run_md(args: argparse.Namespace) -> int:
-    from symprobe.md import ConfigError, run_md
+    from dataclasses import replace
+
+    from symprobe.md import ConfigError, load_config, run_md
+    from symprobe.models.device import resolve_device
     from symprobe.structures import StructureError
 
     try:
-        out = run_md(args.config, resume=args.resume)
+        config = load_config(args.config)
+        if args.device is not None:
+            config = replace(config, device=str(resolve_device(args.device)))
+        out = run_md(config, resume=args.resume)
     except (ConfigError, StructureError) as error:
         raise SystemExit(f"symprobe md: {error}") from None
     print(f"trajectory, log.csv and checkpoint.npz written to {out}")
@@ -209,18 +234,21 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="study", help="output directory (stages are cached here and resume)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
+    _add_device(p)
 
 
 def _run_study(args: argparse.Namespace) -> int:
+    from symprobe.models.device import resolve_device
     from symprobe.study import run_study
 
+    device = resolve_device(args.device)
     try:
         if args.budget_min is not None and args.budget_min <= 0:
             raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
         budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
         model, control, note = _study_model(args.model)
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, **budget)
+                            mts=args.mts, device=device, **budget)
     except (ValueError, FileNotFoundError, ImportError) as error:
         raise SystemExit(f"symprobe study: {error}") from None
     _print_findings(results, args.out)
@@ -290,8 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from symprobe.models.device import DeviceError
+
     args = build_parser().parse_args(argv)
-    return int(COMMANDS[args.command][1](args) or 0)
+    try:
+        return int(COMMANDS[args.command][1](args) or 0)
+    except DeviceError as error:
+        print(f"symprobe {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from symprobe import so3, statistics
-from symprobe.experiments import VARIANTS, write_json
+from symprobe.experiments import VARIANTS
+from symprobe.files import write_json
 from symprobe.models.base import Model
 
 SCHEMA = "symprobe-study/1"
@@ -49,18 +50,6 @@ PAPER: dict[str, Any] = {
 STAGES = ("costs", "gas_nve", "gas_torque", "gas_orientation_grid", "gas_spectra", "gas_nvt", "liquid", "rotational_errors", "ice", "control")
 KNOWN_ANSWER_AMPLITUDES = {1: 0.02, 2: 0.02}  # eV per molecule, see known_answer_model
 RESOLUTION_KT = 0.15  # an orientation verdict needs the bias error below half the paper's 0.3 kT
-
-
-def ipi_available() -> bool:
-    """Whether i-PI (the ``ipi`` extra) can run the MTS orientation runs (MTS with a Langevin thermostat)."""
-    from symprobe.md.ipi import check_ipi_installed
-    from symprobe.md import ConfigError
-
-    try:
-        check_ipi_installed()
-    except ConfigError:
-        return False
-    return True
 
 
 def known_answer_model() -> Model:
@@ -140,9 +129,9 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     every ``n_inner`` steps (the paper: 2i, 10)."""
     overhead = costs.get("md_overhead_s", 0.004)
     gas, gas_avg = costs["gas_s"] + overhead, costs["gas_avg_s"] + overhead
-    # NVT orientation runs: raw, random and averaged on their larger set of molecules, plus MTS through i-PI
+    # NVT orientation runs: raw, random, averaged and MTS on their larger set of molecules, stepped together
     nvt, nvt_avg = costs["gas_nvt_s"] + overhead, costs["gas_nvt_avg_s"]
-    per_nvt_step = 2 * nvt + nvt_avg + overhead + (nvt + nvt_avg / n_inner if ipi_available() else 0.0)
+    per_nvt_step = 3 * nvt + nvt_avg + overhead + nvt_avg / n_inner  # raw, random, MTS inner; averaged; MTS outer
     liq, liq_corr = costs["liquid_s"] + overhead, costs["liquid_corr_s"]
     ice, ice_avg = costs["ice_s"], costs["ice_avg_s"]
     if not quick:
@@ -182,10 +171,27 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     return plan
 
 
-def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature) -> dict[str, float]:
+def _step_costs(model: Model, box, mts_grid: so3.Quadrature, n_inner: int) -> dict[str, float]:
+    """Seconds per 0.5 fs step of batched MD of ``box``, raw and with MTS (one block of ``n_inner`` steps each)."""
+    from symprobe.md.batched import BatchedDynamics, Replica
+    from symprobe.md.run import thermalized
+    from symprobe.symmetrize import AveragingCorrection
+
+    box = thermalized(box, 300.0, 0)
+    seconds = {}
+    for name, slow in (("liquid_raw_step_s", None), ("liquid_mts_step_s", AveragingCorrection(model, mts_grid))):
+        dyn = BatchedDynamics([Replica(box, model, slow, n_inner)], 0.5)
+        begin = time.perf_counter()
+        for _ in range(n_inner):
+            dyn.step()
+        seconds[name] = (time.perf_counter() - begin) / n_inner
+    return seconds
+
+
+def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature, n_inner: int = 10) -> dict[str, float]:
     """Seconds per call of ``model``, of its average over ``grid`` and of the MTS correction over ``mts_grid``
     on the systems the study simulates."""
-    from symprobe.experiments.gas import isolated_molecules, model_cutoff
+    from symprobe.experiments.gas import isolated_molecules
     from symprobe.experiments.ice import ice_cells
     from symprobe.structures import water_box
     from symprobe.symmetrize import AveragingCorrection
@@ -198,19 +204,20 @@ def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature) 
             call()
         return (time.perf_counter() - begin) / repeats
 
-    gas = isolated_molecules(Plan.gas_nve_molecules, model_cutoff(model) + 3.0)
-    gas_nvt = isolated_molecules(Plan.gas_nvt_molecules, model_cutoff(model) + 3.0)
+    gas = isolated_molecules(Plan.gas_nve_molecules)
+    gas_nvt = isolated_molecules(Plan.gas_nvt_molecules)
     liquid = water_box(4)
     cells, _ = ice_cells([2])
     ice = cells[0] if cells else water_box(4)
     correction = AveragingCorrection(model, mts_grid)
-    return {
-        "gas_s": timed(lambda: model.predict(gas), 3),
-        "gas_avg_s": timed(lambda: model.predict_rotated(gas, grid.rotations), 1),
-        "gas_nvt_s": timed(lambda: model.predict(gas_nvt), 3),
-        "gas_nvt_avg_s": timed(lambda: model.predict_rotated(gas_nvt, grid.rotations), 1),
+    return {  # the gas costs are one batched call over all molecules
+        "gas_s": timed(lambda: model.predict_many(gas), 3),
+        "gas_avg_s": timed(lambda: model.predict_many(gas, [grid.rotations] * len(gas)), 1),
+        "gas_nvt_s": timed(lambda: model.predict_many(gas_nvt), 3),
+        "gas_nvt_avg_s": timed(lambda: model.predict_many(gas_nvt, [grid.rotations] * len(gas_nvt)), 1),
         "liquid_s": timed(lambda: model.predict(liquid), 1),
         "liquid_corr_s": timed(lambda: correction.predict(liquid), 1),
+        **_step_costs(model, liquid, mts_grid, n_inner),
         "ice_s": timed(lambda: model.predict(ice), 1),
         "ice_avg_s": timed(lambda: model.predict_rotated(ice, grid.rotations), 1),
         "md_overhead_s": 0.004,
@@ -271,6 +278,7 @@ def run_study(
     plan: Plan | None = None,
     stop_after: str | None = None,
     mts: str = "2i/10",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run (or resume) the study of ``model`` into ``out``; return the results dict (also results.json).
 
@@ -279,25 +287,26 @@ def run_study(
 
     ``control`` is an invariant model run as a control (the bundled invariant twin); ``note`` is a
     sentence for the report (e.g. why a fallback model is used); ``plan`` overrides the planned lengths;
-    ``stop_after`` ends after that stage (for tests of resumption; no results.json then).
+    ``stop_after`` ends after that stage (for tests of resumption; no results.json then). ``device`` is where
+    model specs are loaded (model objects run where they are).
     """
     from symprobe.experiments import gas, ice, liquid
     from symprobe.md import load_model
     from symprobe.symmetrize import GridAverage, grid_errors
 
     spec = model if isinstance(model, str) else None
-    model = load_model(model)
+    model = load_model(model, device)
     control_spec = control if isinstance(control, str) else None
-    control_model = None if control is None else load_model(control)
+    control_model = None if control is None else load_model(control, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = so3.paper_grid("2i")
     mts_grid, n_inner = parse_mts(mts)
     started = time.perf_counter()
 
-    costs_key = f"costs:{model.name}:{mts_grid}:nvt{Plan.gas_nvt_molecules}"  # what measure_costs times
+    costs_key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}:batched"  # what measure_costs times
     costs_stage = Stages(out, costs_key, progress)
-    costs = costs_stage.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid)), key=costs_key)
+    costs = costs_stage.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid), n_inner), key=costs_key)
     plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
     stages = Stages(out, plan.key(), progress)
     stages.timings.update(costs_stage.timings)
@@ -361,7 +370,7 @@ def run_study(
     if done("gas_spectra"):
         return results
     results["gas_nvt"] = stages.run("gas_nvt", lambda: gas.orientation_runs(
-        model, md_root / "gas_nvt", ("raw", "averaged", "random") + (("mts",) if ipi_available() else ()),
+        model, md_root / "gas_nvt", VARIANTS,
         n_molecules=plan.gas_nvt_molecules, steps=plan.gas_nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10,
         bandwidth=plan.gas_bandwidth, n_inner=plan.n_inner, mts_grid=plan.mts_grid, progress=progress))
     if done("gas_nvt"):
@@ -515,13 +524,13 @@ def _rotational_errors(model: Model, md_root: Path, plan: Plan, grid_errors) -> 
 
 
 def _mts_cost(results: dict[str, Any], costs: dict[str, float], plan: Plan) -> dict[str, Any]:
-    """Wall time of MTS liquid MD per step relative to raw (measured) and the model-call estimate."""
+    """Wall time of MTS liquid MD per step relative to raw (measured on the batched engine by
+    :func:`measure_costs`) and the estimate from the model's call costs."""
     from symprobe.symmetrize import correction_rule
 
-    variants = results.get("liquid", {}).get("variants", {})
-    measured = None
-    if "mts" in variants and "raw" in variants:
-        measured = variants["mts"]["wall_s"] / max(variants["raw"]["wall_s"], 1e-9)
+    measured = costs.get("liquid_mts_step_s")
+    if measured is not None:
+        measured = measured / max(costs["liquid_raw_step_s"], 1e-9)
     estimate = 1.0 + costs["liquid_corr_s"] / plan.n_inner / costs["liquid_s"]
     copies = len(correction_rule(so3.get(plan.mts_grid))[0])
     return {"measured_x_raw": measured, "estimated_x_raw": estimate, "grid": plan.mts_grid, "n_inner": plan.n_inner,

@@ -151,11 +151,13 @@ class RandomRotation(Symmetrizer):
         self.rng = np.random.default_rng(self.seed)
 
     def draw(self, count: int) -> np.ndarray:
-        """``count`` Haar-random rotation matrices (count, 3, 3), advancing the generator."""
-        rotations = so3.haar_rotations(count, self.rng)
-        if self.improper:
-            signs = np.where(self.rng.random(count) < 0.5, -1.0, 1.0)
-            rotations = rotations * signs[:, None, None]
+        """``count`` Haar-random rotation matrices (count, 3, 3), advancing the generator one copy at a time (a
+        rotation, then its inversion), so the sequence does not depend on how calls are batched."""
+        rotations = np.empty((count, 3, 3))
+        for k in range(count):
+            rotations[k] = so3.haar_rotations(1, self.rng)[0]
+            if self.improper and self.rng.random() < 0.5:
+                rotations[k] *= -1.0
         return rotations
 
     def _copies(self, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

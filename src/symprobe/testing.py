@@ -42,6 +42,7 @@ __all__ = [
     "expected_power",
     "real_spherical_harmonics",
     "unit_bisectors",
+    "random_pet",
     "finite_difference_forces",
     "random_rotations",
     "max_rotation_deviation",
@@ -320,3 +321,24 @@ def max_rotation_deviation(model: Model, atoms: Atoms, rotations: np.ndarray) ->
     reference = model.predict(atoms).energy
     energies = model.predict_rotated(atoms, np.asarray(rotations, dtype=np.float64)).energies
     return float(np.max(np.abs(energies - reference)))
+
+
+SMALL_PET = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=3)
+
+
+def random_pet(invariant: bool = False, seed: int = 0, **hypers):
+    """A small untrained PET-style module (float64) whose zero-initialised output layers and angular biases are
+    randomised, so that its energy is not constant: a model with learned-like, unknown symmetry breaking."""
+    from symprobe.models.pet import PETModule, default_hypers
+
+    torch.manual_seed(seed)
+    module = PETModule({**default_hypers(invariant), **SMALL_PET, **hypers}).double()
+    with torch.no_grad():
+        for heads in (module.core.atom_head, module.core.bond_head):
+            for head in heads:
+                head[-1].weight.normal_(0.0, 0.3)
+                head[-1].bias.normal_(0.0, 0.3)
+        for layer in (l for block in module.core.layers for l in block):
+            layer.angular.normal_(0.0, 1.0)
+    module.set_baseline(torch.tensor([-13.6, -432.0]), 0.5)
+    return module

@@ -243,10 +243,13 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 
 def device_for(name: str) -> torch.device:
-    """``training.device`` as a torch device; a clear error when CUDA is asked for and not available."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"training.device is {name!r} but torch {torch.__version__} sees no CUDA device here; use 'cpu'")
-    return torch.device(name)
+    """``training.device`` as a torch device; a clear error when it is not available."""
+    from symprobe.models.device import DeviceError, resolve_device
+
+    try:
+        return resolve_device(name)
+    except DeviceError as error:
+        raise ConfigError(f"training.device: {error}") from None
 
 
 def fit_baseline(samples: Sequence[Sample], species: Sequence[int]) -> tuple[np.ndarray, float]:

@@ -1,8 +1,9 @@
 """The paper's experiments (Langer, Pozdnyakov & Ceriotti 2024) as protocols: gas-phase molecules
 (:mod:`.gas`), liquid water (:mod:`.liquid`) and proton-disordered ice Ih (:mod:`.ice`).
 
-Each protocol runs molecular dynamics through :func:`symprobe.md.run_md` (or ASE optimisers) and reduces
-trajectories with :mod:`symprobe.observables` and :mod:`symprobe.statistics`. Results are plain
+Each protocol runs molecular dynamics through :func:`run_variants` (the batched engine of
+:mod:`symprobe.md.batched`: all replicas of all variants in one state, one force call per step) or ASE
+optimisers, and reduces trajectories with :mod:`symprobe.observables` and :mod:`symprobe.statistics`. Results are plain
 JSON-ready dicts: scalars as ``{"value", "error", "unit"}``, curves as ``{"x", "y", "error"}`` with
 non-finite points dropped. Variants of a model:
 
@@ -16,13 +17,14 @@ non-finite points dropped. Variants of a model:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
 
+from symprobe import so3
+from symprobe.files import write_json
 from symprobe.models.base import Model
 
 VARIANTS = ("raw", "averaged", "random", "mts")
@@ -47,76 +49,79 @@ def curve(x: np.ndarray, y: np.ndarray, error: np.ndarray | None = None, x_unit:
     return {"x": x[keep].tolist(), "y": y[keep].tolist(), "error": e[keep].tolist(), "x_unit": x_unit, "y_unit": y_unit}
 
 
-def symmetrizer_config(variant: str, grid: str, n_inner: int, seed: int, mts_grid: str | None = None) -> dict[str, Any]:
-    """The :func:`symprobe.md.run_md` symmetrizer section of a variant (MTS averages over ``mts_grid`` or ``grid``)."""
+def variant_potential(model: Model, variant: str, grid: str, n_inner: int, seed: int,
+                      mts_grid: str | None = None) -> tuple[Model, Model | None, int]:
+    """(potential, MTS correction or None, inner steps per outer step) of a variant of ``model``."""
+    from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation
+
     if variant == "raw":
-        return {"kind": "none"}
+        return model, None, 1
     if variant == "averaged":
-        return {"kind": "grid", "grid": grid}
+        return GridAverage(model, so3.get(grid)), None, 1
     if variant == "random":
-        return {"kind": "random", "inversion": True, "seed": seed}
+        return RandomRotation(model, seed, improper=True), None, 1
     if variant == "mts":
-        return {"kind": "mts", "grid": mts_grid or grid, "n_inner": n_inner}
+        return model, AveragingCorrection(model, so3.get(mts_grid or grid)), int(n_inner)
     raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
 
 
-def run_variant_md(
+def replica_seed(seed: int, k: int) -> int:
+    """The generator seed of replica ``k`` of every variant in a run seeded ``seed``: the variants share their
+    starting momenta and thermostat noise (common random numbers), so that what differs between them is
+    the potential (their error bars, each from its own run, are then conservative for the difference)."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def run_variants(
     model: Model,
-    structure: Atoms,
-    variant: str,
+    starts: Mapping[str, Sequence[Atoms]],
     directory: Path,
     *,
     grid: str,
     n_inner: int,
-    mts_grid: str | None = None,
     ensemble: Mapping[str, Any],
     steps: int,
     timestep_fs: float,
     seed: int,
     trajectory_stride: int,
+    mts_grid: str | None = None,
     initial_temperature_K: float | None = None,
-    engine: str = "ase",
     progress: bool = True,
-) -> Path:
-    """Run (or resume, or reuse) one MD run of ``variant`` in ``directory`` on ``engine`` (ase or ipi,
-    see :mod:`symprobe.md`); return the directory.
+) -> dict[str, Path]:
+    """Run every variant's replicas (``starts[variant]``: structures with their momenta) together in one
+    batched state; variant v writes ``directory/v`` (one log, joined frames). Return the directories.
 
-    A finished run leaves ``complete.json`` and is not rerun; an interrupted one resumes from its
-    checkpoint (bit for bit, see :mod:`symprobe.md`). Strides are rounded up to multiples of ``n_inner``
-    for MTS, and ``steps`` too.
+    A finished run leaves ``complete.json`` and is not rerun; an interrupted one resumes from its checkpoint.
+    ``steps`` and the log and checkpoint strides are rounded up to multiples of ``n_inner`` when MTS runs;
+    ``initial_temperature_K`` draws fresh momenta for each replica.
     """
-    from symprobe.md import run_md
+    from symprobe.md.batched import Replica
+    from symprobe.md.run import Group, Strides, run_batched, thermalized
 
     directory = Path(directory)
-    marker = directory / "complete.json"
-    stride_unit = n_inner if variant == "mts" else 1
-    round_up = lambda n: int(stride_unit * max(1, -(-int(n) // stride_unit)))  # noqa: E731
+    unit = int(n_inner) if "mts" in starts else 1
+    round_up = lambda n: int(unit * max(1, -(-int(n) // unit)))  # noqa: E731
     steps = round_up(steps)
-    config = {
-        "structure": structure,
-        "model": model,
-        "symmetrizer": symmetrizer_config(variant, grid, n_inner, seed, mts_grid),
-        "ensemble": dict(ensemble),
-        "timestep_fs": timestep_fs,
-        "steps": steps,
-        "seed": seed,
-        "initial_temperature_K": initial_temperature_K,
-        "engine": engine,
-        "output": {
-            "directory": str(directory),
-            "trajectory": "trajectory.extxyz",
-            "trajectory_stride": round_up(trajectory_stride),
-            "log_stride": stride_unit,
-            "checkpoint_stride": round_up(max(trajectory_stride, steps // 10)),
-            "progress": progress,
-        },
-    }
-    if marker.exists() and json.loads(marker.read_text()).get("steps") == steps:
-        return directory
-    resume = (directory / "checkpoint.npz").exists()
-    run_md(config, resume=resume)
-    write_json(marker, {"steps": steps, "variant": variant})
-    return directory
+    marker = directory / "complete.json"
+    done = {"steps": steps, "variants": sorted(starts)}
+    groups = {variant: directory / variant for variant in starts}
+    if marker.exists() and json.loads(marker.read_text()) == done:
+        return groups
+    replicas, members = [], {}
+    for variant, structures in starts.items():
+        members[variant] = []
+        for k, atoms in enumerate(structures):
+            replica_seed_ = replica_seed(seed, k)
+            potential, slow, inner = variant_potential(model, variant, grid, n_inner, replica_seed_, mts_grid)
+            start = thermalized(atoms, initial_temperature_K, replica_seed_)
+            members[variant].append(len(replicas))
+            replicas.append(Replica(start, potential, slow, inner, ensemble, replica_seed_, f"{variant} #{k}"))
+    strides = Strides(log=unit, trajectory=int(trajectory_stride), checkpoint=round_up(max(trajectory_stride, steps // 10)))
+    checkpoint = directory / "checkpoint.npz"
+    run_batched(replicas, [Group(members[v], groups[v]) for v in starts], timestep_fs, steps, checkpoint,
+                resume=checkpoint.exists(), strides=strides, progress=progress)
+    write_json(marker, done)
+    return groups
 
 
 def read_trajectory(directory: Path) -> list[Atoms]:
@@ -126,12 +131,3 @@ def read_trajectory(directory: Path) -> list[Atoms]:
     return read(Path(directory) / "trajectory.extxyz", index=":")
 
 
-def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as JSON atomically (temporary file, then rename); refuses NaN and infinities."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1, allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path

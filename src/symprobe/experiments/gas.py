@@ -1,9 +1,9 @@
 """Gas-phase water: the extrapolative case of the paper (an isolated molecule).
 
-Instead of one molecule per run we simulate ``n`` molecules in one non-periodic system, each on its own
-shell around the origin, the shells farther apart than the model's cutoff: the molecules never interact,
-so one run gives ``n`` independent samples at roughly the cost of one (errors are then standard errors
-over molecules). Protocols:
+Every molecule is a replica of its own (non-periodic, centre of mass at the origin, a random orientation),
+and the replicas of all variants are stepped together by the batched engine: ``n`` independent samples
+per variant from one run (errors are standard errors over molecules). Trajectories join each variant's
+molecules into one frame. Protocols:
 
 * :func:`angular_momentum_runs` — NVE from 300 K velocities (each molecule's centre-of-mass motion
   removed), 0.5 fs: per-molecule angular momentum L(t) (eV·fs) and its change |L(t) − L(0)|;
@@ -11,9 +11,8 @@ over molecules). Protocols:
 * :func:`orientation_energy_convergence` — the orientation-energy profile of the bisector (kT) of
   grid-averaged models vs number of evaluations: the noise-free counterpart of the NVT orientation map;
 * :func:`potential_spectra` — power spectra of V and ΔV = V_raw − V_averaged along the raw trajectory;
-* :func:`orientation_runs` — Langevin NVT at 300 K with a radial tether of each molecule's centre of mass
-  (rotation-invariant about the origin and torque-free about the molecule's centre), and the
-  orientational free energy F(cos θ, φ)/kT of the H–O–H bisector in the lab frame.
+* :func:`orientation_runs` — Langevin NVT at 300 K, and the orientational free energy F(cos θ, φ)/kT of the
+  H–O–H bisector in the lab frame.
 """
 
 from __future__ import annotations
@@ -25,104 +24,46 @@ import numpy as np
 from ase import Atoms, units
 
 from symprobe import observables, so3, statistics
-from symprobe.experiments import curve, read_trajectory, run_variant_md, scalar
-from symprobe.models.base import BatchPrediction, Model
+from symprobe.experiments import curve, read_trajectory, run_variants, scalar
+from symprobe.models.base import Model
 from symprobe.structures import water_monomer
 
 KT_300K = units.kB * 300.0  # eV
 
 
-def model_cutoff(model: Model, default: float = 10.0) -> float:
-    """The model's interaction range in Å (``cutoff`` attribute, else ``default``)."""
-    cutoff = getattr(model, "cutoff", None)
-    return float(cutoff) if cutoff is not None else float(default)
-
-
-def isolated_molecules(n: int, spacing: float, seed: int = 0) -> Atoms:
-    """``n`` H2O (ordered O, H, H), molecule i with its centre of mass at distance (i + 1)·``spacing`` Å from
-    the origin in a random direction and a random orientation; not periodic. Any two molecules are at
-    least ``spacing`` Å apart (minus the molecular size)."""
-    from scipy.spatial.transform import Rotation
-
-    if n < 1 or spacing <= 0:
-        raise ValueError(f"isolated_molecules: need n ≥ 1 and spacing > 0, got {n} and {spacing} Å")
-    rng = np.random.default_rng(seed)
+def isolated_molecules(n: int, seed: int = 0) -> list[Atoms]:
+    """``n`` H2O (ordered O, H, H), each with its centre of mass at the origin in a random orientation; not
+    periodic (one replica each)."""
+    if n < 1:
+        raise ValueError(f"isolated_molecules: need n ≥ 1, got {n}")
     monomer = water_monomer(0.0)
     local = monomer.get_positions() - monomer.get_center_of_mass()
-    orientations = Rotation.random(n, random_state=rng.integers(2**31)).as_matrix().reshape(n, 3, 3)
-    directions = rng.normal(size=(n, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    centres = directions * spacing * np.arange(1, n + 1)[:, None]
-    positions = np.concatenate([local @ R.T + c for R, c in zip(orientations, centres)])
-    atoms = Atoms("OH2" * n, positions=positions, pbc=False)
-    atoms.info["name"] = f"{n} isolated H2O"
-    return atoms
+    molecules = []
+    for k, R in enumerate(so3.haar_rotations(n, np.random.default_rng(seed))):
+        atoms = Atoms("OH2", positions=local @ R.T, pbc=False)
+        atoms.info["name"] = f"H2O #{k}"
+        molecules.append(atoms)
+    return molecules
 
 
-def molecular_momenta(atoms: Atoms, temperature_K: float, seed: int) -> np.ndarray:
-    """Maxwell–Boltzmann momenta at ``temperature_K`` with every molecule's centre-of-mass momentum
-    removed and the kinetic energy rescaled to 6 degrees of freedom per molecule (amu·Å/ASE-time)."""
+def with_molecular_momenta(molecules: Sequence[Atoms], temperature_K: float, seed: int) -> list[Atoms]:
+    """Copies of ``molecules`` with Maxwell–Boltzmann momenta at ``temperature_K``, each molecule's
+    centre-of-mass momentum removed and the total kinetic energy rescaled to 6 degrees of freedom per molecule."""
     rng = np.random.default_rng([seed, 7])
-    masses = atoms.get_masses()
-    momenta = rng.normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * temperature_K)[:, None]
+    masses = np.concatenate([m.get_masses() for m in molecules])
+    momenta = rng.normal(size=(len(masses), 3)) * np.sqrt(masses * units.kB * temperature_K)[:, None]
     by_molecule = momenta.reshape(-1, 3, 3)
     m = masses.reshape(-1, 3)
     com_velocity = by_molecule.sum(axis=1) / m.sum(axis=1)[:, None]
     by_molecule -= m[:, :, None] * com_velocity[:, None, :]
-    momenta = by_molecule.reshape(-1, 3)
-    kinetic = 0.5 * np.sum(momenta**2 / masses[:, None])
-    target = 0.5 * 6 * (len(atoms) // 3) * units.kB * temperature_K
-    return momenta * np.sqrt(target / kinetic)
-
-
-class RadialTether(Model):
-    """``inner`` plus ½ k Σ_i (|R_i| − r_i)² on each molecule's centre of mass R_i (r_i its initial distance
-    from the origin, k in eV/Å²).
-
-    The tether is invariant under rotations about the origin (so grid averages of the tethered model are
-    the tethered averages) and its force acts on the centre of mass, exerting no torque about it: it keeps
-    Langevin-thermostatted molecules on separate shells without biasing their orientations.
-    """
-
-    def __init__(self, inner: Model, radii: np.ndarray, masses: np.ndarray, k: float = 1.0):
-        self.inner, self.radii, self.k = inner, np.asarray(radii, dtype=np.float64), float(k)
-        self.masses = np.asarray(masses, dtype=np.float64).reshape(-1, 3)
-        self.name, self.species = f"{inner.name} (radially tethered)", inner.species
-        self.implemented_properties = tuple(p for p in inner.implemented_properties if p != "stress")
-
-    def state(self) -> dict[str, Any]:
-        return self.inner.state() if hasattr(self.inner, "state") else {}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        if hasattr(self.inner, "restore"):
-            self.inner.restore(state)
-
-    def _tether(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
-        x = positions.reshape(-1, 3, 3)
-        total = self.masses.sum(axis=1)
-        centres = np.einsum("mai,ma->mi", x, self.masses) / total[:, None]
-        distance = np.linalg.norm(centres, axis=1)
-        stretch = distance - self.radii
-        energy = 0.5 * self.k * float(np.sum(stretch**2))
-        com_force = -self.k * (stretch / np.maximum(distance, 1e-12))[:, None] * centres
-        forces = (self.masses / total[:, None])[:, :, None] * com_force[:, None, :]
-        return energy, forces.reshape(-1, 3)
-
-    def _predict_many(self, structures: list[Atoms], rotations: list[np.ndarray]) -> list[BatchPrediction]:
-        batches = self.inner.predict_many(structures, rotations)
-        for atoms, batch in zip(structures, batches):
-            energy, forces = self._tether(atoms.get_positions())  # invariant: the same for every copy
-            batch.energies = batch.energies + energy
-            batch.forces = batch.forces + forces[None]
-            batch.stress = None
-        return batches
-
-
-def _tethered(model: Model, atoms: Atoms) -> RadialTether:
-    masses = atoms.get_masses().reshape(-1, 3)
-    x = atoms.get_positions().reshape(-1, 3, 3)
-    centres = np.einsum("mai,ma->mi", x, masses) / masses.sum(axis=1)[:, None]
-    return RadialTether(model, np.linalg.norm(centres, axis=1), masses)
+    kinetic = 0.5 * np.sum(by_molecule.reshape(-1, 3) ** 2 / masses[:, None])
+    by_molecule *= np.sqrt(0.5 * 6 * len(molecules) * units.kB * temperature_K / kinetic)
+    out = []
+    for molecule, p in zip(molecules, by_molecule):
+        molecule = molecule.copy()
+        molecule.set_momenta(p)
+        out.append(molecule)
+    return out
 
 
 def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray]:
@@ -146,17 +87,16 @@ def angular_momentum_runs(
     """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start); see module docstring."""
     from symprobe.md import read_log
 
-    atoms = isolated_molecules(n_molecules, model_cutoff(model) + 3.0, seed)
-    atoms.set_momenta(molecular_momenta(atoms, 300.0, seed))
+    molecules = with_molecular_momenta(isolated_molecules(n_molecules, seed), 300.0, seed)
+    runs = run_variants(model, {v: molecules for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
+                        ensemble={"kind": "nve"}, steps=steps, timestep_fs=0.5, seed=seed,
+                        trajectory_stride=trajectory_stride, progress=progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "timestep_fs": 0.5, "steps": steps, "variants": {}}
     for variant in variants:
-        run = run_variant_md(model, atoms, variant, Path(directory) / variant, grid=grid, n_inner=n_inner,
-                             mts_grid=mts_grid, ensemble={"kind": "nve"}, steps=steps, timestep_fs=0.5, seed=seed,
-                             trajectory_stride=trajectory_stride, progress=progress)
-        times, L = _molecule_angular_momenta(read_trajectory(run))
+        times, L = _molecule_angular_momenta(read_trajectory(runs[variant]))
         change = np.linalg.norm(L - L[:1], axis=-1)  # (frames, molecules)
         final = statistics.mean_and_error(change[-1])
-        log = read_log(run)
+        log = read_log(runs[variant])
         drift = observables.conserved_drift(log["time_fs"], log["conserved_eV"], n_molecules)
         results["variants"][variant] = {
             "L_components_molecule0": {axis: curve(times, L[:, 0, k], None, "fs", "eV·fs") for k, axis in enumerate("xyz")},
@@ -171,25 +111,28 @@ def angular_momentum_runs(
     return results
 
 
+def molecules_of(frames: Sequence[Atoms], count: int, seed: int = 0) -> list[Atoms]:
+    """``count`` single molecules taken from trajectory frames (molecule k of frame k·len/count), centred on
+    their centre of mass and turned by a random rotation; not periodic."""
+    rotations = so3.haar_rotations(count, np.random.default_rng([seed, 11]))
+    out = []
+    for k in range(count):
+        frame = frames[(k * max(1, len(frames) // count)) % len(frames)]
+        m = k % (len(frame) // 3)
+        molecule = Atoms(frame.numbers[3 * m : 3 * m + 3], positions=frame.get_positions()[3 * m : 3 * m + 3], pbc=False)
+        molecule.set_positions((molecule.get_positions() - molecule.get_center_of_mass()) @ rotations[k].T)
+        out.append(molecule)
+    return out
+
+
 def torque_convergence(model: Model, frames: Sequence[Atoms], grids: Sequence[so3.Quadrature], n_samples: int, seed: int = 0) -> dict[str, Any]:
     """RMS net torque (eV) about the centre of mass of each grid's average, over ``n_samples`` molecule
-    snapshots (molecule 0 … of the given frames, randomly rotated). One batched call per snapshot."""
-    from scipy.spatial.transform import Rotation
-
-    rng = np.random.default_rng([seed, 11])
-    snapshots = []
-    for k in range(n_samples):
-        frame = frames[(k * max(1, len(frames) // n_samples)) % len(frames)]
-        molecule = frame[3 * (k % (len(frame) // 3)) : 3 * (k % (len(frame) // 3)) + 3]
-        molecule = Atoms(molecule.numbers, positions=molecule.get_positions() - molecule.get_center_of_mass(), pbc=False)
-        R = Rotation.random(random_state=rng.integers(2**31)).as_matrix()
-        molecule.set_positions(molecule.get_positions() @ R.T)
-        snapshots.append(molecule)
+    snapshots of the given frames (:func:`molecules_of`). One batched call for all snapshots and grids."""
+    snapshots = molecules_of(frames, n_samples, seed)
     sizes = np.cumsum([0] + [len(q) for q in grids])
     all_rotations = np.concatenate([q.rotations for q in grids])
     torques = np.zeros((len(grids), len(snapshots), 3))
-    for s, molecule in enumerate(snapshots):
-        batch = model.predict_rotated(molecule, all_rotations)
+    for s, (molecule, batch) in enumerate(zip(snapshots, model.predict_many(snapshots, [all_rotations] * len(snapshots)))):
         for g, (q, a, b) in enumerate(zip(grids, sizes[:-1], sizes[1:])):
             forces = np.einsum("k,kai->ai", q.weights, batch.forces[a:b])
             torques[g, s] = observables.net_torque(molecule.get_positions(), forces, molecule.get_masses())
@@ -235,11 +178,14 @@ def orientation_energy_convergence(model: Model, frames: Sequence[Atoms], grids:
     sizes = np.cumsum([0] + [len(q) for q in grids])
     all_rotations = np.einsum("kij,njl->knil", np.concatenate([q.rotations for q in grids]), directions.rotations).reshape(-1, 3, 3)
     per_snapshot = np.zeros((len(grids), n_snapshots, 2))
+    snapshots = []
     for s in range(n_snapshots):
         frame = frames[(s * max(1, len(frames) // n_snapshots)) % len(frames)]
         m = s % (len(frame) // 3)
-        molecule = Atoms(frame.numbers[3 * m : 3 * m + 3], positions=body_frame(frame[3 * m : 3 * m + 3]), pbc=False)
-        energies = model.predict_rotated(molecule, all_rotations).energies.reshape(-1, len(directions))
+        snapshots.append(Atoms(frame.numbers[3 * m : 3 * m + 3], positions=body_frame(frame[3 * m : 3 * m + 3]), pbc=False))
+    batches = model.predict_many(snapshots, [all_rotations] * n_snapshots)
+    for s, batch in enumerate(batches):
+        energies = batch.energies.reshape(-1, len(directions))
         for g, (q, a, b) in enumerate(zip(grids, sizes[:-1], sizes[1:])):
             averaged = q.weights @ energies[a:b]  # (n_orientations,) eV
             profile = np.bincount(index, weights=directions.weights * averaged) / counts  # per direction, over γ
@@ -257,12 +203,9 @@ def orientation_energy_convergence(model: Model, frames: Sequence[Atoms], grids:
 def potential_spectra(model: Model, averaged: Model, frames: Sequence[Atoms], timestep_fs: float, max_wavenumber: float = 5000.0) -> dict[str, Any]:
     """Power spectra (eV²·fs) of V and ΔV = V_raw − V_averaged of molecule 0 along a trajectory whose
     frames are ``timestep_fs`` apart; the ratio of integrated powers below 4000 cm⁻¹ and ΔV's share there."""
-    v_raw, v_avg = [], []
-    for frame in frames:
-        molecule = Atoms(frame.numbers[:3], positions=frame.get_positions()[:3], pbc=False)
-        v_raw.append(model.predict(molecule).energy)
-        v_avg.append(averaged.predict(molecule).energy)
-    v_raw, v_avg = np.asarray(v_raw), np.asarray(v_avg)
+    molecules = [Atoms(frame.numbers[:3], positions=frame.get_positions()[:3], pbc=False) for frame in frames]
+    v_raw = np.array([batch.energies[0] for batch in model.predict_many(molecules)])
+    v_avg = np.array([batch.energies[0] for batch in averaged.predict_many(molecules)])
     delta = v_raw - v_avg
     spectrum_v = observables.power_spectrum(v_raw, timestep_fs)
     spectrum_dv = observables.power_spectrum(delta, timestep_fs)
@@ -330,25 +273,20 @@ def orientation_runs(
     trajectory_stride: int, bandwidth: float, n_inner: int = 10, mts_grid: str | None = None,
     equilibration_fraction: float = 0.2, progress: bool = True,
 ) -> dict[str, Any]:
-    """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of tethered isolated molecules per variant; orientation
-    maps F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
-    The MTS variant (correction every ``n_inner`` steps) runs on i-PI, whose MTS integrator takes a
-    Langevin thermostat; the others on ASE."""
-    atoms = isolated_molecules(n_molecules, model_cutoff(model) + 3.0, seed + 100)
-    atoms.set_momenta(molecular_momenta(atoms, 300.0, seed + 100))
+    """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of isolated molecules per variant; orientation maps
+    F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
+    The MTS variant acts with the Langevin thermostat at the outer level (see :mod:`symprobe.md.batched`)."""
+    molecules = with_molecular_momenta(isolated_molecules(n_molecules, seed + 100), 300.0, seed + 100)
+    runs = run_variants(model, {v: molecules for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
+                        ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
+                        timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, progress=progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "steps": steps, "bandwidth_rad": bandwidth,
                                "thermostat": "Langevin (BAOAB), 300 K, tau 100 fs", "variants": {}}
     for variant in variants:
-        tethered = _tethered(model, atoms)
-        mts = variant == "mts"
-        run = run_variant_md(tethered, atoms, variant, Path(directory) / variant, grid=grid, n_inner=n_inner if mts else 1,
-                             mts_grid=mts_grid, ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0},
-                             steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, engine="ipi" if mts else "ase",
-                             progress=progress)
-        frames = read_trajectory(run)
+        frames = read_trajectory(runs[variant])
         frames = frames[int(len(frames) * equilibration_fraction):]
         positions = np.stack([f.get_positions() for f in frames])
-        triples = np.arange(len(atoms)).reshape(-1, 3)
+        triples = np.arange(positions.shape[1]).reshape(-1, 3)
         u = observables.dipole_directions(positions, triples)  # (frames, molecules, 3)
         omap = observables.orientational_free_energy(u.reshape(-1, 3), bandwidth=bandwidth, n_cos=25, n_phi=49)
         results["variants"][variant] = {
@@ -358,6 +296,6 @@ def orientation_runs(
             "map_noise": scalar(omap.noise, None, "kT (independent samples)"),
             "harmonic": harmonic_orientation_bias(u, seed=seed),
             "n_samples": int(u.shape[0] * u.shape[1]),
-            "engine": "i-PI" if mts else "ASE",
+            "engine": "batched",
         }
     return results

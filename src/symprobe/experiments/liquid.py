@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe import observables, statistics
-from symprobe.experiments import curve, read_trajectory, run_variant_md, scalar
+from symprobe.experiments import curve, read_trajectory, run_variants, scalar
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir, water_box
 
@@ -33,9 +33,9 @@ def starting_box(directory: Path, n_per_side: int, use_shared_512: bool, pre_ste
         atoms = read_structures(data / "structures" / "water_liquid_512_init.extxyz")[-1]
         return atoms, "the paper's 512-molecule box (shared data, water_liquid_512_init.extxyz)"
     box = water_box(n_per_side, seed=seed)
-    run = run_variant_md(qtip4pf(), box, "raw", Path(directory), grid="0", n_inner=1, ensemble=ENSEMBLE, steps=pre_steps,
-                         timestep_fs=0.5, seed=seed, trajectory_stride=pre_steps, initial_temperature_K=300.0, progress=progress)
-    atoms = read_trajectory(run)[-1]
+    runs = run_variants(qtip4pf(), {"raw": [box]}, Path(directory), grid="0", n_inner=1, ensemble=ENSEMBLE, steps=pre_steps,
+                        timestep_fs=0.5, seed=seed, trajectory_stride=pre_steps, initial_temperature_K=300.0, progress=progress)
+    atoms = read_trajectory(runs["raw"])[-1]
     atoms.calc = None
     atoms.set_momenta(None)
     atoms.info = {"name": f"water box {len(atoms) // 3} H2O"}
@@ -94,29 +94,28 @@ def liquid_runs(
     grid: str, n_inner: int, seed: int, trajectory_stride: int, n_blocks: int, mts_grid: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """NVT runs of each variant from ``start`` (velocities at 300 K); the first ``equilibration_steps``
-    are discarded from the analysis. Returns per-variant observables and wall time per step."""
+    """NVT runs of all variants from ``start`` (velocities at 300 K), stepped together; the first
+    ``equilibration_steps`` are discarded from the analysis. Returns per-variant observables and the wall time."""
     import time
 
     from symprobe.md import read_log
 
     results: dict[str, Any] = {"n_molecules": len(start) // 3, "steps": steps, "equilibration_steps": equilibration_steps,
                                "timestep_fs": 0.5, "thermostat": "Bussi SVR, 300 K, tau 10 fs", "variants": {}}
+    begin = time.perf_counter()
+    runs = run_variants(model, {v: [start] for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
+                        ensemble=ENSEMBLE, steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride,
+                        initial_temperature_K=300.0, progress=progress)
+    results["wall_s"] = time.perf_counter() - begin
     for variant in variants:
-        begin = time.perf_counter()
-        run = run_variant_md(model, start, variant, Path(directory) / variant, grid=grid, n_inner=n_inner, mts_grid=mts_grid,
-                             ensemble=ENSEMBLE, steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride,
-                             initial_temperature_K=300.0, progress=progress)
-        elapsed = time.perf_counter() - begin
-        frames = read_trajectory(run)
+        frames = read_trajectory(runs[variant])
         times = np.array([float(f.info["time_fs"]) for f in frames])
         kept = [f for f, t in zip(frames, times) if t >= equilibration_steps * 0.5]
-        log = read_log(run)
+        log = read_log(runs[variant])
         mask = log["time_fs"] >= equilibration_steps * 0.5
         log = {key: value[mask] for key, value in log.items()}
         frame_dt = float(np.median(np.diff(times))) if len(times) > 1 else 0.5 * trajectory_stride
         results["variants"][variant] = liquid_observables(kept, log, frame_dt, n_blocks)
-        results["variants"][variant]["wall_s"] = elapsed
     return results
 
 

@@ -276,13 +276,14 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
                 resume: bool = False, strides: Strides = Strides(), progress: bool = True, skin: float = 1.0) -> BatchedDynamics:
     """Step ``replicas`` together for ``steps`` (inner) steps of ``timestep_fs``, writing each group's files.
 
-    Strides must be multiples of every replica's ``n_inner``. With ``resume`` the run continues from
+    The log and checkpoint strides and ``steps`` must be multiples of every replica's ``n_inner`` (frames may
+    fall inside a block; their energy then holds the correction of the block's start). With ``resume`` the run continues from
     ``checkpoint_path`` (the same replicas, as built for the first run). A replica that blows up raises
     :class:`~symprobe.md.batched.ReplicaBlowUp`; the last checkpoint is kept as it was.
     """
     from tqdm import tqdm
 
-    for stride in (strides.log, strides.trajectory, strides.checkpoint, steps):
+    for stride in (strides.log, strides.checkpoint, steps):
         for r in replicas:
             if r.slow is not None and stride % r.n_inner:
                 raise ConfigError(f"batched MD: strides and the run length must be multiples of n_inner={r.n_inner} "
