@@ -10,9 +10,8 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones
 
 from symprobe import so3
-from symprobe.models.base import CalculatorModel
+from symprobe.models.base import CalculatorModel, Model
 from symprobe.models.device import DeviceError, resolve_device
-from symprobe.models.qtip4pf import qtip4pf
 from symprobe.models.torch_model import TorchModel
 from symprobe.observables import net_torque
 from symprobe.structures import rotate, water_box, water_monomer
@@ -35,7 +34,7 @@ def pet(dtype=torch.float64) -> TorchModel:
     return TorchModel(random_pet(False, seed=4), name="pet", species=(1, 8), dtype=dtype)
 
 
-def metatomic_pet(tmp_path_factory) -> "Model":
+def metatomic_pet(tmp_path_factory) -> Model:
     pytest.importorskip("metatomic.torch")
     from symprobe.models.export import export_metatomic
     from symprobe.models.external import MetatomicModel

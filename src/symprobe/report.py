@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from symprobe.files import atomic_write
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
            "liquid_dynamics", "liquid_drift", "rotational_errors", "ice", "grid_convergence")
@@ -497,8 +497,5 @@ def render_report(results: dict[str, Any]) -> str:
 def write_report(results: dict[str, Any], path: str | Path) -> Path:
     """Render the report of a results document and write it atomically to ``path``."""
     path = Path(path)
-    text = render_report(results)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, render_report(results))
     return path

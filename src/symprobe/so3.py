@@ -15,7 +15,6 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -359,16 +358,11 @@ def save_npz(q: Quadrature, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, rotations=q.rotations, weights=q.weights, name=np.str_(q.name),
-                     degree=np.int64(q.degree), improper=np.bool_(q.improper))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from symprobe.files import replacing
+
+    with replacing(path) as tmp:
+        np.savez(tmp, rotations=q.rotations, weights=q.weights, name=np.str_(q.name),
+                 degree=np.int64(q.degree), improper=np.bool_(q.improper))
     return path
 
 

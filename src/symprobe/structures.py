@@ -140,9 +140,9 @@ def water_box(n_per_side: int = 4, density: float = 0.997, seed: int = 0) -> Ato
     length = (mass / density * 1e24) ** (1 / 3)  # Å
     spacing = length / n_per_side
     monomer = water_monomer(0.0).get_positions()
-    from scipy.spatial.transform import Rotation
+    from symprobe.so3 import haar_rotations
 
-    orientations = Rotation.random(n, random_state=rng.integers(2**31)).as_matrix()
+    orientations = haar_rotations(n, rng)
     grid = np.stack(np.meshgrid(*[np.arange(n_per_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
     positions = [(monomer - monomer[0]) @ R.T + (g + 0.5) * spacing for R, g in zip(orientations, grid)]
     atoms = Atoms("OH2" * n, positions=np.concatenate(positions), cell=np.eye(3) * length, pbc=True)

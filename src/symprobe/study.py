@@ -267,6 +267,25 @@ def _model_info(model: Model, spec: str | None) -> dict[str, Any]:
             "cutoff_A": getattr(model, "cutoff", None)}
 
 
+def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """The paper's full protocols (:func:`make_plan`, ``quick=False``) with the estimated wall time of each stage
+    from call costs measured on ``device`` (cached in ``out/stages/costs.json``); written to ``out/plan.json``."""
+    from symprobe.md import load_model
+
+    model = load_model(model, device)
+    mts_grid, n_inner = parse_mts(mts)
+    key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}:batched"
+    costs = Stages(Path(out), key, progress).run("costs", lambda: measure_costs(model, so3.paper_grid("2i"), so3.get(mts_grid), n_inner), key=key)
+    plan = make_plan(False, costs, mts_grid=mts_grid, n_inner=n_inner)
+    document = {"model": model.name, "device": str(getattr(model, "device", "cpu")), "mts": mts, "costs_s_per_call": costs,
+                "plan": {k: v for k, v in asdict(plan).items() if k != "estimate_s"}, "estimate_s": plan.estimate_s,
+                "total_h": sum(plan.estimate_s.values()) / 3600.0,
+                "note": "estimated from per-call costs of the model on this device (sums of calls; the batched engine "
+                        "evaluates them together, which the estimate does not credit)"}
+    write_json(Path(out) / "plan.json", document)
+    return document
+
+
 def run_study(
     model: Model | str,
     out: str | Path,

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import yaml
 
+from symprobe import so3
+from symprobe.files import atomic_write, replacing
 from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
 from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
@@ -204,9 +206,7 @@ def split_indices(n: int, n_train: int, n_val: int, n_test: int, seed: int) -> d
 
 def random_o3(rng: np.random.Generator) -> np.ndarray:
     """A Haar-random rotation, inverted (−R) with probability ½."""
-    from scipy.spatial.transform import Rotation
-
-    R = Rotation.random(rng=rng).as_matrix()
+    R = so3.haar_rotations(1, rng)[0]
     return -R if rng.random() < 0.5 else R
 
 
@@ -379,15 +379,8 @@ def _schedule(t: dict[str, Any], steps_per_epoch: int):
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -512,19 +505,17 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     if split["test"] and (out / "best.pt").exists():
         best = load_module(out / "best.pt").to(dtype).eval()
         summary["test"] = evaluate(best, [samples[k] for k in split["test"]], dtype)
-        _atomic_write(out / "test_metrics.json", json.dumps(summary["test"], indent=2))
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2))
+        atomic_write(out / "test_metrics.json", json.dumps(summary["test"], indent=2))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
 def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
-    _atomic_write(out / "log.json", json.dumps(history, indent=2))
-    tmp = out / "log.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
+    atomic_write(out / "log.json", json.dumps(history, indent=2))
+    with replacing(out / "log.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, out / "log.csv")
     plot_learning_curve(history, out / "learning_curve.png")
 
 
@@ -544,23 +535,20 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     right.set(xlabel="epoch", title="validation")
     right.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # --- bundling --------------------------------------------------------------------------------------
 def rotational_errors(module: torch.nn.Module, samples: Sequence[Sample], n_rotations: int = 8, seed: int = 0) -> dict[str, float]:
     """Spread of predictions over random proper rotations, in float64: RMS over structures and rotations of
     E(R x) − ⟨E⟩_R (meV per cell) and of Rᵀ F(R x) − ⟨Rᵀ F⟩_R (meV/Å, over atoms and components)."""
-    from scipy.spatial.transform import Rotation
-
     module = module.to(torch.float64).eval()
     rng = np.random.default_rng(seed)
     energy_dev, force_dev = [], []
     for sample in samples:
-        rotations = Rotation.random(n_rotations, rng=rng).as_matrix()
+        rotations = so3.haar_rotations(n_rotations, rng)
         graph, _ = make_batch([sample] * n_rotations, list(rotations), torch.float64)
         energies, forces, _ = energy_forces_stress(module, graph)
         e = energies.detach().numpy()
@@ -620,8 +608,8 @@ def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None
     target = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     target.mkdir(parents=True, exist_ok=True)
     save_model(module, target / f"{name}.pt", card=card)
-    _atomic_write(target / f"{name}.json", json.dumps(card, indent=2))
-    _atomic_write(target / f"{name}.md", model_card_markdown(card, config))
+    atomic_write(target / f"{name}.json", json.dumps(card, indent=2))
+    atomic_write(target / f"{name}.md", model_card_markdown(card, config))
     return card
 
 

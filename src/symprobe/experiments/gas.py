@@ -150,9 +150,9 @@ def body_frame(molecule: Atoms) -> np.ndarray:
     """Positions (3, 3) Å of an (O, H, H) molecule about its centre of mass, turned so that the H–O–H
     bisector points along +z and the molecule lies in the xz plane."""
     positions = molecule.get_positions() - molecule.get_center_of_mass()
-    z = positions[1] + positions[2] - 2 * positions[0]
+    z = observables.dipole_directions(positions, np.array([[0, 1, 2]]))[0]
     y = np.cross(positions[1] - positions[0], positions[2] - positions[0])
-    z, y = z / np.linalg.norm(z), y / np.linalg.norm(y)
+    y = y / np.linalg.norm(y)
     return positions @ np.stack([np.cross(y, z), y, z]).T
 
 

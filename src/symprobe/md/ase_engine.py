@@ -17,7 +17,7 @@ from ase.md.langevinbaoab import LangevinBAOAB
 from ase.md.md import MolecularDynamics
 from ase.md.verlet import VelocityVerlet
 
-from symprobe.md.config import ConfigError, MDConfig
+from symprobe.md.config import MDConfig
 from symprobe.models.base import Model
 
 
@@ -141,10 +141,7 @@ def ase_dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model |
     dt = config.timestep_fs * config.n_inner * units.fs
     ensemble = config.ensemble
     rng = np.random.default_rng([config.seed, 2])
-    if ensemble["kind"] == "nvt-langevin":
-        if slow is not None:
-            raise ConfigError("ensemble nvt-langevin cannot be combined with the mts symmetrizer on engine ase: use "
-                              "engine batched or ipi")
+    if ensemble["kind"] == "nvt-langevin":  # with MTS refused by validate_config
         return LangevinNVT(atoms, dt, temperature_K=ensemble["temperature_K"], T_tau=ensemble["tau_fs"] * units.fs, rng=rng)
     bussi = None
     if ensemble["kind"] == "nvt-bussi":

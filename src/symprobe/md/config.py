@@ -187,7 +187,7 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
         raise ConfigError(f"ensemble nvt-gle needs engine ipi (engine {engine} has no GLE thermostat)")
     if engine == "ase" and symmetrizer["kind"] == "mts" and ensemble["kind"] == "nvt-langevin":
         raise ConfigError("ensemble nvt-langevin cannot be combined with the mts symmetrizer on engine ase: use nve "
-                          "or nvt-bussi, or engine ipi")
+                          "or nvt-bussi, or engine batched or ipi")
 
     initial_t = config.get("initial_temperature_K")
     if initial_t is not None and (isinstance(initial_t, bool) or not isinstance(initial_t, (int, float)) or initial_t < 0):

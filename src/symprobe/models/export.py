@@ -17,7 +17,6 @@ Per-atom energies and ``selected_atoms`` (domain decomposition in LAMMPS) reuse 
 discarded extra slot, or giving every atom its own slot, costs nothing extra.
 """
 
-import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -175,8 +174,8 @@ def export_metatomic(
     path = Path(path)
     if path.suffix != ".pt":
         raise ValueError(f"{path}: metatomic model files end in .pt")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.pt")
-    AtomisticModel(wrapper, metadata, capabilities).save(str(tmp))
-    os.replace(tmp, path)
+    from symprobe.files import replacing
+
+    with replacing(path) as tmp:
+        AtomisticModel(wrapper, metadata, capabilities).save(str(tmp))
     return path

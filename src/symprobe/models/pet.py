@@ -252,12 +252,10 @@ class PETModule(nn.Module):
 
 def save_model(module: PETModule, path: str | Path, card: dict[str, Any] | None = None) -> None:
     """Write hyper-parameters, weights and an optional model card to ``path`` atomically."""
-    import os
+    from symprobe.files import replacing
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"hypers": module.hypers, "state_dict": module.state_dict(), "card": card or {}}, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save({"hypers": module.hypers, "state_dict": module.state_dict(), "card": card or {}}, tmp)
 
 
 def load_module(path: str | Path) -> PETModule:

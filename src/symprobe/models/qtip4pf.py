@@ -11,7 +11,6 @@ use the minimum image). Energies in eV, lengths in Å.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 import torch
