@@ -8,14 +8,14 @@ Models: q-TIP4P/F (exactly invariant, float64) and the PET-style model ``water-p
 precision (float32); while its weights are not bundled, the same architecture with random weights is
 timed instead (said so in the JSON; the cost does not depend on the weights). The rotations are N Haar-random ones (seed 0); the
 batched and separate results are checked to agree. Writes ``audit_cost.json`` and ``audit_cost.png``
-into ``--out`` (default ``results/``). Wall times depend on the machine and its load: the JSON records
-torch's thread count and the host's CPU count next to them.
+into ``--out`` (default ``results/``). ``--device`` (cpu, cuda or cuda:N; default cpu) is where the models
+run. Wall times depend on the machine and its load: the JSON records the device, torch's thread count and
+the host's CPU count next to them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -41,36 +41,36 @@ def _box(n: int):
     return water_box(n, seed=0)
 
 
-def load_models(names: list[str]) -> tuple[dict, dict[str, str]]:
-    """The requested models by name; those that cannot be loaded are returned as name → reason."""
+def load_models(names: list[str], device: torch.device) -> tuple[dict, dict[str, str]]:
+    """The requested models by name, on ``device``; those that cannot be loaded are returned as name → reason."""
     models, skipped = {}, {}
     for name in names:
         try:
             if name == "qtip4pf":
                 from symprobe.models.qtip4pf import qtip4pf
 
-                models[name] = qtip4pf()
+                models[name] = qtip4pf(device=device)
             elif name == "water-pet":
                 from symprobe.models.pet import pet_model
 
                 try:
-                    models[name] = pet_model("water-pet")
+                    models[name] = pet_model("water-pet", device=device)
                 except FileNotFoundError as error:  # weights not bundled yet: time the same architecture untrained
                     skipped[name] = f"{error}; timed the untrained architecture instead (cost does not depend on the weights)"
                     print(f"model {name!r}: {skipped[name]}", file=sys.stderr)
-                    models["pet-untrained"] = untrained_pet()
+                    models["pet-untrained"] = untrained_pet(device)
             else:
                 from symprobe.models.external import load_model
 
-                models[name] = load_model(name)
+                models[name] = load_model(name, device=device)
         except (ImportError, FileNotFoundError, ValueError, RuntimeError) as error:
             skipped[name] = f"{type(error).__name__}: {error}"
             print(f"skipping model {name!r}: {skipped[name]}", file=sys.stderr)
     return models, skipped
 
 
-def untrained_pet():
-    """The PET-style architecture with its default hyper-parameters and random weights (seed 0), float32.
+def untrained_pet(device: torch.device):
+    """The PET-style architecture with its default hyper-parameters and random weights (seed 0), float32, on ``device``.
 
     The heads start at zero (an untrained model predicts its baseline); they are drawn at random here so
     energies and forces vary and the batched/separate agreement check means something.
@@ -84,7 +84,7 @@ def untrained_pet():
         for parameter in module.parameters():
             if not parameter.any():
                 parameter.normal_(0.0, 0.05)
-    return TorchModel(module, name="PET-style (untrained)", species=module.species, dtype=torch.float32)
+    return TorchModel(module, name="PET-style (untrained)", species=module.species, dtype=torch.float32, device=device)
 
 
 def time_audit(model, atoms, rotations: np.ndarray, repeats: int) -> dict:
@@ -131,10 +131,11 @@ def figure(rows: list[dict], path: Path) -> None:
     ax.set_ylabel(f"wall time of {rows[0]['n_rotations']} rotated evaluations (s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    from symprobe.files import replacing
+
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,14 +146,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="qtip4pf, water-pet, or any model spec (symprobe audit MODEL)")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings (the machine may be shared)")
     parser.add_argument("--out", default=str(REPO / "results"), help="output directory")
+    parser.add_argument("--device", default="cpu", help="where models run: cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
     if args.rotations < 2:
         parser.error("--rotations must be at least 2")
 
+    from symprobe.models.device import DeviceError, device_name, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        parser.error(f"--device: {error}")
+    from symprobe.files import write_json
     from symprobe.so3 import haar
 
     rotations = haar(args.rotations, seed=0).rotations
-    models, skipped = load_models(args.models)
+    models, skipped = load_models(args.models, device)
     rows = []
     for name, model in models.items():
         for n in args.sizes:
@@ -170,14 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "audit_cost",
         "description": "wall time of an N-rotation audit: one batched predict_rotated call vs N predict calls",
         "host": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                 "torch": torch.__version__},
+                 "torch": torch.__version__, "device": device_name(device)},
         "rotations": {"n": len(rotations), "kind": "Haar-random, seed 0"},
         "skipped_models": skipped,
         "results": rows,
     }
-    tmp = out / "audit_cost.json.tmp"
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, out / "audit_cost.json")
+    write_json(out / "audit_cost.json", data)
     if rows:
         figure(rows, out / "audit_cost.png")
     print(f"wrote {out / 'audit_cost.json'}" + (f" and {out / 'audit_cost.png'}" if rows else ""))

@@ -9,14 +9,14 @@ MODEL is any spec ``symprobe audit`` takes (builtin:NAME, metatomic:FILE.pt, a f
 for an ASE calculator or factory). Needs the shared data (``structures.shared_data_dir()``: ``$SYMPROBE_DATA``
 or ``../shared/data``); without it the script says so and exits 0. Writes ``audit.json``
 (docs/audit-schema.md), the audit figures and ``report.md`` into ``--out`` (default
-``results/audit_liquid``). Structures the model refuses (q-TIP4P/F needs intact O, H, H molecules; 74 of
+``results/audit_liquid``). ``--device`` (cpu, cuda or cuda:N; default cpu) is where the model runs
+(``module:attribute`` calculators run as they are). Structures the model refuses (q-TIP4P/F needs intact O, H, H molecules; 74 of
 the 190 frames hold dissociated configurations) are left out and listed in the report.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -118,12 +118,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated convergence grids, 'default' or 'none' (as symprobe audit)")
     parser.add_argument("--dtype", choices=("float64", "model"), default="float64", help="evaluation precision")
     parser.add_argument("--out", default=str(REPO / "results" / "audit_liquid"), help="output directory")
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
+
+    from symprobe.models.device import DeviceError, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        parser.error(f"--device: {error}")
 
     import torch
 
     from symprobe.audit import audit, in_float64, summary_text, write_report
     from symprobe.figures import audit_figures
+    from symprobe.files import atomic_write
     from symprobe.models.external import load_model
     from symprobe.structures import read_structures, shared_data_dir
 
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be positive")
     frames = read_structures(root / LIQUID, index=":" if args.limit is None else f":{args.limit}")
-    model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None)
+    model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
     if args.dtype == "float64":
         model = in_float64(model)
     convergence = {"default": None, "none": []}.get(args.convergence)
@@ -148,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     data = report.to_dict()
     write_report(data, out / "audit.json")
     audit_figures(data, out)
-    tmp = out / "report.md.tmp"
-    tmp.write_text(markdown_report(data, args.model, len(frames), seconds))
-    os.replace(tmp, out / "report.md")
+    atomic_write(out / "report.md", markdown_report(data, args.model, len(frames), seconds))
     print(summary_text(data))
     print(f"wrote {out}/audit.json, report.md and figures")
     return 0

@@ -58,7 +58,8 @@ def finish(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def timed(call: Callable[[], Any], repeats: int = 1, sync: torch.device | None = None) -> float:
-    """Seconds per call (after one warm-up call)."""
+    """Seconds per call (after two warm-up calls: TorchScript optimises on its second run)."""
+    call()
     call()
     if sync is not None and sync.type == "cuda":
         torch.cuda.synchronize(sync)

@@ -1,9 +1,12 @@
-"""MACE (mace-torch) as a peer of the bundled PET-style water models, trained on the same split on CPU.
+"""MACE (mace-torch) as a peer of the bundled PET-style water models, trained on the same split.
 
 Two steps (MACE is an optional extra: ``pip install 'symprobe[mace]'``)::
 
     python benchmarks/mace_water.py train --hours 0.83 --threads 1 --out runs/mace-water
     python benchmarks/mace_water.py evaluate --model runs/mace-water/best.model --out results/mace_water.json
+
+Both steps take ``--device`` (cpu, cuda or cuda:N; default cpu): MACE trains, refits and evaluates there
+(``mace_run_train --device``, ``MACECalculator(device=...)``; for cuda:N the MACE process selects GPU N).
 
 ``train`` writes ``OUT/{train,valid,test}.xyz``: the structures of
 ``symprobe.train.split_indices(190, 150, 20, 20, seed=0)`` with the labels as ``REF_energy`` (eV) and
@@ -117,6 +120,7 @@ def write_split(out: Path, subset: int | None = None) -> dict[str, list[int]]:
     """
     from ase.io import write
 
+    from symprobe.files import replacing
     from symprobe.structures import read_structures, reference_labels
 
     frames = read_structures(data_file())
@@ -134,15 +138,15 @@ def write_split(out: Path, subset: int | None = None) -> dict[str, list[int]]:
             atoms.arrays.pop("forces", None)
             atoms.arrays["REF_forces"] = forces
             labelled.append(atoms)
-        tmp = out / f"{FILES[name]}.tmp"
-        write(tmp, labelled, format="extxyz")
-        os.replace(tmp, out / FILES[name])
+        with replacing(out / FILES[name]) as tmp:
+            write(tmp, labelled, format="extxyz")
     return indices
 
 
-def mace_flags(hypers: dict, max_num_epochs: int, start_swa: int, restart: bool) -> list[str]:
-    """Command-line arguments of ``mace_run_train`` for a run in the current directory."""
-    flags = [f"--name={NAME}", "--device=cpu", f"--train_file={FILES['train']}", f"--valid_file={FILES['val']}",
+def mace_flags(hypers: dict, max_num_epochs: int, start_swa: int, restart: bool, device: str = "cpu") -> list[str]:
+    """Command-line arguments of ``mace_run_train`` for a run in the current directory on ``device``'s type
+    (MACE takes cpu or cuda; :func:`run_mace` selects the GPU of a cuda:N)."""
+    flags = [f"--name={NAME}", f"--device={device}", f"--train_file={FILES['train']}", f"--valid_file={FILES['val']}",
              "--energy_key=REF_energy", "--forces_key=REF_forces", f"--max_num_epochs={max_num_epochs}",
              f"--start_swa={start_swa}", "--plot=False", "--work_dir=."]
     for key, value in hypers.items():
@@ -153,9 +157,11 @@ def mace_flags(hypers: dict, max_num_epochs: int, start_swa: int, restart: bool)
     return flags + (["--restart_latest"] if restart else [])
 
 
-def run_mace(out: Path, flags: list[str], threads: int, timeout_s: float) -> bool:
-    """Run ``mace_run_train FLAGS`` in ``out`` with ``threads`` threads; False if stopped at ``timeout_s``."""
-    code = f"import torch; torch.set_num_threads({threads}); from mace.cli.run_train import main; main()"
+def run_mace(out: Path, flags: list[str], threads: int, timeout_s: float, gpu: int | None = None) -> bool:
+    """Run ``mace_run_train FLAGS`` in ``out`` with ``threads`` threads (on CUDA device ``gpu`` if given);
+    False if stopped at ``timeout_s``."""
+    select = "" if gpu is None else f"torch.cuda.set_device({gpu}); "
+    code = f"import torch; torch.set_num_threads({threads}); {select}from mace.cli.run_train import main; main()"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(out / "mace_run_train.log", "a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} mace_run_train {' '.join(flags)}\n")
@@ -205,6 +211,8 @@ def model_from_checkpoint(out: Path, seed: int, target: Path) -> Path:
     """Save the weights of MACE's latest checkpoint (EMA-averaged) into a copy of the run's saved model."""
     import torch
 
+    from symprobe.files import replacing
+
     template = out / f"{NAME}.model"
     if not template.exists():
         raise SystemExit(f"{template}: no saved MACE model to hold the checkpoint's weights")
@@ -215,13 +223,14 @@ def model_from_checkpoint(out: Path, seed: int, target: Path) -> Path:
     except Exception as error:  # a checkpoint cut off by the time limit
         raise SystemExit(f"{checkpoint}: unreadable MACE checkpoint ({error})") from None
     model.load_state_dict(state)
-    torch.save(model, target.with_suffix(".tmp"))
-    os.replace(target.with_suffix(".tmp"), target)
+    with replacing(target) as tmp:
+        torch.save(model, tmp)
     return checkpoint
 
 
-def refit_offsets(model_path: Path, train_file: Path, target: Path, dtype: str) -> dict:
-    """Refit the per-species energies (E0s) on the model's training-set residuals and save to ``target``.
+def refit_offsets(model_path: Path, train_file: Path, target: Path, dtype: str, device: str = "cpu") -> dict:
+    """Refit the per-species energies (E0s) on the model's training-set residuals (evaluated on ``device``)
+    and save to ``target``.
 
     The same least-squares fit on composition as MACE's ``E0s=average``, applied to E_ref − E_model: it
     removes the constant per-atom offset that MACE's force-weighted loss leaves (all cells are (H2O)64),
@@ -231,9 +240,11 @@ def refit_offsets(model_path: Path, train_file: Path, target: Path, dtype: str) 
     from ase.io import read
     from mace.calculators import MACECalculator
 
+    from symprobe.files import replacing
+
     model = torch.load(model_path, map_location="cpu", weights_only=False)
     species = [int(z) for z in model.atomic_numbers]
-    calculator = MACECalculator(models=torch.load(model_path, map_location="cpu", weights_only=False), device="cpu", default_dtype=dtype)
+    calculator = MACECalculator(models=torch.load(model_path, map_location="cpu", weights_only=False), device=device, default_dtype=dtype)
     frames = read(train_file, ":")
     counts = np.array([[np.count_nonzero(atoms.numbers == z) for z in species] for atoms in frames], dtype=float)
     residuals = []
@@ -244,8 +255,8 @@ def refit_offsets(model_path: Path, train_file: Path, target: Path, dtype: str) 
     residuals = np.array(residuals)
     offsets = np.linalg.lstsq(counts, residuals, rcond=None)[0]
     model.atomic_energies_fn.atomic_energies += torch.tensor(offsets, dtype=model.atomic_energies_fn.atomic_energies.dtype)
-    torch.save(model, target.with_suffix(".tmp"))
-    os.replace(target.with_suffix(".tmp"), target)
+    with replacing(target) as tmp:
+        torch.save(model, tmp)
     per_atom = counts.sum(axis=1)
     return {
         "offsets_eV": {str(z): float(d) for z, d in zip(species, offsets)},
@@ -255,14 +266,20 @@ def refit_offsets(model_path: Path, train_file: Path, target: Path, dtype: str) 
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    from symprobe.files import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
-def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | None = None, max_epochs: int | None = None) -> Path:
-    """Train MACE within ``hours`` of wall time (this session) and return ``out/best.model``."""
+def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | None = None, max_epochs: int | None = None,
+          device: str = "cpu") -> Path:
+    """Train MACE on ``device`` within ``hours`` of wall time (this session) and return ``out/best.model``."""
+    import torch
+
+    from symprobe.files import replacing
+
+    where = torch.device(device)
+    gpu = where.index if where.type == "cuda" else None
     start, budget = time.perf_counter(), 3600.0 * hours
     out.mkdir(parents=True, exist_ok=True)
     state_path, best = out / "training.json", out / "best.model"
@@ -275,7 +292,7 @@ def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | Non
         print(f"{out}: training already finished ({state['epochs_trained']} epochs); model {best}")
         return best
     seed = int(hypers["seed"])
-    session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": threads, "budget_s": budget}
+    session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": threads, "device": device, "budget_s": budget}
     try:
         if state is None:
             split_written = write_split(out, subset)
@@ -287,7 +304,7 @@ def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | Non
             # is set up (start 1 = max_num_epochs) but never reached, so the checkpoint's optimiser carries
             # the stage-two learning rate that MACE needs when the resumed run gets there.
             probe_start = time.perf_counter()
-            if not run_mace(out, mace_flags(hypers, 1, 1, restart=False), threads, budget):
+            if not run_mace(out, mace_flags(hypers, 1, 1, restart=False, device=where.type), threads, budget, gpu):
                 raise SystemExit(f"one MACE epoch did not finish within --hours {hours}")
             probe_wall = time.perf_counter() - probe_start
             state["epoch_seconds"] = epoch_seconds(metrics_rows(out, seed), 0)
@@ -299,18 +316,19 @@ def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | Non
             print(f"one epoch: {state['epoch_seconds']:.1f} s (+{state['overhead_seconds']:.0f} s start-up and final evaluation); "
                   f"planned max_num_epochs {state['max_num_epochs']}, stage two from epoch {state['start_swa']}")
         time_left = budget - (time.perf_counter() - start) - state["overhead_seconds"]
-        finished = time_left > 0 and run_mace(out, mace_flags(hypers, state["max_num_epochs"], state["start_swa"], restart=True), threads, time_left)
+        flags = mace_flags(hypers, state["max_num_epochs"], state["start_swa"], restart=True, device=where.type)
+        finished = time_left > 0 and run_mace(out, flags, threads, time_left, gpu)
         raw = out / "raw.model"
         if finished:
             stage_two = out / f"{NAME}_stagetwo.model"
             source = stage_two if stage_two.exists() else out / f"{NAME}.model"
-            shutil.copyfile(source, raw.with_suffix(".tmp"))
-            os.replace(raw.with_suffix(".tmp"), raw)
+            with replacing(raw) as tmp:
+                shutil.copyfile(source, tmp)
             state["model_source"] = source.name
         else:
             state["model_source"] = model_from_checkpoint(out, seed, raw).name
             print(f"--hours {hours} reached: {raw} holds the weights of {state['model_source']}")
-        state["energy_refit"] = refit_offsets(raw, out / FILES["train"], best, hypers["default_dtype"])
+        state["energy_refit"] = refit_offsets(raw, out / FILES["train"], best, hypers["default_dtype"], device)
         state["finished"] = finished
         return best
     finally:
@@ -322,8 +340,8 @@ def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | Non
             _write_json(state_path, state)
 
 
-def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 5.0) -> dict:
-    """Test errors and throughput of a MACE model (float32), with its training record, written to ``out``."""
+def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 5.0, device: str = "cpu") -> dict:
+    """Test errors and throughput of a MACE model (float32) on ``device``, with its training record, written to ``out``."""
     import torch
     from ase.build import make_supercell
     from mace.calculators import MACECalculator
@@ -342,7 +360,7 @@ def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 
     torch.set_num_threads(threads)
     if not model_path.exists():
         raise SystemExit(f"{model_path}: no such MACE model (run 'train' first)")
-    calculator = MACECalculator(model_paths=str(model_path), device="cpu", default_dtype="float32")
+    calculator = MACECalculator(model_paths=str(model_path), device=device, default_dtype="float32")
     model = FreshCalculatorModel(calculator, name="MACE", species=[int(z) for z in calculator.z_table.zs])
     training_path = model_path.parent / "training.json"
     training = json.loads(training_path.read_text()) if training_path.exists() else None
@@ -383,6 +401,7 @@ def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 
         },
         "evaluation": "float32; throughput calls = energy, forces and stress (like TorchModel on periodic cells)",
         "torch_threads": torch.get_num_threads(),
+        "device": device,
         "hypers": None if training is None else training["hypers"],
         "training": training,
     }
@@ -420,20 +439,28 @@ def main(argv: list[str] | None = None) -> int:
                               help="override one of the default hyper-parameters (repeatable)")
     train_parser.add_argument("--max-epochs", type=int, default=None, help="cap MACE's max_num_epochs, trained after the timing epoch (smoke tests)")
     train_parser.add_argument("--subset", type=int, default=None, help="first N train and val structures only (smoke tests)")
+    train_parser.add_argument("--device", default="cpu", help="where MACE trains and refits: cpu (default), cuda or cuda:N")
     eval_parser = steps.add_parser("evaluate", help="test errors and throughput → JSON")
     eval_parser.add_argument("--model", type=Path, default=REPO / "runs" / "mace-water" / "best.model")
     eval_parser.add_argument("--out", type=Path, default=REPO / "results" / "mace_water.json")
     eval_parser.add_argument("--threads", type=int, default=1, help="torch threads")
     eval_parser.add_argument("--timing-seconds", type=float, default=5.0)
+    eval_parser.add_argument("--device", default="cpu", help="where MACE runs: cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
+    from symprobe.models.device import DeviceError, resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except DeviceError as error:
+        parser.error(f"--device: {error}")
     if args.step == "train":
         import torch
 
         torch.set_num_threads(args.threads)
         hypers = {**HYPERS, **dict(args.hyper)}
-        print(f"model: {train(args.out.resolve(), args.hours, args.threads, hypers, args.subset, args.max_epochs)}")
+        print(f"model: {train(args.out.resolve(), args.hours, args.threads, hypers, args.subset, args.max_epochs, device)}")
     else:
-        print(json.dumps(evaluate(args.model, args.out, args.threads, args.timing_seconds), indent=2))
+        print(json.dumps(evaluate(args.model, args.out, args.threads, args.timing_seconds, device), indent=2))
     return 0
 
 

@@ -10,7 +10,9 @@ The split is the project's rule, ``symprobe.train.split_indices(190, 150, 20, 20
 bundled models: a seeded permutation of the 190 revPBE0-D3 liquid structures, the first 150 train, the
 next 20 validation, the last 20 test.
 Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å), the model evaluated
-in float64 through ``symprobe.models.external.load_model('metatomic:…')``.
+in float64 through ``symprobe.models.external.load_model('metatomic:…')`` on ``--device`` (cpu, cuda or
+cuda:N; default cpu). ``--device`` applies to ``evaluate`` only: ``mtt train`` runs where its own
+options (configs/metatrain_pet.yaml, metatrain's ``device``) say.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def write_split(run: Path = RUN) -> dict[str, Path]:
     """Write ``run/{train,val,test}.extxyz`` (energy and forces kept) and ``run/split.json``."""
     from ase.io import read, write
 
+    from symprobe.files import replacing
     from symprobe.train import split_indices
 
     frames = read(data_file(), index=":")
@@ -57,9 +60,8 @@ def write_split(run: Path = RUN) -> dict[str, Path]:
     indices = split_indices(len(frames), 150, 20, 20, seed=0)
     for name, index in indices.items():
         paths[name] = run / f"{name}.extxyz"
-        tmp = paths[name].with_suffix(".tmp.extxyz")
-        write(tmp, [frames[i] for i in index], format="extxyz")
-        os.replace(tmp, paths[name])
+        with replacing(paths[name]) as tmp:
+            write(tmp, [frames[i] for i in index], format="extxyz")
     _write_json(run / "split.json", indices)
     return paths
 
@@ -103,8 +105,8 @@ def train(run: Path = RUN, budget_s: float = 90 * 60, resume: bool = False) -> P
     return model
 
 
-def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "metatrain_pet.json") -> dict:
-    """Test-set errors of the exported model (float64) and the time per structure, written as JSON."""
+def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "metatrain_pet.json", device: str = "cpu") -> dict:
+    """Test-set errors of the exported model (float64, on ``device``) and the time per structure, written as JSON."""
     import torch
 
     from symprobe.models.external import load_model
@@ -113,7 +115,7 @@ def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "
     from ase.io import read
 
     test = read(run / "test.extxyz", index=":")
-    model = load_model(f"metatomic:{model_path}", dtype=torch.float64)
+    model = load_model(f"metatomic:{model_path}", dtype=torch.float64, device=device)
     energy_errors, force_errors = [], []
     start = time.perf_counter()
     for atoms in test:
@@ -133,6 +135,7 @@ def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "
         "force_mae_mev_per_A": 1e3 * float(np.mean(np.abs(force_errors))),
         "force_rmse_mev_per_A": 1e3 * float(np.sqrt(np.mean(force_errors**2))),
         "seconds_per_structure_float64": seconds,
+        "device": device,
         "training": json.loads(training.read_text()) if training.exists() else None,
     }
     _write_json(out, result)
@@ -140,10 +143,9 @@ def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    from symprobe.files import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,14 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="train: continue from the newest checkpoint")
     parser.add_argument("--model", type=Path, default=None, help="exported model (default RUN/model.pt)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "metatrain_pet.json")
+    parser.add_argument("--device", default="cpu",
+                        help="evaluate: where the model runs, cpu (default), cuda or cuda:N; "
+                             "mtt train runs where its own options (metatrain's device) say")
     args = parser.parse_args(argv)
+    from symprobe.models.device import DeviceError, resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except DeviceError as error:
+        parser.error(f"--device: {error}")
     if args.step == "split":
         for name, path in write_split(args.run).items():
             print(f"{name}: {path}")
     elif args.step == "train":
         print(f"exported: {train(args.run, 60 * args.budget_min, args.resume)}")
     else:
-        print(json.dumps(evaluate(args.model or args.run / "model.pt", args.run, args.out), indent=2))
+        print(json.dumps(evaluate(args.model or args.run / "model.pt", args.run, args.out, device), indent=2))
     return 0
 
 

@@ -15,13 +15,15 @@
     need raw in ``--strategies``). The JSON is rewritten after every run, so a long job keeps what it has.
 
     .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abcd] [--tag NAME]
+
+``--device`` (cpu, cuda or cuda:N; default cpu) is where the models run (the q-TIP4P/F pre-equilibration of
+the liquid starting lattice in parts c and d runs on the CPU, inside ``symprobe.experiments.liquid``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from symprobe import so3
+from symprobe.files import atomic_write, replacing
 from symprobe.md import read_log, run_md
 from symprobe.models.base import Model
+from symprobe.models.device import DeviceError, device_name, resolve_device
 from symprobe.structures import read_structures, rotate, shared_data_dir, water_box, water_monomer
 from symprobe.symmetrize import grid_errors
 from symprobe.models.qtip4pf import qtip4pf
@@ -40,14 +44,14 @@ from symprobe.testing import noo3_qtip4pf
 NOO3_AMPLITUDE = 5e-3  # eV per molecule: symmetry breaking of a few meV, as the paper's PET (i-PI's is 0.54 eV)
 
 
-def pet_or_none(dtype=None) -> Model | None:
-    """The bundled PET-style model, or None when it is not available in this installation."""
+def pet_or_none(dtype=None, device="cpu") -> Model | None:
+    """The bundled PET-style model on ``device``, or None when it is not available in this installation."""
     try:
         import torch
 
         from symprobe.models.pet import pet_model
 
-        return pet_model("water-pet", dtype=dtype or torch.float32)
+        return pet_model("water-pet", dtype=dtype or torch.float32, device=device)
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"PET-style model unavailable ({error}); using q-TIP4P/F-based models only")
         return None
@@ -338,10 +342,9 @@ def plot(results: dict, path: Path) -> None:
         ax.set(xlabel="time (ps)", ylabel="conserved energy − start (meV/H2O)", title="(d) NVE conserved quantity")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name("tmp." + path.name)
-    fig.savefig(tmp, dpi=120)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _group(rows: list[dict], keys: tuple[str, ...]) -> dict:
@@ -372,14 +375,19 @@ def main() -> None:
                         "far as they have got (steps_done), e.g. while a long run is still going; wall times are "
                         "kept from the JSON of the same --tag")
     parser.add_argument("--liquid-structures", type=int, default=10, help="liquid test structures in part b")
+    parser.add_argument("--device", default="cpu", help="where models run: cpu (default), cuda or cuda:N")
     args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        parser.error(f"--device: {error}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
     torch.manual_seed(0)
-    pet = pet_or_none()
-    models = {"q-TIP4P/F": qtip4pf()} | ({"PET-style": pet} if pet is not None else {})
+    pet = pet_or_none(device=device)
+    models = {"q-TIP4P/F": qtip4pf(device=device)} | ({"PET-style": pet} if pet is not None else {})
     sizes = [3, 192] if args.quick else [3, 192, 1536]
     counts = [1, 12, 36, 150] if args.quick else [1, 12, 36, 150, 600]
     import hashlib
@@ -387,20 +395,18 @@ def main() -> None:
     from symprobe.models.pet import WEIGHTS_DIR
 
     weights = WEIGHTS_DIR / "water-pet.pt"
-    results: dict = {"torch_threads": torch.get_num_threads(),
+    results: dict = {"device": device_name(device), "torch_threads": torch.get_num_threads(),
                      "pet_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None,
                      "arguments": vars(args)}
     name = "symmetrize_cost" + (f"_{args.tag}" if args.tag else "")
 
-    def save() -> None:
-        tmp = out / f"tmp.{name}.json"
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, out / f"{name}.json")
+    def save() -> None:  # json.dumps, not write_json: a diverged run's NaN drift is kept, not refused
+        atomic_write(out / f"{name}.json", json.dumps(results, indent=1))
     if "a" in args.parts:
         results["cost"] = cost_vs_rotations(models, sizes, counts, repeats=2 if args.quick else 3)
 
     if "b" in args.parts:
-        error_model = pet_or_none(torch.float64) or noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
+        error_model = pet_or_none(torch.float64, device) or noo3_qtip4pf(amplitude=NOO3_AMPLITUDE).converted(device=device)
         data = shared_data_dir()
         liquid = []
         if data is not None:
@@ -414,7 +420,7 @@ def main() -> None:
         results["paper_grid_matches"] = cheapest_matches(results["errors"])
 
     if "c" in args.parts:
-        dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
+        dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE).converted(device=device)
         with tempfile.TemporaryDirectory() as work:
             results["liquid_mts_model"] = dyn_model.name
             results["liquid_mts"] = liquid_mts(dyn_model, args.mts.split(","), args.liquid_steps, Path(work))
@@ -422,7 +428,7 @@ def main() -> None:
 
     if "d" in args.parts:
         steps = args.steps or (20000 if args.long else (200 if args.quick else 2000))
-        dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE)
+        dyn_model = pet if pet is not None else noo3_qtip4pf(amplitude=NOO3_AMPLITUDE).converted(device=device)
         wanted = set(args.systems.split(","))
         systems = {"molecule": (water_monomer(), 1)} if "molecule" in wanted else {}
         with tempfile.TemporaryDirectory() as work:

@@ -14,8 +14,9 @@ One non-invariant PET-style model exported to metatomic (``water-pet``, float32)
 Per method and structure (water monomer, 64-molecule box): wall time per energy+forces evaluation
 (median of ``--repeats`` calls), the rotational error (max − min of the averaged energy over
 ``--rotations`` Haar-random rotations of the input; RMS spread of the back-rotated forces) and the
-deviation from a dense reference average (``so3.smallest(10, improper=True)``, ours). Writes JSON and a
-bar chart to ``--out``.
+deviation from a dense reference average (``so3.smallest(10, improper=True)``, ours). Every method runs on
+``--device`` (cpu, cuda or cuda:N; default cpu): our model, the metatomic calculators and i-PI's driver.
+Writes JSON and a bar chart to ``--out``.
 
     python benchmarks/symmetrize_peers.py --out results/symmetrize_peers.json
 """
@@ -38,6 +39,7 @@ from ase import Atoms
 from ase.calculators.calculator import all_changes
 
 from symprobe import so3
+from symprobe.files import atomic_write, replacing
 from symprobe.models.base import Model
 from symprobe.structures import rotate
 from symprobe.symmetrize import GridAverage
@@ -117,15 +119,17 @@ class IPIRotations:
     """i-PI's ``<ffrotations>`` averaging run in-process: i-PI's metatomic driver evaluates each rotated copy
     (one request per rotation, as ``FFRotations.queue`` dispatches them) and ``FFRotations.gather`` averages.
 
-    ``model_path`` a metatomic ``.pt`` file; ``template`` an ASE-readable file giving the atom types.
+    ``model_path`` a metatomic ``.pt`` file; ``template`` an ASE-readable file giving the atom types;
+    ``device`` where the driver runs the model.
     """
 
-    def __init__(self, model_path: str | Path, template: Atoms, quadrature: so3.Quadrature, workdir: Path):
+    def __init__(self, model_path: str | Path, template: Atoms, quadrature: so3.Quadrature, workdir: Path,
+                 device: str = "cpu"):
         from ipi.pes.metatomic import MetatomicDriver
 
         template_file = workdir / "ipi-template.xyz"
         template.write(template_file)
-        self.driver = MetatomicDriver(str(template_file), str(model_path))
+        self.driver = MetatomicDriver(str(template_file), str(model_path), device=device)
         self.quadrature = quadrature
 
     def __call__(self, atoms: Atoms) -> tuple[float, np.ndarray]:
@@ -188,9 +192,10 @@ def measure(
     )
 
 
-def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, which: set[str] = frozenset({"monomer", "box"})) -> dict:
-    """Measure every method on the ``which`` structures ("monomer", "box"); rows of the other structure are
-    kept from an existing ``out`` file (with the settings they were measured with, under ``earlier``)."""
+def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, which: set[str] = frozenset({"monomer", "box"}),
+        device: str = "cpu") -> dict:
+    """Measure every method on ``device`` on the ``which`` structures ("monomer", "box"); rows of the other structure
+    are kept from an existing ``out`` file (with the settings they were measured with, under ``earlier``)."""
     import torch
     from metatomic.torch import load_atomistic_model
     from metatomic.torch.o3 import SymmetrizedModel
@@ -202,7 +207,7 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, whi
     from symprobe.testing import random_rotations
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    model = pet_model("water-pet")
+    model = pet_model("water-pet", device=device)
     rotations = random_rotations(n_rotations, seed=seed)
     reference_rule = so3.smallest(10, improper=True)
     structures = {"water monomer": water_monomer(), f"water box ({box_size ** 3} molecules)": water_box(box_size)}
@@ -217,10 +222,10 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, whi
                        "repeats": previous["repeats"]}
             rows.extend(kept)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_metatomic(model, Path(tmp) / "water-pet.pt")
-        ase_calc = SymmetrizedCalculator(MetatomicCalculator(str(path), device="cpu"), l_max=3)
+        path = export_metatomic(model.converted(device="cpu"), Path(tmp) / "water-pet.pt")
+        ase_calc = SymmetrizedCalculator(MetatomicCalculator(str(path), device=device), l_max=3)
         wrapped = SymmetrizedModel.wrap(load_atomistic_model(str(path)))
-        sym_calc = MetatomicCalculator(wrapped, device="cpu")
+        sym_calc = MetatomicCalculator(wrapped, device=device)
         peers = [
             ("metatomic-ase SymmetrizedCalculator (l_max=3)", metatomic_ase_quadrature(ase_calc),
              lambda atoms: ase_evaluator(ase_calc)),
@@ -230,7 +235,7 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, whi
         for mode, order in (("lebedev", 3), ("legendre", 3)):
             q = ipi_quadrature(mode, order, inversion=True)
             peers.append((f"i-PI ffrotations ({mode} {order}, inversion)", q,
-                          lambda atoms, q=q: IPIRotations(path, atoms, q, Path(tmp))))
+                          lambda atoms, q=q: IPIRotations(path, atoms, q, Path(tmp), device)))
         for structure, atoms in structures.items():
             ref = GridAverage(model, reference_rule).predict(atoms)
             reference = (float(ref.energy), np.asarray(ref.forces))
@@ -246,13 +251,14 @@ def run(out: Path, n_rotations: int, repeats: int, box_size: int, seed: int, whi
             raw = so3.identity()
             rows.append(measure("raw model (no averaging)", ours_evaluator(model, raw), raw, structure, atoms,
                                 reference, rotations, repeats))
-            _write_json(out, _result(rows, reference_rule, n_rotations, repeats, earlier))  # partial results so far
-    result = _result(rows, reference_rule, n_rotations, repeats, earlier)
+            _write_json(out, _result(rows, reference_rule, n_rotations, repeats, earlier, device))  # partial results so far
+    result = _result(rows, reference_rule, n_rotations, repeats, earlier, device)
     _plot(rows, out.with_suffix(".png"))
     return result
 
 
-def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, repeats: int, earlier: dict) -> dict:
+def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, repeats: int, earlier: dict,
+            device: str = "cpu") -> dict:
     import torch
 
     return {
@@ -262,6 +268,7 @@ def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, r
         "repeats": repeats,
         "earlier": earlier or None,
         "torch_threads": torch.get_num_threads(),
+        "device": device,
         "columns": {
             "seconds_per_evaluation": "median wall time of one averaged energy+forces evaluation (s)",
             "energy_spread_eV": "max - min of the averaged energy over random rotations of the input",
@@ -274,10 +281,7 @@ def _result(rows: list[Row], reference_rule: so3.Quadrature, n_rotations: int, r
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2))
 
 
 def _plot(rows: list[Row], path: Path) -> None:
@@ -305,10 +309,9 @@ def _plot(rows: list[Row], path: Path) -> None:
             ax.invert_yaxis()
         axes[0, c].set_title(structure)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -320,14 +323,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--structures", default="monomer,box", help="which structures to measure (monomer, box); "
                         "rows of the other are kept from an existing --out file")
+    parser.add_argument("--device", default="cpu", help="where every method runs: cpu (default), cuda or cuda:N")
     args = parser.parse_args()
+    from symprobe.models.device import DeviceError, resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except DeviceError as error:
+        parser.error(f"--device: {error}")
     which = set(args.structures.split(","))
     if not which or which - {"monomer", "box"}:
         raise SystemExit(f"--structures: expected monomer and/or box, got {args.structures!r}")
     for name, value in (("--rotations", args.rotations), ("--repeats", args.repeats), ("--box", args.box)):
         if value < 1:
             raise SystemExit(f"{name} must be a positive integer, got {value}")
-    run(args.out, args.rotations, args.repeats, args.box, args.seed, which)
+    run(args.out, args.rotations, args.repeats, args.box, args.seed, which, device)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 DEVICES = "cpu, cuda or cuda:N"
 # On a CPU, passes larger than the caches are slower per copy, not faster: the budget is the activation
 # memory of the pass that was fastest per copy in benchmarks/engine_throughput.py part (d)'s chunk sweep.
-CPU_PASS_BYTES = 64 * 2**20
+CPU_PASS_BYTES = 128 * 2**20
 GPU_FREE_FRACTION = 0.5  # of the memory free at the time of the call; the rest absorbs transient peaks
 
 

@@ -13,6 +13,7 @@ Spec forms:
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import re
 from pathlib import Path
@@ -193,7 +194,7 @@ class MetatomicModel(Model):
         self.cutoff = float(capabilities.interaction_range)
         self.requests = list(model.requested_neighbor_lists())
         output = ModelOutput(unit="eV", explicit_gradients=[])
-        output.sample_kind = "system"
+        output.sample_kind = "atom" if capabilities.outputs["energy"].sample_kind == "atom" else "system"
         self.options = ModelEvaluationOptions(length_unit="angstrom", outputs={"energy": output})
         self._bytes_per_atom: float | None = None
 
@@ -231,33 +232,45 @@ class MetatomicModel(Model):
         return i[order].astype(np.int64), j[order].astype(np.int64), S[order].astype(np.int64)
 
     def _evaluate(self, copies: list[tuple[Atoms, list, np.ndarray]]) -> list[Prediction]:
-        """Energy, forces and stress of copies (structure, its neighbour lists, R), in the copy's frame."""
-        from metatensor.torch import Labels, TensorBlock
+        """Energy, forces and stress of copies (structure, its neighbour lists, R), in the copy's frame.
+
+        Periodic copies are one system each. Isolated copies share one system when the model gives per-atom
+        energies and a finite interaction range: side by side along x, farther apart than that range, so by
+        the model's own declaration they do not interact (fewer systems: metatomic's cost per system dominates
+        for small molecules)."""
         from metatomic.torch import System
 
-        to_device = dict(dtype=torch.float64, device=self.device)
-        systems, leaves = [], []
-        for atoms, lists, R in copies:
-            rotation = torch.as_tensor(R, **to_device)
-            positions = (torch.as_tensor(atoms.get_positions(), **to_device) @ rotation.T).requires_grad_(True)
-            cell = (torch.as_tensor(atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3)), **to_device)
-                    @ rotation.T).requires_grad_(True)
-            system = System(torch.as_tensor(atoms.numbers, dtype=torch.int32, device=self.device), positions.to(self.dtype),
-                            cell.to(self.dtype), torch.as_tensor(atoms.pbc, device=self.device))
-            for options, (i, j, S) in zip(self.requests, lists):
-                shifts = torch.as_tensor(S, **to_device)
-                vectors = positions[j] - positions[i] + shifts @ cell
-                samples = Labels(["first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"],
-                                 torch.as_tensor(np.column_stack([i, j, S]), dtype=torch.int32, device=self.device))
-                block = TensorBlock(vectors.to(self.dtype).reshape(-1, 3, 1), samples,
-                                    [Labels.range("xyz", 3).to(self.device)], Labels.range("distance", 1).to(self.device))
-                system.add_neighbor_list(options, block)
+        f64 = dict(dtype=torch.float64, device=self.device)
+        leaves = []
+        for atoms, _, R in copies:
+            rotation = torch.as_tensor(R, **f64)
+            cell = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
+            leaves.append(((torch.as_tensor(atoms.get_positions(), **f64) @ rotation.T).requires_grad_(True),
+                           (torch.as_tensor(cell, **f64) @ rotation.T).requires_grad_(True)))
+        joinable = self.options.outputs["energy"].sample_kind == "atom" and math.isfinite(self.cutoff)
+        isolated = [k for k, (atoms, _, _) in enumerate(copies) if joinable and not atoms.pbc.any()]
+        groups = [[k] for k in range(len(copies)) if k not in set(isolated)] + ([isolated] if isolated else [])
+        systems, atom_copy = [], []
+        for group in groups:
+            spacing = self.cutoff + 1.0 + 2 * max(float(np.ptp(copies[k][0].positions, axis=0).max()) for k in group)
+            positions = torch.cat([leaves[k][0] + torch.tensor([n * spacing, 0.0, 0.0], **f64) for n, k in enumerate(group)])
+            atoms = copies[group[0]][0]
+            system = System(torch.as_tensor(np.concatenate([copies[k][0].numbers for k in group]), dtype=torch.int32, device=self.device),
+                            positions.to(self.dtype), leaves[group[0]][1].to(self.dtype), torch.as_tensor(atoms.pbc, device=self.device))
+            for r, options in enumerate(self.requests):
+                system.add_neighbor_list(options, self._pairs([(copies[k][1][r], *leaves[k]) for k in group]))
             systems.append(system)
-            leaves.append((positions, cell))
+            atom_copy += [k for k in group for _ in range(len(copies[k][0]))]
         energy = self.model(systems, self.options, check_consistency=False)["energy"].block()
-        order = energy.samples.column("system").to(torch.long)
-        energies = torch.zeros(len(systems), **to_device).index_add(0, order, energy.values.reshape(-1).to(torch.float64))
+        samples = energy.samples.values.to(torch.long)
+        if self.options.outputs["energy"].sample_kind == "atom":
+            starts = torch.tensor(np.cumsum([0] + [len(system) for system in systems])[:-1], device=self.device)
+            owner = torch.as_tensor(atom_copy, device=self.device)[starts[samples[:, 0]] + samples[:, 1]]
+        else:
+            owner = torch.as_tensor([group[0] for group in groups], device=self.device)[samples[:, 0]]
+        energies = torch.zeros(len(copies), **f64).index_add(0, owner, energy.values.reshape(-1).to(torch.float64))
         grads = torch.autograd.grad(energies.sum(), [x for pair in leaves for x in pair], allow_unused=True)
+        energies = energies.detach().cpu().numpy()
         out = []
         for k, ((atoms, _, _), (positions, cell)) in enumerate(zip(copies, leaves)):
             g_x, g_h = (torch.zeros_like(t) if g is None else g for g, t in zip(grads[2 * k : 2 * k + 2], (positions, cell)))
@@ -265,8 +278,23 @@ class MetatomicModel(Model):
             if atoms.pbc.all():
                 w = positions.detach().T @ g_x + cell.detach().T @ g_h
                 stress = (0.5 * (w + w.T) / abs(atoms.cell.volume)).cpu().numpy()
-            out.append(Prediction(float(energies[k].detach()), -g_x.cpu().numpy(), stress))
+            out.append(Prediction(float(energies[k]), -g_x.cpu().numpy(), stress))
         return out
+
+    def _pairs(self, parts: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], torch.Tensor, torch.Tensor]]):
+        """One neighbour-list block of copies joined into one system: ``parts`` are (pairs (i, j, shifts),
+        positions, cell) of each copy; the pair vectors come from each copy's own float64 positions."""
+        from metatensor.torch import Labels, TensorBlock
+
+        vectors, samples, offset = [], [], 0
+        for (i, j, S), positions, cell in parts:
+            vectors.append(positions[j] - positions[i] + torch.as_tensor(S, dtype=torch.float64, device=self.device) @ cell)
+            samples.append(np.column_stack([i + offset, j + offset, S]))
+            offset += len(positions)
+        labels = Labels(["first_atom", "second_atom", "cell_shift_a", "cell_shift_b", "cell_shift_c"],
+                        torch.as_tensor(np.concatenate(samples), dtype=torch.int32, device=self.device))
+        return TensorBlock(torch.cat(vectors).to(self.dtype).reshape(-1, 3, 1), labels,
+                           [Labels.range("xyz", 3).to(self.device)], Labels.range("distance", 1).to(self.device))
 
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
