@@ -223,30 +223,32 @@ def plot(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1.2, 1]})
     labels, ratios, goals = [], [], []
     if "a" in data:
-        labels.append("(a) 64 molecules\nbatched vs one ASE\nrun per molecule"), ratios.append(data["a"]["ratio"]), goals.append(TARGETS["a"])
+        labels.append("(a) 64 molecules, batched vs one ASE run each"), ratios.append(data["a"]["ratio"]), goals.append(TARGETS["a"])
     if "b" in data:
-        labels.append("(b) liquid 64 H2O\nbatched vs ASE"), ratios.append(data["b"]["ratio"]), goals.append(TARGETS["b"])
-        labels.append("(b) 4 liquid replicas\none state vs in turn"), ratios.append(data["b"]["four_replicas_ratio"]), goals.append(None)
+        labels.append("(b) liquid 64 H2O, batched vs ASE"), ratios.append(data["b"]["ratio"]), goals.append(TARGETS["b"])
+        labels.append("(b) 4 liquid replicas, one state vs in turn"), ratios.append(data["b"]["four_replicas_ratio"]), goals.append(None)
     if "c" in data:
-        labels.append("(c) 4 gas variants\ntogether vs in turn"), ratios.append(data["c"]["ratio"]), goals.append(None)
+        labels.append("(c) 4 gas variants, together vs in turn"), ratios.append(data["c"]["ratio"]), goals.append(None)
     if "d" in data:
-        labels.append("(d) O+i average,\none call vs 48 calls"), ratios.append(data["d"]["averaged_O_i"]["ratio"]), goals.append(None)
+        labels.append("(d) O+i average, one call vs 48 calls"), ratios.append(data["d"]["averaged_O_i"]["ratio"]), goals.append(None)
     for r in data.get("e", {}).get("rows", []):
-        labels.append(f"(e) metatomic model,\n{r['structure']}: ours\nvs SymmetrizedCalculator"), ratios.append(r["ratio"]), goals.append(TARGETS["e"])
-    x = np.arange(len(ratios))
-    left.bar(x, ratios, color="tab:blue")
-    for k, goal in enumerate(goals):
+        labels.append(f"(e) metatomic, {r['structure']}: ours vs theirs"), ratios.append(r["ratio"]), goals.append(TARGETS["e"])
+    y = np.arange(len(ratios))[::-1]
+    left.barh(y, ratios, color="tab:blue")
+    first_goal = next((k for k, goal in enumerate(goals) if goal is not None), None)
+    for k, (row, goal) in enumerate(zip(y, goals)):
         if goal is not None:
-            left.plot([k - 0.4, k + 0.4], [goal, goal], color="tab:red", lw=2, label="goal" if k == goals.index(goal) else None)
-    left.axhline(1.0, color="gray", lw=0.8)
-    left.set_xticks(x, labels, fontsize=7)
-    left.set_yscale("log")
-    left.set_ylabel("speed-up (×)")
-    left.set_title(f"batched engine, {data.get('device', '')}")
-    left.legend()
+            left.plot([goal, goal], [row - 0.4, row + 0.4], color="tab:red", lw=2.5, label="goal" if k == first_goal else None)
+        left.text(ratios[k] * 1.05, row, f"{ratios[k]:.2f}x", va="center", fontsize=8)
+    left.axvline(1.0, color="gray", lw=0.8)
+    left.set_yticks(y, labels, fontsize=8)
+    left.set_xscale("log")
+    left.set_xlabel("speed-up (×, log scale; 1 = no gain)")
+    left.set_title(f"batched engine against the one-at-a-time path, {data.get('device', '')}")
+    left.legend(loc="lower right")
     if "sweep" in data:
         rows = data["sweep"]["rows"]
         mb = [r["pass_MB"] for r in rows]
