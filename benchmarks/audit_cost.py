@@ -131,11 +131,9 @@ def figure(rows: list[dict], path: Path) -> None:
     ax.set_ylabel(f"wall time of {rows[0]['n_rotations']} rotated evaluations (s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    from symprobe.files import replacing
+    from symprobe.files import save_figure
 
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from symprobe import so3
-from symprobe.files import replacing, write_json
+from symprobe.files import save_figure, write_json
 from symprobe.md.ase_engine import NVE
 from symprobe.md.batched import BatchedDynamics, Replica
 from symprobe.md.run import thermalized
@@ -260,9 +260,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
         right.set_title("pass size on this device")
         right.legend(fontsize=8)
     fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

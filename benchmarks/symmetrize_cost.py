@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from symprobe import so3
-from symprobe.files import atomic_write, replacing
+from symprobe.files import atomic_write, save_figure
 from symprobe.md import read_log, run_md
 from symprobe.models.base import Model
 from symprobe.models.device import DeviceError, device_name, resolve_device
@@ -248,18 +248,18 @@ def liquid_mts(model: Model, settings: list[str], steps: int, workdir: Path) -> 
     start, description = liquid.starting_box(workdir / "start", 4, False, 400, 0, progress=False)
     common = dict(steps=steps, equilibration_steps=steps // 10, grid="2i", seed=0, trajectory_stride=unit,
                   n_blocks=8, progress=False)
-    variants = {"raw": liquid.liquid_runs(model, start, workdir / "raw", ("raw",), n_inner=1, **common)["variants"]["raw"]}
+    raw = liquid.liquid_runs(model, {"raw": start}, workdir / "raw", n_inner=1, **common)
+    variants, wall_s = {"raw": raw["variants"]["raw"]}, {"raw": raw["wall_s"]}
     for setting, (grid, n) in parsed.items():
-        run = liquid.liquid_runs(model, start, workdir / setting.replace("/", "_"), ("mts",), n_inner=n, mts_grid=grid, **common)
-        variants[f"mts {setting}"] = run["variants"]["mts"]
-        print(f"(c) liquid NVT mts {setting}: {variants[f'mts {setting}']['wall_s'] / variants['raw']['wall_s']:.2f}x raw",
-              flush=True)
-    verdicts = liquid.compare_variants({"variants": variants}, reference=f"mts {reference}")
+        run = liquid.liquid_runs(model, {"mts": start}, workdir / setting.replace("/", "_"), n_inner=n, mts_grid=grid, **common)
+        variants[f"mts {setting}"], wall_s[f"mts {setting}"] = run["variants"]["mts"], run["wall_s"]
+        print(f"(c) liquid NVT mts {setting}: {wall_s[f'mts {setting}'] / wall_s['raw']:.2f}x raw", flush=True)
+    verdicts = liquid.compare_variants({"variants": variants}, reference=f"mts {reference}")["verdicts"]
     summary = {}
     for name, data in variants.items():
         rows = verdicts.get(name, {})
-        summary[name] = {"cost_relative_to_raw": data["wall_s"] / variants["raw"]["wall_s"],
-                         "wall_s_per_fs": data["wall_s"] / (steps * 0.5),
+        summary[name] = {"cost_relative_to_raw": wall_s[name] / wall_s["raw"],
+                         "wall_s_per_fs": wall_s[name] / (steps * 0.5),
                          "significant_differences": sorted(k for k, v in rows.items() if v["significant"]),
                          "comparisons": len(rows), "diffusion": data["diffusion"], "temperature": data["temperature"]}
     return {"start": description, "steps": steps, "timestep_fs": 0.5, "thermostat": liquid.ENSEMBLE,
@@ -342,9 +342,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set(xlabel="time (ps)", ylabel="conserved energy − start (meV/H2O)", title="(d) NVE conserved quantity")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _group(rows: list[dict], keys: tuple[str, ...]) -> dict:

@@ -39,7 +39,7 @@ from ase import Atoms
 from ase.calculators.calculator import all_changes
 
 from symprobe import so3
-from symprobe.files import atomic_write, replacing
+from symprobe.files import atomic_write, save_figure
 from symprobe.models.base import Model
 from symprobe.structures import rotate
 from symprobe.symmetrize import GridAverage
@@ -309,9 +309,7 @@ def _plot(rows: list[Row], path: Path) -> None:
             ax.invert_yaxis()
         axes[0, c].set_title(structure)
     fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from symprobe.models.pet import pet_model
 
 SHORT = study.Plan(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=16, gas_nvt_steps=400,
                    gas_bandwidth=0.3, torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20,
-                   liquid_steps=100, liquid_equilibration=10, liquid_stride=2)
+                   liquid_steps=100, liquid_equilibration=10, liquid_stride=2, liquid_replicas=2)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,6 @@ def verdicts(tmp_path_factory):
     "gas_mts_reproduces_averaged",  # and so does MTS (averaged correction every 10th step)
     "torque_falls_with_grid",
     "gas_orientation_energy_flat_averaged",  # and the 2i average removes that preference (static profile)
-    "liquid_indistinguishable",  # bulk observables of raw, MTS and random-rotation runs agree
 ])
 # not here: the NVT orientation maps. 0.2 ps of 16 molecules cannot resolve them: with 0.5 ps the raw map's
 # Hotelling test gave p = 0.03 with one set of random streams and p = 0.32 with another (bias 1.15 ± 0.35 kT, the
@@ -41,6 +40,9 @@ def test_paper_finding_holds_for_bundled_model(verdicts, finding):
     assert verdicts[finding]["holds"] is True, verdicts[finding]["evidence"]
 
 
-@pytest.mark.parametrize("finding", ["gas_orientation_not_flat_raw", "gas_orientation_flat_averaged", "gas_orientation_flat_mts"])
+# nor the liquid: with the 2 replicas per variant of a short run the null comparison is inconclusive, so the
+# study issues no liquid verdict (None) and says why; test_study checks that gate on the known-answer model.
+@pytest.mark.parametrize("finding", ["gas_orientation_not_flat_raw", "gas_orientation_flat_averaged", "gas_orientation_flat_mts",
+                                     "liquid_indistinguishable"])
 def test_short_orientation_maps_do_not_contradict_the_paper(verdicts, finding):
     assert verdicts[finding]["holds"] is not False, verdicts[finding]["evidence"]

@@ -15,7 +15,9 @@ from symprobe.observables import (
     EV_FS_PER_AMU_A2_PER_FS,
     angular_momentum,
     conserved_drift,
+    decay_time,
     diffusion_coefficient,
+    diffusive_window,
     dipole_correlations,
     dipole_directions,
     mean_squared_displacement,
@@ -312,6 +314,32 @@ def test_random_walk_msd_and_diffusion_coefficient():
         mean_squared_displacement(walk[:100], timestep, max_lag=50)
     with pytest.raises(ValueError, match="timestep_fs must be positive"):
         diffusion_coefficient(walk, 0.0, 20.0, 400.0)
+
+
+def test_diffusion_in_its_regime_from_a_walk_with_a_ballistic_start():
+    """Walkers whose velocities are AR(1) (memory τ = 40 frames) move ballistically at short lags and
+    diffusively at long ones, with D = σ² Δt (1 + φ)/(2(1 − φ)) per component. The diffusive window is found
+    after the ballistic start and D is recovered within 5 %; a run that stops inside the ballistic regime
+    has no window."""
+    rng = np.random.default_rng(12)
+    phi, sigma, timestep = np.exp(-1 / 40), 0.01, 1.0  # σ Å/fs per component, Δt fs
+    velocities = signal.lfilter([1.0], [1.0, -phi], rng.normal(0.0, sigma * np.sqrt(1 - phi**2), size=(20000, 300, 3)), axis=0)
+    walk = np.cumsum(velocities * timestep, axis=0)
+    exact = sigma**2 * timestep * (1 + phi) / (2 * (1 - phi)) * 1000.0  # Å²/ps
+    msd = mean_squared_displacement(walk, timestep, max_lag=4000, n_segments=4)
+    window = diffusive_window(msd.lags, msd.mean)
+    assert window is not None and 200.0 < window[0] < 1500.0 and window[1] == 4000.0
+    result = diffusion_coefficient(walk, timestep, *window)
+    assert abs(result.a2_per_ps.mean / exact - 1) < 0.05
+    ballistic = mean_squared_displacement(walk[:400], timestep, max_lag=60, n_segments=1)
+    assert diffusive_window(ballistic.lags, ballistic.mean) is None
+
+
+def test_decay_time_only_when_the_run_covers_it():
+    lags = np.arange(0.0, 2001.0, 10.0)
+    c = np.exp(-lags / 700.0)
+    assert decay_time(lags, c) == pytest.approx(700.0, abs=1.0)
+    assert decay_time(lags[:50], c[:50]) is None  # 490 fs < τ
 
 
 def test_unwrap_recovers_a_wrapped_trajectory():

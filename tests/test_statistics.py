@@ -7,12 +7,17 @@ from scipy import signal
 from symprobe.statistics import (
     block_average,
     blocking_levels,
+    curve_blocks,
     curve_difference_significance,
     curve_mean_and_error,
+    curve_permutation_test,
+    detectable_effect,
     difference_significance,
+    equivalence_test,
     family_significance,
     mean_and_error,
     mean_vector_significance,
+    null_calibration,
 )
 
 
@@ -40,7 +45,7 @@ def test_block_average_white_noise_and_constant():
     result = block_average(x)
     assert result.mean == pytest.approx(x.mean())
     assert result.stderr == pytest.approx(2.0 / 64.0, rel=0.25)
-    assert block_average(np.full(100, 1.5)) == (1.5, 0.0, 100)
+    assert block_average(np.full(100, 1.5))[:3] == (1.5, 0.0, 100)
 
 
 def test_blocking_levels_halve_the_series():
@@ -161,3 +166,99 @@ def test_mean_vector_test_with_fewer_samples_than_components():
         mean_vector_significance(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="NaN"):
         mean_vector_significance(np.full((5, 2), np.nan))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calibration: false-alarm rates and sizes that the study's verdicts rely on (issue 14)
+
+
+def monte_carlo_band(rate: float, trials: int) -> tuple[float, float]:
+    """A 3σ Monte Carlo band around a nominal rate."""
+    sigma = np.sqrt(rate * (1 - rate) / trials)
+    return rate - 3 * sigma, rate + 3 * sigma
+
+
+def test_null_comparison_of_ar1_series_has_nominal_false_alarm_rate():
+    """Two independent AR(1) series of the same process (τ = 19 samples), block-averaged and compared with
+    the Welch test: the false-alarm rate at 95 % is 5 % within its Monte Carlo error, and the blocking
+    plateau is reached."""
+    phi, n, trials = 0.9, 4096, 1500
+    rng = np.random.default_rng(20)
+    series = signal.lfilter([1.0], [1.0, -phi], rng.normal(size=(2 * trials, n)), axis=1)
+    averages = [block_average(x) for x in series]
+    assert np.mean([a.plateau for a in averages]) > 0.95
+    alarms = [difference_significance(a.mean, a.stderr, b.mean, b.stderr, dof=min(a.n_blocks, b.n_blocks) - 1)["significant"]
+              for a, b in zip(averages[::2], averages[1::2])]
+    low, high = monte_carlo_band(0.05, trials)
+    assert low < np.mean(alarms) < high
+
+
+def test_block_average_reports_a_missed_plateau():
+    """A series far shorter than its correlation time (τ ≈ 1000 samples, 512 samples) does not reach the plateau."""
+    x = signal.lfilter([1.0], [1.0, -0.999], np.random.default_rng(21).normal(size=512))
+    assert not block_average(x).plateau
+
+
+def test_curve_permutation_test_has_nominal_size_on_correlated_bins():
+    """Curves whose bins are strongly correlated (a smooth random shape per frame) and whose frames are
+    AR(1)-correlated in time: the per-bin χ² ignores the bin correlation, the permutation test does not, and
+    its false-alarm rate is 5 % within the Monte Carlo error."""
+    rng = np.random.default_rng(22)
+    trials, frames, bins, blocks = 300, 400, 30, 10
+    x = np.linspace(0.0, 1.0, bins)
+    shapes = np.stack([np.sin(np.pi * k * x) / k for k in range(1, 5)])  # (4, bins): smooth, correlated bins
+    alarms = []
+    for trial in range(trials):
+        amplitudes = signal.lfilter([1.0], [1.0, -0.8], rng.normal(size=(2, frames, 4)), axis=1)
+        curves = amplitudes @ shapes + 0.05 * rng.normal(size=(2, frames, bins))
+        a, b = (curve_blocks(c, blocks) for c in curves)
+        alarms.append(curve_permutation_test(a, b, n_permutations=200, seed=trial)["significant"])
+    low, high = monte_carlo_band(0.05, trials)
+    assert low < np.mean(alarms) < high
+    shifted = curve_permutation_test(a, b + 2.0 * shapes[0])
+    assert shifted["significant"] and shifted["chi2_per_dof"] > shifted["null_chi2_per_dof"][2]
+    few = curve_permutation_test(a[:2], b[:2])
+    assert few["splits"] == 6 and few["min_p_value"] == pytest.approx(1 / 7) and not few["significant"]
+
+
+def test_equivalence_test_has_nominal_size_and_power():
+    """At a true difference equal to the margin, TOST declares equivalence at most 5 % of the time (Gaussian
+    errors: exactly 5 % when σ ≪ margin; Student t for errors estimated from 6 + 6 samples); at zero true
+    difference and σ = margin/4 it declares it almost always."""
+    rng = np.random.default_rng(23)
+    trials, margin, sigma = 2000, 1.0, 0.1
+    declared = [equivalence_test(d, sigma / np.sqrt(2), 0.0, sigma / np.sqrt(2), margin)["equivalent"]
+                for d in rng.normal(margin, sigma, size=trials)]
+    low, high = monte_carlo_band(0.05, trials)
+    assert low < np.mean(declared) < high
+    samples = rng.normal(0.0, 1.0, size=(trials, 2, 6)) + np.array([margin, 0.0])[None, :, None]
+    mean, err = samples.mean(axis=2), samples.std(axis=2, ddof=1) / np.sqrt(6)
+    declared_t = [equivalence_test(m[0], e[0], m[1], e[1], margin, dof=10)["equivalent"] for m, e in zip(mean, err)]
+    assert np.mean(declared_t) < high
+    assert np.mean([equivalence_test(d, 0.25 / np.sqrt(2), 0.0, 0.25 / np.sqrt(2), margin)["equivalent"]
+                    for d in rng.normal(0.0, 0.25, size=500)]) > 0.95
+    result = equivalence_test(0.2, 0.1, 0.0, 0.0, 1.0)
+    assert result["bound"] == pytest.approx(0.2 + 1.6449 * 0.1, rel=1e-4) and "bounds |Δ| <" in result["verdict"]
+
+
+def test_detectable_effect_has_the_stated_power():
+    """A true difference equal to the stated detectable effect is found significant 80 % of the time."""
+    rng = np.random.default_rng(24)
+    sigma, trials = 0.3, 2000
+    effect = detectable_effect(sigma)
+    assert effect == pytest.approx((1.95996 + 0.84162) * sigma, rel=1e-4)
+    found = [difference_significance(d, sigma, 0.0, 0.0)["significant"] for d in rng.normal(effect, sigma, size=trials)]
+    low, high = monte_carlo_band(0.8, trials)
+    assert low < np.mean(found) < high
+    assert detectable_effect(sigma, n_tests=20) > effect and detectable_effect(sigma, dof=3) > effect
+
+
+def test_null_calibration_passes_a_true_null_and_fails_a_biased_one():
+    good = {"scalar": difference_significance(1.0, 0.5, 0.8, 0.5), "curve": curve_difference_significance(
+        np.zeros(10), np.ones(10), np.full(10, 0.3), np.ones(10))}
+    passed = null_calibration(good)
+    assert passed["passed"] and passed["false_alarms"] == 0 and "calibrated" in passed["verdict"]
+    bad = {**good, "scalar": difference_significance(3.0, 0.5, 0.0, 0.5)}
+    failed = null_calibration(bad)
+    assert not failed["passed"] and failed["family"]["significant"] == ["scalar"] and "no verdicts" in failed["verdict"]
+    assert failed["chi2_per_dof"]["scalar"] == pytest.approx(18.0)

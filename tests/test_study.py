@@ -16,7 +16,7 @@ from symprobe.experiments import gas
 TINY = dict(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=8, gas_nvt_steps=400, gas_bandwidth=0.3,
             torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20, liquid_steps=60,
             liquid_equilibration=10, liquid_stride=2, error_reference="3", error_cells=1, ice_frames=(2, 3), ice_fmax=0.5,
-            ice_max_steps=2, mts_grid="T")  # MTS over the 12-rotation group T (exact to the known term's degree 2)
+            ice_max_steps=2, mts_grid="T", liquid_replicas=2)  # MTS over the 12-rotation group T (exact to the known term's degree 2)
 
 
 _TINY_STUDY: dict = {}
@@ -120,10 +120,45 @@ def test_known_answer_findings(study_dir):
     assert exp["gas_nvt"]["variants"]["mts"]["engine"] == "batched" and "gas_orientation_flat_mts" in by_id
     assert by_id["torque_falls_with_grid"]["holds"] is True
     assert by_id["gas_orientation_energy_flat_averaged"]["holds"] is True  # ℓ ≤ 2 terms: exactly removed by 2i
-    assert by_id["liquid_indistinguishable"]["holds"] is not None
+    liquid = exp["liquid"]
+    assert liquid["replicas"] == {"raw": 2, "mts": 2, "random": 2, "raw-repeat": 2}
+    assert liquid["variants"]["raw"]["errors_from"] == "replicas" and len(liquid["variants"]["raw"]["g_OO"]["blocks"]) == 2
+    calibration = liquid["calibration"]  # 2 replicas per set: too few for a conclusive null comparison
+    assert not calibration["conclusive"] and not calibration["passed"] and liquid["withheld"]
+    liquid_finding = by_id["liquid_indistinguishable"]
+    assert liquid_finding["holds"] is None and "inconclusive" in liquid_finding["evidence"]
     errors = exp["rotational_errors"]["sets"]["isolated molecule"]["rows"]
     by_grid = {row["grid"]: row for row in errors}
     assert by_grid["0"]["energy_meV"] > 1.0 and by_grid["2i"]["energy_meV"] < 1e-6
+
+
+def _liquid_variant(rng, shift: float = 0.0, replicas: int = 5) -> dict:
+    """Synthetic liquid observables of ``replicas`` independent replicas: one smooth curve per observable."""
+    from symprobe.experiments import curve, scalar
+    from symprobe.experiments.liquid import CURVES
+    from symprobe.statistics import blocks_mean_and_error
+
+    x = np.linspace(2.0, 6.0, 40)
+    out = {"n_replicas": replicas, "n_blocks": replicas, "errors_from": "replicas", "diffusion": None,
+           "c_uu_last": scalar(0.5 + shift, 0.01, "dimensionless"), "dipole_bias": {"bias_kT": scalar(0.2, 0.05, "kT")}}
+    for name in CURVES:
+        blocks = 1.0 + shift * np.exp(-(x - 3.0) ** 2) + 0.01 * rng.normal(size=(replicas, len(x)))
+        out[name] = curve(x, *blocks_mean_and_error(blocks), "Å", "", blocks=blocks)
+    return out
+
+
+def test_liquid_null_comparison_gates_the_verdicts():
+    """Raw against a repeat of itself with 5 replicas each: calibrated, verdicts issued; a repeat that differs
+    (error bars too small for the runs): not calibrated, every verdict withheld."""
+    from symprobe.experiments import REPEAT
+    from symprobe.experiments.liquid import compare_variants
+
+    rng = np.random.default_rng(3)
+    same = compare_variants({"variants": {"raw": _liquid_variant(rng), REPEAT: _liquid_variant(rng), "mts": _liquid_variant(rng)}})
+    assert same["calibration"]["conclusive"] and same["calibration"]["passed"] and not same["withheld"]
+    assert same["verdicts"]["mts"]["g_OO"]["equivalent"] and "bounds every bin" in same["verdicts"]["mts"]["g_OO"]["verdict"]
+    shifted = compare_variants({"variants": {"raw": _liquid_variant(rng), REPEAT: _liquid_variant(rng, shift=0.3)}})
+    assert not shifted["calibration"]["passed"] and shifted["withheld"] and "g_OO" in shifted["calibration"]["family"]["significant"]
 
 
 def test_orientation_bias_of_known_term():
@@ -174,13 +209,13 @@ def test_quick_plan_fits_budget():
              "md_overhead_s": 0.004}
     plan = study.make_plan(True, costs, budget_s=330.0)
     assert plan.liquid_steps % plan.n_inner == 0 and plan.liquid_steps >= 60
-    spent = plan.liquid_steps * (3 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / plan.n_inner)
+    spent = plan.liquid_steps * plan.liquid_replicas * (4 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / plan.n_inner)
     assert spent < 0.5 * 330.0 or plan.liquid_steps == 60
     full = study.make_plan(False, costs)
     assert full.gas_nve_steps == 50_000 and sum(full.estimate_s.values()) > 3600
     hour = study.make_plan(True, costs, budget_s=3600.0)  # --budget-min 60: longer runs, still within budget
-    assert hour.liquid_steps > 5 * plan.liquid_steps and hour.gas_nvt_steps > plan.gas_nvt_steps
-    spent = hour.liquid_steps * (3 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / hour.n_inner)
+    assert hour.liquid_steps * hour.liquid_replicas > 5 * plan.liquid_steps * plan.liquid_replicas and hour.gas_nvt_steps > plan.gas_nvt_steps
+    spent = hour.liquid_steps * hour.liquid_replicas * (4 * (costs["liquid_s"] + 0.004) + costs["liquid_corr_s"] / hour.n_inner)
     assert spent <= 0.36 * 3600.0 * 1.01 and sum(hour.estimate_s.values()) == pytest.approx(3600.0, rel=0.03)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from symprobe.files import replacing
+from symprobe.files import save_figure
 
 FLOOR = 1e-12  # smallest value drawn on log axes (meV or meV/Å)
 
@@ -28,11 +28,6 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    """Save atomically (temporary file in the same folder, then rename)."""
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    return path
 
 
 def _floor(values) -> np.ndarray:
@@ -73,10 +68,7 @@ def convergence_figure(report: dict[str, Any], path: Path) -> Path:
         f"({report['grid']['evaluations']} evaluations); values < {FLOOR:g} drawn at {FLOOR:g}",
         fontsize=9,
     )
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def spectrum_figure(report: dict[str, Any], path: Path) -> Path:
@@ -102,10 +94,7 @@ def spectrum_figure(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"angular spectrum of E(Rx), rule {report['spectrum_grid']['name']}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def distribution_figure(report: dict[str, Any], path: Path) -> Path:
@@ -131,10 +120,7 @@ def distribution_figure(report: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("count")
         ax.set_title(title)
     fig.suptitle(f"{report['model']['name']}: rotational error distribution (values < {FLOOR:g} drawn at {FLOOR:g})", fontsize=9)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def audit_figures(report: dict[str, Any], out_dir: str | Path) -> list[Path]:

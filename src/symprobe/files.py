@@ -37,3 +37,15 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically; refuses NaN and infinities (ValueError)."""
     return atomic_write(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure to ``path`` atomically (tight bounding box) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)

@@ -481,6 +481,30 @@ def diffusion_coefficient(
     return Diffusion(d, cm2, msd, (float(fit_start_fs), float(fit_end_fs)))
 
 
+def diffusive_window(lags_fs: np.ndarray, msd: np.ndarray, tolerance: float = 0.15, min_span: float = 3.0) -> tuple[float, float] | None:
+    """The lag range (fs) where an MSD curve is diffusive (MSD ∝ t), or None when the run does not reach it.
+
+    The local exponent α(t) = ln[MSD(2t)/MSD(t)] / ln 2 is evaluated on 16 lags per octave; the window starts
+    at the earliest lag from which α stays within 1 ± ``tolerance`` up to the longest lag it can be formed at,
+    and ends at the longest lag. It must span at least a factor ``min_span`` in time (a ballistic start has
+    α = 2; a caged, sub-diffusive one α < 1)."""
+    lags, msd = np.asarray(lags_fs, dtype=np.float64), np.asarray(msd, dtype=np.float64)
+    positive = (lags > 0) & (msd > 0) & np.isfinite(msd)
+    lags, msd = lags[positive], msd[positive]
+    if len(lags) < 4 or lags[-1] < 2.0 * min_span * lags[0]:
+        return None
+    grid = np.exp(np.arange(np.log(lags[0]), np.log(lags[-1] / 2.0), np.log(2.0) / 16.0))
+    if len(grid) < 2:
+        return None
+    exponent = np.log(np.interp(2.0 * grid, lags, msd) / np.interp(grid, lags, msd)) / np.log(2.0)
+    outside = np.flatnonzero(np.abs(exponent - 1.0) > tolerance)
+    if len(outside) and outside[-1] == len(grid) - 1:
+        return None
+    start = float(grid[outside[-1] + 1]) if len(outside) else float(grid[0])
+    end = float(lags[-1])
+    return (start, end) if end >= min_span * start else None
+
+
 def orientational_autocorrelation(directions: np.ndarray, timestep_fs: float, max_lag: int, n_segments: int = 4) -> TimeCorrelation:
     """c_uu(t) = ⟨u(t0)·u(t0 + t)⟩ (dimensionless) of unit vectors (n_frames, n_molecules, 3), all time
     origins, lags 0..max_lag frames of ``timestep_fs`` fs; error over ``n_segments`` segments."""
@@ -490,6 +514,20 @@ def orientational_autocorrelation(directions: np.ndarray, timestep_fs: float, ma
     curves = [_autocorrelation(segment)[: max_lag + 1] / segment.shape[1] for segment in _segments(directions, n_segments, max_lag, timestep_fs)]
     mean, error = _segment_statistics(curves)
     return TimeCorrelation(np.arange(max_lag + 1) * timestep_fs, mean, error)
+
+
+def decay_time(lags_fs: np.ndarray, correlation: np.ndarray, level: float = float(np.exp(-1.0))) -> float | None:
+    """The first lag (fs, linearly interpolated) at which a correlation function falls to ``level`` times its
+    value at lag 0, or None when the curve does not get there within its lags (the run does not cover it)."""
+    lags, c = np.asarray(lags_fs, dtype=np.float64), np.asarray(correlation, dtype=np.float64)
+    if len(c) < 2 or not c[0] > 0:
+        raise ValueError("a decay time needs at least two lags and a positive value at lag 0")
+    target = level * c[0]
+    below = np.flatnonzero(c <= target)
+    if not len(below):
+        return None
+    k = int(below[0])
+    return float(lags[k - 1] + (c[k - 1] - target) / (c[k - 1] - c[k]) * (lags[k] - lags[k - 1]))
 
 
 # ---------------------------------------------------------------------------------------------------

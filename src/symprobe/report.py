@@ -324,7 +324,9 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
         rows.append(["gas molecule", variant, _pm(data["harmonic"]["bias_kT"]), data["harmonic"]["p_value"],
                      _pm(data["map_max_deviation"]), _pm(data["map_noise"]), paper["gas_orientation_bias_kT"].get(variant, "–")])
     for variant, data in exp["liquid"]["variants"].items():
-        rows.append(["liquid dipoles", variant, _pm(data["dipole_bias"]["bias_kT"]), data["dipole_bias"]["p_value"],
+        bias = data["dipole_bias"]
+        rows.append(["liquid dipoles", variant, _pm(bias["bias_kT"]),
+                     bias["p_value"] if bias.get("testable", True) else "not tested: molecules have not reoriented",
                      _pm(data["dipole_map_max_deviation"]), _pm(data["dipole_map_noise"]), paper["liquid_dipole_bias_kT"]])
     tables["orientation"] = _table("orientation", "Orientation bias in kT: low-order (ℓ ≤ 2) estimate with bootstrap error, its "
                                    "Hotelling T² p-value against a flat map, and the KDE map's largest |F| beside its noise level",
@@ -354,15 +356,31 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
 
     rows = []
     for variant, d in exp["liquid"]["variants"].items():
-        rows.append([variant, _pm(d["diffusion"]), f"{_pm(d['c_uu_last'])} at {_fmt(d['c_uu_last_lag_fs'])} fs",
+        regime = d.get("diffusion_regime", {})
+        diffusion = (f"{_pm(d['diffusion'])} (fit {_fmt(regime['fit_window_fs'][0])}–{_fmt(regime['fit_window_fs'][1])} fs)"
+                     if d["diffusion"] is not None else
+                     f"not reached in this run (MSD {_fmt(regime.get('msd_at_longest_lag_A2'))} Å² at {_fmt(regime.get('longest_lag_fs'))} fs)")
+        decay = d.get("c_uu_decay_fs")
+        at_paper = d.get("c_uu_at_paper_lag")
+        rows.append([variant, diffusion, f"{_pm(d['c_uu_last'])} at {_fmt(d['c_uu_last_lag_fs'])} fs",
+                     _pm(at_paper) if at_paper else "lag not reached", _fmt(decay) if decay is not None else "not covered",
                      d["n_frames"], d["n_molecules"]])
-    rows.append(["paper (cited)", paper["liquid_diffusion_1e-5_cm2_s"], f"{paper['liquid_c_uu_2ps']} at 2000 fs", "–", 512])
-    tables["liquid"] = _table("liquid", "Liquid water: diffusion coefficient (1e-5 cm²/s) and c_uu", ["variant", "D", "c_uu",
-                              "frames", "molecules"], rows)
-    verdict_rows = [[variant, name, html.escape(test["verdict"])] for variant, row in exp["liquid"].get("verdicts", {}).items()
+    rows.append(["paper (cited)", paper["liquid_diffusion_1e-5_cm2_s"], "–", paper["liquid_c_uu_2ps"], "–", "–", 512])
+    tables["liquid"] = _table("liquid", "Liquid water: diffusion coefficient (1e-5 cm²/s, fitted only in the diffusive regime) "
+                              "and c_uu (the paper's value is at 2000 fs)",
+                              ["variant", "D", "c_uu at the last lag", "c_uu at 2000 fs", "c_uu 1/e time (fs)", "frames",
+                               "molecules"], rows)
+    liquid_exp = exp["liquid"]
+    calibration = liquid_exp.get("calibration")
+    verdict_rows = [[variant, name, html.escape(test["verdict"])] for variant, row in liquid_exp.get("verdicts", {}).items()
                     for name, test in row.items()]
-    tables["liquid"] += _table("liquid_verdicts", "Liquid verdicts: each variant against raw (95 % confidence)",
-                               ["variant", "observable", "verdict"], verdict_rows)
+    caption = "Liquid verdicts: each variant against raw (95 % confidence); raw-repeat is the null comparison"
+    if calibration is not None:
+        caption += (f". Null calibration: {calibration['verdict']} ({calibration['false_alarms']} of {calibration['n_tests']} "
+                    "null tests significant)")
+    if liquid_exp.get("withheld"):
+        caption += ". The verdicts are withheld."
+    tables["liquid"] += _table("liquid_verdicts", caption, ["variant", "observable", "verdict"], verdict_rows)
 
     ice = exp["ice"]
     if "cells" in ice:
@@ -472,8 +490,13 @@ def render_report(results: dict[str, Any]) -> str:
     for title, figures, table_names in sections:
         parts.append(f"<h2>{title}</h2>")
         if title == "Liquid water":
-            parts.append(f"<p>Start: {html.escape(exp['liquid']['start'])}; {html.escape(exp['liquid']['thermostat'])}; "
-                         f"{exp['liquid']['equilibration_steps']} steps discarded as equilibration.</p>")
+            liquid_exp = exp["liquid"]
+            starts = [liquid_exp["start"]] if isinstance(liquid_exp["start"], str) else liquid_exp["start"]
+            repeats = liquid_exp.get("repeat_start") or []
+            parts.append(f"<p>Each variant runs from {len(starts)} independent box(es): {html.escape('; '.join(starts))}. "
+                         + (f"The null comparison (raw-repeat) runs from others: {html.escape('; '.join(repeats))}. " if repeats else "")
+                         + f"{html.escape(liquid_exp['thermostat'])}; {liquid_exp['equilibration_steps']} steps discarded as "
+                         "equilibration.</p>")
         for name in figures:
             maker, caption = FIGURE_MAKERS[name]
             parts.append(f"<figure id='figure-{name}'><img alt='{name}' src='data:image/png;base64,{_png(maker(results))}'>"

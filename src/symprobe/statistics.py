@@ -33,11 +33,14 @@ class Estimate(NamedTuple):
 
 
 class BlockAverage(NamedTuple):
-    """Mean of a correlated series, its standard error and the number of blocks at the chosen level."""
+    """Mean of a correlated series, its standard error, the number of blocks at the chosen level and whether
+    the blocking plateau was reached (when not, the error is a lower bound in spirit: the series is too
+    short for its correlation time)."""
 
     mean: float
     stderr: float
     n_blocks: int
+    plateau: bool = True
 
 
 class BlockingLevel(NamedTuple):
@@ -87,7 +90,7 @@ def block_average(series: np.ndarray, min_blocks: int = 8) -> BlockAverage:
         if level.block_size**3 > 2.0 * len(x) * (level.stderr / first) ** 4:
             return BlockAverage(mean, level.stderr, level.n_blocks)
     largest = max(usable, key=lambda level: level.stderr)
-    return BlockAverage(mean, largest.stderr, largest.n_blocks)
+    return BlockAverage(mean, largest.stderr, largest.n_blocks, plateau=False)
 
 
 def mean_and_error(independent_values: np.ndarray) -> Estimate:
@@ -100,14 +103,10 @@ def mean_and_error(independent_values: np.ndarray) -> Estimate:
     return Estimate(float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))))
 
 
-def curve_mean_and_error(per_frame: np.ndarray, n_blocks: int = 10, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bin mean and standard error of a curve sampled per frame, from ``n_blocks`` contiguous blocks.
-
-    ``per_frame`` (n_frames, ...) holds per-frame values; with ``counts`` (same shape) it holds per-frame
-    sums and each block value is Σ sums / Σ counts (a ratio estimator, e.g. c_L(r)). Blocks must be
-    longer than the correlation time for the error to be honest; bins empty in a block are ignored
-    (NaN where every block is empty; error NaN where fewer than two blocks have data).
-    """
+def curve_blocks(per_frame: np.ndarray, n_blocks: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """Per-bin values of ``n_blocks`` contiguous blocks of frames (n_blocks, ...): block means, or with
+    ``counts`` (same shape as ``per_frame``, which then holds per-frame sums) Σ sums / Σ counts per block
+    (a ratio estimator, e.g. c_L(r)); NaN where a block has no data in a bin."""
     values = np.asarray(per_frame, dtype=np.float64)
     if n_blocks < 2:
         raise ValueError(f"n_blocks must be at least 2, got {n_blocks}")
@@ -119,16 +118,34 @@ def curve_mean_and_error(per_frame: np.ndarray, n_blocks: int = 10, counts: np.n
     shape = (n_blocks, size) + values.shape[1:]
     sums = values[: size * n_blocks].reshape(shape).sum(axis=1)
     weights = (np.full(values.shape, 1.0) if counts is None else np.asarray(counts, dtype=np.float64))
-    block_weights = weights[: size * n_blocks].reshape(shape).sum(axis=1)
-    blocks = ratio_or_nan(sums, block_weights)
-    mean = ratio_or_nan(sums.sum(axis=0), block_weights.sum(axis=0))
+    return ratio_or_nan(sums, weights[: size * n_blocks].reshape(shape).sum(axis=1))
+
+
+def curve_mean_and_error(per_frame: np.ndarray, n_blocks: int = 10, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard error of a curve sampled per frame, from the ``n_blocks`` contiguous blocks of
+    :func:`curve_blocks` (same arguments). Blocks must be longer than the correlation time for the error to be
+    honest; bins empty in a block are ignored (NaN where every block is empty; error NaN where fewer than two
+    blocks have data). With ``counts`` the mean is Σ sums / Σ counts over all frames."""
+    blocks = curve_blocks(per_frame, n_blocks, counts)
+    values = np.asarray(per_frame, dtype=np.float64)
+    used = len(values) // n_blocks * n_blocks
+    weights = np.full(values.shape, 1.0) if counts is None else np.asarray(counts, dtype=np.float64)
+    mean = ratio_or_nan(values[:used].sum(axis=0), weights[:used].sum(axis=0))
+    _, error = blocks_mean_and_error(blocks)
+    return mean, error
+
+
+def blocks_mean_and_error(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard error over independent blocks or replicas (n, ...), ignoring NaN entries
+    (error NaN where fewer than two have data)."""
+    blocks = np.asarray(blocks, dtype=np.float64)
     valid = np.isfinite(blocks)
     n_valid = valid.sum(axis=0)
     centre = ratio_or_nan(np.where(valid, blocks, 0.0).sum(axis=0), n_valid.astype(np.float64))
     squares = np.where(valid, (blocks - centre) ** 2, 0.0).sum(axis=0)
-    error = np.full(mean.shape, np.nan)
+    error = np.full(centre.shape, np.nan)
     np.divide(np.sqrt(squares), np.sqrt(n_valid * (n_valid - 1.0)), out=error, where=n_valid >= 2)
-    return mean, error
+    return centre, error
 
 
 def mean_vector_significance(samples: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> dict:
@@ -207,9 +224,11 @@ def difference_significance(
         z = difference / error
     p_value = float(_two_sided_p(np.asarray(z), np.asarray(a_err), np.asarray(b_err), dof))
     significant = p_value < 1.0 - confidence
+    detectable = detectable_effect(error, confidence, dof=dof)
     verdict = (
         f"{'significant' if significant else 'not significant'} at {100 * confidence:g} % confidence: "
-        f"difference {difference:.4g} ± {error:.2g} (z = {z:.2f}, p = {p_value:.3g})"
+        f"difference {difference:.4g} ± {error:.2g} (z = {z:.2f}, p = {p_value:.3g}); "
+        f"the run detects differences ≥ {detectable:.2g} with 80 % power"
     )
     return {
         "difference": difference,
@@ -218,6 +237,7 @@ def difference_significance(
         "p_value": p_value,
         "confidence": confidence,
         "significant": bool(significant),
+        "detectable_effect": detectable,
         "verdict": verdict,
     }
 
@@ -257,10 +277,12 @@ def curve_difference_significance(
     worst = int(np.argmin(p_values))
     chi2 = float(np.sum(z**2))
     significant = bool(p_values[worst] < alpha_per_bin)
+    detectable = detectable_effect(float(np.median(sigma[usable])), confidence, dof=dof, n_tests=n_bins)
     verdict = (
         f"{'significant' if significant else 'not significant'} at {100 * confidence:g} % confidence: "
         f"largest |Δ|/σ = {abs(z[worst]):.2f} (p = {p_values[worst]:.2g} against Bonferroni {alpha_per_bin:.2g} "
-        f"for {n_bins} bins), χ²/dof = {chi2 / n_bins:.2f}"
+        f"for {n_bins} bins), χ²/dof = {chi2 / n_bins:.2f}; the run detects a change of one bin ≥ {detectable:.2g} "
+        f"(median bin) with 80 % power"
     )
     return {
         "max_abs_z": float(np.max(np.abs(z))),
@@ -271,6 +293,7 @@ def curve_difference_significance(
         "chi2_per_dof": chi2 / n_bins,
         "chi2_p_value": float(stats.chi2.sf(chi2, n_bins)),
         "confidence": confidence,
+        "detectable_effect": detectable,
         "significant": significant,
         "verdict": verdict,
     }
@@ -292,3 +315,112 @@ def family_significance(tests: Mapping[str, Mapping[str, Any]], confidence: floa
     adjusted = {name: float(min(1.0, p * len(tests))) for name, p in single.items()}
     return {"n_tests": len(tests), "adjusted_p": adjusted, "confidence": confidence,
             "significant": sorted(name for name, p in adjusted.items() if p < 1.0 - confidence)}
+
+
+def detectable_effect(error: float, confidence: float = DEFAULT_CONFIDENCE, power: float = 0.8, dof: float | None = None,
+                      n_tests: int = 1) -> float:
+    """The smallest true difference (unit of ``error``) that a two-sided test at ``confidence`` (Bonferroni over
+    ``n_tests``) declares significant with probability ``power``, for a difference with standard error
+    ``error``: (q(1 − α/2n) + q(power)) σ, with Gaussian quantiles, or Student-t ones for ``dof``."""
+    if not 0.0 < power < 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence and power must lie in (0, 1), got {confidence} and {power}")
+    alpha = (1.0 - confidence) / max(1, n_tests)
+    law = stats.norm if dof is None else stats.t(max(float(dof), 1.0))
+    return float((law.isf(alpha / 2.0) + law.ppf(power)) * error)
+
+
+def equivalence_test(a_mean: float, a_err: float, b_mean: float, b_err: float, margin: float,
+                     confidence: float = DEFAULT_CONFIDENCE, dof: float | None = None) -> dict:
+    """Two one-sided tests (TOST): is |a − b| smaller than ``margin`` (unit of the means)?
+
+    Equivalence is declared when both H0: a − b ≤ −margin and H0: a − b ≥ +margin are rejected at level
+    1 − ``confidence``; the false-equivalence rate at |a − b| = margin is then at most 1 − confidence. Gaussian,
+    or Student t with ``dof``. Returns ``p_value`` (the larger one-sided p), ``equivalent``, ``margin`` and
+    ``bound``: the smallest margin this run could have established (|Δ| + q σ), and a one-line ``verdict``."""
+    if margin <= 0 or not np.isfinite([a_mean, a_err, b_mean, b_err, margin]).all() or a_err < 0 or b_err < 0:
+        raise ValueError(f"need finite means, errors ≥ 0 and a positive margin, got {a_mean}±{a_err}, {b_mean}±{b_err}, {margin}")
+    difference, error = float(a_mean - b_mean), float(np.hypot(a_err, b_err))
+    law = stats.norm if dof is None else stats.t(max(float(dof), 1.0))
+    if error == 0.0:
+        p_value = 0.0 if abs(difference) < margin else 1.0
+    else:
+        p_value = float(max(law.sf((difference + margin) / error), law.cdf((difference - margin) / error)))
+    alpha = 1.0 - confidence
+    bound = abs(difference) + float(law.isf(alpha)) * error
+    equivalent = p_value < alpha
+    verdict = (f"{'equivalent' if equivalent else 'not shown equivalent'} within ±{margin:.3g} at {100 * confidence:g} % "
+               f"confidence (difference {difference:.3g} ± {error:.2g}, p = {p_value:.3g}); this run bounds |Δ| < {bound:.2g}")
+    return {"difference": difference, "error": error, "margin": float(margin), "p_value": p_value, "equivalent": bool(equivalent),
+            "bound": bound, "confidence": confidence, "verdict": verdict}
+
+
+def curve_permutation_test(a_blocks: np.ndarray, b_blocks: np.ndarray, confidence: float = DEFAULT_CONFIDENCE,
+                           n_permutations: int = 2000, seed: int = 0) -> dict:
+    """A correlation-aware χ² test of two curves given as independent blocks or replicas (n_a, bins), (n_b, bins).
+
+    The statistic is χ² = Σ_bins Δ²/σ² (σ from the blocks of each curve, as in :func:`blocks_mean_and_error`);
+    its null distribution comes from reassigning blocks between the two curves (all splits when there are at
+    most ``n_permutations`` of them, else random ones), so correlations between bins are accounted for and
+    the p-value is exact for exchangeable blocks. Bins without data in every block are left out. Returns
+    ``chi2_per_dof``, ``null_chi2_per_dof`` (mean and 95 % range of the permutation distribution),
+    ``p_value``, ``min_p_value`` (the smallest p-value the number of splits allows) and ``significant``."""
+    a, b = np.asarray(a_blocks, dtype=np.float64), np.asarray(b_blocks, dtype=np.float64)
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    if a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"need (≥ 2, bins) blocks of equal bins, got {a.shape} and {b.shape}")
+    both = np.concatenate([a, b])
+    keep = np.isfinite(both).all(axis=0) & (both.std(axis=0) > 0)
+    if not keep.any():
+        raise ValueError("no bin has data that varies across blocks")
+    both = both[:, keep]
+    n_a, n = len(a), len(both)
+
+    def chi2(masks: np.ndarray) -> np.ndarray:
+        """χ²/dof of each split; ``masks`` (splits, n) marks the blocks of the first curve."""
+        first, second = masks.astype(np.float64), (~masks).astype(np.float64)
+        stats_of = [(w.sum(axis=1)[:, None], w @ both, w @ both**2) for w in (first, second)]
+        means = [total / k for k, total, _ in stats_of]
+        variances = [(squares - k * mean**2) / (k - 1) / k for (k, _, squares), mean in zip(stats_of, means)]
+        return np.mean((means[0] - means[1]) ** 2 / np.maximum(variances[0] + variances[1], 1e-300), axis=1)
+
+    from itertools import combinations
+    from math import comb
+
+    observed = float(chi2(np.arange(n)[None, :] < n_a)[0])
+    if comb(n, n_a) <= n_permutations:
+        splits = np.zeros((comb(n, n_a), n), dtype=bool)
+        for row, split in enumerate(combinations(range(n), n_a)):
+            splits[row, list(split)] = True
+    else:
+        rng = np.random.default_rng(seed)
+        splits = np.argsort(rng.random((n_permutations, n)), axis=1) < n_a
+    null = chi2(splits)
+    p_value = float((1 + np.sum(null >= observed)) / (1 + len(null)))
+    significant = p_value < 1.0 - confidence
+    return {"chi2_per_dof": observed, "n_bins": int(keep.sum()), "null_chi2_per_dof": [float(null.mean()), *np.percentile(null, [2.5, 97.5]).tolist()],
+            "p_value": p_value, "min_p_value": float(1.0 / (1 + len(null))), "splits": int(len(null)), "confidence": confidence,
+            "significant": bool(significant),
+            "verdict": (f"{'significant' if significant else 'not significant'} at {100 * confidence:g} % confidence: χ²/dof = "
+                        f"{observed:.2f} against {null.mean():.2f} [{np.percentile(null, 2.5):.2f}, {np.percentile(null, 97.5):.2f}] "
+                        f"when blocks are reassigned (p = {p_value:.3g}, {len(null)} splits)")}
+
+
+def null_calibration(tests: Mapping[str, Mapping[str, Any]], confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """Does a comparison of two runs of the *same* variant (different seeds) pass as "no difference"?
+
+    ``tests`` are that null comparison's verdicts (scalar or curve tests of this module). The calibration
+    passes when the family of them is not significant (:func:`family_significance`), so a correct set of
+    error bars fails it with probability at most 1 − ``confidence``. Also reported: each test's χ²/dof (z² for
+    scalars), the count of individually significant tests against its expectation, and the binomial
+    probability of at least that many false alarms. A stage whose calibration fails should issue no verdicts."""
+    family = family_significance(tests, confidence)
+    alarms = sum(bool(t["significant"]) for t in tests.values())
+    alpha = 1.0 - confidence
+    chi2 = {name: float(t["chi2_per_dof"]) if "chi2_per_dof" in t else float(t["z"]) ** 2 for name, t in tests.items()}
+    passed = not family["significant"]
+    return {"passed": passed, "n_tests": len(tests), "false_alarms": alarms, "expected_false_alarms": alpha * len(tests),
+            "p_at_least_that_many": float(stats.binom.sf(alarms - 1, len(tests), alpha)), "chi2_per_dof": chi2,
+            "family": family, "confidence": confidence,
+            "verdict": ("calibrated: two runs of the same variant agree within their error bars" if passed else
+                        f"not calibrated: two runs of the same variant differ in {', '.join(family['significant'])}; "
+                        "error bars too small for these runs, so this stage issues no verdicts")}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from symprobe import so3, statistics
-from symprobe.experiments import VARIANTS
+from symprobe.experiments import REPEAT, VARIANTS
 from symprobe.files import write_json
 from symprobe.models.base import Model
 
@@ -79,10 +79,11 @@ class Plan:
     liquid_n_per_side: int = 4
     liquid_shared_512: bool = True
     liquid_pre_steps: int = 2000
-    liquid_steps: int = 100_000
-    liquid_equilibration: int = 10_000
+    liquid_steps: int = 40_000  # per replica: 5 × 20 ps = 100 ps per variant (the paper ran 5 ns)
+    liquid_equilibration: int = 4_000  # per replica
     liquid_stride: int = 20
-    liquid_variants: tuple[str, ...] = ("raw", "mts", "random")
+    liquid_variants: tuple[str, ...] = ("raw", "mts", "random", REPEAT)
+    liquid_replicas: int = 5  # independent boxes per variant: errors from their scatter (5: a conclusive null check)
     error_reference: str = "3i"
     error_cells: int = 10
     ice_frames: tuple[int, ...] = tuple(range(2, 11))
@@ -139,7 +140,8 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
         plan.estimate_s = {
             "gas_nve": plan.gas_nve_steps * (3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner),
             "gas_nvt": plan.gas_nvt_steps * per_nvt_step,
-            "liquid": (plan.liquid_steps + plan.liquid_equilibration) * (2 * liq + liq + liq_corr / plan.n_inner) * 8,
+            "liquid": (plan.liquid_steps + plan.liquid_equilibration) * plan.liquid_replicas
+            * (len(plan.liquid_variants) * liq + liq_corr / plan.n_inner) * 8,
             "ice": len(plan.ice_frames) * 150 * (ice + ice_avg) * 4,
             "rotational_errors": plan.error_cells * 3 * (ice_avg / 36 * 300),
         }
@@ -150,13 +152,13 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     share = {"gas_nve": 0.18, "gas_nvt": 0.22, "liquid": 0.36, "ice": 0.14, "rotational_errors": 0.10}
     plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27,
                 gas_bandwidth=0.3, torque_samples=24, orientation_snapshots=4, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
-                ice_frames=(2, 3), ice_fmax=0.05)
+                ice_frames=(2, 3), ice_fmax=0.05, liquid_replicas=5 if budget_s >= 1800 else 2)
     scale = max(1.0, budget_s / 330.0)
     orientation_s, ice_grids_s = _grid_convergence_s(plan, costs)  # fixed costs, taken from the gas NVE and ice shares
     per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
     plan.gas_nve_steps = _round((share["gas_nve"] * budget_s - orientation_s) / per_nve_step, 200, 6000 * scale)
     plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step, 400, 10000 * scale)
-    per_liquid_step = 3 * liq + liq_corr / plan.n_inner
+    per_liquid_step = plan.liquid_replicas * (len(plan.liquid_variants) * liq + liq_corr / plan.n_inner)
     total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000 * scale)
     plan.liquid_steps = total_liquid
     plan.liquid_equilibration = _round(total_liquid * 0.2, 10, 1000 * scale)
@@ -396,13 +398,16 @@ def run_study(
         return results
 
     def liquid_stage() -> dict[str, Any]:
-        start, description = _liquid_start(md_root, plan, progress)
-        data = liquid.liquid_runs(model, start, md_root / "liquid", plan.liquid_variants, steps=plan.liquid_steps,
+        n = plan.liquid_replicas
+        boxes = [_liquid_start(md_root, plan, progress, k) for k in range(2 * n)]
+        starts = {v: [box for box, _ in (boxes[n:] if v == REPEAT else boxes[:n])] for v in plan.liquid_variants}
+        data = liquid.liquid_runs(model, starts, md_root / "liquid", steps=plan.liquid_steps,
                                   equilibration_steps=plan.liquid_equilibration, grid=plan.grid, n_inner=plan.n_inner,
                                   mts_grid=plan.mts_grid, seed=plan.seed, trajectory_stride=plan.liquid_stride,
                                   n_blocks=8, progress=progress)
-        data["start"] = description
-        data["verdicts"] = liquid.compare_variants(data)
+        data["start"] = [description for _, description in boxes[:n]]
+        data["repeat_start"] = [description for _, description in boxes[n:]]
+        data.update(liquid.compare_variants(data))
         return data
 
     results["liquid"] = stages.run("liquid", liquid_stage)
@@ -470,9 +475,10 @@ def run_study(
     return document
 
 
-def _liquid_start(md_root: Path, plan: Plan, progress: bool):
-    """The liquid starting box: the shared 512 box (full), a shared revPBE0-D3 liquid snapshot of 64
-    intact H2O (quick, when present), else a generated box pre-equilibrated with q-TIP4P/F."""
+def _liquid_start(md_root: Path, plan: Plan, progress: bool, index: int = 0):
+    """The ``index``-th independent liquid starting box: the shared 512 box (full; from index 1 on, after its own
+    q-TIP4P/F equilibration), the index-th shared revPBE0-D3 liquid snapshot of 64 intact H2O (quick, when
+    present), else a generated box pre-equilibrated with q-TIP4P/F (seed + index)."""
     from symprobe.experiments.liquid import starting_box
     from symprobe.observables import water_molecules
     from symprobe.structures import read_structures, shared_data_dir
@@ -480,19 +486,22 @@ def _liquid_start(md_root: Path, plan: Plan, progress: bool):
     data = shared_data_dir()
     test_set = None if data is None else data / "liquid" / "cheng2019_revPBE0-D3_liquid_test190.extxyz"
     if plan.quick and test_set is not None and test_set.exists():
+        found = 0
         for k, atoms in enumerate(read_structures(test_set)):
             molecules = water_molecules(atoms)
             density = len(atoms) / 3 * 18.015 / 0.6022 / atoms.get_volume()
             ordered = len(molecules.triples) == len(atoms) // 3 and (atoms.numbers.reshape(-1, 3) == [8, 1, 1]).all()
             if ordered and 0.95 < density < 1.05:
-                start = atoms.copy()
-                start.calc = None
-                start.info = {"name": f"revPBE0-D3 liquid snapshot {k}"}
-                return start, f"an equilibrated revPBE0-D3 liquid snapshot (shared data test set, frame {k}, 64 intact H2O)"
+                if found == index:
+                    start = atoms.copy()
+                    start.calc = None
+                    start.info = {"name": f"revPBE0-D3 liquid snapshot {k}"}
+                    return start, f"an equilibrated revPBE0-D3 liquid snapshot (shared data test set, frame {k}, 64 intact H2O)"
+                found += 1
             if k > 60:
                 break
-    return starting_box(md_root / "liquid_start", plan.liquid_n_per_side, plan.liquid_shared_512, plan.liquid_pre_steps,
-                        plan.seed, progress)
+    return starting_box(md_root / ("liquid_start" if index == 0 else f"liquid_start_{index}"), plan.liquid_n_per_side,
+                        plan.liquid_shared_512, plan.liquid_pre_steps, plan.seed + index, progress, fresh=index > 0)
 
 
 def _rotational_errors(model: Model, md_root: Path, plan: Plan, grid_errors) -> dict[str, Any]:
@@ -519,7 +528,7 @@ def _rotational_errors(model: Model, md_root: Path, plan: Plan, grid_errors) -> 
             if len(cells) >= plan.error_cells:
                 break
         sets["test cells"] = cells
-    frames = read_trajectory(md_root / "liquid" / plan.liquid_variants[0])
+    frames = read_trajectory(md_root / "liquid" / f"{plan.liquid_variants[0]}/0")
     sets["bulk MD"] = frames[-1 :: -max(1, len(frames) // plan.error_cells)][: plan.error_cells]
     gas_frames = read_trajectory(md_root / "gas_nve" / "raw")
     molecules = []
@@ -617,16 +626,26 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("torque_falls_with_grid", "RMS torque falls by more than 10x from raw to the 2i grid",
         bool(torque["paper-2i"] < 0.1 * torque["paper-0"]),
         f"raw {torque['paper-0']:.3g} eV, 2i {torque['paper-2i']:.3g} eV")
-    verdicts = results["liquid"].get("verdicts", {})
+    liquid_results = results["liquid"]
+    verdicts = {v: row for v, row in liquid_results.get("verdicts", {}).items() if v != REPEAT}
     tests = {f"{v}:{name}": test for v, row in verdicts.items() for name, test in row.items()}
     alone = [name for name, test in tests.items() if test["significant"]]
     family = statistics.family_significance(tests) if tests else None
-    add("liquid_indistinguishable", "Bulk-liquid observables of raw, averaged (MTS) and random-rotation runs agree within errors",
-        None if family is None else not family["significant"],
-        "no comparisons" if family is None else
-        f"{family['n_tests']} comparisons, family-wise at 95 % confidence (Bonferroni over comparisons and bins): "
-        f"significant: {', '.join(family['significant']) or 'none'}; individually significant at 95 %: {', '.join(alone) or 'none'}"
-        + "".join(f" ({name}: family-wise p = {family['adjusted_p'][name]:.2g})" for name in alone))
+    calibration = liquid_results.get("calibration")
+    claim = "Bulk-liquid observables of raw, averaged (MTS) and random-rotation runs agree within errors"
+    if family is None:
+        add("liquid_indistinguishable", claim, None, "no comparisons")
+    elif calibration is not None and not calibration["passed"]:
+        add("liquid_indistinguishable", claim, None, f"no verdict: the null comparison (raw against a second raw set) is "
+            f"{calibration['verdict']}")
+    else:
+        not_equivalent = [name for name, test in tests.items() if not test.get("equivalent", False)]
+        add("liquid_indistinguishable", claim, not family["significant"],
+            f"{family['n_tests']} comparisons, family-wise at 95 % confidence (Bonferroni over comparisons): "
+            f"significant: {', '.join(family['significant']) or 'none'}; individually significant at 95 %: {', '.join(alone) or 'none'}"
+            + "".join(f" ({name}: family-wise p = {family['adjusted_p'][name]:.2g})" for name in alone)
+            + ("; null comparison " + calibration["verdict"] if calibration else "; no null comparison")
+            + f"; equivalence within the stated margins not shown for: {', '.join(not_equivalent) or 'none'}")
     ice = results["ice"]
     if "relative_change" in ice:
         # unconverged relaxations follow different paths: then compare the two models at identical geometries

@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from symprobe import so3
-from symprobe.files import atomic_write, replacing
+from symprobe.files import atomic_write, replacing, save_figure
 from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
 from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
@@ -535,9 +535,7 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     right.set(xlabel="epoch", title="validation")
     right.legend()
     fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # --- bundling --------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ non-finite points dropped. Variants of a model:
 * ``averaged`` — :class:`~symprobe.symmetrize.GridAverage` on the study grid at every step;
 * ``random`` — :class:`~symprobe.symmetrize.RandomRotation` (a new Haar rotation, with inversion, per call);
 * ``mts`` — multiple time stepping: raw model inside, the grid-average correction every ``n_inner`` steps
-  (on ``mts_grid``, which defaults to the study grid).
+  (on ``mts_grid``, which defaults to the study grid);
+* ``raw-repeat`` (:data:`REPEAT`) — the raw model again, with its own seeds and starting structures: compared
+  with ``raw`` like any variant, it is the null comparison that tells whether the error bars are calibrated.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from symprobe.files import write_json
 from symprobe.models.base import Model
 
 VARIANTS = ("raw", "averaged", "random", "mts")
+REPEAT = "raw-repeat"
 
 
 def scalar(value: float, error: float | None, unit: str) -> dict[str, Any]:
@@ -38,15 +41,21 @@ def scalar(value: float, error: float | None, unit: str) -> dict[str, Any]:
     return {"value": value, "error": None if error is None or not np.isfinite(error) else float(error), "unit": unit}
 
 
-def curve(x: np.ndarray, y: np.ndarray, error: np.ndarray | None = None, x_unit: str = "", y_unit: str = "") -> dict[str, Any]:
+def curve(x: np.ndarray, y: np.ndarray, error: np.ndarray | None = None, x_unit: str = "", y_unit: str = "",
+          blocks: np.ndarray | None = None) -> dict[str, Any]:
     """A curve with per-point standard errors; points where x, y or the error are not finite are dropped
-    (an error that is not finite anywhere means none was estimated and becomes 0)."""
+    (an error that is not finite anywhere means none was estimated and becomes 0). ``blocks`` (n, points):
+    the independent block or replica values the error came from, kept under ``blocks`` (NaN → None)."""
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
     e = np.zeros_like(y) if error is None else np.asarray(error, dtype=np.float64).ravel()
     if not np.isfinite(e).any():  # no error estimate at all (e.g. a single segment): 0, not dropped points
         e = np.zeros_like(y)
     keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(e)
-    return {"x": x[keep].tolist(), "y": y[keep].tolist(), "error": e[keep].tolist(), "x_unit": x_unit, "y_unit": y_unit}
+    out = {"x": x[keep].tolist(), "y": y[keep].tolist(), "error": e[keep].tolist(), "x_unit": x_unit, "y_unit": y_unit}
+    if blocks is not None:
+        kept = np.asarray(blocks, dtype=np.float64)[:, keep]
+        out["blocks"] = [[float(v) if np.isfinite(v) else None for v in row] for row in kept]
+    return out
 
 
 def variant_potential(model: Model, variant: str, grid: str, n_inner: int, seed: int,
@@ -54,7 +63,7 @@ def variant_potential(model: Model, variant: str, grid: str, n_inner: int, seed:
     """(potential, MTS correction or None, inner steps per outer step) of a variant of ``model``."""
     from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation
 
-    if variant == "raw":
+    if variant in ("raw", REPEAT):
         return model, None, 1
     if variant == "averaged":
         return GridAverage(model, so3.get(grid)), None, 1
@@ -62,14 +71,21 @@ def variant_potential(model: Model, variant: str, grid: str, n_inner: int, seed:
         return RandomRotation(model, seed, improper=True), None, 1
     if variant == "mts":
         return model, AveragingCorrection(model, so3.get(mts_grid or grid)), int(n_inner)
-    raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
+    raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS + (REPEAT,))})")
 
 
-def replica_seed(seed: int, k: int) -> int:
-    """The generator seed of replica ``k`` of every variant in a run seeded ``seed``: the variants share their
+def replica_seed(seed: int, k: int, variant: str = "raw") -> int:
+    """The generator seed of replica ``k`` of a variant in a run seeded ``seed``: the variants share their
     starting momenta and thermostat noise (common random numbers), so that what differs between them is
-    the potential (their error bars, each from its own run, are then conservative for the difference)."""
-    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+    the potential (their error bars, each from its own run, are then conservative for the difference);
+    :data:`REPEAT` draws its own."""
+    return int(np.random.SeedSequence([seed, k] + ([1] if variant == REPEAT else [])).generate_state(1)[0])
+
+
+def group_variant(name: str) -> tuple[str, int]:
+    """(variant, index of its first replica) of a group name: ``"raw"`` → ("raw", 0), ``"raw/3"`` → ("raw", 3)."""
+    variant, _, index = name.partition("/")
+    return variant, int(index or 0)
 
 
 def run_variants(
@@ -88,8 +104,11 @@ def run_variants(
     initial_temperature_K: float | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Run every variant's replicas (``starts[variant]``: structures with their momenta) together in one
-    batched state; variant v writes ``directory/v`` (one log, joined frames). Return the directories.
+    """Run every group's replicas (``starts[group]``: structures with their momenta) together in one batched
+    state; group g writes ``directory/g`` (one log, joined frames). Return the directories. A group is named
+    by its variant, alone (``"raw"``) or with the index of its first replica (``"raw/3"``: replicas of one
+    variant in separate groups, e.g. independent liquid boxes); replica k of variant v is seeded
+    :func:`replica_seed` (seed, k, v).
 
     A finished run leaves ``complete.json`` and is not rerun; an interrupted one resumes from its checkpoint.
     ``steps`` and the log and checkpoint strides are rounded up to multiples of ``n_inner`` when MTS runs;
@@ -99,26 +118,27 @@ def run_variants(
     from symprobe.md.run import Group, Strides, run_batched, thermalized
 
     directory = Path(directory)
-    unit = int(n_inner) if "mts" in starts else 1
+    unit = int(n_inner) if any(group_variant(g)[0] == "mts" for g in starts) else 1
     round_up = lambda n: int(unit * max(1, -(-int(n) // unit)))  # noqa: E731
     steps = round_up(steps)
     marker = directory / "complete.json"
     done = {"steps": steps, "variants": sorted(starts)}
-    groups = {variant: directory / variant for variant in starts}
+    groups = {name: directory / name for name in starts}
     if marker.exists() and json.loads(marker.read_text()) == done:
         return groups
     replicas, members = [], {}
-    for variant, structures in starts.items():
-        members[variant] = []
-        for k, atoms in enumerate(structures):
-            replica_seed_ = replica_seed(seed, k)
+    for name, structures in starts.items():
+        variant, first = group_variant(name)
+        members[name] = []
+        for k, atoms in enumerate(structures, start=first):
+            replica_seed_ = replica_seed(seed, k, variant)
             potential, slow, inner = variant_potential(model, variant, grid, n_inner, replica_seed_, mts_grid)
             start = thermalized(atoms, initial_temperature_K, replica_seed_)
-            members[variant].append(len(replicas))
+            members[name].append(len(replicas))
             replicas.append(Replica(start, potential, slow, inner, ensemble, replica_seed_, f"{variant} #{k}"))
     strides = Strides(log=unit, trajectory=int(trajectory_stride), checkpoint=round_up(max(trajectory_stride, steps // 10)))
     checkpoint = directory / "checkpoint.npz"
-    run_batched(replicas, [Group(members[v], groups[v]) for v in starts], timestep_fs, steps, checkpoint,
+    run_batched(replicas, [Group(members[g], groups[g]) for g in starts], timestep_fs, steps, checkpoint,
                 resume=checkpoint.exists(), strides=strides, progress=progress)
     write_json(marker, done)
     return groups
