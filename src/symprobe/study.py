@@ -47,6 +47,7 @@ PAPER: dict[str, Any] = {
     "ice_energy_difference_eV_per_atom": 1.4e-5, "ice_relaxation_difference_eV_per_atom": 2e-6,
     "ice_relative_change_meV_per_H2O": 0.007, "ice_relative_spread_meV_per_H2O": 0.32,
 }
+MOST_GAS_NVT_MOLECULES = 256  # the most molecules a quick plan puts in the gas-phase NVT runs (raw, random, MTS)
 STAGES = ("costs", "gas_nve", "gas_torque", "gas_orientation_grid", "gas_spectra", "gas_nvt", "liquid", "rotational_errors", "ice", "control")
 KNOWN_ANSWER_AMPLITUDES = {1: 0.02, 2: 0.02}  # eV per molecule, see known_answer_model
 RESOLUTION_KT = 0.15  # an orientation verdict needs the bias error below half the paper's 0.3 kT
@@ -71,7 +72,8 @@ class Plan:
     seed: int = 0
     gas_nve_molecules: int = 8
     gas_nve_steps: int = 50_000
-    gas_nvt_molecules: int = 27
+    gas_nvt_molecules: int = 27  # raw, random, MTS
+    gas_nvt_averaged_molecules: int = 27  # the averaged variant (36 copies per step): the first of the same molecules
     gas_nvt_steps: int = 500_000
     gas_bandwidth: float = 0.1
     torque_samples: int = 64
@@ -131,15 +133,28 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     overhead = costs.get("md_overhead_s", 0.004)
     gas, gas_avg = costs["gas_s"] + overhead, costs["gas_avg_s"] + overhead
     # NVT orientation runs: raw, random, averaged and MTS on their larger set of molecules, stepped together
-    nvt, nvt_avg = costs["gas_nvt_s"] + overhead, costs["gas_nvt_avg_s"]
-    per_nvt_step = 3 * nvt + nvt_avg + overhead + nvt_avg / n_inner  # raw, random, MTS inner; averaged; MTS outer
+    nvt, nvt_avg = costs["gas_nvt_s"] + overhead, costs["gas_nvt_avg_s"]  # measured on Plan.gas_nvt_molecules
+
+    def raw_nvt(molecules: int) -> float:
+        """Seconds of one raw call on ``molecules``, interpolated linearly between the two measured sizes."""
+        many = costs.get("gas_nvt_many_s", nvt * MOST_GAS_NVT_MOLECULES / Plan.gas_nvt_molecules)
+        slope = (many - costs["gas_nvt_s"]) / (MOST_GAS_NVT_MOLECULES - Plan.gas_nvt_molecules)
+        return costs["gas_nvt_s"] + slope * (molecules - Plan.gas_nvt_molecules) + overhead
+
+    def per_nvt_step(plan: Plan) -> float:
+        """Seconds per NVT step: raw, random and MTS inner on gas_nvt_molecules, MTS outer likewise (the averaged
+        call scaled as the raw one), averaged on gas_nvt_averaged_molecules."""
+        scale_avg = lambda n: nvt_avg * raw_nvt(n) / raw_nvt(Plan.gas_nvt_molecules)  # noqa: E731
+        return 3 * raw_nvt(plan.gas_nvt_molecules) + scale_avg(plan.gas_nvt_averaged_molecules) + overhead \
+            + scale_avg(plan.gas_nvt_molecules) / n_inner
+
     liq, liq_corr = costs["liquid_s"] + overhead, costs["liquid_corr_s"]
     ice, ice_avg = costs["ice_s"], costs["ice_avg_s"]
     if not quick:
         plan = Plan(quick=False, mts_grid=mts_grid, n_inner=n_inner)
         plan.estimate_s = {
             "gas_nve": plan.gas_nve_steps * (3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner),
-            "gas_nvt": plan.gas_nvt_steps * per_nvt_step,
+            "gas_nvt": plan.gas_nvt_steps * per_nvt_step(plan),
             "liquid": (plan.liquid_steps + plan.liquid_equilibration) * plan.liquid_replicas
             * (len(plan.liquid_variants) * liq + liq_corr / plan.n_inner) * 8,
             "ice": len(plan.ice_frames) * 150 * (ice + ice_avg) * 4,
@@ -149,7 +164,7 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
         plan.estimate_s["gas_orientation_grid"] = orientation_s
         plan.estimate_s["ice"] += ice_grids_s
         return plan
-    share = {"gas_nve": 0.18, "gas_nvt": 0.22, "liquid": 0.36, "ice": 0.14, "rotational_errors": 0.10}
+    share = {"gas_nve": 0.16, "gas_nvt": 0.34, "liquid": 0.26, "ice": 0.14, "rotational_errors": 0.10}
     plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27,
                 gas_bandwidth=0.3, torque_samples=24, orientation_snapshots=4, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
                 ice_frames=(2, 3), ice_fmax=0.05, liquid_replicas=5 if budget_s >= 1800 else 2)
@@ -157,7 +172,10 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     orientation_s, ice_grids_s = _grid_convergence_s(plan, costs)  # fixed costs, taken from the gas NVE and ice shares
     per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
     plan.gas_nve_steps = _round((share["gas_nve"] * budget_s - orientation_s) / per_nve_step, 200, 6000 * scale)
-    plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step, 400, 10000 * scale)
+    # the raw gas-phase orientation bias is a headline result: its error falls as 1/√(molecules × time), and the
+    # cheap variants' molecules cost little beside the averaged variant's 36 copies, so longer budgets add molecules
+    plan.gas_nvt_molecules = int(min(MOST_GAS_NVT_MOLECULES, round(Plan.gas_nvt_molecules * scale)))
+    plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step(plan), 400, 10000 * scale)
     per_liquid_step = plan.liquid_replicas * (len(plan.liquid_variants) * liq + liq_corr / plan.n_inner)
     total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000 * scale)
     plan.liquid_steps = total_liquid
@@ -167,7 +185,7 @@ def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts
     plan.ice_max_steps = int(min(max(ice_calls - 1, 2), 100 * scale))
     plan.estimate_s = {  # what the chosen lengths cost: more than the share where a minimum length applies
         "gas_nve": plan.gas_nve_steps * per_nve_step, "gas_orientation_grid": orientation_s,
-        "gas_nvt": plan.gas_nvt_steps * per_nvt_step, "liquid": total_liquid * per_liquid_step,
+        "gas_nvt": plan.gas_nvt_steps * per_nvt_step(plan), "liquid": total_liquid * per_liquid_step,
         "ice": len(plan.ice_frames) * (plan.ice_max_steps + 1) * (ice + ice_avg) + ice_grids_s,
         "rotational_errors": share["rotational_errors"] * budget_s}
     return plan
@@ -208,6 +226,7 @@ def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature, 
 
     gas = isolated_molecules(Plan.gas_nve_molecules)
     gas_nvt = isolated_molecules(Plan.gas_nvt_molecules)
+    gas_nvt_many = isolated_molecules(MOST_GAS_NVT_MOLECULES)
     liquid = water_box(4)
     cells, _ = ice_cells([2])
     ice = cells[0] if cells else water_box(4)
@@ -217,6 +236,7 @@ def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature, 
         "gas_avg_s": timed(lambda: model.predict_many(gas, [grid.rotations] * len(gas)), 1),
         "gas_nvt_s": timed(lambda: model.predict_many(gas_nvt), 3),
         "gas_nvt_avg_s": timed(lambda: model.predict_many(gas_nvt, [grid.rotations] * len(gas_nvt)), 1),
+        "gas_nvt_many_s": timed(lambda: model.predict_many(gas_nvt_many), 3),
         "liquid_s": timed(lambda: model.predict(liquid), 1),
         "liquid_corr_s": timed(lambda: correction.predict(liquid), 1),
         **_step_costs(model, liquid, mts_grid, n_inner),
@@ -276,7 +296,7 @@ def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: 
 
     model = load_model(model, device)
     mts_grid, n_inner = parse_mts(mts)
-    key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}:batched"
+    key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}-{MOST_GAS_NVT_MOLECULES}:batched"
     costs = Stages(Path(out), key, progress).run("costs", lambda: measure_costs(model, so3.paper_grid("2i"), so3.get(mts_grid), n_inner), key=key)
     plan = make_plan(False, costs, mts_grid=mts_grid, n_inner=n_inner)
     document = {"model": model.name, "device": str(getattr(model, "device", "cpu")), "mts": mts, "costs_s_per_call": costs,
@@ -325,7 +345,7 @@ def run_study(
     mts_grid, n_inner = parse_mts(mts)
     started = time.perf_counter()
 
-    costs_key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}:batched"  # what measure_costs times
+    costs_key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}-{MOST_GAS_NVT_MOLECULES}:batched"  # what measure_costs times
     costs_stage = Stages(out, costs_key, progress)
     costs = costs_stage.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid), n_inner), key=costs_key)
     plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
@@ -392,7 +412,7 @@ def run_study(
         return results
     results["gas_nvt"] = stages.run("gas_nvt", lambda: gas.orientation_runs(
         model, md_root / "gas_nvt", VARIANTS,
-        n_molecules=plan.gas_nvt_molecules, steps=plan.gas_nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10,
+        n_molecules=plan.gas_nvt_molecules, n_averaged_molecules=plan.gas_nvt_averaged_molecules, steps=plan.gas_nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10,
         bandwidth=plan.gas_bandwidth, n_inner=plan.n_inner, mts_grid=plan.mts_grid, progress=progress))
     if done("gas_nvt"):
         return results

@@ -271,16 +271,19 @@ def _sphere_points(n: int) -> np.ndarray:
 def orientation_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, seed: int,
     trajectory_stride: int, bandwidth: float, n_inner: int = 10, mts_grid: str | None = None,
-    equilibration_fraction: float = 0.2, progress: bool = True,
+    equilibration_fraction: float = 0.2, n_averaged_molecules: int | None = None, progress: bool = True,
 ) -> dict[str, Any]:
     """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of isolated molecules per variant; orientation maps
     F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
-    The MTS variant acts with the Langevin thermostat at the outer level (see :mod:`symprobe.md.batched`)."""
+    The MTS variant acts with the Langevin thermostat at the outer level (see :mod:`symprobe.md.batched`).
+    The averaged variant, 36 copies per step, may run on only the first ``n_averaged_molecules``."""
     molecules = with_molecular_momenta(isolated_molecules(n_molecules, seed + 100), 300.0, seed + 100)
-    runs = run_variants(model, {v: molecules for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
+    count = {v: n_molecules if v != "averaged" or n_averaged_molecules is None else min(n_molecules, n_averaged_molecules)
+             for v in variants}
+    runs = run_variants(model, {v: molecules[: count[v]] for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
                         ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
                         timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, progress=progress)
-    results: dict[str, Any] = {"n_molecules": n_molecules, "steps": steps, "bandwidth_rad": bandwidth,
+    results: dict[str, Any] = {"n_molecules": n_molecules, "molecules_per_variant": count, "steps": steps, "bandwidth_rad": bandwidth,
                                "thermostat": "Langevin (BAOAB), 300 K, tau 100 fs", "variants": {}}
     for variant in variants:
         frames = read_trajectory(runs[variant])
