@@ -37,3 +37,28 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically; refuses NaN and infinities (ValueError)."""
     return atomic_write(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def check_writable(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and make sure a file can be written in it, before any work starts;
+    raises ``PermissionError``/``OSError`` naming the directory otherwise."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".symprobe-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot write to {directory}: {error.strerror or error}") from None
+    return directory
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
