@@ -39,6 +39,17 @@ def write_json(path: str | Path, data: Any) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, allow_nan=False))
 
 
+@contextmanager
+def writing_to(directory: str | Path) -> Iterator[None]:
+    """Give an ``OSError`` raised without a file name (a flush on a full disk) the name of ``directory``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror, str(directory)) from error
+
+
 def check_writable(directory: str | Path) -> Path:
     """Create ``directory`` if needed and make sure a file can be written in it, before any work starts;
     raises ``PermissionError``/``OSError`` naming the directory otherwise."""

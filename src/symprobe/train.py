@@ -33,7 +33,8 @@ import torch
 from symprobe import so3
 from symprobe.checks import (Check, ConfigError, check_keys, check_section, choice, flag, mapping, number, optional, positive,
                              read_yaml, text)
-from symprobe.files import atomic_write, replacing
+from symprobe.files import atomic_write, check_writable, replacing
+from symprobe.interrupt import StopRequest, deferred_signals
 from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
 from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
@@ -397,7 +398,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
         raise ConfigError(f"--resume: no checkpoint at {checkpoint_path}")
     if not resume and checkpoint_path.exists():
         raise ConfigError(f"{out} already holds a training run; use --resume to continue it or choose another output_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     if t["threads"]:
         torch.set_num_threads(int(t["threads"]))
     dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
@@ -440,61 +441,64 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
 
     epoch_seconds: list[float] = []
     epochs_this_session = 0
-    while state["epoch"] < t["epochs"]:
-        if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
-            break
-        if t["max_hours"] is not None and epoch_seconds:
-            elapsed = time.time() - session_start
-            if elapsed + max(epoch_seconds) > 3600 * float(t["max_hours"]):
-                print(f"[{config.name}] time budget of {t['max_hours']} h reached after epoch {state['epoch']}", flush=True)
+    with deferred_signals() as stop:
+        while state["epoch"] < t["epochs"]:
+            if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
                 break
-        epoch = state["epoch"]
-        start = time.time()
-        rng = np.random.default_rng([int(t["seed"]), epoch])
-        order = rng.permutation(len(train_set))
-        module.train()
-        losses, residuals, seen = [], [], []
-        batches = range(0, len(order), t["batch_size"])
-        bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
-        for b in bar:
-            batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
-            rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
-            graph, labels = make_batch(batch, rotations, dtype, device)
-            loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
-            residuals.extend(residual.double().tolist())
-            seen.extend(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
-                scheduler.step()  # in plateau mode only the warmup is stepwise
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
-        bar.close()
-        refit_baseline(module, seen, residuals)
-        module.eval()
-        metrics = evaluate(module, val_set, dtype)
-        if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
-            plateau.step(metrics["force_mae"])
-        seconds = time.time() - start
-        epoch_seconds.append(seconds)
-        state["wall_seconds"] += seconds
-        state["epoch"] = epoch + 1
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
-               **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
-        state["history"].append(row)
-        if metrics["force_mae"] < state["best_force_mae"]:
-            state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
-            save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
-        _atomic_torch_save(
-            {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict()},
-            checkpoint_path,
-        )
-        _write_logs(out, state["history"])
-        epochs_this_session += 1
-        print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
-              f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
+            if t["max_hours"] is not None and epoch_seconds:
+                elapsed = time.time() - session_start
+                if elapsed + max(epoch_seconds) > 3600 * float(t["max_hours"]):
+                    print(f"[{config.name}] time budget of {t['max_hours']} h reached after epoch {state['epoch']}", flush=True)
+                    break
+            epoch = state["epoch"]
+            start = time.time()
+            rng = np.random.default_rng([int(t["seed"]), epoch])
+            order = rng.permutation(len(train_set))
+            module.train()
+            losses, residuals, seen = [], [], []
+            batches = range(0, len(order), t["batch_size"])
+            bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
+            for b in bar:
+                _interrupted(stop, state, checkpoint_path)
+                batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
+                rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
+                graph, labels = make_batch(batch, rotations, dtype, device)
+                loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
+                residuals.extend(residual.double().tolist())
+                seen.extend(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
+                    scheduler.step()  # in plateau mode only the warmup is stepwise
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+            bar.close()
+            refit_baseline(module, seen, residuals)
+            module.eval()
+            metrics = evaluate(module, val_set, dtype)
+            if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
+                plateau.step(metrics["force_mae"])
+            seconds = time.time() - start
+            epoch_seconds.append(seconds)
+            state["wall_seconds"] += seconds
+            state["epoch"] = epoch + 1
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                   **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
+            state["history"].append(row)
+            if metrics["force_mae"] < state["best_force_mae"]:
+                state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
+                save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
+            _atomic_torch_save(
+                {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict()},
+                checkpoint_path,
+            )
+            _write_logs(out, state["history"])
+            epochs_this_session += 1
+            _interrupted(stop, state, checkpoint_path)
+            print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
+                  f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
 
     summary = {"name": config.name, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "best_val_force_mae": state["best_force_mae"], "wall_seconds": state["wall_seconds"], "parameters": module.n_parameters(),
@@ -507,6 +511,16 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
         atomic_write(out / "test_metrics.json", json.dumps(summary["test"], indent=2))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _interrupted(stop: StopRequest, state: dict[str, Any], checkpoint_path: Path) -> None:
+    """Raise ``Interrupted`` if a signal came; the checkpoint holds the last completed epoch."""
+    if not stop.requested:
+        return
+    if state["epoch"] == 0:
+        raise stop.interrupted("stopped in the first epoch, before any checkpoint; nothing to resume")
+    raise stop.interrupted(f"stopped after epoch {state['epoch']}, saved in {checkpoint_path}; continue with --resume "
+                           "(an epoch in progress is run again)")
 
 
 def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms, units
 
-from symprobe.files import atomic_write, check_writable, file_sha256
+from symprobe.files import atomic_write, check_writable, file_sha256, writing_to
 from symprobe.interrupt import deferred_signals
 from symprobe.md.batched import BatchedDynamics, Replica
 from symprobe.md.config import ConfigError, MDConfig, load_config, quadrature, validate_config
@@ -139,7 +139,7 @@ def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bo
     if resume:
         return
     if held and not overwrite:
-        raise ConfigError(f"{out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
+        raise ConfigError(f"output directory {out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
                           "--overwrite, or set another output.directory")
     for name in held:
         target = out / name
@@ -294,7 +294,7 @@ def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path
                                      "cell": atoms.cell.array, **arrays}, state)
 
     try:
-        with deferred_signals() as stop:
+        with deferred_signals() as stop, writing_to(log_path.parent):
             if dyn.nsteps == 0:
                 atoms.get_forces()
                 observe()
@@ -407,7 +407,7 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
             checkpoint()
 
     try:
-        with deferred_signals() as stop:
+        with deferred_signals() as stop, writing_to(checkpoint_path.parent):
             if dyn.nsteps == 0:
                 observe()
             with tqdm(total=steps - dyn.nsteps, disable=not progress, unit="step",
