@@ -136,7 +136,7 @@ def _can_mount(directory: Path) -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(directory)],
-                           capture_output=True)
+                           capture_output=True, check=False)
     return probe.returncode == 0
 
 
@@ -148,7 +148,7 @@ def run_on_tmpfs(directory: Path, options: str, *argv: str) -> subprocess.Comple
         pytest.skip("cannot mount a tmpfs in a private mount namespace here (needs unshare and CAP_SYS_ADMIN)")
     script = 'mount -t tmpfs -o "$1" tmpfs "$2" && shift 2 && exec "$@"'
     return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", options, str(directory), sys.executable, "-m",
-                           "symprobe.cli", *argv], env=ENV, capture_output=True, text=True, timeout=120)
+                           "symprobe.cli", *argv], env=ENV, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_read_only_output_directory_is_refused_before_any_work(tmp_path):
@@ -158,7 +158,7 @@ def test_read_only_output_directory_is_refused_before_any_work(tmp_path):
         out.chmod(0o500)
         result = subprocess.run([sys.executable, "-m", "symprobe.cli", "md",
                                  str(write_config(tmp_path / "md.yaml", out / "run", 20))],
-                                env=ENV, capture_output=True, text=True, timeout=120)
+                                env=ENV, capture_output=True, text=True, timeout=120, check=False)
     else:
         result = run_on_tmpfs(out, "ro,size=64k", "md", str(write_config(tmp_path / "md.yaml", out / "run", 20)))
     assert result.returncode == 2
