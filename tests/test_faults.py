@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -241,3 +242,50 @@ def test_training_interrupted_keeps_its_last_epoch_and_resumes(tmp_path, capsys,
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+AUDIT = ("--grid", "T+i", "--lmax", "1", "--convergence", "paper-0,D2+i")
+
+
+def test_audit_keeps_finished_structures_and_resumes(tmp_path, capsys, monkeypatch):
+    from ase.io import write
+
+    from symprobe import audit as audit_module
+    from symprobe.structures import water_monomer
+
+    frames = []
+    for k in range(3):
+        atoms = water_monomer()
+        atoms.positions += np.random.default_rng(k).normal(0, 0.05, atoms.positions.shape)
+        frames.append(atoms)
+    write(tmp_path / "three.extxyz", frames)
+    source = f"{tmp_path / 'three.extxyz'}@0:3"  # ASE's FILE@SLICE
+    assert main(["audit", "builtin:qtip4pf", source, *AUDIT, "--out", str(tmp_path / "whole")]) == 0
+    out = capsys.readouterr().out
+    assert "reference grid T+i (24 rotations)" in out and "3 of 3 structures to go" in out and "first structure took" in out
+
+    original, calls = audit_module.audit_structure, {"n": 0}
+
+    def stop_at_the_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "audit_structure", stop_at_the_second)
+    parts = ["audit", "builtin:qtip4pf", source, *AUDIT, "--out", str(tmp_path / "parts")]
+    assert main(parts) == 130
+    message = one_line_error(capsys.readouterr().err, "audit")
+    assert "1 of 3 structures kept" in message and "--resume" in message
+    monkeypatch.undo()
+    assert main(parts) == 2  # a used directory
+    assert "already holds a run (audit.partial.json)" in one_line_error(capsys.readouterr().err, "audit")
+    assert main([*parts[:3], "--grid", "O+i", *AUDIT[2:], "--out", str(tmp_path / "parts"), "--resume"]) == 2
+    assert "grid \"T+i\" → \"O+i\"" in one_line_error(capsys.readouterr().err, "audit")
+    assert main([*parts, "--resume"]) == 0
+    assert "2 of 3 structures to go" in capsys.readouterr().out
+    whole = json.loads((tmp_path / "whole" / "audit.json").read_text())
+    resumed = json.loads((tmp_path / "parts" / "audit.json").read_text())
+    assert resumed["structures"] == whole["structures"] and resumed["summary"] == whole["summary"]
+    assert not (tmp_path / "parts" / "audit.partial.json").exists()

@@ -125,3 +125,17 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+
+
+def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """'key saved → current' for every key of ``current`` whose value differs from ``saved``'s (JSON values;
+    SHA-256 hashes cut to 12 characters), for one-line refusals to resume."""
+    return [f"{key} {_short(saved.get(key))} → {_short(value)}" for key, value in current.items() if saved.get(key) != value]
+
+
+def _short(value: Any) -> str:
+    import json
+
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -64,8 +64,10 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "error, 2 bad input, 3 when --fail-above is exceeded, 130 interrupted.",
     )
     p.add_argument("model", help="model spec: builtin:NAME, metatomic:FILE.pt, a file path, or module:attribute")
-    p.add_argument("structures", nargs="?", help="structure file readable by ASE (default: built-in water)")
-    p.add_argument("--index", default=":", help="ASE index of the structures to read (default ':', all)")
+    p.add_argument("structures", nargs="?",
+                   help="structure file readable by ASE, optionally FILE@SLICE as in ASE's tools (FILE@0:10, FILE@-1); "
+                   "default: built-in water")
+    p.add_argument("--index", default=None, help="ASE index of the structures to read (default ':', all; or give FILE@SLICE)")
     p.add_argument("--grid", default="3i", help="reference quadrature (default: the paper's 150-point '3i'; see `symprobe grids`)")
     p.add_argument("--lmax", type=int, default=2,
                    help="largest λ of the angular spectrum (default 2: the 3i grid is exact to 4 = 2·λmax, so no extra evaluations)")
@@ -77,7 +79,12 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    "or in the model's own precision")
     p.add_argument("--skip-failures", action="store_true",
                    help="leave out structures that fail the checks or that the model refuses (listed in audit.json)")
-    p.add_argument("--out", default="audit", help="output directory")
+    p.add_argument("--out", default="audit", help="output directory (each finished structure is kept in "
+                   "OUT/audit.partial.json until the audit ends)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted audit in OUT (same model, structures "
+                      "and settings; the structures already done are not evaluated again)")
+    mode.add_argument("--overwrite", action="store_true", help="replace the audit in OUT")
     p.add_argument("--fail-above", type=float, default=None, metavar="RATIO",
                    help="exit 3 when rotational force error > RATIO × the model's own force error")
     _add_device(p)
@@ -90,7 +97,8 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     from symprobe.audit import AuditError, audit, exceeds, in_float64, summary_text, write_report
     from symprobe.figures import audit_figures
-    from symprobe.files import check_writable
+    from symprobe.interrupt import Interrupted
+    from symprobe.md.run import claim_directory
     from symprobe.models.device import resolve_device, strict_float32
     from symprobe.models.external import load_model
     from symprobe.structures import builtin_structures, read_structures, reference_labels
@@ -99,26 +107,39 @@ def _run_audit(args: argparse.Namespace) -> int:
         raise AuditError(f"--fail-above must be a positive ratio, got {args.fail_above}")
     if args.lmax < 0:
         raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
-    out = check_writable(args.out)
+    source, index = _structure_source(args.structures, args.index)
+    out, partial = Path(args.out), Path(args.out) / "audit.partial.json"
+    identity = _audit_identity(args, source, index)
+    claim_directory(out, ["audit.json", partial.name], args.resume, args.overwrite)
+    done = _resumed_audit(partial, identity) if args.resume else []
     device = resolve_device(args.device)
     strict_float32()  # TF32 would read as symmetry breaking
     model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
     if args.dtype == "float64":
         model = in_float64(model)  # also torch models given as module:attribute
-    structures = read_structures(args.structures, args.index) if args.structures else builtin_structures()
+    structures = read_structures(source, index) if source else builtin_structures()
     if args.fail_above is not None and not any(reference_labels(a)[1] is not None for a in structures):
         raise AuditError(
             f"--fail-above compares with the model's own force error, but no structure in "
-            f"{args.structures or 'the built-in set'} carries reference forces"
+            f"{source or 'the built-in set'} carries reference forces"
         )
     convergence = {"default": None, "none": []}.get(args.convergence)
     if convergence is None and args.convergence != "default":
         convergence = [name.strip() for name in args.convergence.split(",") if name.strip()]
-    report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence,
-                   progress=True, model_spec=args.model, skip_failures=args.skip_failures)
+    _print_audit_plan(args.grid, args.lmax, convergence, len(structures), len(done))
+    try:
+        report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence, progress=True,
+                       model_spec=args.model, skip_failures=args.skip_failures, done=[_done(r) for r in done],
+                       on_structure=_keeping(partial, identity, done, len(structures)))
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; {len(done)} of {len(structures)} structures kept in {partial}; continue with "
+                          "--resume") from None
     data = report.to_dict()
-    path = write_report(data, Path(out) / "audit.json")
+    path = write_report(data, out / "audit.json")
     figures = audit_figures(data, out)
+    partial.unlink(missing_ok=True)
+    for skipped in data["skipped"]:
+        print(f"skipped structure {skipped['index']} ({skipped['name']}): {skipped['reason']}")
     print(summary_text(data))
     print(f"wrote {path} and {', '.join(f.name for f in figures)}")
     if args.fail_above is not None and exceeds(data, args.fail_above):
@@ -128,6 +149,94 @@ def _run_audit(args: argparse.Namespace) -> int:
               f"{own:.4g} meV/Å", file=sys.stderr)
         return EXIT_GATE
     return 0
+
+
+def _structure_source(structures: str | None, index: str | None) -> tuple[str | None, str]:
+    """(file, ASE index) from ``FILE``, ``FILE@SLICE`` (as ASE's tools read it) and ``--index``."""
+    from pathlib import Path
+
+    from ase.io.formats import parse_filename
+
+    if structures is None or Path(structures).exists() or "@" not in structures:
+        return structures, index or ":"
+    name, parsed = parse_filename(structures)
+    if index is not None:
+        raise ValueError(f"{structures}: give the slice either after @ or with --index, not both")
+    if isinstance(parsed, slice):
+        parsed = ":".join("" if v is None else str(v) for v in (parsed.start, parsed.stop, parsed.step)).rstrip(":") or ":"
+    return name, ":" if parsed is None else str(parsed)
+
+
+def _audit_identity(args: argparse.Namespace, source: str | None, index: str) -> dict:
+    """What an interrupted audit must share with its resumption (JSON values)."""
+    from pathlib import Path
+
+    from symprobe.files import file_sha256
+
+    model_file, structure_file = Path(args.model.removeprefix("metatomic:")), Path(source or "")
+    return {"model": args.model, "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
+            "structures": source, "structures_sha256": file_sha256(structure_file) if source and structure_file.is_file() else None,
+            "index": index, "grid": args.grid, "lmax": args.lmax, "convergence": args.convergence, "dtype": args.dtype,
+            "skip_failures": args.skip_failures}
+
+
+def _resumed_audit(partial, identity: dict) -> list[dict]:
+    """The finished structures of the interrupted audit at ``partial``; refused if its settings differ."""
+    import json
+
+    from symprobe.audit import AuditError
+    from symprobe.checks import differences
+
+    if not partial.exists():
+        raise AuditError(f"--resume: no interrupted audit in {partial.parent} ({partial.name} is missing)")
+    saved = json.loads(partial.read_text())
+    changed = differences(saved["run"], identity)
+    if changed:
+        raise AuditError(f"--resume: the settings differ from the audit in {partial.parent} (saved → now): "
+                         f"{'; '.join(changed)}; use --overwrite to start again")
+    return saved["structures"]
+
+
+def _done(result: dict):
+    from symprobe.audit import StructureAudit
+
+    return StructureAudit.from_dict(result)
+
+
+def _keeping(partial, identity: dict, done: list[dict], total: int):
+    """``on_structure`` for :func:`~symprobe.audit.audit`: keep every finished structure in ``partial`` (atomic)
+    and, after the first, print the estimated time of the rest."""
+    import time
+    from dataclasses import asdict
+
+    from symprobe.files import write_json
+
+    started, first = time.perf_counter(), len(done)
+
+    def keep(result) -> None:
+        done.append(asdict(result))
+        write_json(partial, {"run": identity, "structures": done})
+        if len(done) == first + 1 and total > len(done):
+            seconds = time.perf_counter() - started
+            print(f"audit: first structure took {seconds:.1f} s; about {seconds * (total - len(done)) / 60:.1f} min "
+                  f"for the remaining {total - len(done)}", flush=True)
+
+    return keep
+
+
+def _print_audit_plan(grid: str, lmax: int, convergence: list[str] | None, n_structures: int, n_done: int) -> None:
+    """The grids, evaluations per structure and structures left, before any evaluation."""
+    from symprobe import so3
+    from symprobe.audit import default_convergence_grids, evaluations, spectrum_grid
+
+    reference = so3.get(grid)
+    spectrum = spectrum_grid(lmax, reference.improper, reference)
+    others = default_convergence_grids() if convergence is None else [so3.get(name) for name in convergence]
+    distinct = evaluations([reference, spectrum, *others])
+    print(f"audit: reference grid {reference.name} ({len(reference)} rotations), spectrum grid {spectrum.name} "
+          f"({len(spectrum)}{', the reference' if spectrum is reference else ''}), convergence grids "
+          f"{', '.join(q.name for q in others) or 'none'}; {distinct} distinct evaluations per structure, "
+          f"{n_structures - n_done} of {n_structures} structures to go", flush=True)
 
 
 # --- train -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms, units
 
+from symprobe.checks import differences
 from symprobe.files import atomic_write, check_writable, file_sha256, writing_to
 from symprobe.interrupt import deferred_signals
 from symprobe.md.batched import BatchedDynamics, Replica
@@ -117,18 +118,10 @@ def check_same_run(saved: Mapping[str, Any] | None, identity: Mapping[str, Any],
     written before identities were kept) differs from ``identity``, listing every difference on one line."""
     if saved is None:
         return
-    differences = [f"{key} {_short(saved.get(key))} → {_short(value)}" for key, value in identity.items()
-                   if saved.get(key) != value]
-    if differences:
+    changed = differences(saved, identity)
+    if changed:
         raise ConfigError(f"resume: the config differs from the run in {path.parent} (checkpoint → config): "
-                          f"{'; '.join(differences)}; use --overwrite to start a new run there, or another output.directory")
-
-
-def _short(value: Any) -> str:
-    """A value for a one-line message (hashes cut to 12 characters)."""
-    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
-        return value[:12]
-    return json.dumps(value, separators=(",", ":"))
+                          f"{'; '.join(changed)}; use --overwrite to start a new run there, or another output.directory")
 
 
 def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bool) -> None:
@@ -140,7 +133,7 @@ def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bo
         return
     if held and not overwrite:
         raise ConfigError(f"output directory {out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
-                          "--overwrite, or set another output.directory")
+                          "--overwrite, or choose another output directory")
     for name in held:
         target = out / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
