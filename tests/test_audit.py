@@ -323,7 +323,7 @@ def test_cli_fail_above_exit_codes(tmp_path, capsys, models_module, labelled_fil
     ok, _, _ = _run(capsys, f"{models_module}:invariant", labelled_file, *FAST, "--out", tmp_path / "a", "--fail-above", "0.01")
     assert ok == 0
     failed, _, err = _run(capsys, f"{models_module}:broken", labelled_file, *FAST, "--out", tmp_path / "b", "--fail-above", "0.01")
-    assert failed == 1 and "FAIL" in err
+    assert failed == 3 and "FAIL" in err
     unlabelled = tmp_path / "unlabelled.extxyz"
     write(unlabelled, [water_monomer()])
     no_labels, _, err = _run(capsys, f"{models_module}:invariant", unlabelled, *FAST, "--out", tmp_path / "c", "--fail-above", "1")

@@ -135,8 +135,8 @@ def test_errors_before_any_step(tmp_path):
 def test_cli_reports_a_bad_config(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("structure: builtin:water-monomer\nmodel: builtin:qtip4pf\ntimestep_fs: 0.5\nsteps: -3\n")
-    with pytest.raises(SystemExit, match="symprobe md: steps must be positive"):
-        main(["md", str(path)])
+    assert main(["md", str(path)]) == 2
+    assert capsys.readouterr().err == "symprobe md: error: steps must be positive, got -3\n"
 
 
 def test_cli_runs_a_config_with_a_model_spec(tmp_path, capsys):
@@ -148,5 +148,5 @@ def test_cli_runs_a_config_with_a_model_spec(tmp_path, capsys):
     assert log["step"].tolist() == list(range(21)) and np.ptp(log["conserved_eV"]) < 1e-3
     assert (tmp_path / "run" / "trajectory.extxyz").exists() and (tmp_path / "run" / "checkpoint.npz").exists()
     path.write_text(path.read_text().replace("builtin:qtip4pf", "builtin:nonexistent"))
-    with pytest.raises(SystemExit, match="symprobe md: model: "):
-        main(["md", str(path)])
+    assert main(["md", str(path), "--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith("symprobe md: error: model: ")

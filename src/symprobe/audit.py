@@ -138,6 +138,14 @@ class StructureAudit:
     convergence: list[GridPoint]
     model_error: ModelError | None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StructureAudit:
+        """A result back from its JSON form (``asdict``), for resumed audits."""
+        error = data["model_error"]
+        return cls(**{**data, "spectrum": Spectrum(**data["spectrum"]),
+                      "convergence": [GridPoint(**point) for point in data["convergence"]],
+                      "model_error": None if error is None else ModelError(**error)})
+
 
 @dataclass
 class AuditReport:
@@ -182,6 +190,11 @@ def _unique_rotations(rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys = np.round(rotations.reshape(len(rotations), 9), 10) + 0.0  # + 0.0 turns −0.0 into 0.0
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     return rotations[first], inverse.reshape(-1)
+
+
+def evaluations(rules: Sequence) -> int:
+    """Model evaluations per structure for quadratures ``rules`` plus the identity (duplicates shared)."""
+    return len(_unique_rotations(np.concatenate([np.eye(3)[None]] + [q.rotations for q in rules]))[0])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -389,6 +402,7 @@ def audit(
     on_structure: Callable[[StructureAudit], None] | None = None,
     model_spec: str | None = None,
     skip_failures: bool = False,
+    done: Sequence[StructureAudit] = (),
 ) -> AuditReport:
     """Audit ``model`` on ``structures`` with reference quadrature ``grid`` (a name or a Quadrature).
 
@@ -397,7 +411,8 @@ def audit(
     a tqdm bar; ``on_structure`` is called with each structure's result as it is done; ``model_spec`` is
     recorded as given. Checks every structure before evaluating any, so bad input fails fast, unless
     ``skip_failures``: then structures that fail the checks or that the model refuses are left out and
-    listed in ``skipped`` with the reason (for real data sets with a few unusable frames).
+    listed in ``skipped`` with the reason (for real data sets with a few unusable frames). ``done`` are
+    results of an interrupted audit of the same structures and settings: their structures are not evaluated again.
     """
     import symprobe
 
@@ -423,7 +438,9 @@ def audit(
 
     from tqdm.auto import tqdm
 
-    results = []
+    results = list(done)
+    finished = {r.index for r in results}
+    todo = [(k, atoms) for k, atoms in todo if k not in finished]
     for k, atoms in tqdm(todo, desc="audit", unit="structure", disable=not progress):
         try:
             result = audit_structure(model, atoms, grid, lmax, convergence_grids, rule, index=k)
@@ -445,12 +462,12 @@ def audit(
         spectrum_grid=GridInfo.of(rule),
         lmax=lmax,
         convergence_grids=[GridInfo.of(q) for q in convergence_grids],
-        structures=results,
+        structures=sorted(results, key=lambda r: r.index),
         skipped=sorted(skipped, key=lambda s: s["index"]),
         symprobe_version=symprobe.__version__,
     )
-    report.summary = summarize(results)
-    report.convergence = convergence_table(results, report.convergence_grids, report.grid)
+    report.summary = summarize(report.structures)
+    report.convergence = convergence_table(report.structures, report.convergence_grids, report.grid)
     return report
 
 

@@ -1,12 +1,18 @@
 """The ``symprobe`` command: thin argument parsing that calls the modules.
 
-Each subcommand is one ``_add_<name>`` (arguments) and one ``_run_<name>`` (what it does) pair.
+Each subcommand is one ``_add_<name>`` (arguments) and one ``_run_<name>`` (what it does) pair. The
+subcommands raise; :func:`main` alone turns exceptions into one line on stderr and an exit code:
+0 done, 1 internal error (a bug: please report it), 2 bad input or an output that cannot be written,
+3 the audit's ``--fail-above`` gate failed, 130 interrupted (SIGINT or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 DEVICE_HELP = "where models run: cpu (default), cuda or cuda:N; checked before any work starts"
@@ -30,10 +36,7 @@ def _run_grids(args: argparse.Namespace) -> int:
 
     if args.export:
         name, path = args.export
-        try:
-            q = so3.get(name)
-        except ValueError as error:
-            raise SystemExit(f"symprobe grids --export: {error}") from None
+        q = so3.get(name)
         written = so3.save_npz(q, path)
         print(f"wrote {q.name}: {len(q)} rotations, degree {q.degree}, to {written}")
         return 0
@@ -57,12 +60,14 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         help="measure a model's rotational symmetry breaking",
         description="Audit MODEL on STRUCTURES: rotational errors against the average on --grid, spread, "
         "torque, λ spectrum, convergence with grid size and, with labelled structures, the model's own "
-        "error. Writes OUT/audit.json (docs/audit-schema.md) and figures. Exit status: 0 ok, 1 when "
-        "--fail-above is exceeded, 2 for bad input.",
+        "error. Writes OUT/audit.json (docs/audit-schema.md) and figures. Exit status: 0 ok, 1 internal "
+        "error, 2 bad input, 3 when --fail-above is exceeded, 130 interrupted.",
     )
     p.add_argument("model", help="model spec: builtin:NAME, metatomic:FILE.pt, a file path, or module:attribute")
-    p.add_argument("structures", nargs="?", help="structure file readable by ASE (default: built-in water)")
-    p.add_argument("--index", default=":", help="ASE index of the structures to read (default ':', all)")
+    p.add_argument("structures", nargs="?",
+                   help="structure file readable by ASE, optionally FILE@SLICE as in ASE's tools (FILE@0:10, FILE@-1); "
+                   "default: built-in water")
+    p.add_argument("--index", default=None, help="ASE index of the structures to read (default ':', all; or give FILE@SLICE)")
     p.add_argument("--grid", default="3i", help="reference quadrature (default: the paper's 150-point '3i'; see `symprobe grids`)")
     p.add_argument("--lmax", type=int, default=2,
                    help="largest λ of the angular spectrum (default 2: the 3i grid is exact to 4 = 2·λmax, so no extra evaluations)")
@@ -74,55 +79,67 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    "or in the model's own precision")
     p.add_argument("--skip-failures", action="store_true",
                    help="leave out structures that fail the checks or that the model refuses (listed in audit.json)")
-    p.add_argument("--out", default="audit", help="output directory")
+    p.add_argument("--out", default="audit", help="output directory (each finished structure is kept in "
+                   "OUT/audit.partial.json until the audit ends)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted audit in OUT (same model, structures "
+                      "and settings; the structures already done are not evaluated again)")
+    mode.add_argument("--overwrite", action="store_true", help="replace the audit in OUT")
     p.add_argument("--fail-above", type=float, default=None, metavar="RATIO",
-                   help="exit 1 when rotational force error > RATIO × the model's own force error")
+                   help="exit 3 when rotational force error > RATIO × the model's own force error")
     _add_device(p)
 
 
 def _run_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from symprobe.audit import AuditError, audit, exceeds, in_float64, summary_text, write_report
     from symprobe.figures import audit_figures
-    from symprobe.structures import StructureError, builtin_structures, read_structures, reference_labels
-
-    def fail(message: object) -> int:
-        print(f"symprobe audit: error: {message}", file=sys.stderr)
-        return 2
+    from symprobe.interrupt import Interrupted
+    from symprobe.md.run import claim_directory
+    from symprobe.models.device import resolve_device, strict_float32
+    from symprobe.models.external import load_model
+    from symprobe.structures import builtin_structures, read_structures, reference_labels
 
     if args.fail_above is not None and not args.fail_above > 0:
-        return fail(f"--fail-above must be a positive ratio, got {args.fail_above}")
+        raise AuditError(f"--fail-above must be a positive ratio, got {args.fail_above}")
     if args.lmax < 0:
-        return fail(f"--lmax must be ≥ 0, got {args.lmax}")
+        raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
+    source, index = _structure_source(args.structures, args.index)
+    out, partial = Path(args.out), Path(args.out) / "audit.partial.json"
+    identity = _audit_identity(args, source, index)
+    claim_directory(out, ["audit.json", partial.name], args.resume, args.overwrite)
+    done = _resumed_audit(partial, identity) if args.resume else []
+    device = resolve_device(args.device)
+    strict_float32()  # TF32 would read as symmetry breaking
+    model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
+    if args.dtype == "float64":
+        model = in_float64(model)  # also torch models given as module:attribute
+    structures = read_structures(source, index) if source else builtin_structures()
+    if args.fail_above is not None and not any(reference_labels(a)[1] is not None for a in structures):
+        raise AuditError(
+            f"--fail-above compares with the model's own force error, but no structure in "
+            f"{source or 'the built-in set'} carries reference forces"
+        )
+    convergence = {"default": None, "none": []}.get(args.convergence)
+    if convergence is None and args.convergence != "default":
+        convergence = [name.strip() for name in args.convergence.split(",") if name.strip()]
+    _print_audit_plan(args.grid, args.lmax, convergence, len(structures), len(done))
     try:
-        import torch
-
-        from symprobe.models.device import resolve_device, strict_float32
-        from symprobe.models.external import load_model
-
-        device = resolve_device(args.device)
-        strict_float32()  # TF32 would read as symmetry breaking
-        model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
-        if args.dtype == "float64":
-            model = in_float64(model)  # also torch models given as module:attribute
-        structures = read_structures(args.structures, args.index) if args.structures else builtin_structures()
-        if args.fail_above is not None and not any(reference_labels(a)[1] is not None for a in structures):
-            raise AuditError(
-                f"--fail-above compares with the model's own force error, but no structure in "
-                f"{args.structures or 'the built-in set'} carries reference forces"
-            )
-        convergence = {"default": None, "none": []}.get(args.convergence)
-        if convergence is None and args.convergence != "default":
-            convergence = [name.strip() for name in args.convergence.split(",") if name.strip()]
-        report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence,
-                       progress=True, model_spec=args.model, skip_failures=args.skip_failures)
-    except (StructureError, AuditError, ValueError, FileNotFoundError, ImportError) as error:
-        return fail(error)
-    out = Path(args.out)
+        report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence, progress=True,
+                       model_spec=args.model, skip_failures=args.skip_failures, done=[_done(r) for r in done],
+                       on_structure=_keeping(partial, identity, done, len(structures)))
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; {len(done)} of {len(structures)} structures kept in {partial}; continue with "
+                          "--resume") from None
     data = report.to_dict()
     path = write_report(data, out / "audit.json")
     figures = audit_figures(data, out)
+    partial.unlink(missing_ok=True)
+    for skipped in data["skipped"]:
+        print(f"skipped structure {skipped['index']} ({skipped['name']}): {skipped['reason']}")
     print(summary_text(data))
     print(f"wrote {path} and {', '.join(f.name for f in figures)}")
     if args.fail_above is not None and exceeds(data, args.fail_above):
@@ -130,8 +147,96 @@ def _run_audit(args: argparse.Namespace) -> int:
         rot = data["summary"]["rotational_force_mae_meV_per_A"]
         print(f"FAIL: rotational force error {rot:.4g} meV/Å > {args.fail_above:g} × own force error "
               f"{own:.4g} meV/Å", file=sys.stderr)
-        return 1
+        return EXIT_GATE
     return 0
+
+
+def _structure_source(structures: str | None, index: str | None) -> tuple[str | None, str]:
+    """(file, ASE index) from ``FILE``, ``FILE@SLICE`` (as ASE's tools read it) and ``--index``."""
+    from pathlib import Path
+
+    from ase.io.formats import parse_filename
+
+    if structures is None or Path(structures).exists() or "@" not in structures:
+        return structures, index or ":"
+    name, parsed = parse_filename(structures)
+    if index is not None:
+        raise ValueError(f"{structures}: give the slice either after @ or with --index, not both")
+    if isinstance(parsed, slice):
+        parsed = ":".join("" if v is None else str(v) for v in (parsed.start, parsed.stop, parsed.step)).rstrip(":") or ":"
+    return name, ":" if parsed is None else str(parsed)
+
+
+def _audit_identity(args: argparse.Namespace, source: str | None, index: str) -> dict:
+    """What an interrupted audit must share with its resumption (JSON values)."""
+    from pathlib import Path
+
+    from symprobe.files import file_sha256
+
+    model_file, structure_file = Path(args.model.removeprefix("metatomic:")), Path(source or "")
+    return {"model": args.model, "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
+            "structures": source, "structures_sha256": file_sha256(structure_file) if source and structure_file.is_file() else None,
+            "index": index, "grid": args.grid, "lmax": args.lmax, "convergence": args.convergence, "dtype": args.dtype,
+            "skip_failures": args.skip_failures}
+
+
+def _resumed_audit(partial, identity: dict) -> list[dict]:
+    """The finished structures of the interrupted audit at ``partial``; refused if its settings differ."""
+    import json
+
+    from symprobe.audit import AuditError
+    from symprobe.checks import differences
+
+    if not partial.exists():
+        raise AuditError(f"--resume: no interrupted audit in {partial.parent} ({partial.name} is missing)")
+    saved = json.loads(partial.read_text())
+    changed = differences(saved["run"], identity)
+    if changed:
+        raise AuditError(f"--resume: the settings differ from the audit in {partial.parent} (saved → now): "
+                         f"{'; '.join(changed)}; use --overwrite to start again")
+    return saved["structures"]
+
+
+def _done(result: dict):
+    from symprobe.audit import StructureAudit
+
+    return StructureAudit.from_dict(result)
+
+
+def _keeping(partial, identity: dict, done: list[dict], total: int):
+    """``on_structure`` for :func:`~symprobe.audit.audit`: keep every finished structure in ``partial`` (atomic)
+    and, after the first, print the estimated time of the rest."""
+    import time
+    from dataclasses import asdict
+
+    from symprobe.files import write_json
+
+    started, first = time.perf_counter(), len(done)
+
+    def keep(result) -> None:
+        done.append(asdict(result))
+        write_json(partial, {"run": identity, "structures": done})
+        if len(done) == first + 1 and total > len(done):
+            seconds = time.perf_counter() - started
+            print(f"audit: first structure took {seconds:.1f} s; about {seconds * (total - len(done)) / 60:.1f} min "
+                  f"for the remaining {total - len(done)}", flush=True)
+
+    return keep
+
+
+def _print_audit_plan(grid: str, lmax: int, convergence: list[str] | None, n_structures: int, n_done: int) -> None:
+    """The grids, evaluations per structure and structures left, before any evaluation."""
+    from symprobe import so3
+    from symprobe.audit import default_convergence_grids, evaluations, spectrum_grid
+
+    reference = so3.get(grid)
+    spectrum = spectrum_grid(lmax, reference.improper, reference)
+    others = default_convergence_grids() if convergence is None else [so3.get(name) for name in convergence]
+    distinct = evaluations([reference, spectrum, *others])
+    print(f"audit: reference grid {reference.name} ({len(reference)} rotations), spectrum grid {spectrum.name} "
+          f"({len(spectrum)}{', the reference' if spectrum is reference else ''}), convergence grids "
+          f"{', '.join(q.name for q in others) or 'none'}; {distinct} distinct evaluations per structure, "
+          f"{n_structures - n_done} of {n_structures} structures to go", flush=True)
 
 
 # --- train -----------------------------------------------------------------------------------------
@@ -147,19 +252,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
-    from symprobe.train import ConfigError, bundle, load_config, train
+    from symprobe.train import bundle, load_config, train
 
-    try:
-        config = load_config(args.config)
-        if args.device is not None:
-            config.training["device"] = args.device
-        if args.bundle:
-            card = bundle(config, args.bundle)
-            print(json.dumps(card["test"], indent=2))
-            return 0
-        summary = train(config, resume=args.resume)
-    except (ConfigError, FileNotFoundError) as error:
-        raise SystemExit(f"symprobe train: {error}") from error
+    config = load_config(args.config)
+    if args.device is not None:
+        config.training["device"] = args.device
+    if args.bundle:
+        card = bundle(config, args.bundle)
+        print(json.dumps(card["test"], indent=2))
+        return 0
+    summary = train(config, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "split"}, indent=2))
     return 0
 
@@ -176,23 +278,23 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
+    from symprobe.files import check_writable
+    from symprobe.models.device import resolve_device
     from symprobe.models.export import export_metatomic
     from symprobe.models.external import load_model
     from symprobe.models.torch_model import TorchModel
 
-    from symprobe.models.device import resolve_device
-
     dtype = None if args.dtype is None else getattr(torch, args.dtype)
     device = resolve_device(args.device)
-    try:
-        model = load_model(args.model, dtype=dtype, device=device)
-        if not isinstance(model, TorchModel):
-            raise ValueError(f"{args.model!r}: only symprobe torch models can be exported (got {type(model).__name__})")
-        path = export_metatomic(model, args.output, name=args.name)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"symprobe export: {error}") from error
+    check_writable(Path(args.output).parent)
+    model = load_model(args.model, dtype=dtype, device=device)
+    if not isinstance(model, TorchModel):
+        raise ValueError(f"{args.model!r}: only symprobe torch models can be exported (got {type(model).__name__})")
+    path = export_metatomic(model, args.output, name=args.name)
     print(f"wrote {path} (metatomic model '{args.name or model.name}', {str(model.dtype).removeprefix('torch.')}, "
           f"cutoff {model.cutoff} Å, species {sorted(model.species or [])})")
     return 0
@@ -202,24 +304,23 @@ def _run_export(args: argparse.Namespace) -> int:
 def _add_md(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="run molecular dynamics from a YAML config")
     p.add_argument("config", help="MD config (YAML; see configs/md_*.yaml)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from the checkpoint in the output directory (refused if the config differs from the checkpoint's)")
+    mode.add_argument("--overwrite", action="store_true", help="delete the run in the output directory and start again")
     _add_device(p, default=None)
 
 
 def _run_md(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from symprobe.md import ConfigError, load_config, run_md
+    from symprobe.md import load_config, run_md
     from symprobe.models.device import resolve_device
-    from symprobe.structures import StructureError
 
-    try:
-        config = load_config(args.config)
-        if args.device is not None:
-            config = replace(config, device=str(resolve_device(args.device)))
-        out = run_md(config, resume=args.resume)
-    except (ConfigError, StructureError) as error:
-        raise SystemExit(f"symprobe md: {error}") from None
+    config = load_config(args.config)
+    if args.device is not None:
+        config = replace(config, device=str(resolve_device(args.device)))
+    out = run_md(config, resume=args.resume, overwrite=args.overwrite)
     print(f"trajectory, log.csv and checkpoint.npz written to {out}")
     return 0
 
@@ -240,27 +341,27 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_study(args: argparse.Namespace) -> int:
+    from symprobe.files import check_writable
     from symprobe.models.device import resolve_device
-    from symprobe.study import run_study
+    from symprobe.study import parse_mts, run_study
 
     device = resolve_device(args.device)
-    try:
-        if args.budget_min is not None and args.budget_min <= 0:
-            raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
-        budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
-        if args.plan:
-            from symprobe.study import plan_study
+    if args.budget_min is not None and not args.budget_min > 0:
+        raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
+    parse_mts(args.mts)
+    check_writable(args.out)
+    budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+    if args.plan:
+        from symprobe.study import plan_study
 
-            plan = plan_study(args.model, args.out, mts=args.mts, device=str(device))
-            for stage, seconds in plan["estimate_s"].items():
-                print(f"{stage:<22} {seconds / 3600:8.2f} h")
-            print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
-            return 0
-        model, control, note = _study_model(args.model)
-        results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, device=device, **budget)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        raise SystemExit(f"symprobe study: {error}") from None
+        plan = plan_study(args.model, args.out, mts=args.mts, device=str(device))
+        for stage, seconds in plan["estimate_s"].items():
+            print(f"{stage:<22} {seconds / 3600:8.2f} h")
+        print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
+        return 0
+    model, control, note = _study_model(args.model)
+    results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
+                        mts=args.mts, device=device, **budget)
     _print_findings(results, args.out)
     return 0
 
@@ -293,8 +394,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from symprobe.files import check_writable
     from symprobe.study import run_study
 
+    check_writable(args.out)
     try:
         model, control, note = _study_model("builtin:water-pet")
     except (ValueError, FileNotFoundError) as error:
@@ -327,15 +430,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line; an OSError names its file."""
+    if isinstance(error, OSError) and error.strerror:
+        message = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    else:
+        message = str(error) or type(error).__name__
+    return " ".join(message.split())
+
+
+def _bad_input() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (exit 2): the modules' own errors (ValueErrors) and missing files."""
+    from symprobe.audit import AuditError
+
+    return ValueError, AuditError, ImportError, OSError
+
+
 def main(argv: list[str] | None = None) -> int:
-    from symprobe.models.device import DeviceError
+    """Run one subcommand; return its exit code (see the module docstring), each error on one line."""
+    from symprobe.interrupt import sigterm_as_interrupt
 
     args = build_parser().parse_args(argv)
+    name = f"symprobe {args.command}"
     try:
-        return int(COMMANDS[args.command][1](args) or 0)
-    except DeviceError as error:
-        print(f"symprobe {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        with sigterm_as_interrupt():
+            return int(COMMANDS[args.command][1](args) or 0)
+    except KeyboardInterrupt as error:
+        print(f"{name}: {_one_line(error) if str(error) else 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the one place where every error becomes a line and a code
+        if os.environ.get("SYMPROBE_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(error, _bad_input()):
+            print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"{name}: internal error: {type(error).__name__}: {_one_line(error)}; this is a bug in symprobe, please report it "
+              "with the command line (SYMPROBE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -49,3 +49,39 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     finally:
         plt.close(fig)
     return Path(path)
+
+
+@contextmanager
+def writing_to(directory: str | Path) -> Iterator[None]:
+    """Give an ``OSError`` raised without a file name (a flush on a full disk) the name of ``directory``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror, str(directory)) from error
+
+
+def check_writable(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and make sure a file can be written in it, before any work starts;
+    raises ``PermissionError``/``OSError`` naming the directory otherwise."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".symprobe-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot write to {directory}: {error.strerror or error}") from None
+    return directory
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -23,15 +23,18 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-import yaml
 
 from symprobe import so3
-from symprobe.files import atomic_write, replacing, save_figure
+from symprobe.checks import (Check, ConfigError, check_keys, check_section, choice, flag, mapping, number, optional, positive,
+                             read_yaml, text)
+from symprobe.files import atomic_write, check_writable, replacing, save_figure
+from symprobe.interrupt import StopRequest, deferred_signals
 from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
 from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
@@ -62,9 +65,29 @@ TRAINING_KEYS = {
 }
 TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
 
+_COUNT, _SEED = partial(number, integer=True, minimum=1), partial(number, integer=True, minimum=0)
+_WEIGHT = partial(number, minimum=0)
+_DATA_CHECKS: dict[str, Check] = {"path": text, "train": _COUNT, "val": _COUNT, "test": _SEED, "seed": _SEED}
+_TRAINING_CHECKS: dict[str, Check] = {
+    "seed": _SEED, "epochs": _COUNT, "batch_size": _COUNT, "lr": positive, "lr_min": _WEIGHT, "warmup_epochs": _WEIGHT,
+    "schedule": partial(choice, options=("cosine", "plateau")), "plateau_patience": _SEED,
+    "plateau_factor": partial(number, above=0, below=1), "energy_weight": _WEIGHT, "force_weight": _WEIGHT,
+    "stress_weight": _WEIGHT, "augmentation": flag, "symmetry_penalty": _WEIGHT,
+    "penalty": partial(choice, options=("spread", "equigrad")), "penalty_rotations": partial(number, integer=True, minimum=2),
+    "max_hours": optional(positive), "threads": optional(_COUNT), "dtype": partial(choice, options=("float32", "float64")),
+    "device": text, "init_from": optional(text),
+}
+_MODEL_CHECKS: dict[str, Check] = {
+    "species": lambda value, key: [_COUNT(z, f"{key}[]") for z in _list(value, key)],
+    "cutoff": positive, "cutoff_width": positive, "width": _COUNT, "heads": _COUNT, "blocks": _COUNT,
+    "layers_per_block": _COUNT, "radial_basis": _COUNT, "angular_degree": _SEED, "invariant": flag,
+}
 
-class ConfigError(ValueError):
-    """A training config that cannot be used: the message names the key and the problem."""
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} must be a non-empty list, got {value!r}")
+    return value
 
 
 @dataclass
@@ -83,75 +106,52 @@ class TrainConfig:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read and check a YAML training config (unknown keys, missing data → :class:`ConfigError`)."""
+    """Read and check a YAML training config (:class:`ConfigError` naming the file and key)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file")
-    raw = yaml.safe_load(path.read_text()) or {}
-    return make_config(raw, base_dir=path.parent, source=path)
+    return make_config(read_yaml(path) or {}, base_dir=path.parent, source=path)
 
 
 def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | None = None) -> TrainConfig:
-    """Check a config dictionary; relative paths are taken from ``base_dir``; ``shared:REL`` means the
-    shared data directory (see :func:`~symprobe.structures.shared_data_dir`)."""
+    """Check a config dictionary (every key: type and range); relative paths are taken from ``base_dir``;
+    ``shared:REL`` means the shared data directory (see :func:`~symprobe.structures.shared_data_dir`)."""
     where = str(source or "config")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: the config must be a mapping")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(TOP_KEYS)})")
-    for section in ("data", "training"):
-        if not isinstance(raw.get(section, {}), dict):
-            raise ConfigError(f"{where}: '{section}' must be a mapping")
-    data = _section(raw.get("data", {}), DATA_KEYS, "data", where)
-    training = _section(raw.get("training", {}), TRAINING_KEYS, "training", where)
-    model_raw = raw.get("model", {}) or {}
-    unknown = set(model_raw) - set(default_hypers())
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} in 'model' (known: {sorted(default_hypers())})")
-    model = {**default_hypers(), **model_raw}
-    for key in ("path", "train", "val", "test"):
-        if data[key] is None:
-            raise ConfigError(f"{where}: 'data.{key}' is required")
-    data["path"] = str(_resolve_data_path(str(data["path"]), Path(base_dir), where))
-    for key in ("train", "val", "test"):
-        if not isinstance(data[key], int) or data[key] < (1 if key != "test" else 0):
-            raise ConfigError(f"{where}: 'data.{key}' must be a positive integer, got {data[key]!r}")
-    if training["schedule"] not in ("cosine", "plateau"):
-        raise ConfigError(f"{where}: 'training.schedule' must be 'cosine' or 'plateau', got {training['schedule']!r}")
-    if training["penalty"] not in ("spread", "equigrad"):
-        raise ConfigError(f"{where}: 'training.penalty' must be 'spread' or 'equigrad', got {training['penalty']!r}")
-    if training["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"{where}: 'training.dtype' must be 'float32' or 'float64', got {training['dtype']!r}")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(training["device"])):
-        raise ConfigError(f"{where}: 'training.device' must be 'cpu', 'cuda' or 'cuda:N', got {training['device']!r}")
-    if training["init_from"] is not None:
-        init = Path(str(training["init_from"]))
-        if not init.exists():
-            raise ConfigError(f"{where}: 'training.init_from' model file {init} does not exist")
-        training["init_from"] = str(init)
-    name = str(raw.get("name") or (source.stem if source else "run"))
-    output = Path(raw.get("output_dir") or Path("runs") / name)
+    try:
+        raw = mapping(raw, "the config")
+        check_keys(raw, TOP_KEYS, "config")
+        missing = [key for key in ("path", "train", "val", "test") if key not in mapping(raw.get("data") or {}, "data")]
+        if missing:
+            raise ConfigError(f"data: missing required key(s) {', '.join(missing)}")
+        data = check_section(raw.get("data") or {}, _DATA_CHECKS, DATA_KEYS, "data")
+        training = check_section(raw.get("training") or {}, _TRAINING_CHECKS, TRAINING_KEYS, "training")
+        model = check_section(raw.get("model") or {}, _MODEL_CHECKS, default_hypers(), "model")
+        if model["cutoff_width"] > model["cutoff"]:
+            raise ConfigError(f"model.cutoff_width ({model['cutoff_width']}) must not exceed model.cutoff ({model['cutoff']})")
+        if model["width"] % model["heads"]:
+            raise ConfigError(f"model.width ({model['width']}) must be a multiple of model.heads ({model['heads']})")
+        if training["lr_min"] > training["lr"]:
+            raise ConfigError(f"training.lr_min ({training['lr_min']}) must not exceed training.lr ({training['lr']})")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", training["device"]):
+            raise ConfigError(f"training.device must be 'cpu', 'cuda' or 'cuda:N', got {training['device']!r}")
+        data["path"] = str(_resolve_data_path(data["path"], Path(base_dir)))
+        if training["init_from"] is not None and not Path(training["init_from"]).exists():
+            raise ConfigError(f"training.init_from: model file {training['init_from']} does not exist")
+        name = str(raw.get("name") or (source.stem if source else "run"))
+        output = Path(raw.get("output_dir") or Path("runs") / name)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
     return TrainConfig(name, output, data, model, training, source)
 
 
-def _section(raw: dict[str, Any], known: dict[str, Any], section: str, where: str) -> dict[str, Any]:
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} in '{section}' (known: {sorted(known)})")
-    return {**known, **raw}
-
-
-def _resolve_data_path(path: str, base_dir: Path, where: str) -> Path:
+def _resolve_data_path(path: str, base_dir: Path) -> Path:
     if path.startswith("shared:"):
         shared = shared_data_dir()
         if shared is None:
-            raise ConfigError(f"{where}: data path {path!r} needs the shared data directory (set $SYMPROBE_DATA)")
+            raise ConfigError(f"data path {path!r} needs the shared data directory (set $SYMPROBE_DATA)")
         resolved = shared / path[len("shared:") :]
     else:
         resolved = Path(path) if Path(path).is_absolute() else base_dir / path
     if not resolved.exists():
-        raise ConfigError(f"{where}: data file {resolved} does not exist")
+        raise ConfigError(f"data file {resolved} does not exist")
     return resolved
 
 
@@ -398,7 +398,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
         raise ConfigError(f"--resume: no checkpoint at {checkpoint_path}")
     if not resume and checkpoint_path.exists():
         raise ConfigError(f"{out} already holds a training run; use --resume to continue it or choose another output_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     if t["threads"]:
         torch.set_num_threads(int(t["threads"]))
     dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
@@ -441,61 +441,64 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
 
     epoch_seconds: list[float] = []
     epochs_this_session = 0
-    while state["epoch"] < t["epochs"]:
-        if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
-            break
-        if t["max_hours"] is not None and epoch_seconds:
-            elapsed = time.time() - session_start
-            if elapsed + max(epoch_seconds) > 3600 * float(t["max_hours"]):
-                print(f"[{config.name}] time budget of {t['max_hours']} h reached after epoch {state['epoch']}", flush=True)
+    with deferred_signals() as stop:
+        while state["epoch"] < t["epochs"]:
+            if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
                 break
-        epoch = state["epoch"]
-        start = time.time()
-        rng = np.random.default_rng([int(t["seed"]), epoch])
-        order = rng.permutation(len(train_set))
-        module.train()
-        losses, residuals, seen = [], [], []
-        batches = range(0, len(order), t["batch_size"])
-        bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
-        for b in bar:
-            batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
-            rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
-            graph, labels = make_batch(batch, rotations, dtype, device)
-            loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
-            residuals.extend(residual.double().tolist())
-            seen.extend(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
-                scheduler.step()  # in plateau mode only the warmup is stepwise
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
-        bar.close()
-        refit_baseline(module, seen, residuals)
-        module.eval()
-        metrics = evaluate(module, val_set, dtype)
-        if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
-            plateau.step(metrics["force_mae"])
-        seconds = time.time() - start
-        epoch_seconds.append(seconds)
-        state["wall_seconds"] += seconds
-        state["epoch"] = epoch + 1
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
-               **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
-        state["history"].append(row)
-        if metrics["force_mae"] < state["best_force_mae"]:
-            state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
-            save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
-        _atomic_torch_save(
-            {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict()},
-            checkpoint_path,
-        )
-        _write_logs(out, state["history"])
-        epochs_this_session += 1
-        print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
-              f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
+            if t["max_hours"] is not None and epoch_seconds:
+                elapsed = time.time() - session_start
+                if elapsed + max(epoch_seconds) > 3600 * float(t["max_hours"]):
+                    print(f"[{config.name}] time budget of {t['max_hours']} h reached after epoch {state['epoch']}", flush=True)
+                    break
+            epoch = state["epoch"]
+            start = time.time()
+            rng = np.random.default_rng([int(t["seed"]), epoch])
+            order = rng.permutation(len(train_set))
+            module.train()
+            losses, residuals, seen = [], [], []
+            batches = range(0, len(order), t["batch_size"])
+            bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
+            for b in bar:
+                _interrupted(stop, state, checkpoint_path)
+                batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
+                rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
+                graph, labels = make_batch(batch, rotations, dtype, device)
+                loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
+                residuals.extend(residual.double().tolist())
+                seen.extend(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
+                    scheduler.step()  # in plateau mode only the warmup is stepwise
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+            bar.close()
+            refit_baseline(module, seen, residuals)
+            module.eval()
+            metrics = evaluate(module, val_set, dtype)
+            if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
+                plateau.step(metrics["force_mae"])
+            seconds = time.time() - start
+            epoch_seconds.append(seconds)
+            state["wall_seconds"] += seconds
+            state["epoch"] = epoch + 1
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                   **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
+            state["history"].append(row)
+            if metrics["force_mae"] < state["best_force_mae"]:
+                state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
+                save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
+            _atomic_torch_save(
+                {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict()},
+                checkpoint_path,
+            )
+            _write_logs(out, state["history"])
+            epochs_this_session += 1
+            _interrupted(stop, state, checkpoint_path)
+            print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
+                  f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
 
     summary = {"name": config.name, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "best_val_force_mae": state["best_force_mae"], "wall_seconds": state["wall_seconds"], "parameters": module.n_parameters(),
@@ -508,6 +511,16 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
         atomic_write(out / "test_metrics.json", json.dumps(summary["test"], indent=2))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _interrupted(stop: StopRequest, state: dict[str, Any], checkpoint_path: Path) -> None:
+    """Raise ``Interrupted`` if a signal came; the checkpoint holds the last completed epoch."""
+    if not stop.requested:
+        return
+    if state["epoch"] == 0:
+        raise stop.interrupted("stopped in the first epoch, before any checkpoint; nothing to resume")
+    raise stop.interrupted(f"stopped after epoch {state['epoch']}, saved in {checkpoint_path}; continue with --resume "
+                           "(an epoch in progress is run again)")
 
 
 def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:

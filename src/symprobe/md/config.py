@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe import so3
+from symprobe.checks import ConfigError, check_keys, flag, mapping, number, positive, read_yaml, text
 from symprobe.models.base import Model
 from symprobe.models.device import DeviceError, resolve_device
 from symprobe.so3 import Quadrature
@@ -38,11 +39,6 @@ replicas: 1                          # engine batched: independent copies steppe
 output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, log_stride: 1,
          checkpoint_stride: 100, progress: true}
 """
-
-
-
-class ConfigError(ValueError):
-    """An MD config that cannot run: the message names the key and the problem."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -96,21 +92,6 @@ ENGINES = ("ase", "batched", "ipi")
 _OUTPUT_KEYS = {"directory", "trajectory", "trajectory_stride", "log_stride", "checkpoint_stride", "progress"}
 
 
-def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
-
-
-def _positive(value: Any, key: str, integer: bool = False) -> Any:
-    kind = int if integer else float
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-        raise ConfigError(f"{key} must be a positive {'integer' if integer else 'number'}, got {value!r}")
-    if not value > 0:
-        raise ConfigError(f"{key} must be positive, got {value!r}")
-    return kind(value)
-
-
 def _drift_matrix(value: Any, key: str) -> list[list[float]]:
     """A canonical GLE drift matrix A (fs⁻¹): square, finite, eigenvalues of positive real part, A + Aᵀ ⪰ 0."""
     try:
@@ -131,6 +112,7 @@ def _as_section(value: Any, key: str) -> dict[str, Any]:
         return {"kind": value}
     if not isinstance(value, Mapping) or "kind" not in value:
         raise ConfigError(f"{key} must be a name or a mapping with 'kind', got {value!r}")
+    text(value["kind"], f"{key}.kind")
     return dict(value)
 
 
@@ -140,24 +122,24 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
         return config
     if not isinstance(config, Mapping):
         raise ConfigError(f"an MD config must be a mapping, got {type(config).__name__}")
-    _check_keys(config, _TOP_KEYS, "config")
+    check_keys(config, _TOP_KEYS, "config")
     for key in ("structure", "model", "timestep_fs"):
         if key not in config:
             raise ConfigError(f"config: missing required key {key!r}")
-    timestep = _positive(config["timestep_fs"], "timestep_fs")
+    timestep = positive(config["timestep_fs"], "timestep_fs")
     if ("steps" in config) == ("time_ps" in config):
         raise ConfigError("config: give the run length as exactly one of 'steps' or 'time_ps'")
     if "steps" in config:
-        steps = _positive(config["steps"], "steps", integer=True)
+        steps = positive(config["steps"], "steps", integer=True)
     else:
-        steps = int(round(_positive(config["time_ps"], "time_ps") * 1000.0 / timestep))
+        steps = int(round(positive(config["time_ps"], "time_ps") * 1000.0 / timestep))
         if steps < 1:
             raise ConfigError(f"time_ps={config['time_ps']} is shorter than one {timestep} fs step")
 
     symmetrizer = _as_section(config.get("symmetrizer", "none"), "symmetrizer")
     if symmetrizer["kind"] not in _SYMMETRIZER_KEYS:
         raise ConfigError(f"symmetrizer: unknown kind {symmetrizer['kind']!r} (one of {', '.join(_SYMMETRIZER_KEYS)})")
-    _check_keys(symmetrizer, _SYMMETRIZER_KEYS[symmetrizer["kind"]], f"symmetrizer ({symmetrizer['kind']})")
+    check_keys(symmetrizer, _SYMMETRIZER_KEYS[symmetrizer["kind"]], f"symmetrizer ({symmetrizer['kind']})")
     if symmetrizer["kind"] in ("grid", "mts"):
         if "grid" not in symmetrizer:
             raise ConfigError(f"symmetrizer ({symmetrizer['kind']}): missing 'grid' (a quadrature name, e.g. 2i)")
@@ -165,19 +147,23 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     if symmetrizer["kind"] == "mts":
         if "n_inner" not in symmetrizer:
             raise ConfigError("symmetrizer (mts): missing 'n_inner' (inner steps per outer step)")
-        symmetrizer["n_inner"] = _positive(symmetrizer["n_inner"], "symmetrizer.n_inner", integer=True)
+        symmetrizer["n_inner"] = positive(symmetrizer["n_inner"], "symmetrizer.n_inner", integer=True)
+    if symmetrizer["kind"] == "random":
+        if "seed" in symmetrizer:
+            symmetrizer["seed"] = number(symmetrizer["seed"], "symmetrizer.seed", integer=True, minimum=0)
+        symmetrizer["inversion"] = flag(symmetrizer.get("inversion", False), "symmetrizer.inversion")
 
     ensemble = _as_section(config.get("ensemble", "nve"), "ensemble")
     if ensemble["kind"] not in _ENSEMBLE_KEYS:
         raise ConfigError(f"ensemble: unknown kind {ensemble['kind']!r} (one of {', '.join(_ENSEMBLE_KEYS)})")
-    _check_keys(ensemble, _ENSEMBLE_KEYS[ensemble["kind"]], f"ensemble ({ensemble['kind']})")
+    check_keys(ensemble, _ENSEMBLE_KEYS[ensemble["kind"]], f"ensemble ({ensemble['kind']})")
     for key in sorted(_ENSEMBLE_KEYS[ensemble["kind"]] - {"kind"}):
         if key not in ensemble:
             raise ConfigError(f"ensemble ({ensemble['kind']}): missing required parameter {key!r}")
-        check = _drift_matrix if key == "A_per_fs" else _positive
+        check = _drift_matrix if key == "A_per_fs" else positive
         ensemble[key] = check(ensemble[key], f"ensemble.{key}")
     engine = config.get("engine", "ase")
-    if engine not in ENGINES:
+    if not isinstance(engine, str) or engine not in ENGINES:
         raise ConfigError(f"engine: unknown engine {engine!r} (one of {', '.join(ENGINES)})")
     if engine == "ipi":
         from symprobe.md.ipi import check_ipi_installed
@@ -190,36 +176,34 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
                           "or nvt-bussi, or engine batched or ipi")
 
     initial_t = config.get("initial_temperature_K")
-    if initial_t is not None and (isinstance(initial_t, bool) or not isinstance(initial_t, (int, float)) or initial_t < 0):
-        raise ConfigError(f"initial_temperature_K must be a non-negative number, got {initial_t!r}")
-    seed = config.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    index = config.get("structure_index", -1)
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise ConfigError(f"structure_index must be an integer, got {index!r}")
+    if initial_t is not None:
+        initial_t = number(initial_t, "initial_temperature_K", minimum=0)
+    seed = number(config.get("seed", 0), "seed", integer=True, minimum=0)
+    index = number(config.get("structure_index", -1), "structure_index", integer=True)
+    for key, kind in (("structure", Atoms), ("model", Model)):
+        if not isinstance(config[key], kind):
+            text(config[key], key)
     device = str(config.get("device", "cpu"))
     try:
         resolve_device(device)
     except DeviceError as error:
         raise ConfigError(str(error)) from None
-    replicas = _positive(config.get("replicas", 1), "replicas", integer=True)
+    replicas = positive(config.get("replicas", 1), "replicas", integer=True)
     if replicas > 1 and engine != "batched":
         raise ConfigError(f"replicas: {replicas} replicas need engine batched (engine {engine} runs one)")
 
-    raw_output = config.get("output", {})
-    if not isinstance(raw_output, Mapping):
-        raise ConfigError(f"output must be a mapping, got {raw_output!r}")
-    _check_keys(raw_output, _OUTPUT_KEYS, "output")
+    raw_output = mapping(config.get("output", {}), "output")
+    check_keys(raw_output, _OUTPUT_KEYS, "output")
     n_inner = symmetrizer.get("n_inner", 1) if symmetrizer["kind"] == "mts" else 1
-    output = OutputConfig(directory=Path(raw_output.get("directory", "md")))
-    output.trajectory = str(raw_output.get("trajectory", output.trajectory))
+    directory = raw_output.get("directory", "md")
+    output = OutputConfig(directory=Path(directory if isinstance(directory, Path) else text(directory, "output.directory")))
+    output.trajectory = text(raw_output.get("trajectory", output.trajectory), "output.trajectory")
     if not output.trajectory.endswith((".extxyz", ".xyz", ".traj")):
         raise ConfigError(f"output.trajectory must end in .extxyz, .xyz or .traj, got {output.trajectory!r}")
-    output.progress = bool(raw_output.get("progress", True))
+    output.progress = flag(raw_output.get("progress", True), "output.progress")
     for key in ("trajectory_stride", "log_stride", "checkpoint_stride"):
         default = getattr(output, key) * n_inner
-        value = _positive(raw_output.get(key, default), f"output.{key}", integer=True)
+        value = positive(raw_output.get(key, default), f"output.{key}", integer=True)
         if value % n_inner:
             raise ConfigError(f"output.{key}={value} must be a multiple of symmetrizer.n_inner={n_inner}")
         setattr(output, key, value)
@@ -231,16 +215,7 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
 
 def load_config(path: str | Path) -> MDConfig:
     """Read and validate a YAML config file."""
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
-    return validate_config(raw)
+    return validate_config(read_yaml(path))
 
 
 def quadrature(name: str | Quadrature) -> Quadrature:

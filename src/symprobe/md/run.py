@@ -8,8 +8,10 @@ round-off), on the engine that wrote it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,7 +19,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms, units
 
-from symprobe.files import atomic_write
+from symprobe.checks import differences
+from symprobe.files import atomic_write, check_writable, file_sha256, writing_to
+from symprobe.interrupt import deferred_signals
 from symprobe.md.batched import BatchedDynamics, Replica
 from symprobe.md.config import ConfigError, MDConfig, load_config, quadrature, validate_config
 from symprobe.md.output import Log, angular_momentum_eVfs, log_row, truncate_log, truncate_trajectory, write_frame
@@ -92,6 +96,49 @@ def thermalized(atoms: Atoms, temperature_K: float | None, seed: int) -> Atoms:
     return atoms
 
 
+def run_identity(config: MDConfig, atoms: Atoms, model: Model) -> dict[str, Any]:
+    """What makes a checkpoint belong to this config (JSON values): the model (spec, and the SHA-256 of its file
+    when it is one), the structure (spec and a hash of its atoms before thermalisation), timestep, seed,
+    ensemble, symmetrizer, engine, replicas and initial temperature. The run length and strides may change."""
+    spec = config.model if isinstance(config.model, str) else model.name
+    model_file = Path(spec.removeprefix("metatomic:"))
+    structure = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in
+                                        (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)))
+    identity = {"model": spec, "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
+                "structure": config.structure if isinstance(config.structure, str) else atoms.get_chemical_formula(),
+                "structure_index": config.structure_index, "structure_sha256": structure.hexdigest(),
+                "timestep_fs": config.timestep_fs, "seed": config.seed, "ensemble": config.ensemble,
+                "symmetrizer": config.symmetrizer, "engine": config.engine, "replicas": config.replicas,
+                "initial_temperature_K": config.initial_temperature_K}
+    return json.loads(json.dumps(identity, default=lambda value: getattr(value, "name", repr(value))))  # Quadrature → name
+
+
+def check_same_run(saved: Mapping[str, Any] | None, identity: Mapping[str, Any], path: Path) -> None:
+    """Refuse to resume from the checkpoint at ``path`` if its run identity (``saved``; None for checkpoints
+    written before identities were kept) differs from ``identity``, listing every difference on one line."""
+    if saved is None:
+        return
+    changed = differences(saved, identity)
+    if changed:
+        raise ConfigError(f"resume: the config differs from the run in {path.parent} (checkpoint → config): "
+                          f"{'; '.join(changed)}; use --overwrite to start a new run there, or another output.directory")
+
+
+def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bool) -> None:
+    """Make ``out`` this run's: refuse a directory that holds a run (any of ``names``) unless resuming;
+    with ``overwrite`` delete those files first. Checks that ``out`` is writable."""
+    check_writable(out)
+    held = sorted(name for name in names if (out / name).exists())
+    if resume:
+        return
+    if held and not overwrite:
+        raise ConfigError(f"output directory {out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
+                          "--overwrite, or choose another output directory")
+    for name in held:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, state) of a checkpoint file; :class:`ConfigError` if there is none."""
     if not path.exists():
@@ -112,13 +159,16 @@ def write_checkpoint(path: Path, arrays: Mapping[str, np.ndarray], state: Mappin
 # One config
 
 
-def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = False) -> Path:
+def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Run the MD of ``config`` (dict, :class:`MDConfig` or YAML path); return the output directory.
 
     With ``resume=True`` the run continues from ``output.directory/checkpoint.npz`` up to the config's
     total length (which may be longer than the interrupted run's); logs and trajectory are cut back to the
-    checkpoint first, so the files equal those of an uninterrupted run. Engine ``batched`` with
-    ``replicas: N > 1`` writes replica k (seed + k) into ``replica-k/`` and one checkpoint for all.
+    checkpoint first, so the files equal those of an uninterrupted run; a checkpoint of another run (model,
+    structure, timestep, seed, ensemble...: :func:`run_identity`) is refused. Without ``resume`` a directory
+    that holds a run is refused unless ``overwrite``. Engine ``batched`` with ``replicas: N > 1`` writes
+    replica k (seed + k) into ``replica-k/`` and one checkpoint for all. SIGINT and SIGTERM write a
+    checkpoint at the end of the current step and raise :class:`~symprobe.interrupt.Interrupted`.
     """
     from symprobe.structures import check_structure
 
@@ -128,7 +178,8 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     build_potential(model, config)  # refuses models without forces before anything is written
     check_structure(atoms, species=model.species)
     out = config.output.directory
-    out.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(config, atoms, model)
+    claim_directory(out, _run_files(config), resume, overwrite)
     if config.engine == "batched":
         replicas, groups = [], []
         for k in range(config.replicas):
@@ -140,13 +191,21 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
             if replica.ensemble["kind"] != "nve" and replica.atoms.get_kinetic_energy() <= 0:
                 raise ConfigError(f"ensemble {replica.ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
         run_batched(replicas, groups, config.timestep_fs, config.steps, out / "checkpoint.npz", resume=resume,
-                    strides=Strides.of(config), progress=config.output.progress)
+                    strides=Strides.of(config), progress=config.output.progress, identity=identity)
         return out
-    _run_single(atoms, model, config, resume)
+    _run_single(atoms, model, config, resume, identity)
     return out
 
 
-def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool) -> None:
+def _run_files(config: MDConfig) -> list[str]:
+    """The names in the output directory that belong to a run of ``config``'s layout."""
+    names = ["checkpoint.npz", "log.csv", config.output.trajectory]
+    if config.replicas > 1:
+        names += [f"replica-{k}" for k in range(config.replicas)]
+    return names
+
+
+def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool, identity: Mapping[str, Any]) -> None:
     """One structure on ASE or i-PI."""
     out = config.output.directory
     log_path, traj_path, ckpt_path = out / "log.csv", out / config.output.trajectory, out / "checkpoint.npz"
@@ -157,6 +216,7 @@ def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool) -> N
         if state.get("engine", "ase") != config.engine:
             raise ConfigError(f"resume: {ckpt_path} was written by engine {state.get('engine', 'ase')}; it cannot resume "
                               f"on engine {config.engine}")
+        check_same_run(state.get("run"), identity, ckpt_path)
         if int(state["nsteps"]) * config.n_inner > config.steps:
             raise ConfigError(f"resume: the checkpoint is at step {state['nsteps'] * config.n_inner}, beyond steps={config.steps}")
         atoms.set_cell(arrays["cell"], scale_atoms=False)
@@ -165,8 +225,6 @@ def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool) -> N
         if isinstance(potential, Symmetrizer):
             potential.restore(state["symmetrizer"])
     else:
-        for stale in (log_path, traj_path, ckpt_path):
-            stale.unlink(missing_ok=True)
         atoms = thermalized(atoms, config.initial_temperature_K, config.seed)
     if config.ensemble["kind"] != "nve" and atoms.get_kinetic_energy() <= 0:
         raise ConfigError(f"ensemble {config.ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
@@ -176,7 +234,7 @@ def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool) -> N
         if arrays is not None:
             truncate_log(log_path, dyn.nsteps * config.n_inner)
             truncate_trajectory(traj_path, dyn.nsteps * config.n_inner)
-        _step_single(dyn, atoms, potential, config, log_path, traj_path, ckpt_path)
+        _step_single(dyn, atoms, potential, config, log_path, traj_path, ckpt_path, identity)
     finally:
         dyn.close()
 
@@ -199,8 +257,9 @@ def _dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model | No
 
 
 def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path: Path, traj_path: Path,
-                 ckpt_path: Path) -> None:
-    """Step ``dyn`` to the config's length, writing log rows, frames and checkpoints at their strides."""
+                 ckpt_path: Path, identity: Mapping[str, Any]) -> None:
+    """Step ``dyn`` to the config's length, writing log rows, frames and checkpoints at their strides; on
+    SIGINT/SIGTERM write a checkpoint after the current step and raise ``Interrupted``."""
     from tqdm import tqdm
 
     n_inner = config.n_inner
@@ -223,26 +282,36 @@ def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path
         log.flush()
         arrays, state = dyn.checkpoint()
         state["symmetrizer"] = potential.state() if isinstance(potential, Symmetrizer) else {}
+        state["run"] = identity
         write_checkpoint(ckpt_path, {"positions": atoms.get_positions(), "momenta": atoms.get_momenta(),
                                      "cell": atoms.cell.array, **arrays}, state)
 
     try:
-        if dyn.nsteps == 0:
-            atoms.get_forces()
-            observe()
-        remaining = config.steps // n_inner - dyn.nsteps
-        with tqdm(total=remaining * n_inner, disable=not config.output.progress, unit="step",
-                  desc=f"md {potential.name}") as bar:
-            for _ in range(remaining):
-                dyn.step()
-                dyn.nsteps += 1
+        with deferred_signals() as stop, writing_to(log_path.parent):
+            if dyn.nsteps == 0:
                 atoms.get_forces()
                 observe()
-                bar.update(n_inner)
-        if (dyn.nsteps * n_inner) % config.output.checkpoint_stride:
-            checkpoint()
+            remaining = config.steps // n_inner - dyn.nsteps
+            with tqdm(total=remaining * n_inner, disable=not config.output.progress, unit="step",
+                      desc=f"md {potential.name}") as bar:
+                for _ in range(remaining):
+                    if stop.requested:
+                        checkpoint()
+                        raise stop.interrupted(_stopped_at(dyn.nsteps * n_inner, config.steps, ckpt_path))
+                    dyn.step()
+                    dyn.nsteps += 1
+                    atoms.get_forces()
+                    observe()
+                    bar.update(n_inner)
+            if (dyn.nsteps * n_inner) % config.output.checkpoint_stride:
+                checkpoint()
     finally:
         log.close()
+
+
+def _stopped_at(step: int, steps: int, checkpoint: Path) -> str:
+    """The one-line message of an interrupted MD run."""
+    return f"stopped at step {step} of {steps}; checkpoint written to {checkpoint}; continue with --resume"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -273,13 +342,16 @@ class Strides:
 
 
 def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_fs: float, steps: int, checkpoint_path: Path,
-                resume: bool = False, strides: Strides = Strides(), progress: bool = True, skin: float = 1.0) -> BatchedDynamics:
+                resume: bool = False, strides: Strides = Strides(), progress: bool = True, skin: float = 1.0,
+                identity: Mapping[str, Any] | None = None) -> BatchedDynamics:
     """Step ``replicas`` together for ``steps`` (inner) steps of ``timestep_fs``, writing each group's files.
 
     The log and checkpoint strides and ``steps`` must be multiples of every replica's ``n_inner`` (frames may
     fall inside a block; their energy then holds the correction of the block's start). With ``resume`` the run continues from
     ``checkpoint_path`` (the same replicas, as built for the first run). A replica that blows up raises
-    :class:`~symprobe.md.batched.ReplicaBlowUp`; the last checkpoint is kept as it was.
+    :class:`~symprobe.md.batched.ReplicaBlowUp`; the last checkpoint is kept as it was. ``identity`` (JSON) is
+    stored in the checkpoint and a resume from another run's is refused (:func:`check_same_run`). SIGINT and
+    SIGTERM write a checkpoint after the current step and raise :class:`~symprobe.interrupt.Interrupted`.
     """
     from tqdm import tqdm
 
@@ -295,6 +367,8 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
         arrays, state = read_checkpoint(checkpoint_path)
         if state.get("engine") != "batched" or len(state["rngs"]) != len(replicas):
             raise ConfigError(f"resume: {checkpoint_path} was not written by a batched run of these {len(replicas)} replicas")
+        if identity is not None:
+            check_same_run(state.get("run"), identity, checkpoint_path)
         if int(state["nsteps"]) > steps:
             raise ConfigError(f"resume: the checkpoint is at step {state['nsteps']}, beyond steps={steps}")
         dyn.restore(arrays, state)
@@ -311,7 +385,10 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
     def checkpoint() -> None:
         for log in logs:
             log.flush()
-        write_checkpoint(checkpoint_path, *dyn.checkpoint())
+        arrays, state = dyn.checkpoint()
+        if identity is not None:
+            state["run"] = dict(identity)
+        write_checkpoint(checkpoint_path, arrays, state)
 
     def observe() -> None:
         n = dyn.nsteps
@@ -323,16 +400,20 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
             checkpoint()
 
     try:
-        if dyn.nsteps == 0:
-            observe()
-        with tqdm(total=steps - dyn.nsteps, disable=not progress, unit="step",
-                  desc=f"md {len(replicas)} replicas") as bar:
-            while dyn.nsteps < steps:
-                dyn.step()
+        with deferred_signals() as stop, writing_to(checkpoint_path.parent):
+            if dyn.nsteps == 0:
                 observe()
-                bar.update(1)
-        if dyn.nsteps % strides.checkpoint:
-            checkpoint()
+            with tqdm(total=steps - dyn.nsteps, disable=not progress, unit="step",
+                      desc=f"md {len(replicas)} replicas") as bar:
+                while dyn.nsteps < steps:
+                    if stop.requested:
+                        checkpoint()
+                        raise stop.interrupted(_stopped_at(dyn.nsteps, steps, checkpoint_path))
+                    dyn.step()
+                    observe()
+                    bar.update(1)
+            if dyn.nsteps % strides.checkpoint:
+                checkpoint()
     finally:
         for log in logs:
             log.close()

@@ -1,0 +1,74 @@
+"""Stopping long work cleanly on SIGINT (Ctrl-C) and SIGTERM.
+
+Inside :func:`deferred_signals` the first signal only sets ``stop.signal``; the loop checks it between
+steps, writes its checkpoint and raises :class:`Interrupted`, so a checkpoint is never taken half-way
+through a step. A second signal raises ``KeyboardInterrupt`` at once. The CLI turns both into exit code 130.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal after saving its state; the message says what was kept and how to go on."""
+
+
+@dataclass
+class StopRequest:
+    """The signal received inside :func:`deferred_signals` (None while none has come)."""
+
+    signal: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def interrupted(self, what: str) -> Interrupted:
+        """The exception to raise once the state is saved: '<SIGNAL>: <what>'."""
+        return Interrupted(f"{signal.Signals(self.signal).name}: {what}")
+
+
+@contextmanager
+def deferred_signals() -> Iterator[StopRequest]:
+    """Record SIGINT/SIGTERM in the yielded :class:`StopRequest` instead of stopping at once; restore the
+    previous handlers afterwards. Outside the main thread signals cannot be caught: nothing changes there."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(number: int, frame: object) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.signal = number
+
+    previous = {number: signal.signal(number, handler) for number in SIGNALS}
+    try:
+        yield stop
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Make SIGTERM raise ``KeyboardInterrupt`` like Ctrl-C inside the block (main thread only; the CLI)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
