@@ -84,9 +84,9 @@ def test_training_lowers_validation_error(water_data, tmp_path):
 def test_init_from_starts_where_the_source_model_ended(water_data, tmp_path):
     source = train(config(water_data, tmp_path / "source", epochs=3, batch_size=2, lr=1e-2), progress=False)
     best = tmp_path / "source" / "best.pt"
-    tuned_config = config(water_data, tmp_path / "tuned", epochs=1, lr=1e-12, init_from=str(best))
+    tuned_config = config(water_data, tmp_path / "tuned", epochs=1, lr=1e-12, lr_min=1e-12, init_from=str(best))
     frozen = train(tuned_config, progress=False)
-    fresh = train(config(water_data, tmp_path / "fresh", epochs=1, lr=1e-12), progress=False)
+    fresh = train(config(water_data, tmp_path / "fresh", epochs=1, lr=1e-12, lr_min=1e-12), progress=False)
     # forces do not depend on the re-fitted composition offset, so a frozen fine-tune keeps the source's error
     assert frozen["best_val_force_mae"] == pytest.approx(source["best_val_force_mae"], rel=1e-4)
     assert abs(fresh["best_val_force_mae"] - source["best_val_force_mae"]) > 1.0  # meV/Å: the check can fail

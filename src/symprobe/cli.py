@@ -107,12 +107,12 @@ def _run_audit(args: argparse.Namespace) -> int:
         raise AuditError(f"--fail-above must be a positive ratio, got {args.fail_above}")
     if args.lmax < 0:
         raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
+    device = resolve_device(args.device)  # before anything is written
     source, index = _structure_source(args.structures, args.index)
     out, partial = Path(args.out), Path(args.out) / "audit.partial.json"
     identity = _audit_identity(args, source, index)
     claim_directory(out, ["audit.json", partial.name], args.resume, args.overwrite)
     done = _resumed_audit(partial, identity) if args.resume else []
-    device = resolve_device(args.device)
     strict_float32()  # TF32 would read as symmetry breaking
     model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
     if args.dtype == "float64":
