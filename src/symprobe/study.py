@@ -208,6 +208,11 @@ def _step_costs(model: Model, box, mts_grid: so3.Quadrature, n_inner: int) -> di
     return seconds
 
 
+def costs_key(model: Model, mts_grid: str, n_inner: int) -> str:
+    """The cache key of :func:`measure_costs`: what it times (a changed key re-measures)."""
+    return f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}-{MOST_GAS_NVT_MOLECULES}:batched"
+
+
 def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature, n_inner: int = 10) -> dict[str, float]:
     """Seconds per call of ``model``, of its average over ``grid`` and of the MTS correction over ``mts_grid``
     on the systems the study simulates."""
@@ -217,8 +222,7 @@ def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature, 
     from symprobe.symmetrize import AveragingCorrection
 
     def timed(call: Callable[[], Any], repeats: int) -> float:
-        if repeats > 1:
-            call()  # warm-up
+        call()  # warm-up: a first call pays for allocations that a run pays once
         begin = time.perf_counter()
         for _ in range(repeats):
             call()
@@ -296,7 +300,7 @@ def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: 
 
     model = load_model(model, device)
     mts_grid, n_inner = parse_mts(mts)
-    key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}-{MOST_GAS_NVT_MOLECULES}:batched"
+    key = costs_key(model, mts_grid, n_inner)
     costs = Stages(Path(out), key, progress).run("costs", lambda: measure_costs(model, so3.paper_grid("2i"), so3.get(mts_grid), n_inner), key=key)
     plan = make_plan(False, costs, mts_grid=mts_grid, n_inner=n_inner)
     document = {"model": model.name, "device": str(getattr(model, "device", "cpu")), "mts": mts, "costs_s_per_call": costs,
@@ -345,9 +349,9 @@ def run_study(
     mts_grid, n_inner = parse_mts(mts)
     started = time.perf_counter()
 
-    costs_key = f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}-{MOST_GAS_NVT_MOLECULES}:batched"  # what measure_costs times
-    costs_stage = Stages(out, costs_key, progress)
-    costs = costs_stage.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid), n_inner), key=costs_key)
+    key = costs_key(model, mts_grid, n_inner)
+    costs_stage = Stages(out, key, progress)
+    costs = costs_stage.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid), n_inner), key=key)
     plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
     stages = Stages(out, plan.key(), progress)
     stages.timings.update(costs_stage.timings)
