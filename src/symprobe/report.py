@@ -136,14 +136,16 @@ def fig_gas_spectra(r: dict[str, Any]):
 def fig_gas_orientation(r: dict[str, Any]):
     plt = _pyplot()
     variants = r["experiments"]["gas_nvt"]["variants"]
-    fig, axes = plt.subplots(1, len(variants), figsize=(4.3 * len(variants), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.0 * len(variants) + 1.0, 3.4), squeeze=False, sharey=True,
+                             layout="constrained")
+    limit = max(0.3, max(float(np.max(np.abs(data["map"]["free_energy_kT"]))) for data in variants.values()))  # one scale
     for ax, (variant, data) in zip(axes[0], variants.items()):
         m = data["map"]
-        f = np.array(m["free_energy_kT"])
-        limit = max(0.3, float(np.max(np.abs(f))))
-        image = ax.pcolormesh(m["phi"], m["cos_theta"], f, cmap="RdBu_r", vmin=-limit, vmax=limit, shading="auto")
-        ax.set(xlabel="φ (rad)", ylabel="cos θ", title=f"{variant}: F/kT (bias {data['harmonic']['bias_kT']['value']:.2g} kT)")
-        fig.colorbar(image, ax=ax)
+        image = ax.pcolormesh(m["phi"], m["cos_theta"], np.array(m["free_energy_kT"]), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                              shading="auto")
+        ax.set(xlabel="φ (rad)", title=f"{variant}: bias {data['harmonic']['bias_kT']['value']:.2g} kT")
+    axes[0, 0].set_ylabel("cos θ")
+    fig.colorbar(image, ax=axes[0, -1], label="F/kT")
     return fig
 
 
