@@ -98,7 +98,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     from symprobe.audit import AuditError, audit, exceeds, in_float64, summary_text, write_report
     from symprobe.figures import audit_figures
     from symprobe.interrupt import Interrupted
-    from symprobe.md.run import claim_directory
+    from symprobe.files import claim_directory
     from symprobe.models.device import resolve_device, strict_float32
     from symprobe.models.external import load_model
     from symprobe.structures import builtin_structures, read_structures, reference_labels

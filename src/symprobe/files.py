@@ -1,13 +1,16 @@
-"""Writing results so that a crash never leaves half a file: every write goes to a temporary file in the
-same directory, then replaces the target in one ``os.replace``."""
+"""Writing results so that a crash never leaves half a file (every write goes to a temporary file in the
+same directory, then replaces the target in one ``os.replace``), and output directories that belong to one run."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+from symprobe.checks import ConfigError
 
 
 @contextmanager
@@ -85,3 +88,18 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bool) -> None:
+    """Make ``out`` this run's: refuse a directory that holds a run (any of ``names``) unless resuming;
+    with ``overwrite`` delete those files first. Checks that ``out`` is writable."""
+    check_writable(out)
+    held = sorted(name for name in names if (out / name).exists())
+    if resume:
+        return
+    if held and not overwrite:
+        raise ConfigError(f"output directory {out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
+                          "--overwrite, or choose another output directory")
+    for name in held:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()

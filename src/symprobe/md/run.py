@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,7 +19,7 @@ import numpy as np
 from ase import Atoms, units
 
 from symprobe.checks import differences
-from symprobe.files import atomic_write, check_writable, file_sha256, writing_to
+from symprobe.files import atomic_write, claim_directory, file_sha256, writing_to
 from symprobe.interrupt import deferred_signals
 from symprobe.md.batched import BatchedDynamics, Replica
 from symprobe.md.config import ConfigError, MDConfig, load_config, quadrature, validate_config
@@ -122,21 +121,6 @@ def check_same_run(saved: Mapping[str, Any] | None, identity: Mapping[str, Any],
     if changed:
         raise ConfigError(f"resume: the config differs from the run in {path.parent} (checkpoint → config): "
                           f"{'; '.join(changed)}; use --overwrite to start a new run there, or another output.directory")
-
-
-def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bool) -> None:
-    """Make ``out`` this run's: refuse a directory that holds a run (any of ``names``) unless resuming;
-    with ``overwrite`` delete those files first. Checks that ``out`` is writable."""
-    check_writable(out)
-    held = sorted(name for name in names if (out / name).exists())
-    if resume:
-        return
-    if held and not overwrite:
-        raise ConfigError(f"output directory {out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
-                          "--overwrite, or choose another output directory")
-    for name in held:
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
