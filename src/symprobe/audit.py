@@ -36,7 +36,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe.files import write_json
-from symprobe.observables import net_torque
+from symprobe.analysis.observables import net_torque
 from symprobe import so3
 from symprobe.models.base import BatchPrediction, Model
 from symprobe.structures import StructureError, check_structure, reference_labels, structure_label

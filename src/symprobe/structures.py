@@ -129,6 +129,11 @@ def water_monomer(box: float = 100.0) -> Atoms:
     return atoms
 
 
+def density_g_cm3(atoms: Atoms) -> float:
+    """Mass density of a periodic cell in g/cm³ (ASE masses in amu, volume in Å³)."""
+    return float(atoms.get_masses().sum() / 6.02214076e23 / atoms.get_volume() * 1e24)
+
+
 def water_box(n_per_side: int = 4, density: float = 0.997, seed: int = 0) -> Atoms:
     """``n_per_side``³ rigid H2O on a cubic lattice with random orientations, periodic, at ``density`` g/cm³.
 

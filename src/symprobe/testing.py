@@ -30,7 +30,7 @@ from symprobe import so3
 from symprobe.models.base import Model
 from symprobe.models.qtip4pf import QTIP4PF, WaterModel, check_water_molecules
 from symprobe.models.torch_model import TorchModel
-from symprobe.observables import dipole_directions
+from symprobe.analysis.observables import dipole_directions
 from symprobe.structures import check_structure
 
 __all__ = [

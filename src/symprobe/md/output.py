@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms, units
 
 from symprobe.files import atomic_write
-from symprobe.observables import EV_FS_PER_AMU_A2_PER_FS, angular_momentum
+from symprobe.analysis.observables import EV_FS_PER_AMU_A2_PER_FS, angular_momentum
 
 LOG_COLUMNS = ["step", "time_fs", "potential_eV", "kinetic_eV", "thermostat_energy_eV", "conserved_eV",
                "temperature_K"]

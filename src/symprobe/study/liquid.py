@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ase import Atoms
 
-from symprobe import observables, statistics
-from symprobe.experiments import REPEAT, curve, read_trajectory, run_variants, scalar
+from symprobe.analysis import observables, statistics
+from symprobe.study.variants import REPEAT, curve, read_trajectory, run_variants, scalar
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir, water_box
 
@@ -118,7 +118,7 @@ def combine_replicas(replicas: Sequence[dict[str, Any]], directions: Sequence[np
 
 def blocked_curve(x: np.ndarray, per_frame: np.ndarray, n_blocks: int, x_unit: str, y_unit: str,
                   counts: np.ndarray | None = None) -> dict[str, Any]:
-    """A :func:`~symprobe.experiments.curve` of per-frame values (or sums, with ``counts``) over ``n_blocks``
+    """A :func:`~symprobe.study.variants.curve` of per-frame values (or sums, with ``counts``) over ``n_blocks``
     contiguous blocks of frames, with the blocks kept."""
     mean, error = statistics.curve_mean_and_error(per_frame, n_blocks, counts=counts)
     return curve(x, mean, error, x_unit, y_unit, blocks=statistics.curve_blocks(per_frame, n_blocks, counts=counts))
@@ -159,7 +159,7 @@ def _dipole_orientations(u: np.ndarray, decay_fs: float | None) -> dict[str, Any
     """The dipole orientation map and its low-order bias. The flatness test treats each molecule's time average
     as one independent sample, which holds only once molecules have reoriented (c_uu below 1/e within the run);
     otherwise the map reflects the starting orientations and the test is not made."""
-    from symprobe.experiments.gas import harmonic_orientation_bias
+    from symprobe.study.gas import harmonic_orientation_bias
 
     omap = observables.orientational_free_energy(u.reshape(-1, 3), bandwidth=0.1 if u.shape[0] * u.shape[1] > 50000 else 0.3,
                                                  n_cos=25, n_phi=49)
@@ -262,7 +262,7 @@ def compare_scalars(a: dict[str, Any] | None, b: dict[str, Any] | None, margin: 
 def compare_variants(results: dict[str, Any], reference: str = "raw") -> dict[str, Any]:
     """Each variant against ``reference`` (95 % confidence): g_OO, g_OH, g_HH, c_L, c_T (:func:`compare_curves`),
     D (when both runs reach the diffusive regime), c_uu at the last lag and the dipole orientation bias, each with
-    an equivalence test within :data:`MARGINS`. With :data:`~symprobe.experiments.REPEAT` among the variants,
+    an equivalence test within :data:`MARGINS`. With :data:`~symprobe.study.variants.REPEAT` among the variants,
     its comparison is the null calibration (``calibration``); when that fails, the other verdicts are withheld."""
     verdicts: dict[str, Any] = {}
     base = results["variants"].get(reference)
@@ -294,7 +294,7 @@ MIN_NULL_REPLICAS = 5
 
 
 def _null_calibration(tests: dict[str, Any], raw: dict[str, Any], repeat: dict[str, Any]) -> dict[str, Any]:
-    """:func:`~symprobe.statistics.null_calibration` of raw against its repeat, or an inconclusive result (not
+    """:func:`~symprobe.analysis.statistics.null_calibration` of raw against its repeat, or an inconclusive result (not
     passed) when the replicas are too few for the null comparison to detect bad error bars."""
     replicas = min(raw.get("n_replicas", 1), repeat.get("n_replicas", 1))
     if raw.get("errors_from") == "replicas" and replicas < MIN_NULL_REPLICAS:

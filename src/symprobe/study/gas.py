@@ -23,8 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms, units
 
-from symprobe import observables, so3, statistics
-from symprobe.experiments import curve, read_trajectory, run_variants, scalar
+from symprobe import so3
+from symprobe.analysis import observables, statistics
+from symprobe.study.variants import curve, read_trajectory, run_variants, scalar
 from symprobe.models.base import Model
 from symprobe.structures import water_monomer
 
@@ -233,7 +234,7 @@ def harmonic_orientation_bias(directions: np.ndarray, lmax: int = 2, n_boot: int
     c_ℓm = ⟨Y_ℓm(u)⟩ for 1 ≤ ℓ ≤ ``lmax`` (per-molecule time averages; error over molecules). To first
     order the density (1/4π)(1 + 4π Σ c_ℓm Y_ℓm) gives F/kT ≈ −4π Σ c_ℓm Y_ℓm(u); its largest |F| on the
     sphere is the bias (bootstrap error over molecules). Hotelling's T² of the per-molecule coefficients
-    against zero gives the significance (:func:`~symprobe.statistics.mean_vector_significance`).
+    against zero gives the significance (:func:`~symprobe.analysis.statistics.mean_vector_significance`).
     """
     u = np.asarray(directions, dtype=np.float64)
     per_molecule = np.concatenate([so3.real_sph_harm(l, u).mean(axis=0) for l in range(1, lmax + 1)], axis=-1)  # (M, K)

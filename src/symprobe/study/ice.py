@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe import so3
-from symprobe.experiments import scalar
+from symprobe.study.variants import scalar
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir
 

@@ -17,7 +17,7 @@ from ase.data import atomic_numbers
 from scipy import stats
 from scipy.spatial import cKDTree
 
-from symprobe.statistics import Estimate, block_average, mean_and_error, ratio_or_nan
+from symprobe.analysis.statistics import Estimate, block_average, mean_and_error, ratio_or_nan
 from symprobe.structures import neighbour_box, structure_label
 
 EV_FS_PER_AMU_A2_PER_FS = units._amu * 1e-20 / 1e-30 / units._e  # 1 amu·Å²/fs = 103.6427 eV·fs
@@ -449,7 +449,7 @@ def mean_squared_displacement(unwrapped: np.ndarray, timestep_fs: float, max_lag
 
 class Diffusion(NamedTuple):
     """Self-diffusion coefficient from the Einstein relation MSD = 6 D t: ``a2_per_ps`` Å²/ps and
-    ``cm2_per_s`` cm²/s, each an :class:`~symprobe.statistics.Estimate` (mean, standard error over
+    ``cm2_per_s`` cm²/s, each an :class:`~symprobe.analysis.statistics.Estimate` (mean, standard error over
     segments); ``msd`` the curve it was fitted to; ``fit_window_fs`` the fitted lag range."""
 
     a2_per_ps: Estimate
@@ -596,7 +596,7 @@ def power_spectrum(series: np.ndarray, timestep_fs: float) -> PowerSpectrum:
 
 class Drift(NamedTuple):
     """Linear drift of a conserved quantity: ``mev_per_molecule_per_ps`` as an
-    :class:`~symprobe.statistics.Estimate` (slope, standard error corrected for correlated residuals)
+    :class:`~symprobe.analysis.statistics.Estimate` (slope, standard error corrected for correlated residuals)
     and the same extrapolated ``per_500ps`` (meV per molecule per 500 ps)."""
 
     mev_per_molecule_per_ps: Estimate

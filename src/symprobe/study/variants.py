@@ -1,9 +1,9 @@
-"""The paper's experiments (Langer, Pozdnyakov & Ceriotti 2024) as protocols: gas-phase molecules
-(:mod:`.gas`), liquid water (:mod:`.liquid`) and proton-disordered ice Ih (:mod:`.ice`).
+"""The variants of a model that the study compares, and their batched MD runs, shared by the experiments:
+gas-phase molecules (:mod:`.gas`), liquid water (:mod:`.liquid`) and proton-disordered ice Ih (:mod:`.ice`).
 
 Each protocol runs molecular dynamics through :func:`run_variants` (the batched engine of
 :mod:`symprobe.md.batched`: all replicas of all variants in one state, one force call per step) or ASE
-optimisers, and reduces trajectories with :mod:`symprobe.observables` and :mod:`symprobe.statistics`. Results are plain
+optimisers, and reduces trajectories with :mod:`symprobe.analysis.observables` and :mod:`symprobe.analysis.statistics`. Results are plain
 JSON-ready dicts: scalars as ``{"value", "error", "unit"}``, curves as ``{"x", "y", "error"}`` with
 non-finite points dropped. Variants of a model:
 

@@ -1,0 +1,154 @@
+"""``symprobe study``: the paper's gas, liquid and ice experiments for one model, cached stage by stage.
+
+:func:`run_study` measures the model's costs (:mod:`.plan`), plans run lengths (quick: a wall-time budget;
+full: the paper's protocols, with the estimated time printed first), runs the stages of :mod:`.stages`,
+tests the paper's findings (:mod:`.findings`), and writes ``results.json`` (docs/results-schema.md) and
+``report.html`` (:mod:`.report`). The paper's numbers are in :data:`symprobe.study.paper.PAPER`, cited.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from symprobe import so3
+from symprobe.analysis import statistics
+from symprobe.files import write_json
+from symprobe.models.base import Model
+from symprobe.study import stages
+from symprobe.study.findings import findings
+from symprobe.study.paper import PAPER
+from symprobe.study.plan import Plan, costs_key, make_plan, measure_costs, parse_mts
+from symprobe.study.report import write_report
+from symprobe.study.stages import Context, StageCache
+from symprobe.study.variants import VARIANTS
+
+SCHEMA = "symprobe-study/1"
+STAGES = ("costs", *stages.STAGES)
+KNOWN_ANSWER_AMPLITUDES = {1: 0.02, 2: 0.02}  # eV per molecule, see known_answer_model
+
+
+def known_answer_model() -> Model:
+    """q-TIP4P/F plus an anisotropic term of degrees ℓ = 1, 2 (0.02 eV each): a model whose symmetry
+    breaking the 2i grid removes exactly (spec ``symprobe.study:known_answer_model``)."""
+    from symprobe.testing import anisotropic_qtip4pf
+
+    return anisotropic_qtip4pf(KNOWN_ANSWER_AMPLITUDES, seed=0)
+
+
+def _model_info(model: Model, spec: str | None) -> dict[str, Any]:
+    from symprobe.audit import model_dtype
+
+    return {"spec": spec or model.name, "name": model.name, "dtype": model_dtype(model),
+            "cutoff_A": getattr(model, "cutoff", None)}
+
+
+def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """The paper's full protocols (:func:`make_plan`, ``quick=False``) with the estimated wall time of each stage
+    from call costs measured on ``device`` (cached in ``out/stages/costs.json``); written to ``out/plan.json``."""
+    from symprobe.md import load_model
+
+    model = load_model(model, device)
+    mts_grid, n_inner = parse_mts(mts)
+    key = costs_key(model, mts_grid, n_inner)
+    costs = StageCache(Path(out), key, progress).run("costs", lambda: measure_costs(model, so3.paper_grid("2i"), so3.get(mts_grid), n_inner), key=key)
+    plan = make_plan(False, costs, mts_grid=mts_grid, n_inner=n_inner)
+    document = {"model": model.name, "device": str(getattr(model, "device", "cpu")), "mts": mts, "costs_s_per_call": costs,
+                "plan": {k: v for k, v in asdict(plan).items() if k != "estimate_s"}, "estimate_s": plan.estimate_s,
+                "total_h": sum(plan.estimate_s.values()) / 3600.0,
+                "note": "estimated from per-call costs of the model on this device (sums of calls; the batched engine "
+                        "evaluates them together, which the estimate does not credit)"}
+    write_json(Path(out) / "plan.json", document)
+    return document
+
+
+def run_study(
+    model: Model | str,
+    out: str | Path,
+    quick: bool = False,
+    progress: bool = True,
+    control: Model | str | None = None,
+    note: str | None = None,
+    budget_s: float = 330.0,
+    plan: Plan | None = None,
+    stop_after: str | None = None,
+    mts: str = "2i/10",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Run (or resume) the study of ``model`` into ``out``; return the results dict (also results.json).
+
+    ``mts`` is the multiple-time-stepping variant as GRID/N_INNER: the correction averaged over GRID every
+    N_INNER steps of 0.5 fs (the paper's is 2i/10). The averaged variant always uses the 2i grid.
+
+    ``control`` is an invariant model run as a control (the bundled invariant twin); ``note`` is a
+    sentence for the report (e.g. why a fallback model is used); ``plan`` overrides the planned lengths;
+    ``stop_after`` ends after that stage (for tests of resumption; no results.json then). ``device`` is where
+    model specs are loaded (model objects run where they are).
+    """
+    from symprobe.md import load_model
+
+    if stop_after is not None and stop_after not in STAGES:
+        raise ValueError(f"stop_after: unknown stage {stop_after!r} (one of {', '.join(STAGES)})")
+    spec = model if isinstance(model, str) else None
+    model = load_model(model, device)
+    control_model = None if control is None else load_model(control, device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = so3.paper_grid("2i")
+    mts_grid, n_inner = parse_mts(mts)
+    started = time.perf_counter()
+
+    key = costs_key(model, mts_grid, n_inner)
+    costs_cache = StageCache(out, key, progress)
+    costs = costs_cache.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid), n_inner), key=key)
+    plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
+    cache = StageCache(out, plan.key(), progress)
+    cache.timings.update(costs_cache.timings)
+    if progress:
+        total = sum(plan.estimate_s.values())
+        print(f"[study] {'quick' if plan.quick else 'full'} mode, model {model.name}: estimated time "
+              f"{total / 60:.1f} min ({', '.join(f'{k} {v / 60:.1f}' for k, v in plan.estimate_s.items())} min)", flush=True)
+    context = Context(model, plan, out / "md" / plan.key(), progress, control_model,
+                      None if control_model is None else _model_info(control_model, control if isinstance(control, str) else None))
+    results: dict[str, Any] = {}
+    for name, stage in stages.STAGES.items():
+        results[name] = cache.run(name, lambda: stage(context))
+        if stop_after == name:
+            return results
+
+    document = {
+        "schema": SCHEMA,
+        "mode": "quick" if plan.quick else "full",
+        "model": _model_info(model, spec),
+        "note": note,
+        "grid": {"name": grid.name, "label": plan.grid, "evaluations": len(grid), "degree": grid.degree},
+        "variants": list(VARIANTS),
+        "confidence": statistics.DEFAULT_CONFIDENCE,
+        "plan": asdict(plan),
+        "costs_s_per_call": costs,
+        "experiments": results,
+        "mts_cost": _mts_cost(results, costs, plan),
+        "findings": findings(results),
+        "paper": PAPER,
+        "timings_s": {**cache.timings, "total_this_run": time.perf_counter() - started},
+    }
+    write_json(out / "results.json", document)
+    write_report(document, out / "report.html")
+    return document
+
+
+def _mts_cost(results: dict[str, Any], costs: dict[str, float], plan: Plan) -> dict[str, Any]:
+    """Wall time of MTS liquid MD per step relative to raw (measured on the batched engine by
+    :func:`measure_costs`) and the estimate from the model's call costs."""
+    from symprobe.symmetrize import correction_rule
+
+    measured = costs.get("liquid_mts_step_s")
+    if measured is not None:
+        measured = measured / max(costs["liquid_raw_step_s"], 1e-9)
+    estimate = 1.0 + costs["liquid_corr_s"] / plan.n_inner / costs["liquid_s"]
+    copies = len(correction_rule(so3.get(plan.mts_grid))[0])
+    return {"measured_x_raw": measured, "estimated_x_raw": estimate, "grid": plan.mts_grid, "n_inner": plan.n_inner,
+            "grid_evaluations": copies, "paper_x_raw": PAPER["mts_cost_x_raw"]}
+
