@@ -96,7 +96,7 @@ def ase_steps_per_second(atoms, model, steps: int) -> float:
 
 
 def gas(n: int, seed: int = 0):
-    from symprobe.experiments.gas import isolated_molecules, with_molecular_momenta
+    from symprobe.study.gas import isolated_molecules, with_molecular_momenta
 
     return with_molecular_momenta(isolated_molecules(n, seed), 300.0, seed)
 

@@ -21,8 +21,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from symprobe import so3
-from symprobe.experiments.gas import isolated_molecules
-from symprobe.experiments.ice import ice_cells
+from symprobe.study.gas import isolated_molecules
+from symprobe.study.ice import ice_cells
 from symprobe.files import write_json
 from symprobe.models.external import load_model
 from symprobe.study import Plan, make_plan, parse_mts, plan_study

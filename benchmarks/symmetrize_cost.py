@@ -17,7 +17,7 @@
     .venv/bin/python benchmarks/symmetrize_cost.py --out results [--quick] [--long] [--parts abcd] [--tag NAME]
 
 ``--device`` (cpu, cuda or cuda:N; default cpu) is where the models run (the q-TIP4P/F pre-equilibration of
-the liquid starting lattice in parts c and d runs on the CPU, inside ``symprobe.experiments.liquid``).
+the liquid starting lattice in parts c and d runs on the CPU, inside ``symprobe.study.liquid``).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def equilibrated_box(model: Model, workdir: Path, steps: int = 2000) -> tuple:
     """(64-molecule box, description): the q-TIP4P/F-equilibrated lattice of part c, then ``steps`` raw NVT steps
     of ``model`` (Bussi 300 K, τ = 10 fs, 0.5 fs), so that NVE runs start from the model's own 300 K liquid.
     Cached in ``workdir``: every strategy, and a resumed run, starts from the same structure."""
-    from symprobe.experiments import liquid, read_trajectory, run_variant_md
+    from symprobe.study import liquid, read_trajectory, run_variant_md
 
     start, description = liquid.starting_box(workdir / "box64-start", 4, False, 400, 0, progress=False)
     run = run_variant_md(model, start, "raw", workdir / "box64-equilibration", grid="0", n_inner=1, ensemble=liquid.ENSEMBLE,
@@ -235,7 +235,7 @@ def liquid_mts(model: Model, settings: list[str], steps: int, workdir: Path) -> 
     verdicts on every observable against the first setting, the reference (95 % confidence, 8 blocks)."""
     from math import lcm
 
-    from symprobe.experiments import liquid
+    from symprobe.study import liquid
     from symprobe.study import parse_mts
 
     reference = settings[0]

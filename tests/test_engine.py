@@ -13,7 +13,7 @@ from symprobe import so3
 from symprobe.models.base import CalculatorModel, Model
 from symprobe.models.device import DeviceError, resolve_device
 from symprobe.models.torch_model import TorchModel
-from symprobe.observables import net_torque
+from symprobe.analysis.observables import net_torque
 from symprobe.structures import rotate, water_box, water_monomer
 from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation
 from symprobe.testing import anisotropic_qtip4pf, random_pet, random_rotations

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from symprobe.experiments import ice
+from symprobe.study import ice
 
 pytest.importorskip("genice2", reason="GenIce2 (the 'ice' extra) is not installed")
 
@@ -54,7 +54,7 @@ def test_fallback_without_shared_data(monkeypatch):
 
 
 def test_ice_study_compares_models_at_identical_geometries_when_relaxations_stop_early():
-    from symprobe.experiments.ice import ice_study
+    from symprobe.study.ice import ice_study
     from symprobe.structures import water_box
     from symprobe.models.qtip4pf import qtip4pf
 
@@ -73,7 +73,7 @@ def test_ice_relative_energies_converge_on_grids_exact_to_the_models_degree():
     """q-TIP4P/F + an ℓ = 1, 2 orientation term: averaging on any rule exact to degree 2 gives the reference's
     relative energies; the raw model's differ (the term's sum over molecules differs between cells)."""
     from symprobe import so3
-    from symprobe.experiments.ice import ice_study
+    from symprobe.study.ice import ice_study
     from symprobe.structures import water_box
     from symprobe.testing import anisotropic_qtip4pf
 

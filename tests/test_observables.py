@@ -10,7 +10,7 @@ from ase.md.verlet import VelocityVerlet
 from scipy import signal, stats
 from scipy.spatial.transform import Rotation
 
-from symprobe.observables import (
+from symprobe.analysis.observables import (
     CM1_PER_INV_FS,
     EV_FS_PER_AMU_A2_PER_FS,
     angular_momentum,
@@ -31,7 +31,7 @@ from symprobe.observables import (
     unwrap_positions,
     water_molecules,
 )
-from symprobe.statistics import curve_difference_significance, curve_mean_and_error
+from symprobe.analysis.statistics import curve_difference_significance, curve_mean_and_error
 from symprobe.structures import water_box, water_monomer
 
 # ---------------------------------------------------------------------------------------------------

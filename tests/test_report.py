@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from symprobe import report
+from symprobe.study import report
 
 CHROMIUM = "/usr/bin/chromium"
 

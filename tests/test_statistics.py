@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from symprobe.statistics import (
+from symprobe.analysis.statistics import (
     block_average,
     blocking_levels,
     curve_blocks,

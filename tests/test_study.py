@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from symprobe import study
-from symprobe.experiments import gas
+from symprobe.study import gas
 
 TINY = dict(quick=True, gas_nve_molecules=6, gas_nve_steps=200, gas_nvt_molecules=8, gas_nvt_steps=400, gas_bandwidth=0.3,
             torque_samples=4, orientation_snapshots=2, liquid_n_per_side=3, liquid_shared_512=False, liquid_pre_steps=20, liquid_steps=60,
@@ -135,9 +135,9 @@ def test_known_answer_findings(study_dir):
 
 def _liquid_variant(rng, shift: float = 0.0, replicas: int = 5) -> dict:
     """Synthetic liquid observables of ``replicas`` independent replicas: one smooth curve per observable."""
-    from symprobe.experiments import curve, scalar
-    from symprobe.experiments.liquid import CURVES
-    from symprobe.statistics import blocks_mean_and_error
+    from symprobe.study.variants import curve, scalar
+    from symprobe.study.liquid import CURVES
+    from symprobe.analysis.statistics import blocks_mean_and_error
 
     x = np.linspace(2.0, 6.0, 40)
     out = {"n_replicas": replicas, "n_blocks": replicas, "errors_from": "replicas", "diffusion": None,
@@ -151,8 +151,8 @@ def _liquid_variant(rng, shift: float = 0.0, replicas: int = 5) -> dict:
 def test_liquid_null_comparison_gates_the_verdicts():
     """Raw against a repeat of itself with 5 replicas each: calibrated, verdicts issued; a repeat that differs
     (error bars too small for the runs): not calibrated, every verdict withheld."""
-    from symprobe.experiments import REPEAT
-    from symprobe.experiments.liquid import compare_variants
+    from symprobe.study.variants import REPEAT
+    from symprobe.study.liquid import compare_variants
 
     rng = np.random.default_rng(3)
     same = compare_variants({"variants": {"raw": _liquid_variant(rng), REPEAT: _liquid_variant(rng), "mts": _liquid_variant(rng)}})
