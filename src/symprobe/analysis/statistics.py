@@ -178,6 +178,35 @@ def mean_vector_significance(samples: np.ndarray, confidence: float = DEFAULT_CO
             "significant": bool(p_value < 1.0 - confidence)}
 
 
+def mean_vector_difference(a: np.ndarray, b: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """Do two sets of independent vectors (n_a, p) and (n_b, p) share their mean? Two-sample Hotelling T².
+
+    T² = n_a n_b/(n_a + n_b) Δᵀ S⁻¹ Δ with the pooled covariance S; (n − p − 1)/(p(n − 2)) T² follows
+    F(p, n − p − 1) for Gaussian samples (n = n_a + n_b). ``chi2_per_dof`` is T²/p, ≈ 1 when the means agree.
+    With n − 2 ≤ p it falls back to one Welch t-test per component, Bonferroni over the p components.
+    """
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
+        raise ValueError(f"need two (n ≥ 2, p) arrays with the same p, got shapes {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("the samples contain NaN or infinite entries")
+    (na, p), nb = x.shape, len(y)
+    delta = x.mean(axis=0) - y.mean(axis=0)
+    if na + nb - 2 <= p:
+        error = np.sqrt(x.var(axis=0, ddof=1) / na + y.var(axis=0, ddof=1) / nb)
+        t = delta / np.maximum(error, 1e-300)
+        p_value = float(min(1.0, p * np.min(2.0 * stats.t.sf(np.abs(t), min(na, nb) - 1))))
+        return {"method": "Welch t per component, Bonferroni", "t2": None, "chi2_per_dof": float(np.mean(t**2)),
+                "dof": [min(na, nb) - 1], "p_value": p_value, "confidence": confidence,
+                "significant": bool(p_value < 1.0 - confidence)}
+    pooled = ((na - 1) * np.atleast_2d(np.cov(x, rowvar=False)) + (nb - 1) * np.atleast_2d(np.cov(y, rowvar=False))) / (na + nb - 2)
+    t2 = float(na * nb / (na + nb) * delta @ np.linalg.lstsq(pooled, delta, rcond=None)[0])
+    dof2 = na + nb - p - 1
+    p_value = float(stats.f.sf(dof2 / (p * (na + nb - 2)) * t2, p, dof2))
+    return {"method": "two-sample Hotelling T²", "t2": t2, "chi2_per_dof": t2 / p, "dof": [p, dof2], "p_value": p_value,
+            "confidence": confidence, "significant": bool(p_value < 1.0 - confidence)}
+
+
 def ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, NaN where the denominator is not positive."""
     out = np.full(np.shape(numerator), np.nan)

@@ -17,45 +17,48 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(key: str, claim: str, holds: bool | None, evidence: str) -> None:
         out.append({"id": key, "claim": claim, "holds": holds, "evidence": evidence})
 
-    nve = results["gas_nve"]["variants"]
+    nve_stage = results["gas_nve"]
+    nve = nve_stage["variants"]
+    nve_withheld = _withheld(nve_stage)
     raw, avg = nve["raw"]["L_change_final"], nve["averaged"]["L_change_final"]
-    n = results["gas_nve"]["n_molecules"]
+    n = nve_stage["n_molecules"]
     test = statistics.difference_significance(raw["value"], raw["error"] or 0.0, avg["value"], avg["error"] or 0.0, dof=n - 1)
     add("gas_angular_momentum_drifts_raw", "An isolated molecule's angular momentum is not conserved with the raw model",
-        bool(test["significant"] and raw["value"] > avg["value"]),
-        f"|L(t)−L(0)| after {nve['raw']['duration_ps']:.3g} ps: raw {raw['value']:.3g} ± {raw['error'] or 0:.2g} eV·fs, "
-        f"averaged {avg['value']:.3g} ± {avg['error'] or 0:.2g} eV·fs ({test['verdict']})")
+        None if nve_withheld else bool(test["significant"] and raw["value"] > avg["value"]),
+        nve_withheld + f"|L(t)−L(0)| after {nve['raw']['duration_ps']:.3g} ps: raw {raw['value']:.3g} ± {raw['error'] or 0:.2g} eV·fs, "
+        f"averaged {avg['value']:.3g} ± {avg['error'] or 0:.2g} eV·fs ({test['verdict']})" + _null_note(nve_stage))
     add("gas_angular_momentum_fixed_by_averaging", "Grid averaging restores angular-momentum conservation",
-        bool(avg["value"] < 0.1 * raw["value"]),
-        f"averaged/raw change ratio {avg['value'] / max(raw['value'], 1e-300):.2g}")
+        None if nve_withheld else bool(avg["value"] < 0.1 * raw["value"]),
+        nve_withheld + f"averaged/raw change ratio {avg['value'] / max(raw['value'], 1e-300):.2g}")
     mts = nve["mts"]["L_change_final"]
     add("gas_mts_reproduces_averaged", "MTS reproduces the averaged model's conservation of L (gas)",
-        bool(mts["value"] < 0.1 * raw["value"]),
-        f"MTS change {mts['value']:.3g} eV·fs vs raw {raw['value']:.3g} and averaged {avg['value']:.3g}")
-    nvt = results["gas_nvt"]["variants"]
-    h_raw, h_avg = nvt["raw"]["harmonic"], nvt["averaged"]["harmonic"]
-
-    def resolved(h: dict[str, Any], flat_expected: bool) -> bool | None:
-        """The verdict, or None when the run cannot resolve a bias of half the paper's 0.3 kT."""
-        if h["significant"] != flat_expected:
-            return True
-        return None if h["bias_kT"]["error"] is None or h["bias_kT"]["error"] > RESOLUTION_KT else False
-
+        None if nve_withheld else bool(mts["value"] < 0.1 * raw["value"]),
+        nve_withheld + f"MTS change {mts['value']:.3g} eV·fs vs raw {raw['value']:.3g} and averaged {avg['value']:.3g}")
+    nvt_stage = results["gas_nvt"]
+    nvt = nvt_stage["variants"]
+    nvt_withheld = _withheld(nvt_stage)
     static = {row["grid"]: row["bias_kT"] for row in results.get("gas_orientation_grid", {}).get("rows", [])}
 
-    def static_profile(grid: str) -> str:
-        """The noise-free static-profile bias of ``grid``, as supporting evidence (it does not enter the verdict)."""
-        b = static.get(grid)
-        return "" if b is None else f"; static orientation-energy profile {b['value']:.2g} ± {b['error']:.1g} kT"
+    def orientation(key: str, claim: str, h: dict[str, Any], flat_expected: bool, who: str, grid: str | None) -> None:
+        """A verdict on an orientation map's low-order bias ``h``; None when withheld or too noisy for RESOLUTION_KT."""
+        bias = h["bias_kT"]
+        detectable = statistics.detectable_effect(bias["error"]) if bias["error"] is not None else None
+        holds = True if h["significant"] != flat_expected else (
+            None if detectable is None or bias["error"] > RESOLUTION_KT else False)
+        evidence = (f"{who}low-order bias {bias['value']:.3g} ± {bias['error']:.2g} kT, Hotelling T² p = {h['p_value']:.2g}"
+                    + ("" if detectable is None else f"; detects a bias ≥ {detectable:.2g} kT with 80 % power")
+                    + ("" if h["significant"] or detectable is None or bias["error"] <= RESOLUTION_KT else
+                       f"; inconclusive: the noise is too large to resolve {RESOLUTION_KT} kT"))
+        if grid is not None and grid in static:
+            evidence += f"; static orientation-energy profile {static[grid]['value']:.2g} ± {static[grid]['error']:.1g} kT"
+        add(key, claim, None if nvt_withheld else holds, nvt_withheld + evidence + _null_note(nvt_stage))
 
-    add("gas_orientation_not_flat_raw", "The raw model's gas-phase orientation map is not flat", resolved(h_raw, False),
-        f"low-order bias {h_raw['bias_kT']['value']:.3g} ± {h_raw['bias_kT']['error']:.2g} kT, Hotelling T² p = {h_raw['p_value']:.2g}"
-        + ("" if h_raw["significant"] or h_raw["bias_kT"]["error"] <= RESOLUTION_KT else
-           f"; inconclusive: the run is too short to resolve {RESOLUTION_KT} kT") + static_profile("paper-0"))
-    add("gas_orientation_flat_averaged", "The averaged model's orientation map is flat within noise", resolved(h_avg, True),
-        f"low-order bias {h_avg['bias_kT']['value']:.3g} ± {h_avg['bias_kT']['error']:.2g} kT, Hotelling T² p = {h_avg['p_value']:.2g}"
-        + ("" if h_avg["significant"] or h_avg["bias_kT"]["error"] <= RESOLUTION_KT else
-           f"; flat within this noise, which is too large to resolve {RESOLUTION_KT} kT") + static_profile("paper-2i"))
+    pooled = nvt_stage.get("raw_pooled")
+    orientation("gas_orientation_not_flat_raw", "The raw model's gas-phase orientation map is not flat",
+                pooled or nvt["raw"]["harmonic"], False,
+                f"raw and raw-repeat pooled ({pooled['n_molecules']} molecules): " if pooled else "", "paper-0")
+    orientation("gas_orientation_flat_averaged", "The averaged model's orientation map is flat within noise",
+                nvt["averaged"]["harmonic"], True, "", "paper-2i")
     if "paper-0" in static and "paper-2i" in static:
         raw_profile, averaged_profile = static["paper-0"], static["paper-2i"]
         add("gas_orientation_energy_flat_averaged",
@@ -64,9 +67,8 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"low-order profile bias raw {raw_profile['value']:.3g} ± {raw_profile['error']:.1g} kT, "
             f"2i {averaged_profile['value']:.2g} ± {averaged_profile['error']:.1g} kT")
     if "mts" in nvt:
-        h_mts = nvt["mts"]["harmonic"]
-        add("gas_orientation_flat_mts", "MTS gives a flat orientation map, as the averaged model does", resolved(h_mts, True),
-            f"low-order bias {h_mts['bias_kT']['value']:.3g} ± {h_mts['bias_kT']['error']:.2g} kT, Hotelling T² p = {h_mts['p_value']:.2g}")
+        orientation("gas_orientation_flat_mts", "MTS gives a flat orientation map, as the averaged model does",
+                    nvt["mts"]["harmonic"], True, "", None)
     torque = {row["grid"]: row["rms_torque"]["value"] for row in results["gas_torque"]["rows"]}
     add("torque_falls_with_grid", "RMS torque falls by more than 10x from raw to the 2i grid",
         bool(torque["paper-2i"] < 0.1 * torque["paper-0"]),
@@ -106,3 +108,20 @@ def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("ice_relative_energies_unchanged", "Averaging changes ice relative energies far less than their spread", None,
             ice.get("skipped", "fewer than two cells"))
     return out
+
+
+def _withheld(stage: dict[str, Any]) -> str:
+    """Why a stage's verdicts are withheld (its null comparison failed), or "" when they stand."""
+    calibration = stage.get("calibration")
+    if calibration is None or calibration["passed"]:
+        return ""
+    return f"no verdict: the null comparison (raw against a second raw set) is {calibration['verdict']}; "
+
+
+def _null_note(stage: dict[str, Any]) -> str:
+    """The null comparison's χ²/dof, as evidence beside a verdict."""
+    calibration = stage.get("calibration")
+    if calibration is None:
+        return "; no null comparison"
+    chi2 = ", ".join(f"{name} {value:.2g}" for name, value in calibration["chi2_per_dof"].items())
+    return f"; null comparison {'passed' if calibration['passed'] else 'failed'} (χ²/dof: {chi2})"

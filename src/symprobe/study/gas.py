@@ -13,6 +13,10 @@ molecules into one frame. Protocols:
 * :func:`potential_spectra` — power spectra of V and ΔV = V_raw − V_averaged along the raw trajectory;
 * :func:`orientation_runs` — Langevin NVT at 300 K, and the orientational free energy F(cos θ, φ)/kT of the
   H–O–H bisector in the lab frame.
+
+With :data:`~symprobe.study.variants.REPEAT` among the variants, the raw model runs a second time on its own
+molecules and seeds; the two raw sets are compared like variants (``null``, ``calibration``), which tells
+whether the error bars are calibrated.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from ase import Atoms, units
 
 from symprobe import so3
 from symprobe.analysis import observables, statistics
-from symprobe.study.variants import curve, read_trajectory, run_variants, scalar
+from symprobe.study.variants import REPEAT, curve, read_trajectory, run_variants, scalar
 from symprobe.models.base import Model
 from symprobe.structures import water_monomer
 
 KT_300K = units.kB * 300.0  # eV
+NVE = {"kind": "nve"}
+NVT = {"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}  # the paper's gas-phase thermostat
 
 
 def isolated_molecules(n: int, seed: int = 0) -> list[Atoms]:
@@ -67,6 +73,22 @@ def with_molecular_momenta(molecules: Sequence[Atoms], temperature_K: float, see
     return out
 
 
+def nve_starts(variants: Sequence[str], n_molecules: int, seed: int) -> dict[str, list[Atoms]]:
+    """The NVE runs' molecules with 300 K momenta: one set shared by the variants (common random numbers), its own
+    for :data:`~symprobe.study.variants.REPEAT`."""
+    return {v: with_molecular_momenta(isolated_molecules(n_molecules, seed + (v == REPEAT)), 300.0, seed + (v == REPEAT))
+            for v in variants}
+
+
+def nvt_starts(variants: Sequence[str], n_molecules: int, seed: int, n_averaged_molecules: int | None = None) -> dict[str, list[Atoms]]:
+    """The NVT runs' molecules: as :func:`nve_starts` (other seeds); the averaged variant (36 copies per step) may
+    take only the first ``n_averaged_molecules``."""
+    count = {v: n_molecules if v != "averaged" or n_averaged_molecules is None else min(n_molecules, n_averaged_molecules)
+             for v in variants}
+    return {v: with_molecular_momenta(isolated_molecules(count[v], seed + 100 + 100 * (v == REPEAT)), 300.0,
+                                      seed + 100 + 100 * (v == REPEAT)) for v in variants}
+
+
 def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray]:
     """Times (fs) and per-molecule angular momenta about their centres (n_frames, n_molecules, 3) eV·fs."""
     times = np.array([float(f.info.get("time_fs", 0.0)) for f in frames])
@@ -88,9 +110,8 @@ def angular_momentum_runs(
     """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start); see module docstring."""
     from symprobe.md import read_log
 
-    molecules = with_molecular_momenta(isolated_molecules(n_molecules, seed), 300.0, seed)
-    runs = run_variants(model, {v: molecules for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
-                        ensemble={"kind": "nve"}, steps=steps, timestep_fs=0.5, seed=seed,
+    runs = run_variants(model, nve_starts(variants, n_molecules, seed), Path(directory), grid=grid, n_inner=n_inner,
+                        mts_grid=mts_grid, ensemble=NVE, steps=steps, timestep_fs=0.5, seed=seed,
                         trajectory_stride=trajectory_stride, progress=progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "timestep_fs": 0.5, "steps": steps, "variants": {}}
     for variant in variants:
@@ -109,6 +130,13 @@ def angular_momentum_runs(
                                                 "meV/ps per molecule"),
             "duration_ps": float(times[-1] / 1000.0),
         }
+    if REPEAT in variants and "raw" in variants:
+        raw, repeat = results["variants"]["raw"], results["variants"][REPEAT]
+        results["null"] = {name: statistics.difference_significance(raw[name]["value"], raw[name]["error"] or 0.0,
+                                                                    repeat[name]["value"], repeat[name]["error"] or 0.0,
+                                                                    dof=n_molecules - 1)
+                           for name in ("L_change_final", "energy_drift_per_molecule")}
+        results["calibration"] = statistics.null_calibration(results["null"])
     return results
 
 
@@ -228,6 +256,13 @@ def potential_spectra(model: Model, averaged: Model, frames: Sequence[Atoms], ti
     }
 
 
+def orientation_coefficients(directions: np.ndarray, lmax: int = 2) -> np.ndarray:
+    """Per-molecule time averages ⟨Y_ℓm(u)⟩ (n_molecules, Σ(2ℓ + 1)) for 1 ≤ ℓ ≤ ``lmax`` of unit vectors
+    (n_frames, n_molecules, 3)."""
+    u = np.asarray(directions, dtype=np.float64)
+    return np.concatenate([so3.real_sph_harm(l, u).mean(axis=0) for l in range(1, lmax + 1)], axis=-1)
+
+
 def harmonic_orientation_bias(directions: np.ndarray, lmax: int = 2, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """Low-order orientation bias of unit vectors (n_frames, n_molecules, 3), molecules independent.
 
@@ -236,8 +271,7 @@ def harmonic_orientation_bias(directions: np.ndarray, lmax: int = 2, n_boot: int
     sphere is the bias (bootstrap error over molecules). Hotelling's T² of the per-molecule coefficients
     against zero gives the significance (:func:`~symprobe.analysis.statistics.mean_vector_significance`).
     """
-    u = np.asarray(directions, dtype=np.float64)
-    per_molecule = np.concatenate([so3.real_sph_harm(l, u).mean(axis=0) for l in range(1, lmax + 1)], axis=-1)  # (M, K)
+    per_molecule = orientation_coefficients(directions, lmax)
     c = per_molecule.mean(axis=0)
     error = per_molecule.std(axis=0, ddof=1) / np.sqrt(len(per_molecule))
     basis = np.concatenate([so3.real_sph_harm(l, _sphere_points(800)) for l in range(1, lmax + 1)], axis=-1)
@@ -278,14 +312,13 @@ def orientation_runs(
     F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
     The MTS variant acts with the Langevin thermostat at the outer level (see :mod:`symprobe.md.batched`).
     The averaged variant, 36 copies per step, may run on only the first ``n_averaged_molecules``."""
-    molecules = with_molecular_momenta(isolated_molecules(n_molecules, seed + 100), 300.0, seed + 100)
-    count = {v: n_molecules if v != "averaged" or n_averaged_molecules is None else min(n_molecules, n_averaged_molecules)
-             for v in variants}
-    runs = run_variants(model, {v: molecules[: count[v]] for v in variants}, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid,
-                        ensemble={"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}, steps=steps,
+    starts = nvt_starts(variants, n_molecules, seed, n_averaged_molecules)
+    count = {v: len(molecules) for v, molecules in starts.items()}
+    runs = run_variants(model, starts, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid, ensemble=NVT, steps=steps,
                         timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, progress=progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "molecules_per_variant": count, "steps": steps, "bandwidth_rad": bandwidth,
                                "thermostat": "Langevin (BAOAB), 300 K, tau 100 fs", "variants": {}}
+    directions: dict[str, np.ndarray] = {}
     for variant in variants:
         frames = read_trajectory(runs[variant])
         frames = frames[int(len(frames) * equilibration_fraction):]
@@ -302,4 +335,11 @@ def orientation_runs(
             "n_samples": int(u.shape[0] * u.shape[1]),
             "engine": "batched",
         }
+        directions[variant] = u
+    if REPEAT in variants and "raw" in variants:
+        test = statistics.mean_vector_difference(orientation_coefficients(directions["raw"]), orientation_coefficients(directions[REPEAT]))
+        results["null"] = {"orientation coefficients (ℓ ≤ 2)": test}
+        results["calibration"] = statistics.null_calibration(results["null"])
+        results["raw_pooled"] = harmonic_orientation_bias(np.concatenate([directions["raw"], directions[REPEAT]], axis=1), seed=seed)
+        results["raw_pooled"]["n_molecules"] = int(count["raw"] + count[REPEAT])
     return results

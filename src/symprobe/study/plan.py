@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from symprobe import so3
 from symprobe.models.base import Model
-from symprobe.study.variants import REPEAT
+from symprobe.study.variants import REPEAT, VARIANTS
 
+PROTOCOL = 2  # raised when a stage's protocol changes, so that no cached stage of an older one is reused
 MOST_GAS_NVT_MOLECULES = 256  # the most molecules a quick plan puts in the gas-phase NVT runs (raw, random, MTS)
 
 
@@ -25,7 +26,7 @@ class Plan:
     mts_grid: str = "2i"
     n_inner: int = 10
     seed: int = 0
-    gas_nve_molecules: int = 8
+    gas_nve_molecules: int = 40  # × 25 ps = 1 ns in all per variant
     gas_nve_steps: int = 50_000
     gas_nvt_molecules: int = 27  # raw, random, MTS
     gas_nvt_averaged_molecules: int = 27  # the averaged variant (36 copies per step): the first of the same molecules
@@ -49,8 +50,8 @@ class Plan:
     estimate_s: dict[str, float] = field(default_factory=dict)
 
     def key(self) -> str:
-        """A short id of the plan (MD directories are keyed by it)."""
-        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"}
+        """A short id of the plan and of :data:`PROTOCOL` (MD directories and cached stages are keyed by it)."""
+        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"} | {"protocol": PROTOCOL}
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -71,135 +72,138 @@ ICE_GRIDS = ("0", "i", "2", "2i", "3")  # paper grids of the ice relative-energy
 ORIENTATION_DIRECTIONS = 38 * 3  # molecule orientations per snapshot of gas.orientation_energy_convergence
 
 
-def _grid_convergence_s(plan: Plan, costs: dict[str, float]) -> tuple[float, float]:
-    """Estimated seconds of the static grid-convergence evaluations (float64: about twice the float32 cost):
-    the gas molecule's orientation-energy profiles and the ice relative energies, over the paper's grids."""
-    per_grid_copy = 2.0 / len(so3.paper_grid(plan.grid))
-    copies = sum(len(so3.paper_grid(label)) for label in so3.PAPER_LABELS) * ORIENTATION_DIRECTIONS
-    orientation = plan.orientation_snapshots * copies * costs["gas_avg_s"] * per_grid_copy / Plan.gas_nve_molecules
-    ice = len(plan.ice_frames) * sum(len(so3.paper_grid(label)) for label in ICE_GRIDS) * costs["ice_avg_s"] * per_grid_copy
-    return orientation, ice
+ICE_EXPECTED_STEPS = 10  # L-BFGS steps a plan expects per ice relaxation (the shared cells took 3–4 at 0.05 eV/Å)
+GAS_AVERAGED_MOLECULES = 8  # molecules of the timed grid-averaged gas call (costs "gas_avg_s")
+NVE_SIZES = (8, 40)  # gas NVE molecules per variant at which the batched step is timed (quick, full)
+NVT_SIZES = (27, MOST_GAS_NVT_MOLECULES)  # gas NVT molecules per variant (the averaged variant: 27) likewise
+# a quick plan gives the fixed-size stages at most these shares of the budget, and splits the rest among the runs
+FIXED_SHARES = {"ice": 0.10, "rotational_errors": 0.08}
+RUN_SHARES = {"gas_nve": 0.15, "gas_nvt": 0.50, "liquid": 0.35}
+
+
+def _interpolate(costs: dict[str, float], name: str, sizes: tuple[int, int], n: int) -> float:
+    """Seconds per step of ``name`` at size ``n``, linear between the two timed sizes."""
+    (a, b), (ta, tb) = sizes, (costs[f"{name}_{sizes[0]}"], costs[f"{name}_{sizes[1]}"])
+    return max(ta + (tb - ta) * (n - a) / (b - a), min(ta, tb))
+
+
+def estimate_s(plan: Plan, costs: dict[str, float]) -> dict[str, float]:
+    """Estimated seconds of wall time of each stage of ``plan``: the MD stages from the batched steps timed by
+    :func:`measure_costs`, the static evaluations from per-call costs (float64 counted as twice float32)."""
+    per_copy = 2.0 * costs["ice_avg_s"] / len(so3.paper_grid(plan.grid))  # a float64 copy of a 192–288-atom cell
+    paper_copies = sum(len(so3.paper_grid(label)) for label in so3.PAPER_LABELS)
+    ice_copies = sum(len(so3.paper_grid(label)) for label in ICE_GRIDS)
+    error_copies = sum(len(so3.paper_grid(label)) for label in ("0", "i", "2", "2i", "3")) + len(so3.paper_grid(plan.error_reference))
+    gas_copy = 2.0 * costs["gas_avg_s"] / len(so3.paper_grid(plan.grid)) / GAS_AVERAGED_MOLECULES
+    liquid_step = costs["liquid_raw_step_s"] * (len(plan.liquid_variants) - 1) + costs["liquid_mts_step_s"]
+    return {
+        "gas_nve": plan.gas_nve_steps * _interpolate(costs, "gas_nve_step_s", NVE_SIZES, plan.gas_nve_molecules),
+        "gas_orientation_grid": plan.orientation_snapshots * paper_copies * ORIENTATION_DIRECTIONS * gas_copy,
+        "gas_nvt": plan.gas_nvt_steps * _interpolate(costs, "gas_nvt_step_s", NVT_SIZES, plan.gas_nvt_molecules),
+        "liquid": (plan.liquid_steps + plan.liquid_equilibration) * plan.liquid_replicas * liquid_step
+        * (8 if plan.liquid_shared_512 else 1),
+        "ice": len(plan.ice_frames) * ((min(plan.ice_max_steps, ICE_EXPECTED_STEPS) + 1) * (costs["ice_s"] + costs["ice_avg_s"])
+                                       + ice_copies * per_copy),
+        "rotational_errors": 2 * plan.error_cells * error_copies * per_copy,
+    }
 
 
 def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts_grid: str = "2i", n_inner: int = 10) -> Plan:
-    """Quick: lengths that fit ``budget_s`` seconds at the measured per-call ``costs`` (the caps on run
-    lengths grow in proportion above the default 330 s); full: the paper's. MTS averages over ``mts_grid``
-    every ``n_inner`` steps (the paper: 2i, 10)."""
-    overhead = costs.get("md_overhead_s", 0.004)
-    gas, gas_avg = costs["gas_s"] + overhead, costs["gas_avg_s"] + overhead
-    # NVT orientation runs: raw, random, averaged and MTS on their larger set of molecules, stepped together
-    nvt, nvt_avg = costs["gas_nvt_s"] + overhead, costs["gas_nvt_avg_s"]  # measured on Plan.gas_nvt_molecules
-
-    def raw_nvt(molecules: int) -> float:
-        """Seconds of one raw call on ``molecules``, interpolated linearly between the two measured sizes."""
-        many = costs.get("gas_nvt_many_s", nvt * MOST_GAS_NVT_MOLECULES / Plan.gas_nvt_molecules)
-        slope = (many - costs["gas_nvt_s"]) / (MOST_GAS_NVT_MOLECULES - Plan.gas_nvt_molecules)
-        return costs["gas_nvt_s"] + slope * (molecules - Plan.gas_nvt_molecules) + overhead
-
-    def per_nvt_step(plan: Plan) -> float:
-        """Seconds per NVT step: raw, random and MTS inner on gas_nvt_molecules, MTS outer likewise (the averaged
-        call scaled as the raw one), averaged on gas_nvt_averaged_molecules."""
-        scale_avg = lambda n: nvt_avg * raw_nvt(n) / raw_nvt(Plan.gas_nvt_molecules)  # noqa: E731
-        return 3 * raw_nvt(plan.gas_nvt_molecules) + scale_avg(plan.gas_nvt_averaged_molecules) + overhead \
-            + scale_avg(plan.gas_nvt_molecules) / n_inner
-
-    liq, liq_corr = costs["liquid_s"] + overhead, costs["liquid_corr_s"]
-    ice, ice_avg = costs["ice_s"], costs["ice_avg_s"]
-    if not quick:
-        plan = Plan(quick=False, mts_grid=mts_grid, n_inner=n_inner)
-        plan.estimate_s = {
-            "gas_nve": plan.gas_nve_steps * (3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner),
-            "gas_nvt": plan.gas_nvt_steps * per_nvt_step(plan),
-            "liquid": (plan.liquid_steps + plan.liquid_equilibration) * plan.liquid_replicas
-            * (len(plan.liquid_variants) * liq + liq_corr / plan.n_inner) * 8,
-            "ice": len(plan.ice_frames) * 150 * (ice + ice_avg) * 4,
-            "rotational_errors": plan.error_cells * 3 * (ice_avg / 36 * 300),
-        }
-        orientation_s, ice_grids_s = _grid_convergence_s(plan, costs)
-        plan.estimate_s["gas_orientation_grid"] = orientation_s
-        plan.estimate_s["ice"] += ice_grids_s
-        return plan
-    share = {"gas_nve": 0.16, "gas_nvt": 0.34, "liquid": 0.26, "ice": 0.14, "rotational_errors": 0.10}
-    plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=8, gas_nvt_molecules=27,
-                gas_bandwidth=0.3, torque_samples=24, orientation_snapshots=4, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5, error_reference="3", error_cells=1,
-                ice_frames=(2, 3), ice_fmax=0.05, liquid_replicas=5 if budget_s >= 1800 else 2)
-    scale = max(1.0, budget_s / 330.0)
-    orientation_s, ice_grids_s = _grid_convergence_s(plan, costs)  # fixed costs, taken from the gas NVE and ice shares
-    per_nve_step = 3 * gas + gas_avg + costs["gas_avg_s"] / plan.n_inner
-    plan.gas_nve_steps = _round((share["gas_nve"] * budget_s - orientation_s) / per_nve_step, 200, 6000 * scale)
-    # the raw gas-phase orientation bias is a headline result: its error falls as 1/√(molecules × time), and the
-    # cheap variants' molecules cost little beside the averaged variant's 36 copies, so longer budgets add molecules
-    plan.gas_nvt_molecules = int(min(MOST_GAS_NVT_MOLECULES, round(Plan.gas_nvt_molecules * scale)))
-    plan.gas_nvt_steps = _round(share["gas_nvt"] * budget_s / per_nvt_step(plan), 400, 10000 * scale)
-    per_liquid_step = plan.liquid_replicas * (len(plan.liquid_variants) * liq + liq_corr / plan.n_inner)
-    total_liquid = _round(share["liquid"] * budget_s / per_liquid_step, 60, 4000 * scale)
-    plan.liquid_steps = total_liquid
-    plan.liquid_equilibration = _round(total_liquid * 0.2, 10, 1000 * scale)
-    plan.liquid_stride = max(1, min(10, total_liquid // 40))
-    ice_calls = (share["ice"] * budget_s - ice_grids_s) / (len(plan.ice_frames) * (ice + ice_avg))
-    plan.ice_max_steps = int(min(max(ice_calls - 1, 2), 100 * scale))
-    plan.estimate_s = {  # what the chosen lengths cost: more than the share where a minimum length applies
-        "gas_nve": plan.gas_nve_steps * per_nve_step, "gas_orientation_grid": orientation_s,
-        "gas_nvt": plan.gas_nvt_steps * per_nvt_step(plan), "liquid": total_liquid * per_liquid_step,
-        "ice": len(plan.ice_frames) * (plan.ice_max_steps + 1) * (ice + ice_avg) + ice_grids_s,
-        "rotational_errors": share["rotational_errors"] * budget_s}
+    """Quick: sizes and lengths that fit ``budget_s`` seconds at the measured ``costs`` (:func:`quick_plan`); full:
+    the paper's protocols. MTS averages over ``mts_grid`` every ``n_inner`` steps (the paper: 2i, 10)."""
+    plan = quick_plan(costs, budget_s, mts_grid, n_inner) if quick else Plan(quick=False, mts_grid=mts_grid, n_inner=n_inner)
+    plan.estimate_s = estimate_s(plan, costs)
     return plan
 
 
-def _step_costs(model: Model, box, mts_grid: so3.Quadrature, n_inner: int) -> dict[str, float]:
-    """Seconds per 0.5 fs step of batched MD of ``box``, raw and with MTS (one block of ``n_inner`` steps each)."""
-    from symprobe.md.batched import BatchedDynamics, Replica
-    from symprobe.md.run import thermalized
-    from symprobe.symmetrize import AveragingCorrection
+def quick_plan(costs: dict[str, float], budget_s: float, mts_grid: str, n_inner: int) -> Plan:
+    """A plan for ``budget_s`` seconds. First the fixed-size stages: as many of the paper's 9 ice cells (at least
+    2) and rotational-error cells (1–10) as fit within :data:`FIXED_SHARES`. The rest of the budget goes to the
+    runs by :data:`RUN_SHARES`: the gas-phase orientation bias is the headline (its error falls as
+    1/√(molecules × time), and raw molecules are cheap beside the averaged variant's 36 copies, so longer budgets
+    add molecules, up to :data:`MOST_GAS_NVT_MOLECULES`), then the liquid (5 independent boxes per variant from
+    30 minutes on, the fewest for a conclusive null comparison; 2 below) and the gas NVE. Caps on run lengths grow
+    in proportion to the budget above 330 s."""
+    scale = max(1.0, budget_s / 330.0)
+    plan = Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, gas_nve_molecules=NVE_SIZES[0],
+                gas_nvt_molecules=int(min(MOST_GAS_NVT_MOLECULES, round(NVT_SIZES[0] * scale))), gas_bandwidth=0.3,
+                torque_samples=24, orientation_snapshots=4, liquid_shared_512=False, liquid_pre_steps=300, liquid_stride=5,
+                error_reference="3", error_cells=1, ice_frames=(2, 3), ice_fmax=0.05, ice_max_steps=int(100 * scale),
+                liquid_replicas=5 if budget_s >= 1800 else 2)
+    for frames in range(9, 2, -1):
+        if estimate_s(replace(plan, ice_frames=tuple(range(2, 2 + frames))), costs)["ice"] <= FIXED_SHARES["ice"] * budget_s:
+            plan.ice_frames = tuple(range(2, 2 + frames))
+            break
+    plan.error_cells = max([1] + [n for n in range(1, 11) if estimate_s(replace(plan, error_cells=n), costs)["rotational_errors"]
+                                  <= FIXED_SHARES["rotational_errors"] * budget_s])
+    first = estimate_s(plan, costs)
+    rest = max(0.0, budget_s - first["ice"] - first["rotational_errors"] - first["gas_orientation_grid"])
+    per_step = {name: first[name] / getattr(plan, f"{name}_steps") for name in ("gas_nve", "gas_nvt")}
+    plan.gas_nve_steps = _round(RUN_SHARES["gas_nve"] * rest / per_step["gas_nve"], 200, 6000 * scale)
+    plan.gas_nvt_steps = _round(RUN_SHARES["gas_nvt"] * rest / per_step["gas_nvt"], 400, 10000 * scale)
+    per_liquid_step = first["liquid"] / (plan.liquid_steps + plan.liquid_equilibration)
+    total = RUN_SHARES["liquid"] * rest / per_liquid_step  # steps per replica, equilibration included
+    plan.liquid_steps = _round(total / 1.2, 60, 4000 * scale)
+    plan.liquid_equilibration = _round(plan.liquid_steps * 0.2, 10, 1000 * scale)
+    plan.liquid_stride = max(1, min(10, plan.liquid_steps // 40))
+    return plan
 
-    box = thermalized(box, 300.0, 0)
-    seconds = {}
-    for name, slow in (("liquid_raw_step_s", None), ("liquid_mts_step_s", AveragingCorrection(model, mts_grid))):
-        dyn = BatchedDynamics([Replica(box, model, slow, n_inner)], 0.5)
-        begin = time.perf_counter()
-        for _ in range(n_inner):
-            dyn.step()
-        seconds[name] = (time.perf_counter() - begin) / n_inner
-    return seconds
+
+def timed(call: Callable[[], Any], repeats: int) -> float:
+    """Seconds of wall time per ``call()``, averaged over ``repeats`` after one warm-up call (a first call pays for
+    allocations and neighbour lists that a run pays once)."""
+    call()
+    begin = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - begin) / repeats
+
+
+def batched_stepper(model: Model, starts: dict[str, list[Any]], ensemble: dict[str, Any], grid: str, mts_grid: str,
+                    n_inner: int) -> Callable[[], None]:
+    """One 0.5 fs step of the batched engine running ``starts`` (groups of variants, as in
+    :func:`~symprobe.study.variants.run_variants`), as a call; ``n_inner`` consecutive calls hold one MTS correction."""
+    from symprobe.md.batched import BatchedDynamics
+    from symprobe.study.variants import variant_replicas
+
+    replicas, _ = variant_replicas(model, starts, grid=grid, n_inner=n_inner, ensemble=ensemble, seed=0, mts_grid=mts_grid,
+                                   initial_temperature_K=300.0)
+    return BatchedDynamics(replicas, 0.5).step
 
 
 def costs_key(model: Model, mts_grid: str, n_inner: int) -> str:
     """The cache key of :func:`measure_costs`: what it times (a changed key re-measures)."""
-    return f"costs:{model.name}:{mts_grid}/{n_inner}:nvt{Plan.gas_nvt_molecules}-{MOST_GAS_NVT_MOLECULES}:batched"
+    return f"costs:{model.name}:{mts_grid}/{n_inner}:nve{NVE_SIZES}:nvt{NVT_SIZES}:batched-steps"
 
 
-def measure_costs(model: Model, grid: so3.Quadrature, mts_grid: so3.Quadrature, n_inner: int = 10) -> dict[str, float]:
-    """Seconds per call of ``model``, of its average over ``grid`` and of the MTS correction over ``mts_grid``
-    on the systems the study simulates."""
-    from symprobe.study.gas import isolated_molecules
-    from symprobe.study.ice import ice_cells
+def measure_costs(model: Model, grid: str, mts_grid: str, n_inner: int = 10,
+                  measure: Callable[[Callable[[], Any], int], float] = timed) -> dict[str, float]:
+    """Seconds of wall time, measured on the model's device: per 0.5 fs step of the study's batched runs at the
+    sizes a plan interpolates between (gas NVE and NVT with every variant and the null set; one liquid box raw
+    and with MTS), and per call of the static evaluations (the averaged gas molecules, an ice cell raw and
+    averaged over ``grid``, the liquid MTS correction over ``mts_grid``). ``measure(call, repeats)`` gives the
+    seconds per call (default :func:`timed`; benchmarks/study_plan.py extrapolates them from FLOPs instead)."""
     from symprobe.structures import water_box
+    from symprobe.study import gas
+    from symprobe.study.ice import ice_cells
     from symprobe.symmetrize import AveragingCorrection
 
-    def timed(call: Callable[[], Any], repeats: int) -> float:
-        call()  # warm-up: a first call pays for allocations that a run pays once
-        begin = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        return (time.perf_counter() - begin) / repeats
-
-    gas = isolated_molecules(Plan.gas_nve_molecules)
-    gas_nvt = isolated_molecules(Plan.gas_nvt_molecules)
-    gas_nvt_many = isolated_molecules(MOST_GAS_NVT_MOLECULES)
+    variants = (*VARIANTS, REPEAT)
+    step = lambda starts, ensemble: measure(batched_stepper(model, starts, ensemble, grid, mts_grid, n_inner), n_inner)  # noqa: E731
+    rotations = so3.get(grid).rotations
+    molecules = gas.isolated_molecules(GAS_AVERAGED_MOLECULES)
     liquid = water_box(4)
     cells, _ = ice_cells([2])
     ice = cells[0] if cells else water_box(4)
-    correction = AveragingCorrection(model, mts_grid)
-    return {  # the gas costs are one batched call over all molecules
-        "gas_s": timed(lambda: model.predict_many(gas), 3),
-        "gas_avg_s": timed(lambda: model.predict_many(gas, [grid.rotations] * len(gas)), 1),
-        "gas_nvt_s": timed(lambda: model.predict_many(gas_nvt), 3),
-        "gas_nvt_avg_s": timed(lambda: model.predict_many(gas_nvt, [grid.rotations] * len(gas_nvt)), 1),
-        "gas_nvt_many_s": timed(lambda: model.predict_many(gas_nvt_many), 3),
-        "liquid_s": timed(lambda: model.predict(liquid), 1),
-        "liquid_corr_s": timed(lambda: correction.predict(liquid), 1),
-        **_step_costs(model, liquid, mts_grid, n_inner),
-        "ice_s": timed(lambda: model.predict(ice), 1),
-        "ice_avg_s": timed(lambda: model.predict_rotated(ice, grid.rotations), 1),
-        "md_overhead_s": 0.004,
+    correction = AveragingCorrection(model, so3.get(mts_grid))
+    return {
+        **{f"gas_nve_step_s_{n}": step(gas.nve_starts(variants, n, 0), gas.NVE) for n in NVE_SIZES},
+        **{f"gas_nvt_step_s_{n}": step(gas.nvt_starts(variants, n, 0, NVT_SIZES[0]), gas.NVT) for n in NVT_SIZES},
+        "liquid_raw_step_s": step({"raw": [liquid]}, {"kind": "nve"}),
+        "liquid_mts_step_s": step({"mts": [liquid]}, {"kind": "nve"}),
+        "gas_avg_s": measure(lambda: model.predict_many(molecules, [rotations] * len(molecules)), 1),
+        "liquid_s": measure(lambda: model.predict(liquid), 1),
+        "liquid_corr_s": measure(lambda: correction.predict(liquid), 1),
+        "ice_s": measure(lambda: model.predict(ice), 1),
+        "ice_avg_s": measure(lambda: model.predict_rotated(ice, rotations), 1),
     }

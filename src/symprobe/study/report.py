@@ -17,9 +17,9 @@ from symprobe.files import atomic_write
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
            "liquid_dynamics", "liquid_drift", "rotational_errors", "ice", "grid_convergence")
-TABLES = ("findings", "rotational_errors", "torque", "orientation", "drift", "mts_cost", "gas_nve", "liquid", "ice",
+TABLES = ("findings", "calibration", "rotational_errors", "torque", "orientation", "drift", "mts_cost", "gas_nve", "liquid", "ice",
           "grid_convergence")
-COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60"}
+COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60", "raw-repeat": "#e59866"}
 
 
 def _pyplot():
@@ -302,6 +302,13 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
              html.escape(f["evidence"])] for f in r["findings"]]
     tables["findings"] = _table("findings", "The paper's qualitative findings tested on this model", ["finding", "here", "evidence"], rows)
 
+    rows = [[stage, html.escape(name), _fmt(chi2), "yes" if c["passed"] else "NO", f"{c['false_alarms']} of {c['n_tests']}"]
+            for stage, c in ((stage, exp[stage].get("calibration")) for stage in ("gas_nve", "gas_nvt", "liquid")) if c
+            for name, chi2 in c["chi2_per_dof"].items()]
+    tables["calibration"] = _table("calibration", "Null comparisons: the raw model run twice (own seeds, own starting structures) "
+                                   "and compared like two variants; a stage that fails issues no verdicts",
+                                   ["stage", "observable", "χ²/dof (≈ 1)", "stage passes", "false alarms"], rows)
+
     rows = []
     names = {"test cells": 0, "bulk MD": 1, "isolated molecule": 2}
     for name, data in exp["rotational_errors"]["sets"].items():
@@ -325,6 +332,10 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
     for variant, data in exp["gas_nvt"]["variants"].items():
         rows.append(["gas molecule", variant, _pm(data["harmonic"]["bias_kT"]), data["harmonic"]["p_value"],
                      _pm(data["map_max_deviation"]), _pm(data["map_noise"]), paper["gas_orientation_bias_kT"].get(variant, "–")])
+    pooled = exp["gas_nvt"].get("raw_pooled")
+    if pooled:
+        rows.append(["gas molecule", f"raw and raw-repeat pooled ({pooled['n_molecules']} molecules)", _pm(pooled["bias_kT"]),
+                     pooled["p_value"], "–", "–", paper["gas_orientation_bias_kT"]["raw"]])
     for variant, data in exp["liquid"]["variants"].items():
         bias = data["dipole_bias"]
         rows.append(["liquid dipoles", variant, _pm(bias["bias_kT"]),
@@ -482,7 +493,7 @@ def render_report(results: dict[str, Any]) -> str:
     parts.append(f"<p class='cite'>Numbers marked “paper” are cited from {html.escape(results['paper']['citation'])}, not "
                  "computed here.</p>")
     tables = _tables(results)
-    parts.append("<h2>Agreement with the paper</h2>" + _agreement(results) + tables["findings"])
+    parts.append("<h2>Agreement with the paper</h2>" + _agreement(results) + tables["findings"] + tables["calibration"])
     sections = [("Gas-phase molecule", ["gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation"],
                  ["gas_nve", "torque", "orientation"]),
                 ("Liquid water", ["liquid_rdf", "liquid_dipoles", "liquid_dynamics", "liquid_drift"], ["liquid", "drift", "mts_cost"]),

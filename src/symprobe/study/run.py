@@ -53,13 +53,13 @@ def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: 
     model = load_model(model, device)
     mts_grid, n_inner = parse_mts(mts)
     key = costs_key(model, mts_grid, n_inner)
-    costs = StageCache(Path(out), key, progress).run("costs", lambda: measure_costs(model, so3.paper_grid("2i"), so3.get(mts_grid), n_inner), key=key)
+    costs = StageCache(Path(out), key, progress).run("costs", lambda: measure_costs(model, Plan.grid, mts_grid, n_inner), key=key)
     plan = make_plan(False, costs, mts_grid=mts_grid, n_inner=n_inner)
     document = {"model": model.name, "device": str(getattr(model, "device", "cpu")), "mts": mts, "costs_s_per_call": costs,
                 "plan": {k: v for k, v in asdict(plan).items() if k != "estimate_s"}, "estimate_s": plan.estimate_s,
                 "total_h": sum(plan.estimate_s.values()) / 3600.0,
-                "note": "estimated from per-call costs of the model on this device (sums of calls; the batched engine "
-                        "evaluates them together, which the estimate does not credit)"}
+                "note": "estimated from batched MD steps and static calls timed on this device at small sizes, "
+                        "scaled linearly to the protocols' sizes (study.plan.estimate_s)"}
     write_json(Path(out) / "plan.json", document)
     return document
 
@@ -102,7 +102,7 @@ def run_study(
 
     key = costs_key(model, mts_grid, n_inner)
     costs_cache = StageCache(out, key, progress)
-    costs = costs_cache.run("costs", lambda: measure_costs(model, grid, so3.get(mts_grid), n_inner), key=key)
+    costs = costs_cache.run("costs", lambda: measure_costs(model, Plan.grid, mts_grid, n_inner), key=key)
     plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
     cache = StageCache(out, plan.key(), progress)
     cache.timings.update(costs_cache.timings)

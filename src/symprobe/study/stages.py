@@ -78,9 +78,9 @@ class Context:
 
 
 def gas_nve(c: Context) -> dict[str, Any]:
-    """Angular momentum of isolated molecules in NVE, every variant."""
+    """Angular momentum of isolated molecules in NVE, every variant, and a second raw set (the null comparison)."""
     p = c.plan
-    return gas.angular_momentum_runs(c.model, c.md_root / "gas_nve", VARIANTS, n_molecules=p.gas_nve_molecules,
+    return gas.angular_momentum_runs(c.model, c.md_root / "gas_nve", (*VARIANTS, REPEAT), n_molecules=p.gas_nve_molecules,
                                      steps=p.gas_nve_steps, grid=p.grid, n_inner=p.n_inner, mts_grid=p.mts_grid,
                                      seed=p.seed, trajectory_stride=4, progress=c.progress)
 
@@ -110,9 +110,10 @@ def gas_spectra(c: Context) -> dict[str, Any]:
 
 
 def gas_nvt(c: Context) -> dict[str, Any]:
-    """Orientation maps of isolated molecules in Langevin NVT, every variant."""
+    """Orientation maps of isolated molecules in Langevin NVT, every variant, and a second raw set (the null
+    comparison; once it passes, the raw bias is measured on both sets pooled)."""
     p = c.plan
-    return gas.orientation_runs(c.model, c.md_root / "gas_nvt", VARIANTS, n_molecules=p.gas_nvt_molecules,
+    return gas.orientation_runs(c.model, c.md_root / "gas_nvt", (*VARIANTS, REPEAT), n_molecules=p.gas_nvt_molecules,
                                 n_averaged_molecules=p.gas_nvt_averaged_molecules, steps=p.gas_nvt_steps, grid=p.grid,
                                 seed=p.seed, trajectory_stride=10, bandwidth=p.gas_bandwidth, n_inner=p.n_inner,
                                 mts_grid=p.mts_grid, progress=c.progress)

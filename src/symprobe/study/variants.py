@@ -88,6 +88,28 @@ def group_variant(name: str) -> tuple[str, int]:
     return variant, int(index or 0)
 
 
+def variant_replicas(
+    model: Model, starts: Mapping[str, Sequence[Atoms]], *, grid: str, n_inner: int, ensemble: Mapping[str, Any], seed: int,
+    mts_grid: str | None = None, initial_temperature_K: float | None = None,
+) -> tuple[list[Any], dict[str, list[int]]]:
+    """(replicas, the indices of each group's replicas) of the batched engine for every group of ``starts``
+    (see :func:`run_variants`): replica k of variant v is seeded :func:`replica_seed` (seed, k, v)."""
+    from symprobe.md.batched import Replica
+    from symprobe.md.run import thermalized
+
+    replicas, members = [], {}
+    for name, structures in starts.items():
+        variant, first = group_variant(name)
+        members[name] = []
+        for k, atoms in enumerate(structures, start=first):
+            replica_seed_ = replica_seed(seed, k, variant)
+            potential, slow, inner = variant_potential(model, variant, grid, n_inner, replica_seed_, mts_grid)
+            start = thermalized(atoms, initial_temperature_K, replica_seed_)
+            members[name].append(len(replicas))
+            replicas.append(Replica(start, potential, slow, inner, ensemble, replica_seed_, f"{variant} #{k}"))
+    return replicas, members
+
+
 def run_variants(
     model: Model,
     starts: Mapping[str, Sequence[Atoms]],
@@ -114,8 +136,7 @@ def run_variants(
     ``steps`` and the log and checkpoint strides are rounded up to multiples of ``n_inner`` when MTS runs;
     ``initial_temperature_K`` draws fresh momenta for each replica.
     """
-    from symprobe.md.batched import Replica
-    from symprobe.md.run import Group, Strides, run_batched, thermalized
+    from symprobe.md.run import Group, Strides, run_batched
 
     directory = Path(directory)
     unit = int(n_inner) if any(group_variant(g)[0] == "mts" for g in starts) else 1
@@ -126,16 +147,8 @@ def run_variants(
     groups = {name: directory / name for name in starts}
     if marker.exists() and json.loads(marker.read_text()) == done:
         return groups
-    replicas, members = [], {}
-    for name, structures in starts.items():
-        variant, first = group_variant(name)
-        members[name] = []
-        for k, atoms in enumerate(structures, start=first):
-            replica_seed_ = replica_seed(seed, k, variant)
-            potential, slow, inner = variant_potential(model, variant, grid, n_inner, replica_seed_, mts_grid)
-            start = thermalized(atoms, initial_temperature_K, replica_seed_)
-            members[name].append(len(replicas))
-            replicas.append(Replica(start, potential, slow, inner, ensemble, replica_seed_, f"{variant} #{k}"))
+    replicas, members = variant_replicas(model, starts, grid=grid, n_inner=n_inner, ensemble=ensemble, seed=seed,
+                                         mts_grid=mts_grid, initial_temperature_K=initial_temperature_K)
     strides = Strides(log=unit, trajectory=int(trajectory_stride), checkpoint=round_up(max(trajectory_stride, steps // 10)))
     checkpoint = directory / "checkpoint.npz"
     run_batched(replicas, [Group(members[g], groups[g]) for g in starts], timestep_fs, steps, checkpoint,
