@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from symprobe.audit import audit, in_float64, summary_text, write_report
-    from symprobe.figures import audit_figures
+    from symprobe.audit import audit, in_float64, summary_text, write_results
     from symprobe.files import atomic_write
     from symprobe.models.external import load_model
     from symprobe.structures import read_structures, shared_data_dir
@@ -155,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     out = Path(args.out)
     data = report.to_dict()
-    write_report(data, out / "audit.json")
-    audit_figures(data, out)
+    write_results(data, out)
     atomic_write(out / "report.md", markdown_report(data, args.model, len(frames), seconds))
     print(summary_text(data))
     print(f"wrote {out}/audit.json, report.md and figures")

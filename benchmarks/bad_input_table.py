@@ -22,6 +22,8 @@ from symprobe.files import atomic_write
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 MD = "structure: builtin:water-monomer\nmodel: builtin:qtip4pf\ntimestep_fs: 0.5\nsteps: 10\n"
 TRAIN = "data: {path: data.extxyz, train: 1, val: 1, test: 0}\n"
+SMALL_BOX = ('3\nLattice="6 0 0 0 6 0 0 0 6" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
+             "O 3.0 3.0 3.0\nH 3.757 3.0 3.586\nH 2.243 3.0 3.586\n")  # a water molecule in a 6 Å periodic cell
 
 
 @dataclass
@@ -74,6 +76,9 @@ CASES = [
          "--fail-above must be a positive ratio"),
     Case("audit-gate-without-labels", "`--fail-above` on unlabelled structures", ["audit", "builtin:qtip4pf", "--fail-above",
          "0.1", "--out", "a"], 2, "carries reference forces"),
+    Case("audit-isolated-small-cell", "`--isolated` on a molecule in a 6 Å periodic cell",
+         ["audit", "builtin:qtip4pf", "box.extxyz", "--isolated", "--out", "a"], 2, "cannot audit as isolated",
+         {"box.extxyz": SMALL_BOX}),
     Case("study-bad-mts", "`--mts T`", ["study", "--mts", "T", "--out", "s"], 2, "expected GRID/N_INNER"),
     Case("study-negative-budget", "`--budget-min -1`", ["study", "--budget-min", "-1", "--out", "s"], 2,
          "--budget-min must be positive"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import textwrap
@@ -348,3 +349,109 @@ def test_cli_unreadable_file(tmp_path, capsys, models_module):
     assert code == 2 and "garbage.extxyz" in err and "cannot read" in err
     code, _, err = _run(capsys, f"{models_module}:invariant", tmp_path / "missing.xyz", "--out", tmp_path / "out")
     assert code == 2 and "missing.xyz" in err and "no such file" in err
+
+
+# --- what the audit says before it starts; molecules in periodic boxes; figures ---------------------------
+def test_estimate_is_one_timed_call_scaled_to_every_structure(monkeypatch):
+    model, calls = fast_qtip4pf(), []
+    original = model.predict_rotated
+
+    def counted(atoms, rotations):
+        calls.append((len(atoms), len(rotations)))
+        return original(atoms, rotations)
+
+    monkeypatch.setattr(model, "predict_rotated", counted)
+    total, call = A.estimated_seconds(model, [water_monomer(), small_box()], per_structure=24)
+    assert calls == [(24, 8)]  # one call, on the largest structure
+    assert total == pytest.approx(call / (8 * 24) * 24 * (3 + 24))
+
+
+def test_cli_prints_the_estimated_time_before_the_first_structure(tmp_path, capsys, monkeypatch, models_module, labelled_file):
+    printed, original = [], A.audit_structure
+
+    def first_sees_the_estimate(*args, **kwargs):
+        printed.append(capsys.readouterr().out)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(A, "audit_structure", first_sees_the_estimate)
+    code, _, _ = _run(capsys, f"{models_module}:invariant", labelled_file, *FAST, "--out", tmp_path / "out")
+    assert code == 0
+    lines = [line for line in printed[0].splitlines() if "estimated time" in line]
+    assert len(lines) == 1 and re.match(r"audit: estimated time about [\d.]+ (s|min|h) \(one timed model call of ", lines[0])
+
+
+def boxed_monomer(box: float) -> Atoms:
+    """The water monomer in a periodic cubic ``box`` Å cell (as the paper's monomer file: pbc = T T T)."""
+    atoms = water_monomer(box)
+    atoms.pbc = True
+    return atoms
+
+
+def test_isolated_gives_the_torque_of_a_molecule_in_a_large_box():
+    model = testing.anisotropic_qtip4pf({2: 0.05}, seed=5, cutoff=4.0)
+    periodic = A.audit(model, [boxed_monomer(100.0)], grid="T+i", lmax=1, convergence_grids=[])
+    isolated = A.audit(model, [boxed_monomer(100.0)], grid="T+i", lmax=1, convergence_grids=[], isolated=True)
+    assert periodic.structures[0].torque_rms_eV is None
+    assert isolated.structures[0].torque_rms_eV > 1e-6  # the injected ℓ = 2 term turns the molecule
+    assert isolated.structures[0].energy_deviation_meV == pytest.approx(periodic.structures[0].energy_deviation_meV, abs=1e-9)
+
+
+def test_cli_says_it_audits_periodic_and_refuses_to_isolate_a_small_cell(tmp_path, capsys, models_module):
+    large, small = tmp_path / "large.extxyz", tmp_path / "small.extxyz"
+    write(large, boxed_monomer(100.0))
+    write(small, boxed_monomer(6.0))  # 6 Å < extent 1.5 Å + cutoff 4 Å + margin of the M site
+    code, out, _ = _run(capsys, f"{models_module}:broken", large, *FAST, "--out", tmp_path / "a")
+    assert code == 0
+    assert "1 of 1 structures periodic (pbc = T T T): audited as periodic, so net force and torque are not defined" in out
+    assert json.loads((tmp_path / "a" / "audit.json").read_text())["structures"][0]["torque_rms_eV"] is None
+    code, out, _ = _run(capsys, f"{models_module}:broken", large, *FAST, "--out", tmp_path / "b", "--isolated")
+    assert code == 0 and "audited as isolated" in out
+    assert json.loads((tmp_path / "b" / "audit.json").read_text())["structures"][0]["torque_rms_eV"] > 0
+    code, out, err = _run(capsys, f"{models_module}:broken", small, *FAST, "--out", tmp_path / "c", "--isolated")
+    assert code == 2 and "audited as isolated" not in out
+    assert err.count("\n") == 1 and "cannot audit as isolated: the cell is 6 Å wide along cell vector a" in err
+
+
+def _report(tmp_path, capsys, models_module, labelled_file, *argv) -> dict:
+    code, _, _ = _run(capsys, f"{models_module}:broken", labelled_file, "--out", tmp_path, *argv)
+    assert code == 0
+    return json.loads((tmp_path / "audit.json").read_text())
+
+
+def test_convergence_figure_leaves_out_the_reference_grid(tmp_path, capsys, models_module, labelled_file):
+    from symprobe.figures import convergence_series
+
+    report = _report(tmp_path, capsys, models_module, labelled_file, "--grid", "T+i", "--lmax", "1", "--convergence", "paper-0,D2+i,T+i")
+    assert [row["grid"] for row in report["convergence"]] == ["paper-0", "D2+i", "T+i"]
+    assert report["convergence"][2]["energy_mae_meV"] == 0.0  # the reference against itself
+    plotted = [row["grid"] for rows in convergence_series(report).values() for row in rows]
+    assert plotted == ["paper-0", "D2+i"]
+
+
+def test_no_convergence_figure_without_convergence_grids(tmp_path, capsys, models_module, labelled_file):
+    _report(tmp_path, capsys, models_module, labelled_file, "--grid", "T+i", "--lmax", "1", "--convergence", "none")
+    assert not (tmp_path / "convergence.png").exists()
+    assert (tmp_path / "spectrum.png").exists() and (tmp_path / "distribution.png").exists()
+
+
+@pytest.mark.parametrize("spread", [0.5, 12.0], ids=["within-a-decade", "twelve-decades"])
+def test_distribution_tick_labels_do_not_collide(spread):
+    import matplotlib.pyplot
+
+    from symprobe.figures import distribution_plot
+
+    rng = np.random.default_rng(0)
+    per_atom = (1e-12 * 10 ** rng.uniform(0, spread, 200)).tolist()
+    structure = {"energy_deviation_meV": 1e-11, "force_deviation_per_atom_meV_per_A": per_atom}
+    report = {"structures": [structure], "summary": {"model_error": None}, "grid": {"name": "T+i"}, "model": {"name": "m"}}
+    fig = distribution_plot(report)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        labels = [tick.label1 for tick in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+                  if tick.label1.get_visible() and tick.label1.get_text() and low <= tick.get_loc() <= high]
+        boxes = sorted((label.get_window_extent(renderer) for label in labels), key=lambda box: box.x0)
+        assert len(boxes) >= 2
+        assert all(a.x1 < b.x0 for a, b in itertools.pairwise(boxes)), [label.get_text() for label in labels]
+    matplotlib.pyplot.close(fig)

@@ -4,6 +4,7 @@ one line with a distinct exit code (docs/conventions.md, "Exit codes")."""
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import importlib.util
 import json
@@ -289,3 +290,108 @@ def test_audit_keeps_finished_structures_and_resumes(tmp_path, capsys, monkeypat
     resumed = json.loads((tmp_path / "parts" / "audit.json").read_text())
     assert resumed["structures"] == whole["structures"] and resumed["summary"] == whole["summary"]
     assert not (tmp_path / "parts" / "audit.partial.json").exists()
+
+
+def monomers(path: Path, count: int) -> str:
+    """``count`` slightly distorted water monomers written to ``path``; returns the path as a string."""
+    from ase.io import write
+
+    from symprobe.structures import water_monomer
+
+    frames = []
+    for k in range(count):
+        atoms = water_monomer()
+        atoms.positions += np.random.default_rng(k).normal(0, 0.05, atoms.positions.shape)
+        frames.append(atoms)
+    write(path, frames)
+    return str(path)
+
+
+def test_audit_results_are_replaced_as_a_unit(tmp_path, capsys, monkeypatch):
+    """A full disk while --overwrite writes the second figure leaves the previous audit.json and figures byte
+    for byte (the computed structures stay in audit.partial.json); a finished replacement leaves no figure
+    of the previous set (here convergence.png, which --convergence none does not draw)."""
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "audit"
+    argv = ["audit", "builtin:qtip4pf", monomers(tmp_path / "two.extxyz", 2), *AUDIT, "--out", str(out)]
+    assert main(argv) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert set(before) == {"audit.json", "convergence.png", "spectrum.png", "distribution.png"}
+    savefig, calls = Figure.savefig, {"n": 0}
+
+    def disk_full_at_the_second(self, fname, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            Path(fname).write_bytes(b"\x89PNG half a figure")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", disk_full_at_the_second)
+    capsys.readouterr()
+    assert main([*argv, "--grid", "O+i", "--overwrite"]) == 2
+    assert one_line_error(capsys.readouterr().err, "audit") == f"symprobe audit: error: {out}: No space left on device"
+    after = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert after.pop("audit.partial.json")  # nothing computed is lost: --resume writes the results again
+    assert after == before
+    monkeypatch.undo()
+    assert main([*argv, "--convergence", "none", "--overwrite"]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["audit.json", "distribution.png", "spectrum.png"]
+
+
+# --- study -----------------------------------------------------------------------------------------------
+STUDY_SCRIPT = """
+import sys
+from symprobe import cli, study
+run_study = study.run_study
+study.run_study = lambda *args, **kwargs: run_study(*args, **{**kwargs, "plan": study.Plan(**%r)})
+sys.exit(cli.main(["study", "--model", "symprobe.study:known_answer_model", "--out", sys.argv[1]]))
+"""
+
+
+def seeded_study(out: Path):
+    """A study directory whose costs stage is finished (the tiny plan does not use the costs; measuring them
+    takes seconds), and the tiny plan: (model, plan, costs.json)."""
+    from test_study import TINY
+
+    from symprobe import study
+    from symprobe.study.plan import costs_key
+    from symprobe.study.stages import StageCache
+
+    model = study.known_answer_model()
+    key = costs_key(model, *study.parse_mts("2i/10"))
+    StageCache(out, key, progress=False).run("costs", lambda: {"seeded": 1.0}, key=key)
+    return model, {**TINY, "gas_nve_molecules": 4, "gas_nve_steps": 100}, out / "stages" / "costs.json"
+
+
+def test_study_stage_killed_by_sigterm_resumes_where_it_stopped(tmp_path, one_torch_thread):
+    """SIGTERM during the gas NVE stage's MD: exit 130 with one line, the finished stage kept, and a rerun ends
+    that stage where an uninterrupted one does (bit for bit: the MD resumes from its checkpoint)."""
+    from symprobe import study
+
+    parts, whole = tmp_path / "parts", tmp_path / "whole"
+    model, tiny, costs = seeded_study(parts)
+    seeded_study(whole)
+    costs_before = costs.read_bytes()
+    process = subprocess.Popen([sys.executable, "-c", STUDY_SCRIPT % (tiny,), str(parts)], env={**ENV, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    logs = parts / "md" / study.Plan(**tiny).key() / "gas_nve" / "raw" / "log.csv"
+    deadline = time.time() + 60
+    while log_rows(logs) < 3 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the study finished before the signal came (a very fast machine)")
+    assert process.returncode == 130
+    message = one_line_error(err, "study")
+    assert message.startswith(f"symprobe study: stopped; finished stages kept in {parts / 'stages'} (costs)")
+    assert "run the same command again" in message
+    assert costs.read_bytes() == costs_before and not (parts / "stages" / "gas_nve.json").exists()
+    assert (logs.parent.parent / "checkpoint.npz").exists()
+    for out in (parts, whole):
+        study.run_study(model, out, plan=study.Plan(**tiny), progress=False, stop_after="gas_nve")
+    assert costs.read_bytes() == costs_before
+    resumed, uninterrupted = (json.loads((out / "stages" / "gas_nve.json").read_text())["result"] for out in (parts, whole))
+    assert resumed == uninterrupted
+    assert filecmp.cmp(logs, whole / logs.relative_to(parts), shallow=False)

@@ -35,7 +35,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from ase import Atoms
 
-from symprobe.files import write_json
+from symprobe.figures import AUDIT_FIGURES, audit_figures
+from symprobe.files import replacing_set, write_json, writing_to
 from symprobe.analysis.observables import net_torque
 from symprobe import so3
 from symprobe.models.base import BatchPrediction, Model
@@ -45,6 +46,7 @@ SCHEMA = "symprobe-audit/1"
 MEV = 1000.0  # meV per eV
 DEFAULT_GRID = "3i"  # the paper's reference: 75-point Legendre–Euler grid × inversion (150 evaluations)
 PAPER_GRIDS = ("0", "i", "2", "2i", "3")  # the paper's coarser grids (1, 2, 18, 36, 75 evaluations)
+RESULT_FILES = ("audit.json", *AUDIT_FIGURES)  # an audit's result set, replaced as a unit (:func:`write_results`)
 OWN_DEGREES = (1, 2, 3, 5)  # symprobe's smallest rules with inversion (8, 24, 48, 120 evaluations) in the convergence study
 
 
@@ -197,6 +199,39 @@ def evaluations(rules: Sequence) -> int:
     return len(_unique_rotations(np.concatenate([np.eye(3)[None]] + [q.rotations for q in rules]))[0])
 
 
+def as_isolated(atoms: Atoms, cutoff: float | None, label: str) -> Atoms:
+    """``atoms`` with periodicity switched off (a copy, reference labels kept), for a molecule in a large box.
+
+    Refused with :class:`AuditError` unless, along every periodic cell vector, the cell's width (distance
+    between its faces, Å) exceeds the structure's extent along it plus the model's ``cutoff`` (Å): then no
+    atom lies within the cutoff of a periodic image, so the model (message passing included) sees the same
+    structure with or without the cell. Non-periodic structures are returned as they are.
+    """
+    if not atoms.pbc.any():
+        return atoms
+    if cutoff is None or not np.isfinite(cutoff):
+        raise AuditError(f"{label}: cannot audit as isolated: the model gives no finite cutoff to compare the cell with")
+    normals = atoms.cell.reciprocal()  # row i is normal to the faces spanned by the other two cell vectors
+    unit = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    widths = 1.0 / np.linalg.norm(normals, axis=1)
+    extents = np.ptp(atoms.get_positions() @ unit.T, axis=0)
+    for axis in np.flatnonzero(atoms.pbc):
+        if widths[axis] <= extents[axis] + cutoff:
+            raise AuditError(f"{label}: cannot audit as isolated: the cell is {widths[axis]:.4g} Å wide along cell vector "
+                             f"{'abc'[axis]}, not more than the structure's extent {extents[axis]:.4g} Å plus the model's "
+                             f"cutoff {cutoff:.4g} Å, so atoms see their periodic images")
+    isolated = atoms.copy()
+    isolated.calc = atoms.calc
+    isolated.pbc = False
+    return isolated
+
+
+def isolated_structures(model: Model, structures: Sequence[Atoms]) -> list[Atoms]:
+    """:func:`as_isolated` of every structure with ``model``'s cutoff; the first refusal is raised."""
+    cutoff = getattr(model, "cutoff", None)
+    return [as_isolated(atoms, cutoff, structure_label(atoms, k)) for k, atoms in enumerate(structures)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Precision
 
@@ -301,12 +336,7 @@ def audit_structure(
     rules = [grid, spectrum_rule, *convergence_grids]
     stacked = np.concatenate([np.eye(3)[None]] + [q.rotations for q in rules])
     unique, where = _unique_rotations(stacked)
-    try:
-        batch = model.predict_rotated(atoms, unique)
-    except StructureError:
-        raise
-    except (ValueError, RuntimeError) as error:  # the model refuses this structure (e.g. a broken molecule)
-        raise AuditError(f"{label}: model {getattr(model, 'name', '')!r} failed: {error}") from error
+    batch = _predict(model, atoms, unique, label)
     _check_finite(batch, label)
     bounds = np.cumsum([1] + [len(q) for q in rules])  # row 0 of ``stacked`` is the identity
     ref_rows, spectrum_rows, *convergence_rows = [where[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
@@ -380,6 +410,32 @@ def audit_structure(
     )
 
 
+def _predict(model: Model, atoms: Atoms, rotations: np.ndarray, label: str) -> BatchPrediction:
+    """``model.predict_rotated``; a model that refuses the structure (e.g. a broken molecule) raises
+    :class:`AuditError` naming it."""
+    try:
+        return model.predict_rotated(atoms, rotations)
+    except StructureError:
+        raise
+    except (ValueError, RuntimeError) as error:
+        raise AuditError(f"{label}: model {getattr(model, 'name', '')!r} failed: {error}") from error
+
+
+def estimated_seconds(model: Model, structures: Sequence[Atoms], per_structure: int, sample: int = 8) -> tuple[float, float]:
+    """(estimated wall time of auditing ``structures`` with ``per_structure`` evaluations each, time of the
+    one timed call), both in s: one call of ``sample`` rotated copies of the largest structure (where the cost
+    per atom is least dominated by fixed overheads), scaled linearly to every structure's atoms and evaluations."""
+    import time
+
+    largest = max(structures, key=len)
+    rotations = so3.haar_rotations(min(sample, per_structure), np.random.default_rng(0))
+    begin = time.perf_counter()
+    _predict(model, largest, rotations, structure_label(largest))
+    seconds = time.perf_counter() - begin
+    per_atom_evaluation = seconds / (len(rotations) * len(largest))
+    return per_atom_evaluation * per_structure * sum(len(atoms) for atoms in structures), seconds
+
+
 def _check_finite(batch: BatchPrediction, label: str) -> None:
     bad = ~np.isfinite(batch.energies) | ~np.isfinite(batch.forces).all(axis=(1, 2))
     if batch.stress is not None:
@@ -403,6 +459,8 @@ def audit(
     model_spec: str | None = None,
     skip_failures: bool = False,
     done: Sequence[StructureAudit] = (),
+    on_estimate: Callable[[float, float], None] | None = None,
+    isolated: bool = False,
 ) -> AuditReport:
     """Audit ``model`` on ``structures`` with reference quadrature ``grid`` (a name or a Quadrature).
 
@@ -413,6 +471,9 @@ def audit(
     ``skip_failures``: then structures that fail the checks or that the model refuses are left out and
     listed in ``skipped`` with the reason (for real data sets with a few unusable frames). ``done`` are
     results of an interrupted audit of the same structures and settings: their structures are not evaluated again.
+    ``on_estimate`` is called before the first structure with :func:`estimated_seconds` of the structures to go.
+    ``isolated`` audits periodic structures as isolated (:func:`as_isolated`; a molecule in a large box, so that
+    net force and torque are defined), refusing any whose cell is not large enough.
     """
     import symprobe
 
@@ -421,6 +482,8 @@ def audit(
     structures = list(structures)
     if not structures:
         raise ValueError("audit: no structures given")
+    if isolated:
+        structures = isolated_structures(model, structures)
     skipped: list[dict[str, Any]] = []
     todo = []
     for k, atoms in enumerate(structures):
@@ -441,6 +504,11 @@ def audit(
     results = list(done)
     finished = {r.index for r in results}
     todo = [(k, atoms) for k, atoms in todo if k not in finished]
+    if on_estimate is not None and todo:
+        try:
+            on_estimate(*estimated_seconds(model, [atoms for _, atoms in todo], evaluations([grid, rule, *convergence_grids])))
+        except AuditError:  # the model refuses the largest structure: the loop below names it (or skips it)
+            pass
     for k, atoms in tqdm(todo, desc="audit", unit="structure", disable=not progress):
         try:
             result = audit_structure(model, atoms, grid, lmax, convergence_grids, rule, index=k)
@@ -600,6 +668,17 @@ def write_report(report: AuditReport | dict, path: str | Path) -> Path:
     data = report.to_dict() if isinstance(report, AuditReport) else report
     path = write_json(path, data)
     return path
+
+
+def write_results(report: AuditReport | dict, out: str | Path) -> list[Path]:
+    """Write audit.json and the figures into ``out`` as one set (:func:`~symprobe.files.replacing_set`): a
+    failure while writing them (a full disk) leaves the previous set whole. Returns the paths, audit.json first."""
+    data = report.to_dict() if isinstance(report, AuditReport) else report
+    out = Path(out)
+    with replacing_set(out, RESULT_FILES) as staging, writing_to(out):
+        write_report(data, staging / "audit.json")
+        figures = audit_figures(data, staging)
+    return [out / "audit.json", *(out / figure.name for figure in figures)]
 
 
 def summary_text(report: AuditReport | dict) -> str:

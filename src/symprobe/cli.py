@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -77,6 +79,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float64", "model"), default="float64",
                    help="evaluate torch models in float64 (default; separates round-off from learned breaking) "
                    "or in the model's own precision")
+    p.add_argument("--isolated", action="store_true",
+                   help="audit periodic structures as isolated (pbc off; net force and torque then defined): for a molecule "
+                   "in a large box; refused unless the cell is wider than the molecule plus the model's cutoff")
     p.add_argument("--skip-failures", action="store_true",
                    help="leave out structures that fail the checks or that the model refuses (listed in audit.json)")
     p.add_argument("--out", default="audit", help="output directory (each finished structure is kept in "
@@ -95,8 +100,7 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     import torch
 
-    from symprobe.audit import AuditError, audit, exceeds, in_float64, summary_text, write_report
-    from symprobe.figures import audit_figures
+    from symprobe.audit import RESULT_FILES, AuditError, audit, exceeds, in_float64, isolated_structures, summary_text, write_results
     from symprobe.interrupt import Interrupted
     from symprobe.files import claim_directory
     from symprobe.models.device import resolve_device, strict_float32
@@ -111,7 +115,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     source, index = _structure_source(args.structures, args.index)
     out, partial = Path(args.out), Path(args.out) / "audit.partial.json"
     identity = _audit_identity(args, source, index)
-    claim_directory(out, ["audit.json", partial.name], args.resume, args.overwrite)
+    claim_directory(out, [partial.name], args.resume, args.overwrite, kept=RESULT_FILES)
     done = _resumed_audit(partial, identity) if args.resume else []
     strict_float32()  # TF32 would read as symmetry breaking
     model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
@@ -127,16 +131,18 @@ def _run_audit(args: argparse.Namespace) -> int:
     if convergence is None and args.convergence != "default":
         convergence = [name.strip() for name in args.convergence.split(",") if name.strip()]
     _print_audit_plan(args.grid, args.lmax, convergence, len(structures), len(done))
+    originals, structures = structures, isolated_structures(model, structures) if args.isolated else structures
+    _print_periodicity(originals, args.isolated)  # after a refusal to isolate, not before
+    on_estimate, on_structure = _keeping(partial, identity, done, len(structures))
     try:
         report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence, progress=True,
                        model_spec=args.model, skip_failures=args.skip_failures, done=[_done(r) for r in done],
-                       on_structure=_keeping(partial, identity, done, len(structures)))
+                       on_structure=on_structure, on_estimate=on_estimate)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped; {len(done)} of {len(structures)} structures kept in {partial}; continue with "
                           "--resume") from None
     data = report.to_dict()
-    path = write_report(data, out / "audit.json")
-    figures = audit_figures(data, out)
+    path, *figures = write_results(data, out)
     partial.unlink(missing_ok=True)
     for skipped in data["skipped"]:
         print(f"skipped structure {skipped['index']} ({skipped['name']}): {skipped['reason']}")
@@ -177,7 +183,7 @@ def _audit_identity(args: argparse.Namespace, source: str | None, index: str) ->
     return {"model": args.model, "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
             "structures": source, "structures_sha256": file_sha256(structure_file) if source and structure_file.is_file() else None,
             "index": index, "grid": args.grid, "lmax": args.lmax, "convergence": args.convergence, "dtype": args.dtype,
-            "skip_failures": args.skip_failures}
+            "skip_failures": args.skip_failures, "isolated": args.isolated}
 
 
 def _resumed_audit(partial, identity: dict) -> list[dict]:
@@ -203,9 +209,24 @@ def _done(result: dict):
     return StructureAudit.from_dict(result)
 
 
+def _print_periodicity(structures: list, isolated: bool) -> None:
+    """One line when structures are periodic: whether they are audited in their cell (torque null) or as isolated."""
+    periodic = [atoms for atoms in structures if atoms.pbc.any()]
+    if not periodic:
+        return
+    pbc = " ".join("T" if flag else "F" for flag in periodic[0].pbc)
+    count = f"{len(periodic)} of {len(structures)} structures periodic (pbc = {pbc}{', …' if len(periodic) > 1 else ''})"
+    if isolated:
+        print(f"audit: {count}: audited as isolated (--isolated: pbc off, no atom within the cutoff of a periodic image)", flush=True)
+    else:
+        print(f"audit: {count}: audited as periodic, so net force and torque are not defined (null in audit.json); "
+              "--isolated treats a cell wider than the molecule plus the cutoff as isolated", flush=True)
+
+
 def _keeping(partial, identity: dict, done: list[dict], total: int):
-    """``on_structure`` for :func:`~symprobe.audit.audit`: keep every finished structure in ``partial`` (atomic)
-    and, after the first, print the estimated time of the rest."""
+    """(``on_estimate``, ``on_structure``) for :func:`~symprobe.audit.audit`: print the estimated time before the
+    first structure; keep every finished structure in ``partial`` (atomic) and, after the first, print the
+    estimated time of the rest."""
     import time
     from dataclasses import asdict
 
@@ -213,15 +234,28 @@ def _keeping(partial, identity: dict, done: list[dict], total: int):
 
     started, first = time.perf_counter(), len(done)
 
+    def estimate(total_s: float, call_s: float) -> None:
+        nonlocal started
+        print(f"audit: estimated time about {_duration(total_s)} (one timed model call of {_duration(call_s)} on the "
+              "largest structure, scaled to every structure's atoms and evaluations)", flush=True)
+        started = time.perf_counter()
+
     def keep(result) -> None:
         done.append(asdict(result))
         write_json(partial, {"run": identity, "structures": done})
         if len(done) == first + 1 and total > len(done):
             seconds = time.perf_counter() - started
-            print(f"audit: first structure took {seconds:.1f} s; about {seconds * (total - len(done)) / 60:.1f} min "
+            print(f"audit: first structure took {_duration(seconds)}; about {_duration(seconds * (total - len(done)))} "
                   f"for the remaining {total - len(done)}", flush=True)
 
-    return keep
+    return estimate, keep
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in s, min or h, whichever reads best."""
+    if seconds < 90:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _print_audit_plan(grid: str, lmax: int, convergence: list[str] | None, n_structures: int, n_done: int) -> None:
@@ -360,10 +394,29 @@ def _run_study(args: argparse.Namespace) -> int:
         print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
         return 0
     model, control, note = _study_model(args.model)
-    results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                        mts=args.mts, device=device, **budget)
+    with _keeping_stages(args.out):
+        results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
+                            mts=args.mts, device=device, **budget)
     _print_findings(results, args.out)
     return 0
+
+
+@contextmanager
+def _keeping_stages(out: str) -> Iterator[None]:
+    """Turn an interrupt of a study (SIGINT, SIGTERM) into one line: the finished stages kept in OUT/stages,
+    an MD run in progress checkpointed by its engine, and how to go on."""
+    from pathlib import Path
+
+    from symprobe.interrupt import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        stages = Path(out) / "stages"
+        finished = sorted(path.stem for path in stages.glob("*.json"))
+        raise Interrupted(f"stopped; finished stages kept in {stages} ({', '.join(finished) or 'none yet'}), an MD run in "
+                          f"progress resumes from its checkpoint in {Path(out) / 'md'}; run the same command again to "
+                          "continue") from None
 
 
 def _study_model(spec: str) -> tuple[str, str | None, str | None]:
@@ -406,7 +459,8 @@ def _run_demo(args: argparse.Namespace) -> int:
                 "model instead: q-TIP4P/F plus an anisotropic term of degrees 1 and 2 (0.02 eV each, "
                 "symprobe.testing.anisotropic_qtip4pf), whose symmetry breaking the 2i grid removes exactly.")
         print(f"symprobe demo: {note}")
-    results = run_study(model, args.out, quick=True, control=control, note=note)
+    with _keeping_stages(args.out):
+        results = run_study(model, args.out, quick=True, control=control, note=note)
     _print_findings(results, args.out)
     return 0
 

@@ -1,7 +1,8 @@
 """Figures of an audit, drawn from the audit.json dict (so they can be redrawn from the file alone).
 
 * ``convergence.png``: rotational error of the averaged prediction vs number of evaluations (energy and
-  forces), the paper's grids beside symprobe's, with the model's own error for scale;
+  forces), the paper's grids beside symprobe's, with the model's own error for scale (not written when no
+  grid besides the reference is compared);
 * ``spectrum.png``: RMS amplitude √P_λ (meV) of the energy's λ components on SO(3)/O(3);
 * ``distribution.png``: per-structure rotational energy deviation and per-atom force deviation.
 
@@ -17,6 +18,8 @@ import numpy as np
 from symprobe.files import save_figure
 
 FLOOR = 1e-12  # smallest value drawn on log axes (meV or meV/Å)
+AUDIT_FIGURES = ("convergence.png", "spectrum.png", "distribution.png")  # every figure an audit may write
+FAMILIES = {True: "paper grids (Legendre–Euler)", False: "symprobe smallest rules"}  # convergence curves by ``paper_grid``
 
 
 def _pyplot():
@@ -28,29 +31,34 @@ def _pyplot():
     return plt
 
 
-
-
 def _floor(values) -> np.ndarray:
     return np.maximum(np.abs(np.asarray(values, dtype=float)), FLOOR)
+
+
+def convergence_series(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The convergence curves to draw: rows of ``report['convergence']`` by family (paper grids, symprobe's
+    rules), sorted by evaluations, without the reference grid (zero against itself by construction) and
+    without empty families."""
+    rows = [r for r in report["convergence"] if r["grid"] != report["grid"]["name"]]
+    series = {label: sorted((r for r in rows if r["paper_grid"] == paper), key=lambda r: r["evaluations"])
+              for paper, label in FAMILIES.items()}
+    return {label: family for label, family in series.items() if family}
 
 
 def convergence_figure(report: dict[str, Any], path: Path) -> Path:
     """Rotational error of the averaged prediction against the reference grid vs evaluations (log–log)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    table = report["convergence"]
+    series = convergence_series(report)
     own = report["summary"]["model_error"]
     for ax, key, unit, own_key in (
         (axes[0], "energy_mae_meV", "meV per structure", "energy_mae_offset_removed_meV"),
         (axes[1], "force_mae_meV_per_A", "meV/Å", "force_mae_meV_per_A"),
     ):
-        for paper, style, label in ((True, "o-", "paper grids (Legendre–Euler)"), (False, "s--", "symprobe smallest rules")):
-            rows = sorted((r for r in table if r["paper_grid"] == paper), key=lambda r: r["evaluations"])
-            if not rows:
-                continue
+        for label, rows in series.items():
             x = [r["evaluations"] for r in rows]
             y = _floor([r[key] for r in rows])
-            ax.plot(x, y, style, label=label)
+            ax.plot(x, y, "o-" if label == FAMILIES[True] else "s--", label=label)
             for r, xi, yi in zip(rows, x, y):
                 ax.annotate(r["grid"], (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
         if own is not None and own.get(own_key) is not None:
@@ -97,8 +105,19 @@ def spectrum_figure(report: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def distribution_figure(report: dict[str, Any], path: Path) -> Path:
-    """Histograms of |E(x) − Ē| per structure and |F_i(x) − F̄_i| per atom, with the model's own error."""
+def _sparse_log_ticks(ax: Any) -> None:
+    """Labels that cannot collide on a log x axis: short (``1e-12``), at most six decades, or 1-2-5 within less
+    than two decades; none on minor ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = np.log10(ax.get_xlim())
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if high - low < 2 else (1.0,), numticks=6))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def distribution_plot(report: dict[str, Any]) -> Any:
+    """The figure of :func:`distribution_figure`, not yet saved."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     structures = report["structures"]
@@ -116,18 +135,22 @@ def distribution_figure(report: dict[str, Any], path: Path) -> Path:
             ax.axvline(own[own_key], color="k", ls=":", label="model's own MAE")
             ax.legend(fontsize=8)
         ax.set_xscale("log")
+        _sparse_log_ticks(ax)
         ax.set_xlabel(f"|raw − averaged on {report['grid']['name']}| ({unit})")
         ax.set_ylabel("count")
         ax.set_title(title)
     fig.suptitle(f"{report['model']['name']}: rotational error distribution (values < {FLOOR:g} drawn at {FLOOR:g})", fontsize=9)
-    return save_figure(fig, path)
+    return fig
+
+
+def distribution_figure(report: dict[str, Any], path: Path) -> Path:
+    """Histograms of |E(x) − Ē| per structure and |F_i(x) − F̄_i| per atom, with the model's own error."""
+    return save_figure(distribution_plot(report), path)
 
 
 def audit_figures(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write the three audit figures into ``out_dir``; returns their paths."""
+    """Write the audit figures (:data:`AUDIT_FIGURES`) into ``out_dir``; convergence.png only when there is a
+    convergence grid besides the reference. Returns their paths."""
     out = Path(out_dir)
-    return [
-        convergence_figure(report, out / "convergence.png"),
-        spectrum_figure(report, out / "spectrum.png"),
-        distribution_figure(report, out / "distribution.png"),
-    ]
+    written = [convergence_figure(report, out / "convergence.png")] if convergence_series(report) else []
+    return written + [spectrum_figure(report, out / "spectrum.png"), distribution_figure(report, out / "distribution.png")]

@@ -1,5 +1,6 @@
 """Writing results so that a crash never leaves half a file (every write goes to a temporary file in the
-same directory, then replaces the target in one ``os.replace``), and output directories that belong to one run."""
+same directory, then replaces the target in one ``os.replace``), result sets replaced as a unit
+(:func:`replacing_set`), and output directories that belong to one run."""
 
 from __future__ import annotations
 
@@ -55,6 +56,33 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
 
 
 @contextmanager
+def replacing_set(directory: str | Path, members: Sequence[str]) -> Iterator[Path]:
+    """Replace a result set (files ``members`` of ``directory``, e.g. a JSON and its figures) as a unit.
+
+    Yields an empty staging directory inside ``directory`` (same file system); the block writes the new set
+    there. When it ends without error, members it did not write are deleted from ``directory`` and the new
+    files moved in, renames only (a full disk cannot stop them half-way); on error the previous set is left
+    as it was. The staging directory is removed either way; one left by a killed run is cleared first.
+    """
+    directory = Path(directory)
+    staging = directory / ".replacing.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        written = {path.name for path in staging.iterdir()}
+        if not written <= set(members):
+            raise ValueError(f"replacing_set: {sorted(written - set(members))} are not members of the result set")
+        for name in members:
+            if name in written:
+                os.replace(staging / name, directory / name)
+            else:
+                (directory / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
 def writing_to(directory: str | Path) -> Iterator[None]:
     """Give an ``OSError`` raised without a file name (a flush on a full disk) the name of ``directory``."""
     try:
@@ -90,16 +118,17 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bool) -> None:
-    """Make ``out`` this run's: refuse a directory that holds a run (any of ``names``) unless resuming;
-    with ``overwrite`` delete those files first. Checks that ``out`` is writable."""
+def claim_directory(out: Path, names: Sequence[str], resume: bool, overwrite: bool, kept: Sequence[str] = ()) -> None:
+    """Make ``out`` this run's: refuse a directory that holds a run (any of ``names`` or ``kept``) unless resuming;
+    with ``overwrite`` delete ``names`` first and leave ``kept``, a result set that the run replaces as a unit
+    once its new one is complete (:func:`replacing_set`). Checks that ``out`` is writable."""
     check_writable(out)
-    held = sorted(name for name in names if (out / name).exists())
+    held = sorted(name for name in [*names, *kept] if (out / name).exists())
     if resume:
         return
     if held and not overwrite:
         raise ConfigError(f"output directory {out} already holds a run ({', '.join(held)}); continue it with --resume, replace it with "
                           "--overwrite, or choose another output directory")
-    for name in held:
+    for name in set(held) - set(kept):
         target = out / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
