@@ -345,7 +345,7 @@ import sys
 from symprobe import cli, study
 run_study = study.run_study
 study.run_study = lambda *args, **kwargs: run_study(*args, **{**kwargs, "plan": study.Plan(**%r)})
-sys.exit(cli.main(["study", "--model", "symprobe.study:known_answer_model", "--out", sys.argv[1]]))
+sys.exit(cli.main(["study", "--model", "symprobe.study:known_answer_model", "--out", sys.argv[1], *sys.argv[2:]]))
 """
 
 
@@ -395,3 +395,25 @@ def test_study_stage_killed_by_sigterm_resumes_where_it_stopped(tmp_path, one_to
     resumed, uninterrupted = (json.loads((out / "stages" / "gas_nve.json").read_text())["result"] for out in (parts, whole))
     assert resumed == uninterrupted
     assert filecmp.cmp(logs, whole / logs.relative_to(parts), shallow=False)
+
+
+def test_study_stops_at_its_time_limit_with_exit_75_and_continues(tmp_path, one_torch_thread):
+    """--max-minutes: the study stops at the limit with exit code 75 and one line; the MD run in progress keeps a
+    checkpoint, and the same study continued ends its stage where an uninterrupted one does (bit for bit)."""
+    from symprobe import study
+
+    parts, whole = tmp_path / "parts", tmp_path / "whole"
+    model, tiny, costs = seeded_study(parts)
+    seeded_study(whole)
+    done = subprocess.run([sys.executable, "-c", STUDY_SCRIPT % (tiny,), str(parts), "--max-minutes", "0.02"],
+                          env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        pytest.skip("the study finished within 1.2 s (a very fast machine)")
+    assert done.returncode == 75, done.stderr[-2000:]
+    message = one_line_error(done.stderr, "study")
+    assert message.startswith("symprobe study: time limit of 0.02 min reached; finished stages kept in")
+    assert "run the same command again to continue" in message
+    for out in (parts, whole):
+        study.run_study(model, out, plan=study.Plan(**tiny), progress=False, stop_after="gas_nve")
+    resumed, uninterrupted = (json.loads((out / "stages" / "gas_nve.json").read_text())["result"] for out in (parts, whole))
+    assert resumed == uninterrupted

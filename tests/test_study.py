@@ -224,7 +224,7 @@ def test_quick_plan_spends_its_budget_and_buys_precision_with_it():
     assert hour.gas_nvt_steps * hour.gas_nvt_molecules > 5 * demo.gas_nvt_steps * demo.gas_nvt_molecules
     tight = study.make_plan(True, {**COSTS, "ice_s": 1.0, "ice_avg_s": 30.0}, budget_s=3600.0)
     assert len(tight.ice_frames) < 9  # expensive ice: fewer cells, within its share
-    assert tight.estimate_s["ice"] <= 0.1 * 3600.0 or len(tight.ice_frames) == 2
+    assert tight.estimate_s["ice"] <= 0.12 * 3600.0 or len(tight.ice_frames) == 2
 
 
 def test_full_plan_runs_the_protocols_of_the_issue():

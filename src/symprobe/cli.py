@@ -3,7 +3,8 @@
 Each subcommand is one ``_add_<name>`` (arguments) and one ``_run_<name>`` (what it does) pair. The
 subcommands raise; :func:`main` alone turns exceptions into one line on stderr and an exit code:
 0 done, 1 internal error (a bug: please report it), 2 bad input or an output that cannot be written,
-3 the audit's ``--fail-above`` gate failed, 130 interrupted (SIGINT or SIGTERM).
+3 the audit's ``--fail-above`` gate failed, 75 stopped at ``--max-minutes`` with its state saved (run the
+same command again to continue), 130 interrupted (SIGINT or SIGTERM).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE, EXIT_TIME_LIMIT, EXIT_INTERRUPTED = 1, 2, 3, 75, 130
 
 
 DEVICE_HELP = "where models run: cpu (default), cuda or cuda:N; checked before any work starts"
@@ -367,6 +368,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                    "stage of the paper's full protocols, without running them (writes OUT/plan.json)")
     p.add_argument("--budget-min", type=float, default=None,
                    help="quick mode with run lengths planned to fit this many minutes (default 5.5); implies --quick")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes of wall time, keeping finished stages and MD checkpoints, with exit "
+                   "code 75; the same command continues (for machines lent in short windows)")
     p.add_argument("--model", default="builtin:water-pet", help="model spec (default: the bundled PET-style model)")
     p.add_argument("--out", default="study", help="output directory (stages are cached here and resume)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
@@ -380,8 +384,9 @@ def _run_study(args: argparse.Namespace) -> int:
     from symprobe.study import parse_mts, run_study
 
     device = resolve_device(args.device)
-    if args.budget_min is not None and not args.budget_min > 0:
-        raise ValueError(f"--budget-min must be positive, got {args.budget_min}")
+    for option in ("budget_min", "max_minutes"):
+        if getattr(args, option) is not None and not getattr(args, option) > 0:
+            raise ValueError(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     parse_mts(args.mts)
     check_writable(args.out)
     budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
@@ -394,7 +399,7 @@ def _run_study(args: argparse.Namespace) -> int:
         print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
         return 0
     model, control, note = _study_model(args.model)
-    with _keeping_stages(args.out):
+    with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
                             mts=args.mts, device=device, **budget)
     _print_findings(results, args.out)
@@ -402,21 +407,23 @@ def _run_study(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _keeping_stages(out: str) -> Iterator[None]:
-    """Turn an interrupt of a study (SIGINT, SIGTERM) into one line: the finished stages kept in OUT/stages,
-    an MD run in progress checkpointed by its engine, and how to go on."""
+def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
+    """Turn an interrupt of a study (SIGINT, SIGTERM, or the end of ``seconds`` of wall time) into one line: the
+    finished stages kept in OUT/stages, an MD run in progress checkpointed by its engine, and how to go on."""
     from pathlib import Path
 
-    from symprobe.interrupt import Interrupted
+    from symprobe.interrupt import Interrupted, TimeLimit, time_limit
 
-    try:
-        yield
-    except KeyboardInterrupt:
-        stages = Path(out) / "stages"
-        finished = sorted(path.stem for path in stages.glob("*.json"))
-        raise Interrupted(f"stopped; finished stages kept in {stages} ({', '.join(finished) or 'none yet'}), an MD run in "
-                          f"progress resumes from its checkpoint in {Path(out) / 'md'}; run the same command again to "
-                          "continue") from None
+    with time_limit(seconds) as deadline:
+        try:
+            yield
+        except KeyboardInterrupt:
+            stages = Path(out) / "stages"
+            finished = sorted(path.stem for path in stages.glob("*.json"))
+            why = f"time limit of {seconds / 60:g} min reached" if deadline.passed else "stopped"
+            raise (TimeLimit if deadline.passed else Interrupted)(
+                f"{why}; finished stages kept in {stages} ({', '.join(finished) or 'none yet'}), an MD run in progress "
+                f"resumes from its checkpoint in {Path(out) / 'md'}; run the same command again to continue") from None
 
 
 def _study_model(spec: str) -> tuple[str, str | None, str | None]:
@@ -510,8 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             return int(COMMANDS[args.command][1](args) or 0)
     except KeyboardInterrupt as error:
+        from symprobe.interrupt import TimeLimit
+
         print(f"{name}: {_one_line(error) if str(error) else 'interrupted'}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TIME_LIMIT if isinstance(error, TimeLimit) else EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place where every error becomes a line and a code
         if os.environ.get("SYMPROBE_DEBUG"):
             import traceback

@@ -1,23 +1,40 @@
-"""Stopping long work cleanly on SIGINT (Ctrl-C) and SIGTERM.
+"""Stopping long work cleanly on SIGINT (Ctrl-C), SIGTERM and a wall-time limit (SIGALRM, :func:`time_limit`).
 
 Inside :func:`deferred_signals` the first signal only sets ``stop.signal``; the loop checks it between
 steps, writes its checkpoint and raises :class:`Interrupted`, so a checkpoint is never taken half-way
-through a step. A second signal raises ``KeyboardInterrupt`` at once. The CLI turns both into exit code 130.
+through a step. A second signal raises ``KeyboardInterrupt`` at once. The CLI turns both into exit code 130,
+or 75 (:class:`TimeLimit`) when the time limit stopped the work.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
 
 
 class Interrupted(KeyboardInterrupt):
     """Work stopped by a signal after saving its state; the message says what was kept and how to go on."""
+
+
+class TimeLimit(Interrupted):
+    """Work stopped at its wall-time limit after saving its state; running the same command again continues it."""
+
+
+@dataclass
+class Deadline:
+    """The end of a wall-time limit (time.monotonic() seconds; None: no limit)."""
+
+    at: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
 
 
 @dataclass
@@ -72,3 +89,25 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[Deadline]:
+    """SIGALRM after ``seconds`` of wall time: inside :func:`deferred_signals` the running loop saves its checkpoint and
+    stops; elsewhere ``KeyboardInterrupt`` is raised at once. Yields the :class:`Deadline` (main thread only; None:
+    no limit)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield Deadline()
+        return
+
+    def handler(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    deadline = Deadline(time.monotonic() + seconds)
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield deadline
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -298,7 +298,7 @@ def _null_calibration(tests: dict[str, Any], raw: dict[str, Any], repeat: dict[s
     passed) when the replicas are too few for the null comparison to detect bad error bars."""
     replicas = min(raw.get("n_replicas", 1), repeat.get("n_replicas", 1))
     if raw.get("errors_from") == "replicas" and replicas < MIN_NULL_REPLICAS:
-        return {"passed": False, "conclusive": False, "n_tests": len(tests), "false_alarms": sum(bool(t["significant"]) for t in tests.values()),
+        return {**statistics.null_calibration(tests), "passed": False, "conclusive": False,
                 "verdict": (f"inconclusive: {replicas} replicas per set are too few for the null comparison to detect error "
                             f"bars that are too small (it needs {MIN_NULL_REPLICAS}), so this stage issues no verdicts")}
     return {**statistics.null_calibration(tests), "conclusive": True}

@@ -77,7 +77,7 @@ GAS_AVERAGED_MOLECULES = 8  # molecules of the timed grid-averaged gas call (cos
 NVE_SIZES = (8, 40)  # gas NVE molecules per variant at which the batched step is timed (quick, full)
 NVT_SIZES = (27, MOST_GAS_NVT_MOLECULES)  # gas NVT molecules per variant (the averaged variant: 27) likewise
 # a quick plan gives the fixed-size stages at most these shares of the budget, and splits the rest among the runs
-FIXED_SHARES = {"ice": 0.10, "rotational_errors": 0.08}
+FIXED_SHARES = {"ice": 0.12, "rotational_errors": 0.08}
 RUN_SHARES = {"gas_nve": 0.15, "gas_nvt": 0.50, "liquid": 0.35}
 
 
