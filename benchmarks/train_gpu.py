@@ -60,15 +60,7 @@ from symprobe.interrupt import Interrupted, deferred_signals
 from symprobe.models.device import DeviceError, device_name, precision, resolve_device
 from symprobe.models.pet import WEIGHTS_DIR, load_module
 from symprobe.models.torch_model import energy_forces_stress
-from symprobe.train import (
-    TrainConfig,
-    bundle,
-    load_samples,
-    make_batch,
-    make_config,
-    split_indices,
-    train,
-)
+from symprobe.train import TrainConfig, bundle, load_samples, make_batch, make_config, split_indices, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -474,9 +474,10 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
                 epoch = state["epoch"]
                 rng = np.random.default_rng([int(t["seed"]), epoch])
                 order = rng.permutation(len(train_set))
-                done = within or {"step": 0, "rng": rng.bit_generator.state, "losses": [], "residuals": [], "seconds": 0.0}
+                done = within or {"step": 0, "losses": [], "residuals": [], "seconds": 0.0}
                 within = None
-                rng.bit_generator.state = done["rng"]
+                if "rng" in done:
+                    rng.bit_generator.state = done["rng"]  # where the stopped epoch's draws left off
                 losses, residuals = done["losses"], done["residuals"]
                 seen = [train_set[k] for k in order[: done["step"]]]
                 start = time.time() - done["seconds"]
