@@ -12,7 +12,8 @@ Per call and model:
 
 1. a first call trains the two warmup epochs in strict float32 (whose learning rates do not depend on the
    epoch count); without ``--epochs`` the epoch count then fills the budget,
-   ``epochs = done + ⌊0.95 × seconds left / seconds of the last epoch⌋``; an unfinished run keeps its target;
+   ``epochs = done + ⌊0.9 × seconds left / seconds of the last epoch⌋``; an unfinished run keeps its target
+   (and its schedule), a finished one is extended (its cosine schedule stretches to the new length);
 2. the precision check: forces of the current weights on a few validation cells in each candidate precision
    (bf16 autocast; on CUDA also TF32 matrix products) against strict float32. Float32 noise is
    max |F(float32) − F(float64)|; a candidate is used only if max |F(candidate) − F(float32)| stays within
@@ -125,10 +126,11 @@ def model_config(name: str, args: argparse.Namespace, epochs: int, threads: int)
 
 def epochs_target(done: int, saved_target: int | None, epoch_seconds: float, seconds_left: float) -> int:
     """Epochs to train to: an unfinished run keeps ``saved_target`` (its schedule stays as it was), else as
-    many more epochs of ``epoch_seconds`` as fit into 95 % of ``seconds_left`` (at least one)."""
+    many more epochs of ``epoch_seconds`` as fit into 90 % of ``seconds_left`` (at least one; the epochs of two
+    processes sharing a device vary)."""
     if saved_target is not None and saved_target > done:
         return saved_target
-    return done + max(1, int(0.95 * seconds_left / epoch_seconds))
+    return done + max(1, int(0.9 * seconds_left / epoch_seconds))
 
 
 def precision_check(checkpoint: Path, config: TrainConfig, device: torch.device, candidates: tuple[str, ...]) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def test_runbook_trains_in_child_processes_as_on_a_gpu(water_data, tmp_path):
 
 def test_epoch_target_fills_the_budget_unless_a_run_is_unfinished():
     target = _script().epochs_target
-    assert target(done=2, saved_target=2, epoch_seconds=3.0, seconds_left=300.0) == 2 + 95
+    assert target(done=2, saved_target=2, epoch_seconds=3.0, seconds_left=300.0) == 2 + 90
     assert target(done=5, saved_target=97, epoch_seconds=3.0, seconds_left=10.0) == 97  # its schedule stays
     assert target(done=2, saved_target=2, epoch_seconds=3.0, seconds_left=-5.0) == 3  # at least one more
 
