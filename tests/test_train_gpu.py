@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_gpu.py"
@@ -86,6 +87,31 @@ def test_runbook_trains_in_child_processes_as_on_a_gpu(water_data, tmp_path):
     (model,) = report["models"]
     assert report["jobs"] == 2 and model["name"] == "water-pet-large-twin" and model["epochs_done"] == 1
     assert json.loads((tmp_path / "water-pet-large-twin" / "train_gpu.json").read_text()) == model
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_precision_check_takes_the_first_candidate_within_float32_noise(water_data, tmp_path):
+    """On a CPU, TF32 changes nothing (a CUDA setting): it passes with a difference of 0 and is chosen after
+    bf16, which changes forces far beyond float32 round-off."""
+    from symprobe.train import train
+
+    script = _script()
+    args = script.parse(["--toy", "--device", "cpu", "--data", str(water_data), "--out", str(tmp_path)])
+    config = script.model_config("water-pet-large", args, epochs=1, threads=1)
+    train(config, progress=False)
+    check = script.precision_check(tmp_path / "water-pet-large" / "checkpoint.pt", config, torch.device("cpu"), ("bf16", "tf32"))
+    assert check["difference_from_float32"]["tf32"] == 0.0 < check["tolerance"] < check["difference_from_float32"]["bf16"]
+    assert check["chosen"] == "tf32" and check["cells"] == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (on a lent GPU: pytest tests/test_train_gpu.py)")
+def test_runbook_on_cuda_at_toy_size(water_data, tmp_path):
+    """The CUDA path: two processes on one GPU, TF32 and bf16 candidates measured, a GPU's files bundled."""
+    report = _run(water_data, tmp_path, "--epochs", "2", "--to-beat", "1e9", "--device", "cuda", child=True)
+    assert report["jobs"] == 2 and report["device"].startswith("cuda")
+    for model in report["models"]:
+        assert set(model["precision_check"]["difference_from_float32"]) == {"bf16", "tf32"}
+        assert model["epochs_done"] == 2 and model["bundle"]["bundled"]
 
 
 def test_epoch_target_fills_the_budget_unless_a_run_is_unfinished():
