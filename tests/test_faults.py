@@ -200,9 +200,10 @@ def test_bad_input_table_is_current():
     assert TABLE.render([(case, *TABLE.run_isolated(case)) for case in TABLE.CASES]) == (ROOT / "docs" / "bad-input.md").read_text()
 
 
-def test_training_interrupted_keeps_its_last_epoch_and_resumes(tmp_path, capsys, monkeypatch):
-    """SIGTERM during the second epoch: exit 130 with one line, the checkpoint of epoch 1 is kept, and --resume
-    ends where an uninterrupted run ends (bit for bit: the interrupted epoch is run again from its start)."""
+def test_training_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path, capsys, monkeypatch):
+    """SIGTERM during the first step of the second epoch: exit 130 with one line, a checkpoint is written after
+    that step, and --resume continues from the next step and ends where an uninterrupted run ends, bit for bit."""
+    import torch
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
@@ -235,14 +236,14 @@ def test_training_interrupted_keeps_its_last_epoch_and_resumes(tmp_path, capsys,
     capsys.readouterr()
     assert main(["train", str(tmp_path / "parts.yaml")]) == 130
     message = one_line_error(capsys.readouterr().err, "train")
-    assert message.startswith("symprobe train: SIGTERM: stopped after epoch 1")
+    assert message.startswith("symprobe train: SIGTERM: stopped in epoch 2 after 1 of 2 steps")
+    assert torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=False)["within_epoch"]["step"] == 2
     monkeypatch.undo()
     assert main(["train", str(tmp_path / "parts.yaml"), "--resume"]) == 0
-    import torch
-
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [row["val_force_mae"] for row in a["state"]["history"]] == [row["val_force_mae"] for row in b["state"]["history"]]
 
 
 # --- audit ---------------------------------------------------------------------------------------------

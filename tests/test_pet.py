@@ -10,7 +10,7 @@ from ase.build import make_supercell
 from scipy.spatial.transform import Rotation
 
 from symprobe.models.external import load_model
-from symprobe.models.pet import PETModule, default_hypers, pet_model, save_model
+from symprobe.models.pet import PETModule, builtin_path, default_hypers, load_module, pet_model, save_model
 from symprobe.models.torch_model import TorchModel, batch_graph
 from symprobe.structures import StructureError, rotate, water_box
 from symprobe.testing import random_pet as random_module
@@ -164,6 +164,17 @@ def test_save_and_load_round_trip(box, tmp_path):
         load_model("builtin:water-mace")
     with pytest.raises(ValueError, match="unknown model hyper-parameters"):
         PETModule({**default_hypers(), "depth": 3})
+
+
+def test_feedforward_width_is_a_hyper_parameter_defaulting_to_twice_the_width(tmp_path):
+    """The paper's PET has feed-forward 512 at d_model 128; files saved before the key existed keep 2 × width."""
+    small = {**default_hypers(), "width": 16, "heads": 2}
+    assert PETModule(small).core.layers[0][0].mlp[0].out_features == 32
+    wide = PETModule({**small, "feedforward": 64})
+    assert wide.core.layers[0][0].mlp[0].out_features == 64 and wide.core.layers[0][0].mlp[2].in_features == 64
+    save_model(wide, tmp_path / "wide.pt")
+    assert load_module(tmp_path / "wide.pt").hypers["feedforward"] == 64
+    assert load_module(builtin_path("water-pet")).hypers["feedforward"] is None  # bundled before the key existed
 
 
 @pytest.mark.parametrize("name", ["water-pet", "water-pet-twin"])

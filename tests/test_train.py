@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -66,6 +67,38 @@ def test_resumed_training_equals_uninterrupted(water_data, tmp_path):
     assert resumed["test"] == straight["test"]
     for name in ("log.csv", "learning_curve.png", "best.pt", "test_metrics.json"):
         assert (tmp_path / "b" / name).exists()
+
+
+def test_time_budget_stops_inside_epochs_and_resumes_bit_for_bit(water_data, tmp_path):
+    """A budget shorter than one step ends every session after its first step, inside an epoch; sessions resumed
+    from those checkpoints end where one uninterrupted run ends, bit for bit."""
+    straight = train(config(water_data, tmp_path / "a"), progress=False)
+    sessions = [train(config(water_data, tmp_path / "b", max_hours=1e-9), progress=False)]
+    while not sessions[-1]["finished"]:
+        sessions.append(train(config(water_data, tmp_path / "b", max_hours=1e-9), resume=True, progress=False))
+        assert len(sessions) <= 4  # 2 epochs of 2 steps, one step per session
+    assert len(sessions) == 4 and [s["epochs_done"] for s in sessions] == [0, 1, 1, 2]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(value, b["model"][key]) for key, value in a["model"].items())
+    assert [row["val_force_mae"] for row in a["state"]["history"]] == [row["val_force_mae"] for row in b["state"]["history"]]
+    assert sessions[-1]["test"] == straight["test"] and b["within_epoch"] is None
+
+
+def test_a_gpu_checkpoint_resumes_and_bundles_on_cpu(water_data, tmp_path, monkeypatch):
+    """Files written on a GPU tag their tensors cuda:0; tagged so here, a plain ``torch.load`` on a machine without
+    CUDA refuses them, while resuming, the test evaluation and bundling (which load onto the CPU) go on."""
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    train(config(water_data, tmp_path / "run"), stop_after_epochs=1, progress=False)
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    summary = train(config(water_data, tmp_path / "run"), resume=True, progress=False)
+    assert summary["epochs_done"] == 2 and summary["test"]["force_mae"] > 0
+    card = bundle(config(water_data, tmp_path / "run"), "tiny", weights_dir=tmp_path / "weights")
+    assert card["hardware"].startswith(f"{os.cpu_count()} CPU cores") and card["hardware"].endswith("float32")
+    assert torch.load(tmp_path / "weights" / "tiny.pt", weights_only=False)["state_dict"]["core.energy_scale"].device.type == "cpu"
 
 
 def test_training_lowers_validation_error(water_data, tmp_path):
@@ -196,11 +229,16 @@ def test_bad_configs_are_clear_errors(water_data, tmp_path):
         train(config(water_data, tmp_path / "none"), resume=True, progress=False)
     with pytest.raises(ConfigError, match="training.device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
         make_config({**good, "training": {"device": "gpu"}})
+    with pytest.raises(ConfigError, match="training.precision must be one of float32, tf32, bf16, got 'fp16'"):
+        make_config({**good, "training": {"precision": "fp16"}})
+    with pytest.raises(ConfigError, match="training.precision 'bf16' needs training.dtype float32, got 'float64'"):
+        make_config({**good, "training": {"precision": "bf16", "dtype": "float64"}})
     for section, key, value, message in [("training", "batch_size", 0, "≥ 1, got 0"),
                                          ("training", "lr", -0.01, "positive, got -0.01"),
                                          ("training", "epochs", -3, "≥ 1, got -3"),
                                          ("training", "augmentation", "yes", "true or false"),
                                          ("model", "width", -8, "≥ 1, got -8"),
+                                         ("model", "feedforward", 0, "≥ 1, got 0"),
                                          ("model", "cutoff", "4 Å", "a positive number, got '4 Å'")]:
         with pytest.raises(ConfigError, match=f"^config: {section}\\.{key} must be .*{message}"):
             make_config({**good, section: {key: value}})

@@ -10,8 +10,12 @@ Haar rotation per structure per epoch (inverted with probability ½). ``training
 weights of a saved model (fine-tuning, or pretraining on cheap labels first); its composition offset is then
 re-fitted on the new training data. Validation runs every epoch without
 augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
-atomically every epoch) holds everything needed for ``--resume`` to continue exactly. Outputs in
-``output_dir``: ``log.csv``, ``log.json``, ``learning_curve.png``, ``test_metrics.json``, ``train.log``.
+atomically every epoch, and inside an epoch when SIGINT/SIGTERM or ``training.max_hours`` stops the run, which
+is checked before every step) holds everything needed for ``--resume`` to continue exactly, on any device.
+``training.precision`` (float32, tf32, bf16) is the precision of the training steps; validation and test
+errors are always computed in ``training.dtype``. Outputs in
+``output_dir``: ``log.csv``, ``log.json`` (every epoch), ``learning_curve.png`` (at the end of each session),
+``test_metrics.json``, ``train.log``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from symprobe.checks import (Check, ConfigError, check_keys, check_section, choi
                              read_yaml, text)
 from symprobe.files import atomic_write, check_writable, replacing, save_figure
 from symprobe.interrupt import StopRequest, deferred_signals
+from symprobe.models.device import PRECISIONS, device_name, precision
 from symprobe.models.pet import PETModule, default_hypers, load_module, save_model
 from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
@@ -60,6 +65,7 @@ TRAINING_KEYS = {
     "max_hours": None,
     "threads": None,
     "dtype": "float32",
+    "precision": "float32",
     "device": "cpu",
     "init_from": None,
 }
@@ -75,12 +81,12 @@ _TRAINING_CHECKS: dict[str, Check] = {
     "stress_weight": _WEIGHT, "augmentation": flag, "symmetry_penalty": _WEIGHT,
     "penalty": partial(choice, options=("spread", "equigrad")), "penalty_rotations": partial(number, integer=True, minimum=2),
     "max_hours": optional(positive), "threads": optional(_COUNT), "dtype": partial(choice, options=("float32", "float64")),
-    "device": text, "init_from": optional(text),
+    "precision": partial(choice, options=PRECISIONS), "device": text, "init_from": optional(text),
 }
 _MODEL_CHECKS: dict[str, Check] = {
     "species": lambda value, key: [_COUNT(z, f"{key}[]") for z in _list(value, key)],
     "cutoff": positive, "cutoff_width": positive, "width": _COUNT, "heads": _COUNT, "blocks": _COUNT,
-    "layers_per_block": _COUNT, "radial_basis": _COUNT, "angular_degree": _SEED, "invariant": flag,
+    "layers_per_block": _COUNT, "feedforward": optional(_COUNT), "radial_basis": _COUNT, "angular_degree": _SEED, "invariant": flag,
 }
 
 
@@ -130,6 +136,8 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
             raise ConfigError(f"model.width ({model['width']}) must be a multiple of model.heads ({model['heads']})")
         if training["lr_min"] > training["lr"]:
             raise ConfigError(f"training.lr_min ({training['lr_min']}) must not exceed training.lr ({training['lr']})")
+        if training["precision"] != "float32" and training["dtype"] != "float32":
+            raise ConfigError(f"training.precision {training['precision']!r} needs training.dtype float32, got {training['dtype']!r}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", training["device"]):
             raise ConfigError(f"training.device must be 'cpu', 'cuda' or 'cuda:N', got {training['device']!r}")
         data["path"] = str(_resolve_data_path(data["path"], Path(base_dir)))
@@ -350,12 +358,13 @@ def init_weights(module: PETModule, path: Path, train_set: Sequence[Sample], dty
     refit_offset(module, train_set, dtype, batch_size)
 
 
-def refit_best(path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> dict[str, Any]:
-    """Re-fit the composition offset of the saved model at ``path`` on the (un-rotated) training set and
-    save it again; returns its card. During training the offset is fitted on residuals gathered while the
-    weights change, which lags behind the network."""
+def refit_best(path: Path, train_set: Sequence[Sample], dtype: torch.dtype, device: torch.device | str = "cpu",
+               batch_size: int = 4) -> dict[str, Any]:
+    """Re-fit the composition offset of the saved model at ``path`` on the (un-rotated) training set, on
+    ``device``, and save it again; returns its card. During training the offset is fitted on residuals gathered
+    while the weights change, which lags behind the network."""
     data = torch.load(path, map_location="cpu", weights_only=False)
-    module = load_module(path).to(dtype).eval()
+    module = load_module(path).to(dtype).to(device).eval()
     refit_offset(module, train_set, dtype, batch_size)
     card = {**data.get("card", {}), "baseline_refit_on_train": True}
     save_model(module, path, card=card)
@@ -426,101 +435,139 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     warmup_steps = max(1, int(t["warmup_epochs"] * steps_per_epoch))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=t["plateau_factor"], patience=t["plateau_patience"], min_lr=t["lr_min"])
     state = {"epoch": 0, "best_force_mae": math.inf, "best_epoch": -1, "history": [], "wall_seconds": 0.0}
+    within: dict[str, Any] | None = None  # where a checkpoint taken inside an epoch left off
     if resume:
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # a GPU's checkpoint loads anywhere
         module.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         plateau.load_state_dict(saved["plateau"])
         torch.set_rng_state(saved["torch_rng"])
-        state = saved["state"]
+        state, within = saved["state"], saved.get("within_epoch")
         if saved["split"] != split:
             raise ConfigError(f"--resume: the data split of {checkpoint_path} differs from the config's")
+    state["hardware"] = hardware(device, t)
+    start_step = f", step {within['step'] // t['batch_size']}" if within else ""
     print(f"[{config.name}] {module.n_parameters()} parameters, {len(train_set)} train / {len(val_set)} val structures, "
-          f"{steps_per_epoch} steps per epoch, starting at epoch {state['epoch']}", flush=True)
+          f"{steps_per_epoch} steps per epoch, starting at epoch {state['epoch']}{start_step}", flush=True)
+
+    def save_checkpoint(within_epoch: dict[str, Any] | None = None) -> None:
+        _atomic_torch_save(
+            {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict(),
+             "within_epoch": within_epoch},
+            checkpoint_path,
+        )
 
     epoch_seconds: list[float] = []
+    step_seconds: list[float] = []
     epochs_this_session = 0
-    with deferred_signals() as stop:
-        while state["epoch"] < t["epochs"]:
-            if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
-                break
-            if t["max_hours"] is not None and epoch_seconds:
-                elapsed = time.time() - session_start
-                if elapsed + max(epoch_seconds) > 3600 * float(t["max_hours"]):
-                    print(f"[{config.name}] time budget of {t['max_hours']} h reached after epoch {state['epoch']}", flush=True)
+    rows_at_start = len(state["history"])
+    try:
+        with deferred_signals() as stop:
+            while state["epoch"] < t["epochs"]:
+                if stop_after_epochs is not None and epochs_this_session >= stop_after_epochs:
                     break
-            epoch = state["epoch"]
-            start = time.time()
-            rng = np.random.default_rng([int(t["seed"]), epoch])
-            order = rng.permutation(len(train_set))
-            module.train()
-            losses, residuals, seen = [], [], []
-            batches = range(0, len(order), t["batch_size"])
-            bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
-            for b in bar:
-                _interrupted(stop, state, checkpoint_path)
-                batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
-                rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
-                graph, labels = make_batch(batch, rotations, dtype, device)
-                loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
-                residuals.extend(residual.double().tolist())
-                seen.extend(batch)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
-                    scheduler.step()  # in plateau mode only the warmup is stepwise
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
-            bar.close()
-            refit_baseline(module, seen, residuals)
-            module.eval()
-            metrics = evaluate(module, val_set, dtype)
-            if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
-                plateau.step(metrics["force_mae"])
-            seconds = time.time() - start
-            epoch_seconds.append(seconds)
-            state["wall_seconds"] += seconds
-            state["epoch"] = epoch + 1
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
-                   **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
-            state["history"].append(row)
-            if metrics["force_mae"] < state["best_force_mae"]:
-                state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
-                save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
-            _atomic_torch_save(
-                {"model": module.state_dict(), "hypers": module.hypers, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "plateau": plateau.state_dict(), "torch_rng": torch.get_rng_state(), "state": state, "split": split, "config": config.as_dict()},
-                checkpoint_path,
-            )
-            _write_logs(out, state["history"])
-            epochs_this_session += 1
-            _interrupted(stop, state, checkpoint_path)
-            print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
-                  f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
+                if _over_budget(t, session_start, epoch_seconds):
+                    print(f"[{config.name}] time budget of {t['max_hours']:.3g} h reached after epoch {state['epoch']}", flush=True)
+                    break
+                epoch = state["epoch"]
+                rng = np.random.default_rng([int(t["seed"]), epoch])
+                order = rng.permutation(len(train_set))
+                done = within or {"step": 0, "losses": [], "residuals": [], "seconds": 0.0}
+                within = None
+                if "rng" in done:
+                    rng.bit_generator.state = done["rng"]  # where the stopped epoch's draws left off
+                losses, residuals = done["losses"], done["residuals"]
+                seen = [train_set[k] for k in order[: done["step"]]]
+                start = time.time() - done["seconds"]
+                module.train()
+                batches = range(done["step"], len(order), t["batch_size"])
+                bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
+                for b in bar:
+                    if stop.requested or _over_budget(t, session_start, step_seconds):
+                        save_checkpoint({"step": b, "rng": rng.bit_generator.state, "losses": losses, "residuals": residuals, "seconds": time.time() - start})
+                        break
+                    step_start = time.time()
+                    batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
+                    rotations = [random_o3(rng) for _ in batch] if t["augmentation"] else None
+                    graph, labels = make_batch(batch, rotations, dtype, device)
+                    with precision(t["precision"], device):
+                        loss, residual = _loss(module, graph, labels, t, rng, batch, dtype)
+                        optimizer.zero_grad()
+                        loss.backward()
+                    residuals.extend(residual.double().tolist())
+                    seen.extend(batch)
+                    optimizer.step()
+                    if t["schedule"] == "cosine" or scheduler.last_epoch < warmup_steps:
+                        scheduler.step()  # in plateau mode only the warmup is stepwise
+                    losses.append(loss.item())
+                    bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+                    step_seconds.append(time.time() - step_start)
+                bar.close()
+                if len(seen) < len(order):
+                    where = f"in epoch {epoch + 1} after {len(seen) // t['batch_size']} of {steps_per_epoch} steps"
+                    _interrupted(stop, where, checkpoint_path)
+                    print(f"[{config.name}] time budget of {t['max_hours']:.3g} h reached {where}, saved in {checkpoint_path}", flush=True)
+                    break
+                refit_baseline(module, seen, residuals)
+                module.eval()
+                metrics = evaluate(module, val_set, dtype)
+                if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
+                    plateau.step(metrics["force_mae"])
+                seconds = time.time() - start
+                epoch_seconds.append(seconds)
+                state["wall_seconds"] += seconds
+                state["epoch"] = epoch + 1
+                row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                       **{f"val_{k}": v for k, v in metrics.items()}, "epoch_seconds": seconds, "wall_seconds": state["wall_seconds"]}
+                state["history"].append(row)
+                if metrics["force_mae"] < state["best_force_mae"]:
+                    state["best_force_mae"], state["best_epoch"] = metrics["force_mae"], epoch + 1
+                    save_model(module, out / "best.pt", card={"epoch": epoch + 1, "val": metrics, "config": config.as_dict(), "split": split})
+                save_checkpoint()
+                _write_logs(out, state["history"])
+                epochs_this_session += 1
+                _interrupted(stop, f"after epoch {state['epoch']}", checkpoint_path)
+                print(f"[{config.name}] epoch {epoch + 1}: loss {row['train_loss']:.4g}, val energy MAE {metrics['energy_mae']:.2f} meV/atom, "
+                      f"force MAE {metrics['force_mae']:.1f} meV/Å, RMSE {metrics['force_rmse']:.1f} meV/Å, lr {row['lr']:.2e}, {seconds:.1f} s", flush=True)
+    finally:  # once per session: a plot takes longer than a GPU epoch
+        if len(state["history"]) > rows_at_start:
+            plot_learning_curve(state["history"], out / "learning_curve.png")
 
     summary = {"name": config.name, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "best_val_force_mae": state["best_force_mae"], "wall_seconds": state["wall_seconds"], "parameters": module.n_parameters(),
                "split": split, "finished": state["epoch"] >= t["epochs"]}
     if (out / "best.pt").exists() and summary["finished"]:
-        refit_best(out / "best.pt", train_set, dtype)
+        refit_best(out / "best.pt", train_set, dtype, device)
     if split["test"] and (out / "best.pt").exists():
-        best = load_module(out / "best.pt").to(dtype).eval()
+        best = load_module(out / "best.pt").to(dtype).to(device).eval()
         summary["test"] = evaluate(best, [samples[k] for k in split["test"]], dtype)
         atomic_write(out / "test_metrics.json", json.dumps(summary["test"], indent=2))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
-def _interrupted(stop: StopRequest, state: dict[str, Any], checkpoint_path: Path) -> None:
-    """Raise ``Interrupted`` if a signal came; the checkpoint holds the last completed epoch."""
-    if not stop.requested:
-        return
-    if state["epoch"] == 0:
-        raise stop.interrupted("stopped in the first epoch, before any checkpoint; nothing to resume")
-    raise stop.interrupted(f"stopped after epoch {state['epoch']}, saved in {checkpoint_path}; continue with --resume "
-                           "(an epoch in progress is run again)")
+def _over_budget(t: dict[str, Any], session_start: float, seconds: Sequence[float]) -> bool:
+    """Whether one more of the units timed in ``seconds`` (steps or epochs of this session, s) would end past
+    ``training.max_hours``; never before one of them has run, so every session makes progress."""
+    if t["max_hours"] is None or not seconds:
+        return False
+    return time.time() - session_start + max(seconds) > 3600 * float(t["max_hours"])
+
+
+def hardware(device: torch.device, t: dict[str, Any]) -> str:
+    """Where and in which precision training ``t`` runs, as the model card gives it."""
+    import platform
+
+    where = device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    return f"{where}, torch {torch.__version__}, {t['dtype'] if t['precision'] == 'float32' else t['precision']}"
+
+
+def _interrupted(stop: StopRequest, where: str, checkpoint_path: Path) -> None:
+    """Raise ``Interrupted`` if a signal came; the checkpoint was just written (``where`` says at which point)."""
+    if stop.requested:
+        raise stop.interrupted(f"stopped {where}, saved in {checkpoint_path}; continue with --resume")
 
 
 def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
@@ -529,7 +576,6 @@ def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    plot_learning_curve(history, out / "learning_curve.png")
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
@@ -553,17 +599,17 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
 
 # --- bundling --------------------------------------------------------------------------------------
 def rotational_errors(module: torch.nn.Module, samples: Sequence[Sample], n_rotations: int = 8, seed: int = 0) -> dict[str, float]:
-    """Spread of predictions over random proper rotations, in float64: RMS over structures and rotations of
-    E(R x) − ⟨E⟩_R (meV per cell) and of Rᵀ F(R x) − ⟨Rᵀ F⟩_R (meV/Å, over atoms and components)."""
+    """Spread of predictions over random proper rotations, in float64 on ``module``'s device: RMS over structures
+    and rotations of E(R x) − ⟨E⟩_R (meV per cell) and of Rᵀ F(R x) − ⟨Rᵀ F⟩_R (meV/Å, over atoms and components)."""
     module = module.to(torch.float64).eval()
     rng = np.random.default_rng(seed)
     energy_dev, force_dev = [], []
     for sample in samples:
         rotations = so3.haar_rotations(n_rotations, rng)
-        graph, _ = make_batch([sample] * n_rotations, list(rotations), torch.float64)
+        graph, _ = make_batch([sample] * n_rotations, list(rotations), torch.float64, module_device(module))
         energies, forces, _ = energy_forces_stress(module, graph)
-        e = energies.detach().numpy()
-        f = np.einsum("kji,kaj->kai", rotations, forces.detach().numpy().reshape(n_rotations, -1, 3))
+        e = energies.detach().cpu().numpy()
+        f = np.einsum("kji,kaj->kai", rotations, forces.detach().cpu().numpy().reshape(n_rotations, -1, 3))
         energy_dev.append(e - e.mean())
         force_dev.append((f - f.mean(axis=0)).ravel())
     return {
@@ -574,10 +620,9 @@ def rotational_errors(module: torch.nn.Module, samples: Sequence[Sample], n_rota
 
 
 def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
-    """Copy the best model of ``config``'s run into the package as built-in ``name``, with a model card
-    (``name.json`` and ``name.md``) whose errors are computed here on the run's test structures."""
-    import platform
-
+    """Copy the best model of ``config``'s run into the package as built-in ``name`` (or into ``weights_dir``),
+    with a model card (``name.json`` and ``name.md``) whose errors are computed here, on ``training.device``,
+    on the run's test structures."""
     from symprobe.models.pet import BUILTIN_NAMES, WEIGHTS_DIR
 
     if weights_dir is None and name not in BUILTIN_NAMES:
@@ -592,8 +637,9 @@ def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None
     samples = load_samples(config.data["path"], float(config.model["cutoff"]))
     staged = out / "bundle-candidate.pt"
     save_model(load_module(out / "best.pt"), staged, card=best_file.get("card"))
-    refit_best(staged, [samples[k] for k in split["train"]], torch.float32)
-    module = load_module(staged).to(torch.float32).eval()
+    device = device_for(str(config.training["device"]))
+    refit_best(staged, [samples[k] for k in split["train"]], torch.float32, device)
+    module = load_module(staged).to(torch.float32).to(device).eval()
     test = [samples[k] for k in split["test"]]
     card = {
         "name": name,
@@ -610,15 +656,15 @@ def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None
         "best_epoch": state["best_epoch"],
         "stages": (stages := training_stages(config, state["epoch"], state["best_epoch"], state["wall_seconds"])),
         "training_wall_hours": sum(stage["wall_seconds"] or 0.0 for stage in stages) / 3600,
-        "hardware": f"2 CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, float32",
+        "hardware": state.get("hardware") or hardware(torch.device("cpu"), config.training),
         "validation": best_file["card"].get("val"),
         "test": {**evaluate(module, test, torch.float32), "units": "energy meV/atom, forces meV/Å", "structures": len(test)},
-        "rotational_errors_float64": {**rotational_errors(load_module(staged), test), "units": "meV/cell, meV/Å",
+        "rotational_errors_float64": {**rotational_errors(load_module(staged).to(device), test), "units": "meV/cell, meV/Å",
                                       "paper_PET": {"energy_per_cell": 5.1, "force": 2.0}},
     }
     target = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     target.mkdir(parents=True, exist_ok=True)
-    save_model(module, target / f"{name}.pt", card=card)
+    save_model(module.cpu(), target / f"{name}.pt", card=card)
     atomic_write(target / f"{name}.json", json.dumps(card, indent=2))
     atomic_write(target / f"{name}.md", model_card_markdown(card, config))
     return card
@@ -657,7 +703,7 @@ Generated by `symprobe train {source} --bundle {card['name']}`; numbers computed
 |---|---|
 | parameters | {card['parameters']} |
 | cutoff | {h['cutoff']} Å (smooth switching over the last {h['cutoff_width']} Å) |
-| width / heads / blocks × layers | {h['width']} / {h['heads']} / {h['blocks']} × {h['layers_per_block']} |
+| width / heads / blocks × layers / feed-forward | {h['width']} / {h['heads']} / {h['blocks']} × {h['layers_per_block']} / {h.get('feedforward') or 2 * h['width']} |
 | invariant inputs only | {h['invariant']} |
 | species | {card['species']} |
 | data | {card['data']['path']} ({card['data']['reference']}) |

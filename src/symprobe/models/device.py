@@ -4,12 +4,15 @@ A device is ``cpu``, ``cuda`` or ``cuda:N``. :func:`resolve_device` turns the na
 :class:`torch.device` or raises :class:`DeviceError` (a ``ValueError``: the CLI reports it in one line with
 exit code 2) when CUDA or that GPU is absent. :func:`strict_float32` turns TF32 off, so float32 matrix
 products on a GPU keep their 24-bit mantissa (audits compare round-off floors across devices).
-:func:`memory_budget` is the number of bytes one batched forward pass may use on a device.
+:func:`precision` runs a block in TF32 or bfloat16 autocast (training only; see benchmarks/train_gpu.py for the
+check that decides). :func:`memory_budget` is the number of bytes one batched forward pass may use on a device.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -51,6 +54,24 @@ def strict_float32() -> None:
     """Turn off TF32 in matrix products and convolutions (a 10-bit mantissa would read as symmetry breaking)."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+PRECISIONS = ("float32", "tf32", "bf16")
+
+
+@contextmanager
+def precision(name: str, device: torch.device) -> Iterator[None]:
+    """Run the block's float32 work in precision ``name``: ``float32`` strict (TF32 off), ``tf32`` (TF32 matrix
+    products, CUDA only) or ``bf16`` (bfloat16 autocast on ``device``). The previous TF32 settings come back after."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision {name!r}: expected one of {', '.join(PRECISIONS)}")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = name == "tf32"
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bf16"):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def memory_budget(device: torch.device) -> int:

@@ -35,7 +35,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def default_hypers(invariant: bool = False) -> dict[str, Any]:
-    """Architecture hyper-parameters (lengths in Å)."""
+    """Architecture hyper-parameters (lengths in Å); ``feedforward`` is the hidden width of each transformer
+    layer's MLP (None: 2 × ``width``, as in the bundled models)."""
     return dict(
         species=[1, 8],
         cutoff=4.0,
@@ -44,6 +45,7 @@ def default_hypers(invariant: bool = False) -> dict[str, Any]:
         heads=4,
         blocks=2,
         layers_per_block=1,
+        feedforward=None,
         radial_basis=8,
         angular_degree=4,
         invariant=invariant,
@@ -59,14 +61,14 @@ def smooth_cutoff(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
 class TransformerLayer(nn.Module):
     """Pre-norm transformer layer whose attention weights are multiplied by per-token cutoff weights."""
 
-    def __init__(self, width: int, heads: int, angular_degree: int):
+    def __init__(self, width: int, heads: int, angular_degree: int, feedforward: int):
         super().__init__()
         self.heads = heads
         self.norm_attention = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
         self.norm_mlp = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, feedforward), nn.SiLU(), nn.Linear(feedforward, width))
         # coefficients of the angular attention bias Σ_p c_hp cos^p (twin only; zero-size otherwise)
         self.angular = nn.Parameter(torch.zeros(heads, angular_degree))
 
@@ -99,6 +101,7 @@ class PETCore(nn.Module):
         self.invariant = bool(hypers["invariant"])
         self.blocks = int(hypers["blocks"])
         width, heads = int(hypers["width"]), int(hypers["heads"])
+        feedforward = 2 * width if hypers.get("feedforward") is None else int(hypers["feedforward"])
         if width % heads:
             raise ValueError(f"width {width} must be a multiple of heads {heads}")
         self.radial_basis = int(hypers["radial_basis"])
@@ -122,7 +125,7 @@ class PETCore(nn.Module):
         self.centre_message = nn.ModuleList([nn.Linear(width, width) for _ in range(self.blocks - 1)])
         self.layers = nn.ModuleList(
             [
-                nn.ModuleList([TransformerLayer(width, heads, self.angular_degree) for _ in range(int(hypers["layers_per_block"]))])
+                nn.ModuleList([TransformerLayer(width, heads, self.angular_degree, feedforward) for _ in range(int(hypers["layers_per_block"]))])
                 for _ in range(self.blocks)
             ]
         )
