@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write
 
 from symprobe.models.pet import load_module
-from symprobe.structures import water_box
-from symprobe.models.qtip4pf import qtip4pf
+from symprobe.testing import write_labelled_water
 from symprobe.train import (ConfigError, _loss, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
                             split_indices, train)
 
@@ -24,19 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def water_data(tmp_path_factory):
+def water_data(tmp_path_factory) -> Path:
     """14 disordered 8-molecule periodic boxes labelled by q-TIP4P/F, as extended XYZ."""
-    potential = qtip4pf(cutoff=6.0)
-    frames = []
-    for seed in range(14):
-        atoms = water_box(2, seed=seed)
-        atoms.positions += np.random.default_rng(seed).normal(0, 0.04, atoms.positions.shape)
-        p = potential.predict(atoms)
-        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces)
-        frames.append(atoms)
-    path = tmp_path_factory.mktemp("data") / "water.extxyz"
-    write(path, frames)
-    return path
+    return write_labelled_water(tmp_path_factory.mktemp("data") / "water.extxyz", 14)
 
 
 def config(data_path, out, **training):

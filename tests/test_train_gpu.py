@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+
+from symprobe.testing import write_labelled_water
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_gpu.py"
@@ -28,22 +29,7 @@ def _script():
 @pytest.fixture(scope="module")
 def water_data(tmp_path_factory) -> Path:
     """12 disordered 8-molecule periodic boxes labelled by q-TIP4P/F, as extended XYZ."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.io import write
-
-    from symprobe.models.qtip4pf import qtip4pf
-    from symprobe.structures import water_box
-
-    potential, frames = qtip4pf(cutoff=6.0), []
-    for seed in range(12):
-        atoms = water_box(2, seed=seed)
-        atoms.positions += np.random.default_rng(seed).normal(0, 0.04, atoms.positions.shape)
-        p = potential.predict(atoms)
-        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces)
-        frames.append(atoms)
-    path = tmp_path_factory.mktemp("data") / "water.extxyz"
-    write(path, frames)
-    return path
+    return write_labelled_water(tmp_path_factory.mktemp("data") / "water.extxyz", 12)
 
 
 def _run(data: Path, out: Path, *flags: str, child: bool = False) -> dict:

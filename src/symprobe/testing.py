@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -342,3 +343,24 @@ def random_pet(invariant: bool = False, seed: int = 0, **hypers):
             layer.angular.normal_(0.0, 1.0)
     module.set_baseline(torch.tensor([-13.6, -432.0]), 0.5)
     return module
+
+
+def write_labelled_water(path: str | Path, n_boxes: int, cutoff: float = 6.0) -> Path:
+    """``n_boxes`` disordered 8-molecule periodic water boxes (seeds 0…n−1, positions jittered by 0.04 Å)
+    labelled with q-TIP4P/F energies (eV) and forces (eV/Å), written as extended XYZ to ``path``: training data
+    with a known answer."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from symprobe.models.qtip4pf import qtip4pf
+    from symprobe.structures import water_box
+
+    potential, frames = qtip4pf(cutoff=cutoff), []
+    for seed in range(n_boxes):
+        atoms = water_box(2, seed=seed)
+        atoms.positions += np.random.default_rng(seed).normal(0, 0.04, atoms.positions.shape)
+        p = potential.predict(atoms)
+        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces)
+        frames.append(atoms)
+    write(path, frames)
+    return Path(path)

@@ -70,8 +70,6 @@ def parse_mts(text: str) -> tuple[str, int]:
 
 ICE_GRIDS = ("0", "i", "2", "2i", "3")  # paper grids of the ice relative-energy convergence (the last is the reference)
 ORIENTATION_DIRECTIONS = 38 * 3  # molecule orientations per snapshot of gas.orientation_energy_convergence
-
-
 ICE_EXPECTED_STEPS = 10  # L-BFGS steps a plan expects per ice relaxation (the shared cells took 3–4 at 0.05 eV/Å)
 GAS_AVERAGED_MOLECULES = 8  # molecules of the timed grid-averaged gas call (costs "gas_avg_s")
 NVE_SIZES = (8, 40)  # gas NVE molecules per variant at which the batched step is timed (quick, full)
