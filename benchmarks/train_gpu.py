@@ -61,7 +61,7 @@ from symprobe.interrupt import Interrupted, deferred_signals
 from symprobe.models.device import DeviceError, device_name, precision, resolve_device
 from symprobe.models.pet import WEIGHTS_DIR, load_module
 from symprobe.models.torch_model import energy_forces_stress
-from symprobe.train import TrainConfig, bundle, load_samples, make_batch, make_config, split_indices, train
+from symprobe.train import TrainConfig, bundle, load_samples, make_batch, make_config, train, training_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def precision_check(checkpoint: Path, config: TrainConfig, device: torch.device,
     ``checkpoint`` and ``CHECK_CELLS`` validation cells; the first candidate within ``NOISE_FACTOR`` × float32
     noise (max |F32 − F64|) is chosen, else float32."""
     samples = load_samples(config.data["path"], float(config.model["cutoff"]))
-    split = split_indices(len(samples), config.data["train"], config.data["val"], config.data["test"], config.data["seed"])
+    split = training_split(config, len(samples))
     cells = [samples[k] for k in split["val"][:CHECK_CELLS]]
 
     def forces(dtype: torch.dtype, name: str) -> torch.Tensor:

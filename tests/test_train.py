@@ -13,7 +13,7 @@ import torch
 from symprobe.models.pet import load_module
 from symprobe.testing import write_labelled_water
 from symprobe.train import (ConfigError, _loss, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
-                            split_indices, train)
+                            split_indices, train, training_split)
 
 SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
 
@@ -195,6 +195,15 @@ def test_split_is_reproducible_and_disjoint():
     assert a == b
     assert len(set(a["train"]) | set(a["val"]) | set(a["test"])) == 45
     assert split_indices(50, 30, 10, 5, seed=4) != a
+
+
+def test_a_training_subset_keeps_validation_and_test_cells(water_data):
+    full = config(water_data, "unused")
+    part = make_config({**full.as_dict(), "data": {**full.data, "train_subset": 3}})
+    whole, subset = training_split(full, 14), training_split(part, 14)
+    assert subset["train"] == whole["train"][:3] and subset["val"] == whole["val"] and subset["test"] == whole["test"]
+    with pytest.raises(ConfigError, match=r"data.train_subset \(9\) must not exceed data.train \(8\)"):
+        make_config({**full.as_dict(), "data": {**full.data, "train_subset": 9}})
 
 
 def test_bad_configs_are_clear_errors(water_data, tmp_path):

@@ -8,7 +8,8 @@ splits it reproducibly from a seed, fits per-species reference energies by least
 with Adam and a warmup + cosine (or plateau) learning-rate schedule. Random O(3) augmentation draws one
 Haar rotation per structure per epoch (inverted with probability ½). ``training.init_from`` starts from the
 weights of a saved model (fine-tuning, or pretraining on cheap labels first); its composition offset is then
-re-fitted on the new training data. Validation runs every epoch without
+re-fitted on the new training data; ``data.train_subset`` trains on a prefix of the training split with the same
+validation and test structures (learning curves). Validation runs every epoch without
 augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
 atomically every epoch, and inside an epoch when SIGINT/SIGTERM or ``training.max_hours`` stops the run, which
 is checked before every step) holds everything needed for ``--resume`` to continue exactly, on any device.
@@ -44,7 +45,7 @@ from symprobe.models.pet import PETModule, default_hypers, load_module, save_mod
 from symprobe.models.torch_model import Graph, energy_forces_stress, neighbour_list, stack_graph
 from symprobe.structures import read_structures, reference_labels, shared_data_dir
 
-DATA_KEYS = {"path": None, "train": None, "val": None, "test": None, "seed": 0}
+DATA_KEYS = {"path": None, "train": None, "val": None, "test": None, "seed": 0, "train_subset": None}
 TRAINING_KEYS = {
     "seed": 0,
     "epochs": 100,
@@ -73,7 +74,7 @@ TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
 
 _COUNT, _SEED = partial(number, integer=True, minimum=1), partial(number, integer=True, minimum=0)
 _WEIGHT = partial(number, minimum=0)
-_DATA_CHECKS: dict[str, Check] = {"path": text, "train": _COUNT, "val": _COUNT, "test": _SEED, "seed": _SEED}
+_DATA_CHECKS: dict[str, Check] = {"path": text, "train": _COUNT, "val": _COUNT, "test": _SEED, "seed": _SEED, "train_subset": optional(_COUNT)}
 _TRAINING_CHECKS: dict[str, Check] = {
     "seed": _SEED, "epochs": _COUNT, "batch_size": _COUNT, "lr": positive, "lr_min": _WEIGHT, "warmup_epochs": _WEIGHT,
     "schedule": partial(choice, options=("cosine", "plateau")), "plateau_patience": _SEED,
@@ -130,6 +131,8 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
         data = check_section(raw.get("data") or {}, _DATA_CHECKS, DATA_KEYS, "data")
         training = check_section(raw.get("training") or {}, _TRAINING_CHECKS, TRAINING_KEYS, "training")
         model = check_section(raw.get("model") or {}, _MODEL_CHECKS, default_hypers(), "model")
+        if data["train_subset"] is not None and data["train_subset"] > data["train"]:
+            raise ConfigError(f"data.train_subset ({data['train_subset']}) must not exceed data.train ({data['train']})")
         if model["cutoff_width"] > model["cutoff"]:
             raise ConfigError(f"model.cutoff_width ({model['cutoff_width']}) must not exceed model.cutoff ({model['cutoff']})")
         if model["width"] % model["heads"]:
@@ -210,6 +213,16 @@ def split_indices(n: int, n_train: int, n_val: int, n_test: int, seed: int) -> d
         "val": order[n_train : n_train + n_val].tolist(),
         "test": order[n_train + n_val : n_train + n_val + n_test].tolist(),
     }
+
+
+def training_split(config: TrainConfig, n: int) -> dict[str, list[int]]:
+    """The split of ``config``: :func:`split_indices`, then only the first ``data.train_subset`` training structures
+    when set (validation and test structures do not depend on it: learning curves)."""
+    d = config.data
+    split = split_indices(n, d["train"], d["val"], d["test"], d["seed"])
+    if d["train_subset"] is not None:
+        split["train"] = split["train"][: d["train_subset"]]
+    return split
 
 
 def random_o3(rng: np.random.Generator) -> np.ndarray:
@@ -415,7 +428,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
 
     cutoff = float(config.model["cutoff"])
     samples = load_samples(config.data["path"], cutoff)
-    split = split_indices(len(samples), config.data["train"], config.data["val"], config.data["test"], config.data["seed"])
+    split = training_split(config, len(samples))
     train_set = [samples[k] for k in split["train"]]
     val_set = [samples[k] for k in split["val"]]
     if t["stress_weight"] > 0 and any(s.stress is None or not s.periodic for s in train_set):

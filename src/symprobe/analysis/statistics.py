@@ -451,5 +451,7 @@ def null_calibration(tests: Mapping[str, Mapping[str, Any]], confidence: float =
             "p_at_least_that_many": float(stats.binom.sf(alarms - 1, len(tests), alpha)), "chi2_per_dof": chi2,
             "family": family, "confidence": confidence,
             "verdict": ("calibrated: two runs of the same variant agree within their error bars" if passed else
-                        f"not calibrated: two runs of the same variant differ in {', '.join(family['significant'])}; "
-                        "error bars too small for these runs, so this stage issues no verdicts")}
+                        f"not calibrated: two runs of the same variant differ in {', '.join(family['significant'])} "
+                        f"(adjusted p = {min(family['adjusted_p'][name] for name in family['significant']):.2g}); either the error "
+                        f"bars are too small for these runs or this is one of the {100 * alpha:g} % false alarms of a correct "
+                        "comparison, so this stage issues no verdicts")}
