@@ -27,13 +27,13 @@ def water_data(tmp_path_factory) -> Path:
     return write_labelled_water(tmp_path_factory.mktemp("data") / "water.extxyz", 14)
 
 
-def config(data_path, out, **training):
+def config(data_path, out, model=None, **training):
     return make_config(
         {
             "name": "tiny",
             "output_dir": str(out),
             "data": {"path": str(data_path), "train": 8, "val": 4, "test": 2, "seed": 1},
-            "model": SMALL_MODEL,
+            "model": {**SMALL_MODEL, **(model or {})},
             "training": {"epochs": 2, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 0.5, "threads": 1, **training},
         }
     )
@@ -124,6 +124,49 @@ def test_init_from_starts_where_the_source_model_ended(water_data, tmp_path):
         train(cfg, progress=False)
     with pytest.raises(ConfigError, match="training.init_from: model file .* does not exist"):
         config(water_data, tmp_path / "x", init_from=str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.parametrize("invariant", [False, True])
+def test_direct_forces_are_equivariant_for_the_twin_and_leave_the_energy_alone(water_data, invariant):
+    from symprobe.models.pet import PETModule
+
+    cfg = config(water_data, "unused")
+    torch.manual_seed(1)
+    module = PETModule({**cfg.model, "invariant": invariant, "direct_forces": True}).double()
+    with torch.no_grad():
+        for head in [*module.core.force_head, *module.core.atom_head]:
+            head[-1].weight.normal_(0, 0.3)
+    plain = PETModule({**cfg.model, "invariant": invariant}).double()
+    plain.load_state_dict({k: v for k, v in module.state_dict().items() if not k.startswith("core.force_head")})
+    sample = load_samples(water_data, module.cutoff)[0]
+    R = random_o3(np.random.default_rng(5))
+    energies, forces = module.direct_forces(make_batch([sample], None, torch.float64)[0])
+    rotated_energies, rotated_forces = module.direct_forces(make_batch([sample], [R], torch.float64)[0])
+    assert torch.equal(energies, plain(make_batch([sample], None, torch.float64)[0]))  # the head never enters E
+    assert forces.abs().max() > 1e-3  # eV/Å: a head that does something
+    turned = (forces @ torch.as_tensor(R).T - rotated_forces).abs().max()  # F(R x) − R F(x)
+    assert (turned < 1e-10) if invariant else (turned > 1e-4)
+
+
+def test_direct_pretraining_then_conservative_fine_tuning(water_data, tmp_path):
+    direct = config(water_data, tmp_path / "direct", model={"direct_forces": True}, epochs=3, batch_size=2, lr=1e-2, forces="direct")
+    first = train(direct, progress=False)
+    history = json.loads((tmp_path / "direct" / "log.json").read_text())
+    assert history[-1]["val_force_mae"] < history[0]["val_force_mae"]  # the head learns (validated on its forces)
+    best = tmp_path / "direct" / "best.pt"
+    assert load_module(best).hypers["direct_forces"] and first["test"]["force_mae"] > 0  # test: −∂E/∂x
+    tuned = train(config(water_data, tmp_path / "tuned", epochs=1, lr=1e-12, lr_min=1e-12, init_from=str(best)), progress=False)
+    source = load_module(best).double()
+    target = load_module(tmp_path / "tuned" / "best.pt").double()
+    assert not target.hypers["direct_forces"] and not any(k.startswith("core.force_head") for k in target.state_dict())
+    sample = load_samples(water_data, source.cutoff)[:1]
+    graph = make_batch(sample, None, torch.float64)[0]
+    forces = [torch.autograd.grad(m(graph.with_coordinates(graph.positions.requires_grad_(), graph.cells)).sum(), graph.positions)[0]
+              for m in (source, target)]
+    assert torch.allclose(forces[0], forces[1], atol=1e-6)  # the fine-tune starts from the pre-trained network
+    assert tuned["best_val_force_mae"] > 0
+    with pytest.raises(ConfigError, match="training.forces 'direct' needs model.direct_forces: true"):
+        config(water_data, tmp_path / "x", forces="direct")
 
 
 def _random_module(invariant: bool, cfg) -> torch.nn.Module:

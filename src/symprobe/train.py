@@ -13,7 +13,9 @@ validation and test structures (learning curves). Validation runs every epoch wi
 augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
 atomically every epoch, and inside an epoch when SIGINT/SIGTERM or ``training.max_hours`` stops the run, which
 is checked before every step) holds everything needed for ``--resume`` to continue exactly, on any device.
-``training.precision`` (float32, tf32, bf16) is the precision of the training steps; validation and test
+``training.forces: direct`` (with ``model.direct_forces: true``) fits the force head's direct forces instead of
+−∂E/∂x: no second derivative, so an epoch costs less (pre-training; validation then uses the direct forces too),
+and a conservative fine-tune starts from it through ``init_from``, dropping the head. ``training.precision`` (float32, tf32, bf16) is the precision of the training steps; validation and test
 errors are always computed in ``training.dtype``. Outputs in
 ``output_dir``: ``log.csv``, ``log.json`` (every epoch), ``learning_curve.png`` (at the end of each session),
 ``test_metrics.json``, ``train.log``.
@@ -69,6 +71,7 @@ TRAINING_KEYS = {
     "precision": "float32",
     "device": "cpu",
     "init_from": None,
+    "forces": "conservative",
 }
 TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
 
@@ -83,11 +86,13 @@ _TRAINING_CHECKS: dict[str, Check] = {
     "penalty": partial(choice, options=("spread", "equigrad")), "penalty_rotations": partial(number, integer=True, minimum=2),
     "max_hours": optional(positive), "threads": optional(_COUNT), "dtype": partial(choice, options=("float32", "float64")),
     "precision": partial(choice, options=PRECISIONS), "device": text, "init_from": optional(text),
+    "forces": partial(choice, options=("conservative", "direct")),
 }
 _MODEL_CHECKS: dict[str, Check] = {
     "species": lambda value, key: [_COUNT(z, f"{key}[]") for z in _list(value, key)],
     "cutoff": positive, "cutoff_width": positive, "width": _COUNT, "heads": _COUNT, "blocks": _COUNT,
     "layers_per_block": _COUNT, "feedforward": optional(_COUNT), "radial_basis": _COUNT, "angular_degree": _SEED, "invariant": flag,
+    "direct_forces": flag,
 }
 
 
@@ -141,6 +146,10 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
             raise ConfigError(f"training.lr_min ({training['lr_min']}) must not exceed training.lr ({training['lr']})")
         if training["precision"] != "float32" and training["dtype"] != "float32":
             raise ConfigError(f"training.precision {training['precision']!r} needs training.dtype float32, got {training['dtype']!r}")
+        if training["forces"] == "direct" and not model["direct_forces"]:
+            raise ConfigError("training.forces 'direct' needs model.direct_forces: true (a force head)")
+        if training["forces"] == "direct" and training["stress_weight"] > 0:
+            raise ConfigError("training.forces 'direct' has no stress: set training.stress_weight to 0")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", training["device"]):
             raise ConfigError(f"training.device must be 'cpu', 'cuda' or 'cuda:N', got {training['device']!r}")
         data["path"] = str(_resolve_data_path(data["path"], Path(base_dir)))
@@ -288,12 +297,18 @@ def fit_baseline(samples: Sequence[Sample], species: Sequence[int]) -> tuple[np.
 
 
 # --- evaluation ------------------------------------------------------------------------------------
-def evaluate(module: torch.nn.Module, samples: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> dict[str, float]:
-    """Energy MAE (meV/atom), force MAE and RMSE (meV/Å) of ``module`` on ``samples`` (no augmentation)."""
+def evaluate(module: torch.nn.Module, samples: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4,
+             direct: bool = False) -> dict[str, float]:
+    """Energy MAE (meV/atom), force MAE and RMSE (meV/Å) of ``module`` on ``samples`` (no augmentation); the
+    forces are −∂E/∂x, or the force head's with ``direct``."""
     energy_errors, force_errors = [], []
     for start in range(0, len(samples), batch_size):
         graph, labels = make_batch(samples[start : start + batch_size], None, dtype, module_device(module))
-        energies, forces, _ = energy_forces_stress(module, graph)
+        if direct:
+            with torch.no_grad():
+                energies, forces = module.direct_forces(graph)
+        else:
+            energies, forces, _ = energy_forces_stress(module, graph)
         energy_errors.append(((energies.detach() - labels["energy"]) / labels["n_atoms"]).double().cpu().numpy())
         force_errors.append((forces.detach() - labels["forces"]).double().cpu().numpy().ravel())
     de, df = np.concatenate(energy_errors), np.concatenate(force_errors)
@@ -308,7 +323,10 @@ def evaluate(module: torch.nn.Module, samples: Sequence[Sample], dtype: torch.dt
 def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor], t: dict[str, Any], rng: np.random.Generator, samples: Sequence[Sample], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The training loss and the energy residuals E_ref − E_pred (S,) of the batch."""
     use_stress = t["stress_weight"] > 0
-    energies, forces, stress = energy_forces_stress(module, graph, stress=use_stress, create_graph=True)
+    if t["forces"] == "direct":
+        (energies, forces), stress = module.direct_forces(graph), None
+    else:
+        energies, forces, stress = energy_forces_stress(module, graph, stress=use_stress, create_graph=True)
     loss = t["energy_weight"] * (((energies - labels["energy"]) / labels["n_atoms"]) ** 2).mean()
     loss = loss + t["force_weight"] * ((forces - labels["forces"]) ** 2).mean()
     if use_stress:
@@ -361,13 +379,14 @@ def refit_offset(module: PETModule, samples: Sequence[Sample], dtype: torch.dtyp
 
 
 def init_weights(module: PETModule, path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> None:
-    """Load the weights of the model file at ``path`` into ``module`` (same hyper-parameters required)
-    and re-fit its composition offset on ``train_set``."""
+    """Load the weights of the model file at ``path`` into ``module`` (same hyper-parameters required, except
+    ``direct_forces``: a force head is dropped, or starts fresh) and re-fit its composition offset on ``train_set``."""
     source = load_module(path)
-    differ = sorted(k for k in module.hypers if source.hypers.get(k) != module.hypers[k])
+    differ = sorted(k for k in module.hypers if k != "direct_forces" and source.hypers.get(k) != module.hypers[k])
     if differ:
         raise ConfigError(f"training.init_from {path}: hyper-parameters {differ} differ from the config's model section")
-    module.load_state_dict(source.state_dict())
+    target = module.state_dict()
+    module.load_state_dict({**target, **{k: v for k, v in source.state_dict().items() if k in target}})
     refit_offset(module, train_set, dtype, batch_size)
 
 
@@ -525,7 +544,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
                     break
                 refit_baseline(module, seen, residuals)
                 module.eval()
-                metrics = evaluate(module, val_set, dtype)
+                metrics = evaluate(module, val_set, dtype, direct=t["forces"] == "direct")
                 if t["schedule"] == "plateau" and epoch >= t["warmup_epochs"]:
                     plateau.step(metrics["force_mae"])
                 seconds = time.time() - start

@@ -10,6 +10,8 @@ per-species reference energies.
   model is translation- and permutation-invariant but *not* rotation-invariant.
 * ``invariant=True`` (the twin): the token sees only |r_ij| (radial basis) and the attention logits get
   a learned bias from the cosines r̂_ij·r̂_ik, so the energy is rotation-invariant to round-off.
+* ``direct_forces=True`` adds a force head for direct-force pre-training: F_i = s · Σ_j f_c(r_ij) h(token_ij) r̂_ij
+  on the last block's tokens (s the energy scale, eV/Å), equivariant for the twin. The energy never uses it.
 
 Smoothness at the cutoff: attention weights of neighbour k are multiplied by f_c(r_ik) (softmax with
 log f_c added to the logits) and bond terms by f_c(r_ij), with f_c going smoothly to zero at the
@@ -49,6 +51,7 @@ def default_hypers(invariant: bool = False) -> dict[str, Any]:
         radial_basis=8,
         angular_degree=4,
         invariant=invariant,
+        direct_forces=False,
     )
 
 
@@ -133,6 +136,7 @@ class PETCore(nn.Module):
             nn.init.normal_(embedding.weight, 0.0, 0.1)  # small beside the geometric features, which carry forces
         self.atom_head = nn.ModuleList([_head(width) for _ in range(self.blocks)])
         self.bond_head = nn.ModuleList([_head(width) for _ in range(self.blocks)])
+        self.force_head = nn.ModuleList([_head(width)] if hypers.get("direct_forces") else [])
 
     def forward(
         self,
@@ -143,6 +147,36 @@ class PETCore(nn.Module):
         structure: torch.Tensor,
         n_structures: int,
     ) -> torch.Tensor:
+        return self.energies_and_tokens(vectors, edge_i, edge_j, numbers, structure, n_structures)[0]
+
+    def energies_and_direct_forces(
+        self,
+        vectors: torch.Tensor,
+        edge_i: torch.Tensor,
+        edge_j: torch.Tensor,
+        numbers: torch.Tensor,
+        structure: torch.Tensor,
+        n_structures: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies (S,) eV and the force head's direct forces (A, 3) eV/Å (needs ``direct_forces=True``)."""
+        if len(self.force_head) == 0:
+            raise ValueError("PET model: built without a force head (hyper-parameter direct_forces: false)")
+        energies, tokens, fc, r, length = self.energies_and_tokens(vectors, edge_i, edge_j, numbers, structure, n_structures)
+        unit = r / torch.where(length > 0, length, torch.ones_like(length))[..., None]
+        weights = self.force_head[0](tokens[:, 1:]).squeeze(-1) * fc  # (A, M), zero on padding
+        return energies, (weights[..., None] * unit).sum(1) * self.energy_scale
+
+    def energies_and_tokens(
+        self,
+        vectors: torch.Tensor,
+        edge_i: torch.Tensor,
+        edge_j: torch.Tensor,
+        numbers: torch.Tensor,
+        structure: torch.Tensor,
+        n_structures: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Energies (S,) eV and the last block's tokens (A, 1 + M, d) with the padded neighbour slots' cutoff
+        weights (A, M), vectors r_ij (A, M, 3) Å and lengths (A, M) Å (zero on padding)."""
         n_atoms = numbers.shape[0]
         species = self.species_index[numbers.clamp(0, 118)]
         if bool((species < 0).any()) or bool((numbers > 118).any()):
@@ -199,7 +233,7 @@ class PETCore(nn.Module):
         # summed in float64: a float32 sum of ~-400 eV atomic terms would round cell energies to meV
         energy_atoms = (energy_atoms * self.energy_scale).double() + self.species_energy[species].double()
         energies = torch.zeros((n_structures,), dtype=torch.float64, device=vectors.device)
-        return energies.index_add(0, structure, energy_atoms)
+        return energies.index_add(0, structure, energy_atoms), tokens, fc, r, length
 
     def _message(self, b: int, centre: torch.Tensor) -> torch.Tensor:
         for k, message in enumerate(self.message):
@@ -243,6 +277,11 @@ class PETModule(nn.Module):
 
     def forward(self, graph: Graph) -> torch.Tensor:
         return self.core(graph.edge_vectors(), graph.edge_i, graph.edge_j, graph.numbers, graph.structure, graph.n_structures)
+
+    def direct_forces(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies (S,) eV and direct forces (A, 3) eV/Å from the force head (not −∂E/∂x)."""
+        return self.core.energies_and_direct_forces(graph.edge_vectors(), graph.edge_i, graph.edge_j, graph.numbers, graph.structure,
+                                                    graph.n_structures)
 
     def set_baseline(self, species_energy: torch.Tensor, energy_scale: float) -> None:
         """Per-species reference energies (eV/atom, in ``hypers['species']`` order) and the energy scale (eV)."""
