@@ -335,6 +335,45 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench -----------------------------------------------------------------------------------------
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="the same symmetry tests for several models on a built-in set of structures")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model specs (as for audit)")
+    p.add_argument("--out", default="symprobe-bench", help="output directory (bench.json, bench.html)")
+    p.add_argument("--grid", default="2i", help="audit grid (default 2i)")
+    p.add_argument("--structures", default=None, help="comma-separated names of built-in structures (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace a bench already in --out")
+    _add_device(p)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from symprobe import so3
+    from symprobe.bench import bench, builtin_set, write_bench
+    from symprobe.files import claim_directory, write_json
+    from symprobe.models.device import resolve_device, strict_float32
+    from symprobe.models.external import load_model
+
+    device = resolve_device(args.device)
+    so3.get(args.grid)  # an unknown grid fails before any work
+    structures = builtin_set([n.strip() for n in args.structures.split(",") if n.strip()] if args.structures else None)
+    out = Path(args.out)
+    claim_directory(out, ["bench.json", "bench.html"], resume=False, overwrite=args.overwrite)
+    strict_float32()
+    models = {spec: load_model(spec, device=device) for spec in args.models}
+    result = bench(models, structures, args.grid)
+    write_json(out / "bench.json", result)
+    write_bench(result, out / "bench.html")
+    for spec, data in result["models"].items():
+        skipped = ", ".join(s["structure"] for s in data["skipped"]) or "none"
+        overall = data["walk_overall"] or {}
+        print(f"{spec}: {len(data['structures'])} structures (skipped: {skipped}); ml-peg mean ΔF "
+              f"{overall.get('mean_dF_meV_per_A', float('nan')):.3g} meV/Å; above its floor on {', '.join(data['breaks_above_floor']) or 'none'}")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")
+    return 0
+
+
 # --- md --------------------------------------------------------------------------------------------
 def _add_md(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="run molecular dynamics from a YAML config")
@@ -477,6 +516,7 @@ COMMANDS = {
     "audit": (_add_audit, _run_audit),
     "train": (_add_train, _run_train),
     "export": (_add_export, _run_export),
+    "bench": (_add_bench, _run_bench),
     "md": (_add_md, _run_md),
     "study": (_add_study, _run_study),
     "demo": (_add_demo, _run_demo),

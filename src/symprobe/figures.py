@@ -16,19 +16,11 @@ from typing import Any
 
 import numpy as np
 from symprobe.files import save_figure
+from symprobe.pages import pyplot as _pyplot
 
 FLOOR = 1e-12  # smallest value drawn on log axes (meV or meV/Å)
 AUDIT_FIGURES = ("convergence.png", "spectrum.png", "distribution.png")  # every figure an audit may write
 FAMILIES = {True: "paper grids (Legendre–Euler)", False: "symprobe smallest rules"}  # convergence curves by ``paper_grid``
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _floor(values) -> np.ndarray:

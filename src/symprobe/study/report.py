@@ -6,36 +6,19 @@ shown comes from the results document, the paper's numbers from its ``paper`` se
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from symprobe.files import atomic_write
+from symprobe.pages import CSS, fmt as _fmt, png_base64 as _png, pyplot as _pyplot, table as _table
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
            "liquid_dynamics", "liquid_drift", "rotational_errors", "ice", "grid_convergence")
 TABLES = ("findings", "calibration", "rotational_errors", "torque", "orientation", "drift", "mts_cost", "gas_nve", "liquid", "ice",
           "grid_convergence")
 COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60", "raw-repeat": "#e59866"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    _pyplot().close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _band(ax, c: dict[str, Any], label: str, colour: str | None = None, scale: float = 1.0) -> None:
@@ -45,32 +28,11 @@ def _band(ax, c: dict[str, Any], label: str, colour: str | None = None, scale: f
         ax.fill_between(x * scale, y - e, y + e, color=line.get_color(), alpha=0.25, lw=0)
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, float):
-        if not np.isfinite(value):
-            raise ValueError(f"non-finite value {value} in the report")
-        return f"{value:.{digits}g}"
-    return html.escape(str(value))
-
-
 def _pm(obs: dict[str, Any] | None, digits: int = 3) -> str:
     if obs is None:
         return "–"
     text = _fmt(obs["value"], digits)
     return text if obs.get("error") is None else f"{text} ± {_fmt(obs['error'], 2)}"
-
-
-def _table(name: str, caption: str, header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f'<table id="table-{name}" class="study-table"><caption>{html.escape(caption)}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -464,12 +426,6 @@ def _agreement(r: dict[str, Any]) -> str:
         items.append(f"<li>MTS cost {m['measured_x_raw']:.2g}× raw MD here (from call costs {m['estimated_x_raw']:.2g}×) vs "
                      f"{m['paper_x_raw']}× in the paper.</li>")
     return "<ul>" + "".join(items) + "</ul>"
-
-
-CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #bbb;padding:3px 6px;text-align:left}
-caption{font-weight:bold;text-align:left;margin-bottom:4px}figure{margin:1em 0}img{max-width:100%}
-.note{background:#fff6d5;padding:0.6em;border-left:4px solid #e0b000}.cite{color:#555;font-size:0.9em}"""
 
 
 def render_report(results: dict[str, Any]) -> str:

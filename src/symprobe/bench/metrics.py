@@ -1,0 +1,146 @@
+"""The bench's measurements on one model: the audit, ml-peg's walk of orientations and the numerical floor."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from ase import Atoms
+
+from symprobe.models.base import Model
+from symprobe.structures import StructureError, check_structure
+
+WALK_SEED = 42
+WALK_STEPS_DEG = (1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0, 40.0)
+WALK_RANDOM = 100
+FLOOR_FACTOR = 10.0  # breaking counts when the walk's mean force difference exceeds this many floors
+ROUNDOFF_FACTOR = 10.0  # the floor is at least this many ε × RMS force
+DEFAULT_GRID = "2i"
+
+
+def walk_rotations(seed: int = WALK_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """ml-peg's walk of orientations: (114, 3, 3) rotation matrices, each the previous one composed with a step,
+    and the angle between successive orientations in degrees (the first from the identity)."""
+    from scipy.spatial.transform import Rotation
+
+    axes = np.random.default_rng(seed).normal(size=(len(WALK_STEPS_DEG), 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    steps = Rotation.concatenate([Rotation.from_rotvec(np.radians(WALK_STEPS_DEG)[:, None] * axes),
+                                  Rotation.random(WALK_RANDOM, random_state=seed)]).as_matrix()
+    orientations, current = [], np.eye(3)
+    for step in steps:
+        current = step @ current
+        orientations.append(current)
+    frames = np.concatenate([np.eye(3)[None], orientations])
+    relative = [np.degrees(np.arccos(np.clip((np.trace(b @ a.T) - 1) / 2, -1, 1))) for a, b in zip(frames[:-1], frames[1:])]
+    return np.array(orientations), np.array(relative)
+
+
+@dataclass
+class Differences:
+    """|ΔE| per atom (meV/atom) and force MAE (meV/Å) between pairs of predictions, per pair."""
+
+    energy_meV_per_atom: np.ndarray
+    force_mae_meV_per_A: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        return {"mean_dE_meV_per_atom": float(self.energy_meV_per_atom.mean()), "max_dE_meV_per_atom": float(self.energy_meV_per_atom.max()),
+                "mean_dF_meV_per_A": float(self.force_mae_meV_per_A.mean()), "max_dF_meV_per_A": float(self.force_mae_meV_per_A.max())}
+
+
+def _differences(energies: np.ndarray, forces: np.ndarray, first: np.ndarray, second: np.ndarray, n_atoms: int) -> Differences:
+    return Differences(1000 * np.abs(energies[second] - energies[first]) / n_atoms,
+                       1000 * np.abs(forces[second] - forces[first]).mean(axis=(1, 2)))
+
+
+def walk_metric(model: Model, atoms: Atoms) -> dict[str, Any]:
+    """The ml-peg rotational metric of ``model`` on ``atoms`` (see the module docstring), with each pair's angle."""
+    orientations, angles = walk_rotations()
+    batch = model.predict_rotated(atoms, np.concatenate([np.eye(3)[None], orientations]))  # forces in the input frame
+    pairs = _differences(batch.energies, batch.forces, np.arange(len(angles)), np.arange(1, len(angles) + 1), len(atoms))
+    return {**pairs.summary(), "relative_angle_deg": angles.tolist(), "dE_meV_per_atom": pairs.energy_meV_per_atom.tolist(),
+            "dF_meV_per_A": pairs.force_mae_meV_per_A.tolist()}
+
+
+def invariant_permutation(atoms: Atoms, rng: np.random.Generator) -> np.ndarray:
+    """A random reordering of the atoms that every model must ignore: of whole molecules with their two H swapped
+    when the structure is water ordered O, H, H (the order the water models require), else of all atoms."""
+    numbers = atoms.numbers
+    if len(numbers) % 3 == 0 and np.array_equal(numbers.reshape(-1, 3), np.tile([8, 1, 1], (len(numbers) // 3, 1))):
+        molecules = rng.permutation(len(numbers) // 3)
+        return (3 * molecules[:, None] + np.array([0, 2, 1])).ravel()
+    return rng.permutation(len(numbers))
+
+
+def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]:
+    """The model's round-off, in the units of the walk metric: the largest differences between ``atoms`` and a
+    translated and a permuted copy (exact invariances), and no less than ``ROUNDOFF_FACTOR`` × ε × the RMS force
+    (energy per atom) at the model's precision ε (float64 when unknown), since an invariant function computed on
+    rotated inputs rounds differently even where translations and permutations round alike."""
+    from symprobe.audit import model_dtype
+
+    rng = np.random.default_rng(seed)
+    shifted = atoms.copy()
+    shifted.positions += rng.uniform(-1.0, 1.0, 3)  # Å
+    order = invariant_permutation(atoms, rng)
+    predictions = [model.predict(a) for a in (atoms, shifted, atoms[order])]
+    forces = np.stack([predictions[0].forces, predictions[1].forces, predictions[2].forces[np.argsort(order)]])
+    energies = np.array([p.energy for p in predictions])
+    copies = _differences(energies, forces, np.array([0, 0]), np.array([1, 2]), len(atoms))
+    dtype = model_dtype(model)
+    eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
+    roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * float(np.sqrt(np.mean(forces[0] ** 2)))
+    roundoff_energy = 1000 * ROUNDOFF_FACTOR * eps * abs(float(energies[0])) / len(atoms)
+    return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
+            "dF_meV_per_A": max(float(copies.force_mae_meV_per_A.max()), roundoff_force),
+            "translated_permuted_dF_meV_per_A": float(copies.force_mae_meV_per_A.max()), "roundoff_dF_meV_per_A": roundoff_force,
+            "precision": dtype}
+
+
+def bench_model(model: Model, structures: dict[str, Atoms], grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
+    """Audit, ml-peg walk and floor of ``model`` on ``structures``; those it cannot take are listed in ``skipped``."""
+    from symprobe.audit import audit
+
+    kept, skipped = {}, []
+    for name, atoms in structures.items():
+        try:
+            check_structure(atoms, label=name, species=model.species)
+            kept[name] = atoms
+        except StructureError as error:
+            skipped.append({"structure": name, "reason": str(error)})
+    rows = {}
+    if kept:
+        report = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[]).to_dict()
+        for name, result in zip(kept, report["structures"]):
+            walk, floor = walk_metric(model, kept[name]), numerical_floor(model, kept[name])
+            rows[name] = {"audit": _audit_row(result), "walk": walk, "floor": floor,
+                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300)}
+    walks = [rows[n]["walk"] for n in rows]
+    overall = (Differences(np.concatenate([w["dE_meV_per_atom"] for w in walks]), np.concatenate([w["dF_meV_per_A"] for w in walks])).summary()
+               if walks else None)
+    return {"model": getattr(model, "name", type(model).__name__), "structures": rows, "skipped": skipped, "walk_overall": overall,
+            "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]]}
+
+
+def _audit_row(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n_atoms", "periodic", "energy_deviation_meV", "force_deviation_rms_meV_per_A", "stress_deviation_rms_meV_per_A3",
+            "torque_raw_eV", "torque_symmetrized_eV")
+    spectrum = result["spectrum"]  # power per λ = 0..lmax; λ ≥ 1 and parity-odd λ = 0 are symmetry breaking
+    return {**{k: result[k] for k in keys}, "energy_deviation_meV_per_atom": result["energy_deviation_meV"] / result["n_atoms"],
+            "spectrum_power_eV2": spectrum["power_eV2"], "spectrum_odd_power_eV2": spectrum["power_odd_eV2"]}
+
+
+def bench(models: dict[str, Model], structures: dict[str, Atoms], grid: str = DEFAULT_GRID,
+          progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """:func:`bench_model` for every model (keyed by its spec), with the settings and the time each took (s)."""
+    result: dict[str, Any] = {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
+                              "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
+                              "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
+    for k, (spec, model) in enumerate(models.items()):
+        start = time.perf_counter()
+        progress(f"[bench] {spec} ({k + 1}/{len(models)})")
+        result["models"][spec] = bench_model(model, structures, grid)
+        result["seconds"][spec] = time.perf_counter() - start
+    return result

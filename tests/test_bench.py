@@ -1,0 +1,100 @@
+"""``symprobe bench``: the built-in set (ice rules, species skipping), ml-peg's walk, the numerical floor, and known
+answers: an exactly invariant model stays at its floor, one with a known orientation term rises above it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from symprobe.bench import FLOOR_FACTOR, bench, builtin_set, euler_orientation, ice_ih, walk_rotations
+from symprobe.bench.metrics import WALK_STEPS_DEG, bench_model, invariant_permutation, numerical_floor, walk_metric
+from symprobe.cli import main
+from symprobe.models.external import load_model
+from symprobe.models.qtip4pf import qtip4pf
+from symprobe.testing import anisotropic_qtip4pf
+
+
+def test_euler_orientation_balances_every_vertex():
+    rng = np.random.default_rng(0)
+    edges = [(a, b) for a, b in rng.integers(0, 12, size=(60, 2)) if a != b]
+    edges += [(k, (k + 1) % 12) for k in range(12)]  # connected
+    degree = np.bincount(np.array(edges).ravel(), minlength=12)
+    odd = list(np.where(degree % 2)[0])
+    edges += list(zip(odd[::2], odd[1::2]))  # pair up the odd vertices: every degree even
+    tails = euler_orientation(12, edges)
+    out = np.bincount(tails, minlength=12)
+    assert np.array_equal(2 * out, np.bincount(np.array(edges).ravel(), minlength=12))
+    with pytest.raises(ValueError, match="odd degree"):
+        euler_orientation(3, [(0, 1), (1, 2)])
+
+
+def test_ice_obeys_the_ice_rules():
+    ice = ice_ih()
+    distances = ice.get_all_distances(mic=True)
+    oxygens, hydrogens = ice.numbers == 8, ice.numbers == 1
+    assert np.array_equal(ice.numbers.reshape(-1, 3), np.tile([8, 1, 1], (32, 1)))  # molecules ordered O, H, H
+    covalent = distances[oxygens][:, hydrogens] < 1.1
+    assert (covalent.sum(axis=1) == 2).all() and (covalent.sum(axis=0) == 1).all()  # two H per O, each H on one O
+    bonds = (distances[oxygens][:, oxygens] < 3.0) & (distances[oxygens][:, oxygens] > 0)
+    assert (bonds.sum(axis=1) == 4).all()  # four O neighbours at ≈ 2.76 Å
+    hydrogen_bonded = (distances[hydrogens][:, oxygens] < 2.0).sum(axis=1)
+    assert (hydrogen_bonded == 2).all()  # each H between its O and one acceptor: one H per O–O bond
+
+
+def test_walk_is_mlpegs_seeded_walk():
+    orientations, angles = walk_rotations()
+    assert orientations.shape == (114, 3, 3) and np.allclose(orientations @ orientations.transpose(0, 2, 1), np.eye(3), atol=1e-12)
+    assert np.allclose(angles[: len(WALK_STEPS_DEG)], WALK_STEPS_DEG, atol=1e-9)  # the small steps come first
+    assert np.allclose(walk_rotations()[0], orientations)  # seeded
+
+
+def test_invariant_permutation_keeps_water_molecules_whole():
+    water = builtin_set(["water liquid"])["water liquid"]
+    order = invariant_permutation(water, np.random.default_rng(1))
+    assert sorted(order) == list(range(len(water))) and np.array_equal(water.numbers[order], water.numbers)
+    assert not np.array_equal(order, np.arange(len(water)))
+    assert (order.reshape(-1, 3)[:, 0] % 3 == 0).all() and (order.reshape(-1, 3).max(1) - order.reshape(-1, 3).min(1) == 2).all()
+
+
+def test_an_exact_model_sits_at_its_floor_and_a_known_term_rises_above_it():
+    structures = builtin_set(["H2O", "CH4"])
+    exact = bench_model(qtip4pf(), structures)
+    assert [s["structure"] for s in exact["skipped"]] == ["CH4"] and "unknown species C" in exact["skipped"][0]["reason"]
+    row = exact["structures"]["H2O"]
+    assert not row["above_floor"] and row["walk"]["mean_dF_meV_per_A"] < 1e-6  # float64 round-off
+    broken = bench_model(anisotropic_qtip4pf({1: 1e-3, 2: 1e-3}), structures)["structures"]["H2O"]
+    assert broken["above_floor"] and broken["walk"]["mean_dF_meV_per_A"] > FLOOR_FACTOR * broken["floor"]["dF_meV_per_A"]
+    assert broken["walk"]["max_dE_meV_per_atom"] > 0.1  # a_ℓ = 1 meV per molecule over 3 atoms
+    small = np.array(broken["walk"]["dF_meV_per_A"][:5])  # 1° steps: smooth breaking changes little
+    assert small.max() < np.array(broken["walk"]["dF_meV_per_A"][-100:]).mean()
+
+
+def test_emt_on_a_rattled_metal_is_at_its_floor():
+    emt = load_model("ase.calculators.emt:EMT")
+    al = builtin_set(["Al fcc"])["Al fcc"]
+    floor, walk = numerical_floor(emt, al), walk_metric(emt, al)
+    assert floor["dF_meV_per_A"] < 1e-6 and walk["mean_dF_meV_per_A"] < FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-9)
+    assert np.abs(emt.predict(al).forces).max() > 0.01  # rattled: forces that can break symmetry
+
+
+def test_bench_command_writes_json_and_html_and_refuses_bad_input(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "builtin:qtip4pf", "--structures", "H2O,CH4", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())
+    assert list(result["models"]) == ["builtin:qtip4pf"] and result["walk_orientations"] == 114
+    page = (out / "bench.html").read_text()
+    assert "table-bench-summary" in page and "CH4" in page and "data:image/png;base64" in page
+    assert "skipped: CH4" in capsys.readouterr().out
+    assert main(["bench", "builtin:qtip4pf", "--structures", "H2O", "--out", str(out)]) == 2  # a used directory
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["bench", "builtin:qtip4pf", "--structures", "H2O,quartz", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("symprobe bench: error: unknown bench structure(s) quartz") and "\n" not in err
+
+
+def test_bench_runs_every_model_given():
+    structures = builtin_set(["H2O"])
+    result = bench({"a": qtip4pf(), "b": qtip4pf()}, structures, progress=lambda line: None)
+    assert list(result["models"]) == ["a", "b"] and set(result["seconds"]) == {"a", "b"}
