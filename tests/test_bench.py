@@ -1,4 +1,4 @@
-"""``symprobe bench``: the built-in set (ice rules, species skipping), ml-peg's walk, the numerical floor, and known
+"""``symprobe bench``: the built-in set (species skipping), ml-peg's walk, the numerical floor, and known
 answers: an exactly invariant model stays at its floor, one with a known orientation term rises above it."""
 
 from __future__ import annotations
@@ -6,41 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
-from symprobe.bench import FLOOR_FACTOR, bench, builtin_set, euler_orientation, ice_ih, walk_rotations
+from symprobe.bench import FLOOR_FACTOR, bench, builtin_set, walk_rotations
 from symprobe.bench.metrics import WALK_STEPS_DEG, bench_model, invariant_permutation, numerical_floor, walk_metric
 from symprobe.cli import main
 from symprobe.models.external import load_model
 from symprobe.models.qtip4pf import qtip4pf
 from symprobe.testing import anisotropic_qtip4pf
-
-
-def test_euler_orientation_balances_every_vertex():
-    rng = np.random.default_rng(0)
-    edges = [(a, b) for a, b in rng.integers(0, 12, size=(60, 2)) if a != b]
-    edges += [(k, (k + 1) % 12) for k in range(12)]  # connected
-    degree = np.bincount(np.array(edges).ravel(), minlength=12)
-    odd = list(np.where(degree % 2)[0])
-    edges += list(zip(odd[::2], odd[1::2]))  # pair up the odd vertices: every degree even
-    tails = euler_orientation(12, edges)
-    out = np.bincount(tails, minlength=12)
-    assert np.array_equal(2 * out, np.bincount(np.array(edges).ravel(), minlength=12))
-    with pytest.raises(ValueError, match="odd degree"):
-        euler_orientation(3, [(0, 1), (1, 2)])
-
-
-def test_ice_obeys_the_ice_rules():
-    ice = ice_ih()
-    distances = ice.get_all_distances(mic=True)
-    oxygens, hydrogens = ice.numbers == 8, ice.numbers == 1
-    assert np.array_equal(ice.numbers.reshape(-1, 3), np.tile([8, 1, 1], (32, 1)))  # molecules ordered O, H, H
-    covalent = distances[oxygens][:, hydrogens] < 1.1
-    assert (covalent.sum(axis=1) == 2).all() and (covalent.sum(axis=0) == 1).all()  # two H per O, each H on one O
-    bonds = (distances[oxygens][:, oxygens] < 3.0) & (distances[oxygens][:, oxygens] > 0)
-    assert (bonds.sum(axis=1) == 4).all()  # four O neighbours at ≈ 2.76 Å
-    hydrogen_bonded = (distances[hydrogens][:, oxygens] < 2.0).sum(axis=1)
-    assert (hydrogen_bonded == 2).all()  # each H between its O and one acceptor: one H per O–O bond
 
 
 def test_walk_is_mlpegs_seeded_walk():

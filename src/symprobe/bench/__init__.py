@@ -1,7 +1,7 @@
 """``symprobe bench MODEL [MODEL…]``: the same symmetry tests for several models on a built-in set of structures.
 
-The set is built with ASE, nothing is downloaded: small molecules (H2O, CH4, NH3, benzene, SO2, ethanol), water
-(a 27-molecule liquid-like cell and a proton-ordered ice Ih cell), and crystals rattled by 0.05 Å so that their
+The set is built with ASE and GenIce2, nothing is downloaded: small molecules (H2O, CH4, NH3, benzene, SO2, ethanol), water
+(a 27-molecule liquid-like cell and GenIce2's 64-molecule proton-disordered ice Ih cell), and crystals rattled by 0.05 Å so that their
 forces do not vanish by symmetry (diamond Si, fcc Al, bcc Fe, rocksalt NaCl, wurtzite ZnO, graphene in a
 20 Å vacuum). A structure with species outside a model's is skipped for that model and named.
 
@@ -21,7 +21,7 @@ Per model and structure:
 
 from symprobe.bench.metrics import DEFAULT_GRID, FLOOR_FACTOR, bench, bench_model, numerical_floor, walk_metric, walk_rotations
 from symprobe.bench.report import render_bench, write_bench
-from symprobe.bench.structures import BUILDERS, builtin_set, euler_orientation, ice_ih
+from symprobe.bench.structures import BUILDERS, builtin_set
 
-__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_model", "builtin_set", "euler_orientation", "ice_ih", "numerical_floor",
+__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_model", "builtin_set", "numerical_floor",
            "render_bench", "walk_metric", "walk_rotations", "write_bench"]
