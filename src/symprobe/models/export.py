@@ -166,7 +166,7 @@ def export_metatomic(
     description: str = "",
     species: List[int] | None = None,
     dtype: torch.dtype | None = None,
-    grid: "str | Quadrature | None" = None,
+    grid: str | Quadrature | None = None,
 ) -> Path:
     """Write ``model`` (a :class:`~symprobe.models.torch_model.TorchModel` or a torch module with a
     ``cutoff`` in Å) as a metatomic model file at ``path`` (energy in eV, lengths in Å).
