@@ -85,6 +85,8 @@ CASES = [
     Case("grids-unknown", "`--export nope`", ["grids", "--export", "nope", "q.npz"], 2, "unknown quadrature 'nope'"),
     Case("export-not-torch", "an ASE calculator", ["export", "ase.calculators.lj:LennardJones", "lj.pt"], 2,
          "only symprobe torch models can be exported"),
+    Case("export-unknown-grid", "`--grid nope`", ["export", "builtin:water-pet", "pet.pt", "--grid", "nope"], 2,
+         "unknown quadrature 'nope'"),
 ]
 
 

@@ -309,6 +309,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="precision of the exported model (default: the model's own)")
     p.add_argument("--name", default=None, help="model name stored in the metadata")
+    p.add_argument("--grid", default=None, metavar="NAME",
+                   help="export the model's average over the rotations of quadrature NAME (e.g. O+i, 2i; see "
+                   "`symprobe grids`), all rotated copies in one model call; default: the model as it is")
     _add_device(p)
 
 
@@ -317,6 +320,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     import torch
 
+    from symprobe import so3
     from symprobe.files import check_writable
     from symprobe.models.device import resolve_device
     from symprobe.models.export import export_metatomic
@@ -324,14 +328,16 @@ def _run_export(args: argparse.Namespace) -> int:
     from symprobe.models.torch_model import TorchModel
 
     dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    grid = None if args.grid is None else so3.get(args.grid)
     device = resolve_device(args.device)
     check_writable(Path(args.output).parent)
     model = load_model(args.model, dtype=dtype, device=device)
     if not isinstance(model, TorchModel):
         raise ValueError(f"{args.model!r}: only symprobe torch models can be exported (got {type(model).__name__})")
-    path = export_metatomic(model, args.output, name=args.name)
+    path = export_metatomic(model, args.output, name=args.name, grid=grid)
+    averaged = "" if grid is None else f", averaged over {grid.name} ({len(grid)} rotations)"
     print(f"wrote {path} (metatomic model '{args.name or model.name}', {str(model.dtype).removeprefix('torch.')}, "
-          f"cutoff {model.cutoff} Å, species {sorted(model.species or [])})")
+          f"cutoff {model.cutoff} Å, species {sorted(model.species or [])}{averaged})")
     return 0
 
 

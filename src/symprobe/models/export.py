@@ -15,6 +15,12 @@ loading it does not need symprobe.
 Per-atom energies and ``selected_atoms`` (domain decomposition in LAMMPS) reuse the same core: the
 ``structure`` index of each atom decides which energy it is summed into, so routing unselected atoms to a
 discarded extra slot, or giving every atom its own slot, costs nothing extra.
+
+With a quadrature (``grid``), the exported model is the grid average E(x) = Σ_k w_k E(R_k x) of
+:class:`symprobe.symmetrize.GridAverage`: the K rotated copies of the pair vectors, r_ij → R_k r_ij, go
+through one core call (copy k's atoms and energy slots offset by k), and the K energies of every slot are
+contracted with the weights; forces and stress, by autograd, are then the grid averages too. Without a grid
+the rule is the identity alone (K = 1).
 """
 
 from pathlib import Path
@@ -31,16 +37,22 @@ from metatomic.torch import (
     System,
 )
 
+from symprobe import so3
+from symprobe.so3 import Quadrature
+
 CORE_SIGNATURE = "forward(vectors, edge_i, edge_j, numbers, structure, n_structures: int) -> energies"
 
 
 class PairVectorEnergy(torch.nn.Module):
-    """metatomic ``ModelInterface`` around a core on pair vectors (see the module docstring)."""
+    """metatomic ``ModelInterface`` around a core on pair vectors (see the module docstring), averaged over
+    ``rotations`` (K, 3, 3) acting as r_ij → R r_ij, with ``weights`` (K,) summing to 1."""
 
-    def __init__(self, core: torch.nn.Module, cutoff: float):
+    def __init__(self, core: torch.nn.Module, cutoff: float, rotations: torch.Tensor, weights: torch.Tensor):
         super().__init__()
         self.core = core
         self.neighbors = NeighborListOptions(cutoff=cutoff, full_list=True, strict=True, requestor="symprobe")
+        self.register_buffer("rotations", rotations)
+        self.register_buffer("weights", weights)
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
         return [self.neighbors]
@@ -85,7 +97,7 @@ class PairVectorEnergy(torch.nn.Module):
         # unselected atoms are summed into one extra slot that is dropped
         slot = torch.where(selected, slot, torch.full_like(slot, n_slots))
         all_vectors = torch.cat(vectors)
-        energies = self.core(all_vectors, torch.cat(edge_i), torch.cat(edge_j), torch.cat(numbers), slot, n_slots + 1)
+        energies = self.averaged_core(all_vectors, torch.cat(edge_i), torch.cat(edge_j), torch.cat(numbers), slot, n_slots + 1)
         energies = energies[:n_slots].to(all_vectors.dtype)  # the core sums in float64; metatomic wants the model's
         if per_atom:
             labels = Labels(
@@ -102,6 +114,30 @@ class PairVectorEnergy(torch.nn.Module):
             properties=Labels(["energy"], torch.tensor([[0]], device=device)),
         )
         return {"energy": TensorMap(Labels(["_"], torch.tensor([[0]], device=device)), [block])}
+
+    def averaged_core(
+        self,
+        vectors: torch.Tensor,
+        edge_i: torch.Tensor,
+        edge_j: torch.Tensor,
+        numbers: torch.Tensor,
+        slot: torch.Tensor,
+        n_slots: int,
+    ) -> torch.Tensor:
+        """Σ_k w_k core(R_k r_ij) per slot (eV), from one core call on the K rotated copies of the edges (Å)."""
+        k = self.rotations.shape[0]
+        n_atoms = numbers.shape[0]
+        copy = torch.arange(k, dtype=torch.long, device=vectors.device).reshape(-1, 1)
+        rotated = torch.einsum("kab,eb->kea", self.rotations, vectors).reshape(-1, 3)
+        energies = self.core(
+            rotated,
+            (edge_i.reshape(1, -1) + copy * n_atoms).reshape(-1),
+            (edge_j.reshape(1, -1) + copy * n_atoms).reshape(-1),
+            numbers.repeat(k),
+            (slot.reshape(1, -1) + copy * n_slots).reshape(-1),
+            k * n_slots,
+        )
+        return self.weights.to(energies.dtype) @ energies.reshape(k, n_slots)
 
 
 def exportable_core(module: torch.nn.Module) -> torch.nn.Module:
@@ -130,11 +166,13 @@ def export_metatomic(
     description: str = "",
     species: List[int] | None = None,
     dtype: torch.dtype | None = None,
+    grid: str | Quadrature | None = None,
 ) -> Path:
     """Write ``model`` (a :class:`~symprobe.models.torch_model.TorchModel` or a torch module with a
     ``cutoff`` in Å) as a metatomic model file at ``path`` (energy in eV, lengths in Å).
 
     ``species`` (atomic numbers) defaults to the model's; ``dtype`` to the model's evaluation precision.
+    ``grid`` (a quadrature or its name, see :func:`symprobe.so3.get`) exports the model's average over it.
     """
     import copy
 
@@ -157,8 +195,10 @@ def export_metatomic(
     dtype = dtype or next(module.parameters(), torch.zeros((), dtype=torch.float64)).dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"metatomic models are float32 or float64, not {dtype}")
+    quadrature = so3.identity() if grid is None else so3.get(grid)
     core = copy.deepcopy(exportable_core(module)).to(dtype=dtype).eval()
-    wrapper = PairVectorEnergy(core, float(module.cutoff)).eval()
+    rotations, weights = (torch.tensor(a, dtype=dtype) for a in (quadrature.rotations, quadrature.weights))
+    wrapper = PairVectorEnergy(core, float(module.cutoff), rotations, weights).eval()
     capabilities = ModelCapabilities(
         outputs={"energy": ModelOutput(quantity="", unit="eV", sample_kind="atom")},
         atomic_types=[int(z) for z in sorted(species)],
@@ -167,9 +207,10 @@ def export_metatomic(
         supported_devices=["cpu", "cuda"],
         dtype="float64" if dtype == torch.float64 else "float32",
     )
+    averaged = "" if grid is None else f", averaged over the {len(quadrature)} rotations of {quadrature.name}"
     metadata = ModelMetadata(
         name=name or type(module).__name__,
-        description=description or "exported by symprobe (energy from pair vectors; forces and stress by autograd)",
+        description=description or f"exported by symprobe (energy from pair vectors{averaged}; forces and stress by autograd)",
     )
     path = Path(path)
     if path.suffix != ".pt":
