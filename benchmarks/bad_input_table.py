@@ -87,6 +87,9 @@ CASES = [
          "only symprobe torch models can be exported"),
     Case("export-unknown-grid", "`--grid nope`", ["export", "builtin:water-pet", "pet.pt", "--grid", "nope"], 2,
          "unknown quadrature 'nope'"),
+    Case("bench-unknown-structure", "`--structures quartz`", ["bench", "builtin:qtip4pf", "--structures", "H2O,quartz"], 2,
+         "unknown bench structure(s) quartz"),
+    Case("bench-unknown-grid", "`--grid nope`", ["bench", "builtin:qtip4pf", "--grid", "nope"], 2, "unknown quadrature 'nope'"),
 ]
 
 
