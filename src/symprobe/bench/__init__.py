@@ -14,7 +14,7 @@ Per model and structure:
   the force MAE between them in a common frame (meV/Å), mean and max over pairs (ml-peg's
   ``physicality/rotational_symmetry`` benchmark, whose seeds this walk reuses);
 * the numerical floor: the same differences between the structure and a translated and a permuted copy, which
-  every model must give identically in exact arithmetic, and at least 10 ε × the RMS force at the model's
+  every model must give identically in exact arithmetic, and at least 10 ε × the larger of the RMS force and |E|/N per Å at the model's
   precision ε (rotated inputs round differently; :func:`~symprobe.bench.metrics.numerical_floor`); a model breaks
   rotational symmetry above its floor when the walk's mean force difference exceeds ``FLOOR_FACTOR`` × that floor.
 """

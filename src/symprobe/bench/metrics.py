@@ -76,9 +76,11 @@ def invariant_permutation(atoms: Atoms, rng: np.random.Generator) -> np.ndarray:
 
 def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]:
     """The model's round-off, in the units of the walk metric: the largest differences between ``atoms`` and a
-    translated and a permuted copy (exact invariances), and no less than ``ROUNDOFF_FACTOR`` × ε × the RMS force
+    translated and a permuted copy (exact invariances), and no less than ``ROUNDOFF_FACTOR`` × ε × a force scale
     (energy per atom) at the model's precision ε (float64 when unknown), since an invariant function computed on
-    rotated inputs rounds differently even where translations and permutations round alike."""
+    rotated inputs rounds differently even where translations and permutations round alike. The force scale is the
+    RMS force or, if larger, the energy per atom over 1 Å: forces near a minimum are small, but they are
+    differences of terms as large as the energy, and round off like those."""
     from symprobe.audit import model_dtype
 
     rng = np.random.default_rng(seed)
@@ -91,7 +93,8 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
     copies = _differences(energies, forces, np.array([0, 0]), np.array([1, 2]), len(atoms))
     dtype = model_dtype(model)
     eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
-    roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * float(np.sqrt(np.mean(forces[0] ** 2)))
+    force_scale = max(float(np.sqrt(np.mean(forces[0] ** 2))), abs(float(energies[0])) / len(atoms) / 1.0)  # eV/Å
+    roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * force_scale
     roundoff_energy = 1000 * ROUNDOFF_FACTOR * eps * abs(float(energies[0])) / len(atoms)
     return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
             "dF_meV_per_A": max(float(copies.force_mae_meV_per_A.max()), roundoff_force),

@@ -5,6 +5,8 @@ Spec forms:
 * ``builtin:NAME``: a model shipped with symprobe (:func:`builtin_names`);
 * ``metatomic:FILE.pt``: an exported metatomic model (from metatrain, ``symprobe export``, …);
 * ``FILE.pt``: a metatomic model, or a symprobe PET-style model file (``symprobe train`` output);
+* ``sevenn:NAME`` and ``chgnet:VERSION``: pretrained universal potentials whose weights ship in their wheels
+  (:mod:`symprobe.models.pretrained`, the ``pretrained`` extra);
 * ``module:attribute``: any importable object: a :class:`~symprobe.models.base.Model`, an ASE calculator,
   or a zero-argument factory (a class or function) returning either; calculators are wrapped in
   :class:`~symprobe.models.base.CalculatorModel`.
@@ -27,7 +29,7 @@ from ase.calculators.calculator import Calculator
 from symprobe.models.base import BatchPrediction, CalculatorModel, Model, Prediction, stack_rotated_back
 from symprobe.models.device import resolve_device
 
-SPEC_FORMS = "builtin:NAME, metatomic:FILE.pt, a model file (.pt), or module:attribute"
+SPEC_FORMS = "builtin:NAME, metatomic:FILE.pt, a model file (.pt), sevenn:NAME, chgnet:VERSION, or module:attribute"
 MODEL_SUFFIXES = (".pt",)
 OBJECT_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -82,6 +84,8 @@ def load_model(spec: str | os.PathLike, dtype: torch.dtype | None = None, device
         return _load_builtin(spec, spec.removeprefix("builtin:"), dtype, device)
     if spec.startswith("metatomic:"):
         return _load_metatomic(spec, Path(spec.removeprefix("metatomic:")).expanduser(), dtype, device)
+    if spec.startswith(("sevenn:", "chgnet:")):
+        return _load_pretrained(spec, device)
     path = Path(spec).expanduser()
     if not path.exists() and OBJECT_SPEC.fullmatch(spec):
         return _load_object(spec)
@@ -92,6 +96,16 @@ def _load_builtin(spec: str, name: str, dtype: torch.dtype | None, device: torch
     if name not in BUILTIN:
         raise ModelSpecError(f"{spec!r}: unknown built-in model {name!r} (available: {', '.join(BUILTIN)})")
     return BUILTIN[name](dtype, device)
+
+
+def _load_pretrained(spec: str, device: torch.device) -> Model:
+    from symprobe.models.pretrained import PretrainedError, chgnet_model, sevenn_model
+
+    family, _, name = spec.partition(":")
+    try:
+        return (sevenn_model if family == "sevenn" else chgnet_model)(name.strip(), device, spec)
+    except PretrainedError as error:
+        raise ModelSpecError(str(error)) from error
 
 
 def _load_file(spec: str, path: Path, dtype: torch.dtype | None, device: torch.device) -> Model:
