@@ -9,9 +9,10 @@ from __future__ import annotations
 import tempfile
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 
 SPGLIB_DEFAULT = 1e-5  # Å, spglib's own default symprec
+TO_CM = units._hbar * 1e10 / np.sqrt(units._e * units._amu) / units.invcm  # √(eV/Å²/amu) → cm⁻¹
 DEGENERATE_CM = 0.5  # cm⁻¹: reference modes closer than this form one degenerate set
 
 
@@ -29,8 +30,8 @@ def space_group(atoms: Atoms, symprec: float = SPGLIB_DEFAULT) -> str:
 def symmetry_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> float:
     """RMS displacement (Å) of ``atoms`` from its projection onto the symmetry operations of ``reference`` (same
     atoms in the same order), after removing the rigid shift: the part of the structure that breaks the reference's
-    space group. The operations
-    act on fractional coordinates of ``atoms``' own cell; each maps atom i to the reference's image atom."""
+    space group. The operations act on fractional coordinates of ``atoms``' own cell; each maps atom i to the
+    reference's image atom."""
     import spglib
 
     operations = spglib.get_symmetry(_cell(reference), symprec=symprec)
@@ -49,7 +50,8 @@ def symmetry_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DE
 
 def cell_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> float:
     """The strain (dimensionless, largest component) that separates ``atoms``' cell from its projection onto the
-    point operations of ``reference``: the metric G = A Aᵀ (rows of A: cell vectors) averaged as Wᵀ G W over the operations W (fractional)."""
+    point operations of ``reference``: the metric G = A Aᵀ (rows of A: cell vectors) averaged as Wᵀ G W over the
+    operations W (fractional)."""
     import spglib
 
     rotations = spglib.get_symmetry(_cell(reference), symprec=symprec)["rotations"]
@@ -58,17 +60,32 @@ def cell_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DEFAUL
     return float(np.abs(metric - projected).max() / (2 * np.mean(np.diag(projected))))
 
 
-def gamma_frequencies(atoms: Atoms, delta: float = 0.01) -> np.ndarray:
-    """Frequencies at Γ of the periodic cell (cm⁻¹, ascending, imaginary as negative) from central finite
-    differences (four points, ``delta`` Å) of the forces of ``atoms.calc`` (ASE's Vibrations)."""
+def gamma_hessian(atoms: Atoms, delta: float = 0.01) -> np.ndarray:
+    """The (3N, 3N) force-constant matrix at Γ of the periodic cell (eV/Å²) from central finite differences (four
+    points, ``delta`` Å) of the forces of ``atoms.calc`` (ASE's Vibrations)."""
     from ase.vibrations import Vibrations
 
     with tempfile.TemporaryDirectory() as cache:
         vibrations = Vibrations(atoms, name=f"{cache}/vib", delta=delta, nfree=4)
         vibrations.run()
-        frequencies = vibrations.get_frequencies(method="frederiksen")
-    values = np.where(np.abs(frequencies.imag) > np.abs(frequencies.real), -np.abs(frequencies.imag), frequencies.real)
-    return np.sort(values)
+        return vibrations.get_vibrations().get_hessian_2d()
+
+
+def normal_modes(hessian: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues ω² (eV/Å²/amu, ascending) and columns of eigenvectors of the mass-weighted ``hessian``
+    (eV/Å²; ``masses`` per atom, amu)."""
+    mass = np.repeat(masses, 3)
+    return np.linalg.eigh(hessian / np.sqrt(np.outer(mass, mass)))
+
+
+def to_wavenumber(omega2: np.ndarray) -> np.ndarray:
+    """ω² in eV/Å²/amu to frequencies in cm⁻¹ (imaginary ones negative)."""
+    return np.sign(omega2) * np.sqrt(np.abs(omega2)) * TO_CM
+
+
+def gamma_frequencies(atoms: Atoms, delta: float = 0.01) -> np.ndarray:
+    """Frequencies at Γ of the periodic cell (cm⁻¹, ascending, imaginary as negative) of ``atoms.calc``."""
+    return to_wavenumber(normal_modes(gamma_hessian(atoms, delta), atoms.get_masses())[0])
 
 
 def degenerate_sets(reference: np.ndarray, tolerance: float = DEGENERATE_CM, floor: float = 5.0) -> list[list[int]]:

@@ -93,7 +93,7 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
     copies = _differences(energies, forces, np.array([0, 0]), np.array([1, 2]), len(atoms))
     dtype = model_dtype(model)
     eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
-    force_scale = max(float(np.sqrt(np.mean(forces[0] ** 2))), abs(float(energies[0])) / len(atoms) / 1.0)  # eV/Å
+    force_scale = max(float(np.sqrt(np.mean(forces[0] ** 2))), abs(float(energies[0])) / len(atoms))  # eV/Å (|E|/N per Å)
     roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * force_scale
     roundoff_energy = 1000 * ROUNDOFF_FACTOR * eps * abs(float(energies[0])) / len(atoms)
     return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
