@@ -285,8 +285,8 @@ def curve_difference_significance(
     pass ``dof`` = n_blocks − 1). The verdict is Bonferroni: significant when the smallest p-value is
     below (1 − confidence)/n_bins, so the family-wise false-alarm rate stays below 1 − confidence for any
     number of (possibly correlated) bins. χ²/dof of Δ/σ and its p-value (independent Gaussian bins
-    assumed) are reported beside it. Bins where both curves are exactly equal with zero error (e.g. g(r) = 0
-    inside the core) are skipped.
+    assumed) are reported beside it. Bins with zero error are skipped: inside the core (g(r) = 0 in both) and
+    where a few counts fell into one block only, which gives no error estimate (counted as ``bins_without_error``).
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
@@ -295,11 +295,11 @@ def curve_difference_significance(
         raise ValueError(f"curve shapes differ: {a.shape}, {sa.shape}, {b.shape}, {sb.shape}")
     sigma = np.hypot(sa, sb)
     delta = a - b
-    usable = np.isfinite(delta) & np.isfinite(sigma) & ~((sigma == 0) & (delta == 0))
+    # a bin without an error estimate (σ = 0: too few counts for its blocks to scatter) cannot be tested
+    usable = np.isfinite(delta) & np.isfinite(sigma) & (sigma > 0)
     if not usable.any():
-        raise ValueError("no bin has finite values and errors to compare")
-    with np.errstate(divide="ignore"):
-        z = np.where(sigma[usable] > 0, delta[usable] / sigma[usable], np.copysign(np.inf, delta[usable]))
+        raise ValueError("no bin has finite values and nonzero errors to compare")
+    z = delta[usable] / sigma[usable]
     p_values = _two_sided_p(z, sa[usable], sb[usable], dof)
     n_bins = int(usable.sum())
     alpha_per_bin = (1.0 - confidence) / n_bins
@@ -319,6 +319,7 @@ def curve_difference_significance(
         "min_p_value": float(p_values[worst]),
         "alpha_per_bin": alpha_per_bin,
         "n_bins": n_bins,
+        "bins_without_error": int(np.sum(np.isfinite(delta) & (sigma == 0) & (delta != 0))),
         "chi2_per_dof": chi2 / n_bins,
         "chi2_p_value": float(stats.chi2.sf(chi2, n_bins)),
         "confidence": confidence,
