@@ -29,7 +29,7 @@ from ase.calculators.emt import EMT
 
 from symprobe import so3
 from symprobe.analysis.crystal import (SPGLIB_DEFAULT, cell_residual, degenerate_sets, gamma_frequencies, gamma_hessian,
-                                       normal_modes, space_group, splittings, symmetry_residual, to_wavenumber)
+                                       normal_modes, relax_crystal, space_group, splittings, symmetry_residual, to_wavenumber)
 from symprobe.files import write_json
 from symprobe.models.base import CalculatorModel
 from symprobe.symmetrize import GridAverage
@@ -48,17 +48,6 @@ def ideal_cell() -> "Atoms":  # noqa: F821
         energies.append(atoms.get_potential_energy())
     fit = np.polyfit(a_values, energies, 2)
     return bulk("Cu", "fcc", a=-fit[1] / (2 * fit[0]), cubic=True)
-
-
-def relax(atoms, calculator, fmax: float, steps: int = 20000) -> dict:
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
-    converged = bool(optimizer.run(fmax=fmax, steps=steps))
-    return {"atoms": atoms, "steps": optimizer.get_number_of_steps(), "converged": converged}
 
 
 def perturbation_splitting(ideal, term: AnisotropicPairCalculator, sets: list[list[int]], delta: float = 0.01) -> list[float]:
@@ -89,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--grid", default="I", help="rotation grid of the averaged model (default I: 60 rotations, exact to degree 5, above the term's 4)")
     parser.add_argument("--amplitude", type=float, default=0.1, help="A of the known term, eV")
-    parser.add_argument("--fmax", type=float, default=1e-6, help="relaxation target, eV/Å (and eV/Å³ × volume for the cell)")
+    parser.add_argument("--fmax", type=float, default=1e-6, help="relaxation target: forces, eV/Å, and stress × volume / atoms, eV")
     args = parser.parse_args(argv)
     begin = time.time()
     term = AnisotropicPairCalculator(amplitude=args.amplitude)
@@ -104,12 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     sets = degenerate_sets(reference)
     rows = {}
     for name, calculator in models.items():
-        relaxed = relax(start, calculator, args.fmax)
-        atoms = relaxed["atoms"]
+        atoms, steps, converged = relax_crystal(start, calculator, args.fmax)
         frequencies = gamma_frequencies(_with(atoms, calculator))
         rows[name] = {"space_group_default": space_group(atoms, SPGLIB_DEFAULT), "space_group_tight": space_group(atoms, TIGHT),
                       "displacement_residual_A": symmetry_residual(atoms, ideal), "strain_residual": cell_residual(atoms, ideal),
-                      "cell_lengths_A": atoms.cell.lengths().tolist(), "relaxation_steps": relaxed["steps"], "converged": relaxed["converged"],
+                      "cell_lengths_A": atoms.cell.lengths().tolist(), "relaxation_steps": steps, "converged": converged,
                       "gamma_cm": frequencies.tolist(), "splittings_cm": splittings(frequencies, sets)}
         print(name, {k: v for k, v in rows[name].items() if k != "gamma_cm"}, flush=True)
     at_ideal = gamma_frequencies(_with(ideal, term))

@@ -1,7 +1,9 @@
 """Crystal symmetry: the known non-invariant pair term on EMT Cu (forces, stress, angular content), spglib's
-space group and the residual that breaks it, and Γ splittings against first-order perturbation theory."""
+space group and the residual that breaks it, Γ splittings against first-order perturbation theory; ice XI (Cmc2₁)
+and an average over the crystal's point group that keeps it under the PET-style model."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -99,3 +101,47 @@ def test_gamma_splitting_of_the_known_term_matches_perturbation_theory():
     assert min(full) > 0.5  # cm⁻¹
     assert script.perturbation_splitting(ideal, term, sets) == pytest.approx(full, rel=1e-3)
     assert max(splittings(reference, sets)) < 1e-2
+
+
+def _steepest_step(atoms, model, alpha: float = 0.01):
+    """``atoms`` moved by alpha (Å²/eV) × ``model``'s forces."""
+    moved = atoms.copy()
+    moved.positions += alpha * model.predict(atoms).forces
+    return moved
+
+
+def test_ice_xi_cell_and_a_point_group_average_that_keeps_it():
+    pytest.importorskip("genice2", reason="GenIce2 is not installed (pip install 'symprobe[ice]')")
+    import torch
+
+    from symprobe.models.external import load_model
+    from symprobe.study.ice import ice_xi_cell
+
+    ideal = ice_xi_cell()
+    assert len(ideal) == 48 and ideal.get_chemical_symbols()[:3] == ["O", "H", "H"]
+    assert space_group(ideal, 1e-8) == "Cmc2_1 (36)"
+    assert ideal.get_distance(0, 1, mic=True) == pytest.approx(0.9572, abs=1e-3)
+    raw = load_model("builtin:water-pet", dtype=torch.float64)
+    # the raw model's forces break Cmc2₁; averaged over D2 + inversion, which holds the crystal's point group mm2
+    # in this orientation, they respect it to round-off
+    assert symmetry_residual(_steepest_step(ideal, raw), ideal) > 1e-6
+    assert symmetry_residual(_steepest_step(ideal, GridAverage(raw, so3.get("D2+i"))), ideal) < 1e-11
+    assert symmetry_residual(_steepest_step(ideal, load_model("builtin:water-pet-twin", dtype=torch.float64)), ideal) < 1e-11
+
+
+def test_ice_xi_script_writes_each_row_and_resumes(tmp_path, capsys):
+    pytest.importorskip("genice2", reason="GenIce2 is not installed (pip install 'symprobe[ice]')")
+    spec = importlib.util.spec_from_file_location("ice_xi_symmetry", BENCH.with_name("ice_xi_symmetry.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "ice.json"
+    arguments = ["--out", str(out), "--grids", "D2+i", "--steps", "2"]
+    assert script.main(arguments) == 0
+    first = json.loads(out.read_text())
+    assert len(first["models"]) == 3 and out.with_suffix(".png").exists()
+    assert first["ideal"]["space_group"]["tight"] == "Cmc2_1 (36)"
+    assert all(row["relaxation_steps"] == 2 and not row["converged"] for row in first["models"].values())
+    assert script.main(arguments) == 0  # a second call keeps the rows already written
+    assert json.loads(out.read_text())["models"] == first["models"] and capsys.readouterr().out.count("kept from") == 3
+    with pytest.raises(SystemExit, match="other settings"):
+        script.main(["--out", str(out), "--grids", "D2+i", "--steps", "3"])

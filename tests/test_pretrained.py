@@ -42,3 +42,28 @@ def test_weights_that_would_need_a_download_are_refused(spec, words):
     pytest.importorskip(spec.partition(":")[0], reason="the pretrained extra is not installed")
     with pytest.raises(ModelSpecError, match=words):
         load_model(spec)
+
+
+@pytest.mark.parametrize("spec", ["sevenn:7net-0", "chgnet:0.3.0"])
+def test_batched_copies_equal_the_calculator_one_at_a_time(spec):
+    pytest.importorskip(spec.partition(":")[0], reason="the pretrained extra is not installed")
+    import numpy as np
+
+    from symprobe.models.base import CalculatorModel
+    from symprobe.structures import rotate
+    from symprobe.testing import random_rotations
+
+    model = load_model(spec)
+    one_at_a_time = CalculatorModel(model.calculator)
+    boxed = getattr(model, "_boxed", lambda atoms: atoms)  # CHGNet's calculator is given the same cube of vacuum
+    for name, atoms in builtin_set(["H2O", "Si diamond"]).items():
+        copies = [rotate(atoms, R) for R in random_rotations(3, seed=4)]
+        batched = model._pass(copies)
+        for copy, prediction in zip(copies, batched):
+            single = one_at_a_time.predict(boxed(copy))
+            assert abs(prediction.energy - single.energy) < 1e-5, name  # eV, float32
+            assert np.abs(prediction.forces - single.forces).max() < 1e-5, name  # eV/Å
+            if atoms.pbc.all():
+                assert np.abs(prediction.stress - single.stress).max() < 1e-6, name  # eV/Å³
+            else:
+                assert prediction.stress is None

@@ -48,6 +48,28 @@ def ice_cells(frames: Sequence[int]) -> tuple[list[Atoms], str]:
 def genice_cell(seed: int) -> Atoms:
     """A proton-disordered ice Ih cell from GenIce2 (64 H2O, Bernal–Fowler rules, zero net polarisation,
     rigid water with O–H 0.9572 Å); ``seed`` picks the proton arrangement."""
+    atoms = _genice("1h", {}, GENICE_REPEAT, depol="strict", seed=seed)
+    atoms.info = {"name": f"GenIce2 ice Ih, seed {seed} ({len(atoms) // 3} H2O)"}
+    return atoms
+
+
+def ice_xi_cell() -> Atoms:
+    """Proton-ordered ice XI, space group Cmc2₁ (36), 16 H2O in an orthorhombic 8.98 × 7.78 × 7.34 Å cell with c
+    along z: GenIce2's first ice XI candidate (Hirsch & Ojamäe, J. Phys. Chem. B 108, 15856 (2004), table 1, no. 1),
+    its rigid waters (O–H 0.9572 Å) placed on the lattice, then made exactly Cmc2₁ by ASE's ``refine_symmetry``
+    (spglib, 1e-3 Å: GenIce2 rounds the placement at 1e-4 Å). Atoms ordered O, H, H per molecule."""
+    from ase.spacegroup.symmetrize import refine_symmetry
+
+    atoms = _genice("11i", {"type": 1}, (1, 1, 1), depol="none", seed=0)
+    refine_symmetry(atoms, symprec=1e-3)
+    atoms.wrap()
+    atoms.info = {"name": f"ice XI Cmc2₁ ({len(atoms) // 3} H2O)"}
+    return atoms
+
+
+def _genice(lattice: str, options: dict[str, Any], repeat: tuple[int, int, int], depol: str, seed: int) -> Atoms:
+    """GenIce2's ``lattice`` (with its ``options``) × ``repeat`` as periodic Atoms (O, H, H per molecule); GenIce2
+    draws from the global random generators, seeded here with ``seed`` and restored afterwards."""
     import logging
     import random
 
@@ -55,12 +77,12 @@ def genice_cell(seed: int) -> Atoms:
     from genice2.plugin import Format, Lattice, Molecule
 
     numpy_state, python_state = np.random.get_state(), random.getstate()
-    np.random.seed(seed)  # GenIce2 draws from the global generators
+    np.random.seed(seed)
     random.seed(seed)
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        text = GenIce(Lattice("1h"), rep=GENICE_REPEAT).generate_ice(Format("exyz"), water=Molecule("physical_water"), depol="strict")
+        text = GenIce(Lattice(lattice, **options), rep=repeat).generate_ice(Format("exyz"), water=Molecule("physical_water"), depol=depol)
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)
@@ -75,7 +97,6 @@ def genice_cell(seed: int) -> Atoms:
             cell.append([float(x) for x in fields[1:]])
     atoms = Atoms(symbols, positions=positions, cell=cell, pbc=True)
     atoms.wrap()
-    atoms.info = {"name": f"GenIce2 ice Ih, seed {seed} ({len(atoms) // 3} H2O)"}
     return atoms
 
 
