@@ -1,7 +1,8 @@
 """Pretrained models: rotated copies batched in one pass (symprobe's :class:`~symprobe.models.pretrained.PretrainedModel`)
 against their ASE calculator called once per copy, in the same run, on a molecule, a small crystal and a water cell.
 
-Each arm evaluates the same ``--copies`` rotated copies; the best of ``--repeats`` wall times (s) is kept. The ratio
+Each arm evaluates the same ``--copies`` rotated copies; its wall time (s) is the mean of ``--repeats`` calls after a
+warm-up call. The ratio
 is calculator time over batched time (above 1: batching is faster).
 
     python benchmarks/pretrained_batching.py --out results/pretrained_batching.json
@@ -12,26 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from symprobe.bench import builtin_set
 from symprobe.files import write_json
 from symprobe.models.base import CalculatorModel
 from symprobe.models.external import load_model
+from symprobe.study.plan import timed
 from symprobe.testing import random_rotations
 
 STRUCTURES = ("H2O", "Si diamond", "water liquid")
-
-
-def best_time(call, repeats: int) -> float:
-    """The shortest of ``repeats`` wall times of ``call()`` (s)."""
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - begin)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--models", default="sevenn:7net-0,chgnet:0.3.0")
     parser.add_argument("--copies", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
     rotations = random_rotations(args.copies, seed=1)
     structures = builtin_set(STRUCTURES)
@@ -48,10 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(spec)
         one_at_a_time = CalculatorModel(model.calculator)
         boxed = getattr(model, "_boxed", lambda atoms: atoms)
-        model.predict_rotated(structures["H2O"], rotations[:1])  # warm-up
         for name, atoms in structures.items():
-            batched = best_time(lambda: model.predict_rotated(atoms, rotations), args.repeats)
-            single = best_time(lambda: one_at_a_time.predict_rotated(boxed(atoms), rotations), args.repeats)
+            batched = timed(lambda: model.predict_rotated(atoms, rotations), args.repeats)
+            single = timed(lambda: one_at_a_time.predict_rotated(boxed(atoms), rotations), args.repeats)
             rows[f"{spec} / {name}"] = {"atoms": len(atoms), "batched_s": batched, "calculator_s": single, "speedup": single / batched}
             print(spec, name, rows[f"{spec} / {name}"], flush=True)
     write_json(args.out, {"script": "benchmarks/pretrained_batching.py", "arguments": sys.argv[1:] if argv is None else argv,

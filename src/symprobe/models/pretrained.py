@@ -34,7 +34,7 @@ class PretrainedError(ValueError):
 class PretrainedModel(CalculatorModel):
     """A pretrained model with its ASE calculator, species, cutoff (Å) and precision (``dtype``). Rotated copies
     go through the network in the model's own batch mode (:meth:`_pass`), as many at a time as hold
-    ``ATOMS_PER_PASS`` atoms: on a CPU that is 3–9x faster than one calculator call per copy for a small molecule,
+    ``ATOMS_PER_PASS`` atoms: on a CPU that is 4–9x faster than one calculator call per copy for a small molecule,
     while for cells of tens of atoms batching gains nothing and costs memory (16 copies of 81 atoms: 16 GB for
     CHGNet), so they go one at a time. The results are those of the calculator, to float32 round-off."""
 
