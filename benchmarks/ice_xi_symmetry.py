@@ -121,7 +121,8 @@ def plot(result: dict, path: Path) -> None:
 
     plt = pyplot()
     rows = result["models"]
-    labels = [name.split(" (")[0] + ("\n" + name.split(" (")[1].split(" operations")[0] + " ops" if "averaged" in name else "") for name in rows]
+    labels = [name.split(" (")[0].replace("averaged over ", "averaged over\n") + ("\n" + name.split(" (")[1].split(" operations")[0] + " ops" if "averaged" in name else "")
+              for name in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, unit in ((axes[0], "displacement_residual_A", "RMS displacement breaking Cmc2₁ (Å)"), (axes[1], "strain_residual", "strain breaking Cmc2₁")):
         values = [max(row[key], 1e-16) for row in rows.values()]

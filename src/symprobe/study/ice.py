@@ -4,7 +4,8 @@ The cells are the paper's Hayward–Reimers cells from the shared data (frames 2
 relaxed); without the shared data, GenIce2 (optional extra ``ice``) generates proton-disordered cells, one
 seed per requested frame; :func:`ice_cells` says why when neither can be had. Relative energies of proton arrangements are
 compared between raw and averaged models against their physical spread (paper: a change of 0.007 meV/H2O
-against a spread of 0.32 meV/H2O).
+against a spread of 0.32 meV/H2O). :func:`ice_xi_cell` builds proton-ordered ice XI (Cmc2₁) for the crystal
+symmetry benchmark.
 """
 
 from __future__ import annotations
