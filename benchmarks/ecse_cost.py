@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from symprobe.ecse import ECSE
+from symprobe.symmetrize.ecse import ECSE
 from symprobe.files import atomic_write
 from symprobe.models.device import DeviceError, device_name, resolve_device
 from symprobe.models.pet import pet_model

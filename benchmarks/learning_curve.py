@@ -9,11 +9,11 @@ Equal budget means the same number of optimiser steps (``--steps``, batches of 2
 model, so a smaller N sees each structure more often; the warmup is the same number of steps too.
 
 Every ``--every`` steps (rounded to whole epochs) the rotational error of the current weights is computed on
-the test cells (float64, ``--rotations`` Haar rotations each; ``symprobe.train.rotational_errors``): how the
+the test cells (float64, ``--rotations`` Haar rotations each; ``symprobe.training.rotational_errors``): how the
 learned symmetry develops during training. At the end, the best-validation model's test errors (the held-out
 force MAE of the learning curve), its errors on its own training structures and its rotational error.
 
-Resumable: each training lives in ``WORK/MODEL-N`` with its checkpoint (``symprobe.train.train``), and its
+Resumable: each training lives in ``WORK/MODEL-N`` with its checkpoint (``symprobe.training.train``), and its
 rotational errors in ``WORK/MODEL-N/rotational.json``; a rerun continues where the last stopped. ``--jobs``
 trainings run at once, one process and one thread each. Outputs: ``--out`` (JSON) and the figure beside it
 (``.png``): test force MAE against N, rotational error against training step, validation error against step.
@@ -43,7 +43,7 @@ from symprobe.checks import ConfigError, read_yaml
 from symprobe.files import check_writable, save_figure, write_json
 from symprobe.interrupt import Interrupted
 from symprobe.models.pet import PETModule, load_module
-from symprobe.train import TrainConfig, evaluate, load_samples, make_config, rotational_errors, train, training_split
+from symprobe.training import TrainConfig, evaluate, load_samples, make_config, rotational_errors, train, training_split
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"water-pet": "train_water_pet.yaml", "water-pet-twin": "train_water_pet_twin.yaml"}

@@ -9,7 +9,7 @@ Both steps take ``--device`` (cpu, cuda or cuda:N; default cpu): MACE trains, re
 (``mace_run_train --device``, ``MACECalculator(device=...)``; for cuda:N the MACE process selects GPU N).
 
 ``train`` writes ``OUT/{train,valid,test}.xyz``: the structures of
-``symprobe.train.split_indices(190, 150, 20, 20, seed=0)`` with the labels as ``REF_energy`` (eV) and
+``symprobe.training.split_indices(190, 150, 20, 20, seed=0)`` with the labels as ``REF_energy`` (eV) and
 ``REF_forces`` (eV/Å). It trains one epoch through ``mace_run_train`` to measure the epoch time, then resumes
 from that checkpoint (``--restart_latest``) for as many epochs as fit in ``--hours``, the last quarter in
 MACE's stage two (lower learning rate, energy weight 1000). Every MACE process runs with ``--threads``
@@ -100,7 +100,7 @@ def data_file() -> Path:
 
 def split() -> dict[str, list[int]]:
     """The train/val/test indices of symprobe's own water models."""
-    from symprobe.train import split_indices
+    from symprobe.training import split_indices
 
     return split_indices(SPLIT["n"], SPLIT["n_train"], SPLIT["n_val"], SPLIT["n_test"], SPLIT["seed"])
 
@@ -380,7 +380,7 @@ def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 
     result = {
         "model": f"MACE (mace-torch {_mace_version()})",
         "model_file": str(model_path),
-        "split": "symprobe.train.split_indices(190, 150, 20, 20, seed=0), as the bundled models",
+        "split": "symprobe.training.split_indices(190, 150, 20, 20, seed=0), as the bundled models",
         "test_indices": split()["test"],
         "parameters": sum(p.numel() for p in calculator.models[0].parameters()),
         "invariant": True,

@@ -6,12 +6,13 @@ Three steps (metatrain is an optional extra: ``pip install 'symprobe[metatrain]'
     python benchmarks/metatrain_pet.py train [--resume]      # mtt train + mtt export (nice 19, 1 thread)
     python benchmarks/metatrain_pet.py evaluate              # test-set errors → results/metatrain_pet.json
 
-The split is the project's rule, ``symprobe.train.split_indices(190, 150, 20, 20, seed=0)``, as for the
+The split is the project's rule, ``symprobe.training.split_indices(190, 150, 20, 20, seed=0)``, as for the
 bundled models: a seeded permutation of the 190 revPBE0-D3 liquid structures, the first 150 train, the
 next 20 validation, the last 20 test.
-Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å), the model evaluated
-in float64 through ``symprobe.models.external.load_model('metatomic:…')`` on ``--device`` (cpu, cuda or
-cuda:N; default cpu). ``--device`` applies to ``evaluate`` only: ``mtt train`` runs where its own
+Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å) on the 20 test structures,
+the model evaluated in float64 through ``symprobe.models.external.load_model('metatomic:…')`` on ``--device``
+(cpu, cuda or cuda:N; default cpu); throughput (atom-steps/s) in float32 on 192 and 1536 atoms, as in
+``benchmarks/train_water.py``, which runs this step for its side-by-side table. ``--device`` applies to ``evaluate`` only: ``mtt train`` runs where its own
 options (configs/metatrain_pet.yaml, metatrain's ``device``) say.
 """
 
@@ -50,7 +51,7 @@ def write_split(run: Path = RUN) -> dict[str, Path]:
     from ase.io import read, write
 
     from symprobe.files import replacing
-    from symprobe.train import split_indices
+    from symprobe.training import split_indices
 
     frames = read(data_file(), index=":")
     if len(frames) != 190:
@@ -105,16 +106,29 @@ def train(run: Path = RUN, budget_s: float = 90 * 60, resume: bool = False) -> P
     return model
 
 
-def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "metatrain_pet.json", device: str = "cpu") -> dict:
-    """Test-set errors of the exported model (float64, on ``device``) and the time per structure, written as JSON."""
+def test_structures() -> list:
+    """The 20 test structures of the project's split, read from the reference file (not from a run directory)."""
+    from ase.io import read
+
+    from symprobe.training import split_indices
+
+    frames = read(data_file(), index=":")
+    return [frames[i] for i in split_indices(len(frames), 150, 20, 20, seed=0)["test"]]
+
+
+def evaluate(model_path: Path, out: Path = REPO / "results" / "metatrain_pet.json", device: str = "cpu",
+             timing_seconds: float = 5.0) -> dict:
+    """Test-set errors of the exported model (float64, on ``device``) and its throughput (atom-steps/s, float32,
+    like ``benchmarks/train_water.py``) on one test cell (192 atoms) and its 2×2×2 supercell (1536 atoms),
+    with the training record (``training.json`` beside the model), written as JSON."""
     import torch
+    from ase.build import make_supercell
 
     from symprobe.models.external import load_model
     from symprobe.structures import reference_labels
+    from train_water import throughput
 
-    from ase.io import read
-
-    test = read(run / "test.extxyz", index=":")
+    test = test_structures()
     model = load_model(f"metatomic:{model_path}", dtype=torch.float64, device=device)
     energy_errors, force_errors = [], []
     start = time.perf_counter()
@@ -125,16 +139,28 @@ def evaluate(model_path: Path, run: Path = RUN, out: Path = REPO / "results" / "
         force_errors.append((prediction.forces - forces).ravel())
     seconds = (time.perf_counter() - start) / len(test)
     force_errors = np.concatenate(force_errors)
-    training = run / "training.json"
+    cell = test[0].copy()
+    cell.calc = None
+    fast = load_model(f"metatomic:{model_path}", dtype=torch.float32, device=device)
+    training = model_path.parent / "training.json"
     result = {
         "model": "metatrain PET (mtt train, configs/metatrain_pet.yaml)",
         "model_file": str(model_path),
-        "split": "numpy.random.default_rng(0).permutation(190): 150 train / 20 val / 20 test (last 20)",
+        "split": "symprobe.training.split_indices(190, 150, 20, 20, seed=0), as the bundled models",
         "n_test": len(test),
-        "energy_mae_mev_per_atom": 1e3 * float(np.mean(np.abs(energy_errors))),
-        "force_mae_mev_per_A": 1e3 * float(np.mean(np.abs(force_errors))),
-        "force_rmse_mev_per_A": 1e3 * float(np.sqrt(np.mean(force_errors**2))),
+        "invariant": False,
+        "test": {
+            "energy_mae": 1e3 * float(np.mean(np.abs(energy_errors))),
+            "force_mae": 1e3 * float(np.mean(np.abs(force_errors))),
+            "force_rmse": 1e3 * float(np.sqrt(np.mean(force_errors**2))),
+        },
         "seconds_per_structure_float64": seconds,
+        "throughput_atom_steps_per_s": {
+            "192": throughput(fast, cell, timing_seconds),
+            "1536": throughput(fast, make_supercell(cell, 2 * np.eye(3)), timing_seconds),
+        },
+        "evaluation": "errors in float64; throughput in float32, calls = energy, forces and stress (like TorchModel on periodic cells)",
+        "torch_threads": torch.get_num_threads(),
         "device": device,
         "training": json.loads(training.read_text()) if training.exists() else None,
     }
@@ -156,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="train: continue from the newest checkpoint")
     parser.add_argument("--model", type=Path, default=None, help="exported model (default RUN/model.pt)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "metatrain_pet.json")
+    parser.add_argument("--timing-seconds", type=float, default=5.0, help="evaluate: seconds of each throughput measurement")
     parser.add_argument("--device", default="cpu",
                         help="evaluate: where the model runs, cpu (default), cuda or cuda:N; "
                              "mtt train runs where its own options (metatrain's device) say")
@@ -172,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "train":
         print(f"exported: {train(args.run, 60 * args.budget_min, args.resume)}")
     else:
-        print(json.dumps(evaluate(args.model or args.run / "model.pt", args.run, args.out, device), indent=2))
+        print(json.dumps(evaluate(args.model or args.run / "model.pt", args.out, device, args.timing_seconds), indent=2))
     return 0
 
 

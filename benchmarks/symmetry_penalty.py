@@ -5,9 +5,9 @@ differing only in the penalty: none (the control: more training alone), the ener
 rotations, and ORB's Equigrad (|∂E/∂θ|²). For the starting model and each fine-tune: test energy MAE
 (meV/atom), force MAE/RMSE (meV/Å) and the rotational spread of energies (meV/cell) and forces (meV/Å) on
 the test structures (float64, 8 random rotations, as ``benchmarks/train_water.py``); training wall time.
-Runs live in ``runs/penalty-*`` (``--runs``) and resume (``symprobe.train``); the JSON is rewritten after each.
+Runs live in ``runs/penalty-*`` (``--runs``) and resume (``symprobe.training``); the JSON is rewritten after each.
 ``--device`` (cpu, cuda or cuda:N; default cpu) is the fine-tunes' ``training.device`` and where the test
-errors are evaluated; the rotational spreads (``symprobe.train.rotational_errors``) are computed on the CPU.
+errors are evaluated; the rotational spreads (``symprobe.training.rotational_errors``) are computed on the CPU.
 
     python benchmarks/symmetry_penalty.py --out results/symmetry_penalty.json [--epochs 10] [--weight 1e5] [--device cuda]
 """
@@ -24,7 +24,7 @@ import yaml
 from symprobe.files import atomic_write
 from symprobe.models.device import DeviceError, resolve_device
 from symprobe.models.pet import builtin_path, load_module
-from symprobe.train import evaluate, load_samples, make_config, rotational_errors, train
+from symprobe.training import evaluate, load_samples, make_config, rotational_errors, train
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "configs" / "train_water_pet_finetune.yaml"

@@ -4,7 +4,7 @@ seed 0, from configs/train_water_pet*.yaml).
 
 Paper-size means the paper's PET hyper-parameters: cutoff 4 Å, d_model 128, 4 heads, 4 blocks × 2 layers,
 feed-forward 512. Everything else (data, split, loss weights, augmentation) is the bundled configs', except
-``--batch-size``, ``--lr`` and a 2-epoch warmup. Training is ``symprobe.train.train``, so each model's run
+``--batch-size``, ``--lr`` and a 2-epoch warmup. Training is ``symprobe.training.train``, so each model's run
 directory ``OUT/NAME`` holds ``checkpoint.pt`` and its logs, and a second call with the same ``--out`` resumes
 (also from a checkpoint taken inside an epoch, by SIGINT/SIGTERM or by the time budget).
 
@@ -20,7 +20,7 @@ Per call and model:
    ``NOISE_FACTOR`` × that noise, else training stays in strict float32. Decision and numbers go into the JSON;
 3. training until the epochs are done or ``--minutes`` (minus ``RESERVE_SECONDS`` for the end) run out,
    checked before every step;
-4. the held-out cells are evaluated (``test``), and the model is bundled with its card (``symprobe.train.bundle``)
+4. the held-out cells are evaluated (``test``), and the model is bundled with its card (``symprobe.training.bundle``)
    into ``OUT/weights`` as ``water-pet-large`` / ``water-pet-large-twin`` only if its held-out force MAE beats
    its bundled counterpart's card (water-pet, water-pet-twin) and any model already in ``OUT/weights``, which
    it then replaces (the JSON says so). Copy them into src/symprobe/weights by hand.
@@ -61,7 +61,7 @@ from symprobe.interrupt import Interrupted, deferred_signals
 from symprobe.models.device import DeviceError, device_name, precision, resolve_device
 from symprobe.models.pet import WEIGHTS_DIR, load_module
 from symprobe.models.torch_model import energy_forces_stress
-from symprobe.train import TrainConfig, bundle, load_samples, make_batch, make_config, train, training_split
+from symprobe.training import TrainConfig, bundle, load_samples, make_batch, make_config, train, training_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

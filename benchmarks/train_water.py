@@ -6,20 +6,29 @@ training wall time (from the card), inference throughput (atom-steps per second,
 on 192 and 1536 atoms, and the rotational errors on the test structures (float64, next to the paper's PET:
 5.1 meV/cell, 2.0 meV/Å). Each test structure's errors are listed with its shortest O–O distance, and the
 test errors are repeated on the test structures whose shortest O–O distance lies within the training
-structures' range (a test cell outside it is an extrapolation). A "MACE (peer)" row is added from
-results/mace_water.json and a "metatrain PET (reference)" row from results/metatrain_pet.json when they
-exist (``benchmarks/mace_water.py``, ``benchmarks/metatrain_pet.py``, same split; read, not retrained).
+structures' range (a test cell outside it is an extrapolation).
+
+The peers are measured in the same run, one after the other, with the same threads and device: a "MACE
+(peer)" row by ``benchmarks/mace_water.py evaluate`` under ``--mace-python`` (mace-torch pins an e3nn that
+the pretrained extra cannot share, so it lives in its own environment), and a "metatrain PET (reference)"
+row by ``benchmarks/metatrain_pet.py``'s ``evaluate``. Their models (same split, trained by those scripts)
+are kept in results/peer_models/; a peer whose model or Python is absent is left out, with a line on
+stderr. The peers' own JSON files (mace_water.json, metatrain_pet.json) are rewritten beside ``--output``.
+The machine's load average is recorded before and after the run.
 
 ``--device`` (cpu, cuda or cuda:N; default cpu) is where the test and training errors and the throughput
-are measured; the rotational errors (``symprobe.train.rotational_errors``) are computed on the CPU.
+are measured; the rotational errors (``symprobe.training.rotational_errors``) are computed on the CPU.
 
-    python benchmarks/train_water.py --output results/train_water.json [--threads 1] [--device cuda]
+    python benchmarks/train_water.py --output results/train_water.json --threads 1 [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +41,10 @@ from symprobe.models.device import DeviceError, device_name, resolve_device
 from symprobe.models.pet import BUILTIN_NAMES, builtin_path, load_module
 from symprobe.models.torch_model import TorchModel
 from symprobe.structures import read_structures, shared_data_dir
-from symprobe.train import evaluate, load_samples, rotational_errors, split_indices
+from symprobe.training import evaluate, load_samples, rotational_errors, split_indices
 
+HERE = Path(__file__).resolve().parent
+PEERS = HERE.parent / "results" / "peer_models"
 PAPER_PET = {"rotational_energy_per_cell_meV": 5.1, "rotational_force_meV_per_A": 2.0, "test_force_mae_meV_per_A": 16.6}
 
 
@@ -90,15 +101,43 @@ def benchmark_model(name: str, data_path: Path, timing_seconds: float, device: t
     }
 
 
+class PeerMissing(Exception):
+    """A peer model, or the Python that runs it, is not on this machine."""
+
+
+def mace_row(args: argparse.Namespace, out: Path, device: torch.device) -> dict:
+    """The MACE row, measured now by ``mace_water.py evaluate`` in the MACE environment (written to ``out``)."""
+    for needed in (args.mace, args.mace_python):
+        if not needed.exists():
+            raise PeerMissing(f"{needed} does not exist")
+    subprocess.run([str(args.mace_python), str(HERE / "mace_water.py"), "evaluate", "--model", str(args.mace), "--out", str(out),
+                    "--threads", str(torch.get_num_threads()), "--timing-seconds", str(args.timing_seconds),
+                    "--device", str(device)], check=True, stdout=subprocess.DEVNULL)
+    return {**json.loads(out.read_text()), "note": "trained on the same split by benchmarks/mace_water.py; measured in this run"}
+
+
+def metatrain_row(args: argparse.Namespace, out: Path, device: torch.device) -> dict:
+    """The metatrain PET row, measured now by ``metatrain_pet.evaluate`` (written to ``out``)."""
+    if not args.metatrain.exists():
+        raise PeerMissing(f"{args.metatrain} does not exist")
+    from metatrain_pet import evaluate as evaluate_metatrain
+
+    row = evaluate_metatrain(args.metatrain, out, str(device), args.timing_seconds)
+    return {**row, "note": "the paper's architecture by metatrain, same split; measured in this run"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="results/train_water.json")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--timing-seconds", type=float, default=5.0)
     parser.add_argument("--device", default="cpu", help="where the models are evaluated: cpu (default), cuda or cuda:N")
-    parser.add_argument("--mace", default="results/mace_water.json", help="MACE peer row, from benchmarks/mace_water.py evaluate")
-    parser.add_argument("--metatrain", default="results/metatrain_pet.json",
-                        help="metatrain PET row, from benchmarks/metatrain_pet.py evaluate")
+    parser.add_argument("--mace", type=Path, default=PEERS / "mace-water" / "best.model",
+                        help="MACE model from benchmarks/mace_water.py train (training.json beside it)")
+    parser.add_argument("--mace-python", type=Path, default=HERE.parent / ".venv-mace" / "bin" / "python",
+                        help="a Python with mace-torch and symprobe installed (default .venv-mace)")
+    parser.add_argument("--metatrain", type=Path, default=PEERS / "metatrain-pet" / "model.pt",
+                        help="metatrain PET exported by benchmarks/metatrain_pet.py train (training.json beside it)")
     args = parser.parse_args()
     try:
         device = resolve_device(args.device)
@@ -110,29 +149,22 @@ def main() -> None:
     if shared is None:
         raise SystemExit("train_water.py: the shared data directory was not found (set $SYMPROBE_DATA)")
     data_path = shared / "liquid" / "cheng2019_revPBE0-D3_liquid_test190.extxyz"
+    output = Path(args.output)
     result = {
         "units": {"energy_mae": "meV/atom", "force_mae": "meV/Å", "force_rmse": "meV/Å", "rotational": "meV/cell, meV/Å"},
         "torch_threads": torch.get_num_threads(),
         "device": device_name(device),
+        "load_average_before": list(os.getloadavg()),
         "paper_PET": PAPER_PET,
         "models": {name: benchmark_model(name, data_path, args.timing_seconds, device) for name in BUILTIN_NAMES},
     }
-    mace = Path(args.mace)
-    if mace.exists():
-        result["models"]["MACE (peer)"] = {
-            **json.loads(mace.read_text()),
-            "note": f"trained on the same split (150/20/20, seed 0) by benchmarks/mace_water.py; read from {mace}, not retrained",
-        }
-    metatrain = Path(args.metatrain)
-    if metatrain.exists():
-        row = json.loads(metatrain.read_text())
-        result["models"]["metatrain PET (reference)"] = {
-            **row,
-            "test": {"energy_mae": row["energy_mae_mev_per_atom"], "force_mae": row["force_mae_mev_per_A"],
-                     "force_rmse": row["force_rmse_mev_per_A"]},
-            "note": f"the paper's architecture by metatrain, same 150/20/20 split; read from {metatrain}, not retrained",
-        }
-    atomic_write(Path(args.output), json.dumps(result, indent=2))
+    for label, row, name in (("MACE (peer)", mace_row, "mace_water.json"), ("metatrain PET (reference)", metatrain_row, "metatrain_pet.json")):
+        try:
+            result["models"][label] = row(args, output.parent / name, device)
+        except PeerMissing as missing:
+            print(f"train_water.py: {label} left out: {missing}", file=sys.stderr)
+    result["load_average_after"] = list(os.getloadavg())
+    atomic_write(output, json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

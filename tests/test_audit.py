@@ -17,6 +17,7 @@ from ase.io import read, write
 from scipy.spatial.transform import Rotation
 
 from symprobe import audit as A
+from symprobe.audit import run as audit_run
 from symprobe import cli, so3, testing
 from symprobe.models.base import Model
 from symprobe.models.qtip4pf import qtip4pf
@@ -373,7 +374,7 @@ def test_cli_prints_the_estimated_time_before_the_first_structure(tmp_path, caps
         printed.append(capsys.readouterr().out)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(A, "audit_structure", first_sees_the_estimate)
+    monkeypatch.setattr(audit_run, "audit_structure", first_sees_the_estimate)
     code, _, _ = _run(capsys, f"{models_module}:invariant", labelled_file, *FAST, "--out", tmp_path / "out")
     assert code == 0
     lines = [line for line in printed[0].splitlines() if "estimated time" in line]

@@ -8,7 +8,7 @@ import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-from symprobe.ecse import ECSE
+from symprobe.symmetrize.ecse import ECSE
 from symprobe.models.base import CalculatorModel, Model, Prediction
 from symprobe.models.torch_model import Graph, TorchModel
 from symprobe.structures import StructureError, rotate, water_box, water_monomer

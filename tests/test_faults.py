@@ -209,7 +209,7 @@ def test_training_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path, capsys, mo
 
     from symprobe.models.qtip4pf import qtip4pf
     from symprobe.structures import water_box
-    from symprobe.train import _loss
+    from symprobe.training.loop import _loss
 
     potential, frames = qtip4pf(cutoff=6.0), []
     for seed in range(6):
@@ -232,7 +232,7 @@ def test_training_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path, capsys, mo
             os.kill(os.getpid(), signal.SIGTERM)
         return _loss(*args, **kwargs)
 
-    monkeypatch.setattr("symprobe.train._loss", loss_then_signal)
+    monkeypatch.setattr("symprobe.training.loop._loss", loss_then_signal)
     capsys.readouterr()
     assert main(["train", str(tmp_path / "parts.yaml")]) == 130
     message = one_line_error(capsys.readouterr().err, "train")
@@ -253,7 +253,7 @@ AUDIT = ("--grid", "T+i", "--lmax", "1", "--convergence", "paper-0,D2+i")
 def test_audit_keeps_finished_structures_and_resumes(tmp_path, capsys, monkeypatch):
     from ase.io import write
 
-    from symprobe import audit as audit_module
+    from symprobe.audit import run as audit_module
     from symprobe.structures import water_monomer
 
     frames = []

@@ -12,8 +12,9 @@ import torch
 
 from symprobe.models.pet import load_module
 from symprobe.testing import write_labelled_water
-from symprobe.train import (ConfigError, _loss, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
-                            split_indices, train, training_split)
+from symprobe.training import (ConfigError, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
+                               split_indices, train, training_split)
+from symprobe.training.loop import _loss
 
 SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
 

@@ -79,7 +79,7 @@ def test_runbook_trains_in_child_processes_as_on_a_gpu(water_data, tmp_path):
 def test_precision_check_takes_the_first_candidate_within_float32_noise(water_data, tmp_path):
     """On a CPU, TF32 changes nothing (a CUDA setting): it passes with a difference of 0 and is chosen after
     bf16, which changes forces far beyond float32 round-off."""
-    from symprobe.train import train
+    from symprobe.training import train
 
     script = _script()
     args = script.parse(["--toy", "--device", "cpu", "--data", str(water_data), "--out", str(tmp_path)])

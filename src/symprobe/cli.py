@@ -287,7 +287,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
-    from symprobe.train import bundle, load_config, train
+    from symprobe.training import bundle, load_config, train
 
     config = load_config(args.config)
     if args.device is not None:
