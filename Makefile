@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= symprobe-demo
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv venv-mace venv-metatrain clean
 
 $(BIN)/symprobe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,13 @@ $(BIN)/symprobe: pyproject.toml
 	touch $(BIN)/symprobe
 
 venv: $(BIN)/symprobe
+
+# The peer models of benchmarks/mace_water.py and benchmarks/metatrain_pet.py, each in its own environment.
+venv-mace venv-metatrain: venv-%:
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install -q --upgrade pip
+	.venv-$*/bin/pip install -q torch==2.13.0
+	.venv-$*/bin/pip install -q -e ".[$*]"
 
 demo: venv
 	$(BIN)/symprobe demo --out $(OUT)
