@@ -12,8 +12,9 @@ next 20 validation, the last 20 test.
 Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å) on the 20 test structures,
 the model evaluated in float64 through ``symprobe.models.external.load_model('metatomic:…')`` on ``--device``
 (cpu, cuda or cuda:N; default cpu); throughput (atom-steps/s) in float32 on 192 and 1536 atoms, as in
-``benchmarks/train_water.py``, which runs this step for its side-by-side table. ``--device`` applies to ``evaluate`` only: ``mtt train`` runs where its own
-options (configs/metatrain_pet.yaml, metatrain's ``device``) say.
+``benchmarks/train_water.py``, which runs this step for its side-by-side table. ``--device`` applies to
+``evaluate`` only: ``mtt train`` runs where its own options (configs/metatrain_pet.yaml, metatrain's
+``device``) say.
 """
 
 from __future__ import annotations
