@@ -107,16 +107,6 @@ def train(run: Path = RUN, budget_s: float = 90 * 60, resume: bool = False) -> P
     return model
 
 
-def test_structures() -> list:
-    """The 20 test structures of the project's split, read from the reference file (not from a run directory)."""
-    from ase.io import read
-
-    from symprobe.training import split_indices
-
-    frames = read(data_file(), index=":")
-    return [frames[i] for i in split_indices(len(frames), 150, 20, 20, seed=0)["test"]]
-
-
 def evaluate(model_path: Path, out: Path = REPO / "results" / "metatrain_pet.json", device: str = "cpu",
              timing_seconds: float = 5.0) -> dict:
     """Test-set errors of the exported model (float64, on ``device``) and its throughput (atom-steps/s, float32,
@@ -126,6 +116,7 @@ def evaluate(model_path: Path, out: Path = REPO / "results" / "metatrain_pet.jso
     from ase.build import make_supercell
 
     from symprobe.models.external import load_model
+    from mace_water import test_structures  # the same 20 held-out cells as every model of the table
     from symprobe.structures import reference_labels
     from train_water import throughput
 

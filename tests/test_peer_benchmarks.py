@@ -47,7 +47,9 @@ def test_metatomic_peer_errors_equal_symprobe_evaluation_on_the_test_split(tmp_p
     assert row["n_test"] == 20 and all(row["throughput_atom_steps_per_s"][n] > 0 for n in ("192", "1536"))
     own = TorchModel(module, name="random-pet", species=[1, 8], dtype=torch.float64)
     energy, force = [], []
-    for atoms in script.test_structures():
+    from mace_water import test_structures
+
+    for atoms in test_structures():
         reference_energy, reference_forces = reference_labels(atoms)
         prediction = own.predict(atoms)
         energy.append(abs(prediction.energy - reference_energy) / len(atoms))
