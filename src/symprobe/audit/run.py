@@ -36,7 +36,7 @@ def audit(
 
     ``convergence_grids`` default to :func:`default_convergence_grids`; ``lmax`` is the largest λ of the
     spectrum (its rule is exact to 2·lmax and includes inversion when ``grid`` does). ``progress`` shows
-    a tqdm bar; ``on_structure`` is called with each structure's result as it is done; ``model_spec`` is
+    a progress bar (:func:`~symprobe.progress.progress_bar`); ``on_structure`` is called with each structure's result as it is done; ``model_spec`` is
     recorded as given. Checks every structure before evaluating any, so bad input fails fast, unless
     ``skip_failures``: then structures that fail the checks or that the model refuses are left out and
     listed in ``skipped`` with the reason (for real data sets with a few unusable frames). ``done`` are
@@ -69,7 +69,7 @@ def audit(
     convergence_grids = [so3.get(g) for g in (default_convergence_grids() if convergence_grids is None else convergence_grids)]
     rule = spectrum_grid(lmax, grid.improper, grid)
 
-    from tqdm.auto import tqdm
+    from symprobe.progress import progress_bar
 
     results = list(done)
     finished = {r.index for r in results}
@@ -79,7 +79,7 @@ def audit(
             on_estimate(*estimated_seconds(model, [atoms for _, atoms in todo], evaluations([grid, rule, *convergence_grids])))
         except AuditError:  # the model refuses the largest structure: the loop below names it (or skips it)
             pass
-    for k, atoms in tqdm(todo, desc="audit", unit="structure", disable=not progress):
+    for k, atoms in progress_bar(todo, desc="audit", unit="structure", enabled=progress):
         try:
             result = audit_structure(model, atoms, grid, lmax, convergence_grids, rule, index=k)
         except (StructureError, AuditError) as error:

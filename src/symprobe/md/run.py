@@ -244,7 +244,7 @@ def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path
                  ckpt_path: Path, identity: Mapping[str, Any]) -> None:
     """Step ``dyn`` to the config's length, writing log rows, frames and checkpoints at their strides; on
     SIGINT/SIGTERM write a checkpoint after the current step and raise ``Interrupted``."""
-    from tqdm import tqdm
+    from symprobe.progress import progress_bar
 
     n_inner = config.n_inner
     masses = atoms.get_masses()
@@ -276,7 +276,7 @@ def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path
                 atoms.get_forces()
                 observe()
             remaining = config.steps // n_inner - dyn.nsteps
-            with tqdm(total=remaining * n_inner, disable=not config.output.progress, unit="step",
+            with progress_bar(total=remaining * n_inner, enabled=config.output.progress, unit="step",
                       desc=f"md {potential.name}") as bar:
                 for _ in range(remaining):
                     if stop.requested:
@@ -337,7 +337,7 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
     stored in the checkpoint and a resume from another run's is refused (:func:`check_same_run`). SIGINT and
     SIGTERM write a checkpoint after the current step and raise :class:`~symprobe.interrupt.Interrupted`.
     """
-    from tqdm import tqdm
+    from symprobe.progress import progress_bar
 
     for stride in (strides.log, strides.checkpoint, steps):
         for r in replicas:
@@ -387,7 +387,7 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
         with deferred_signals() as stop, writing_to(checkpoint_path.parent):
             if dyn.nsteps == 0:
                 observe()
-            with tqdm(total=steps - dyn.nsteps, disable=not progress, unit="step",
+            with progress_bar(total=steps - dyn.nsteps, enabled=progress, unit="step",
                       desc=f"md {len(replicas)} replicas") as bar:
                 while dyn.nsteps < steps:
                     if stop.requested:
