@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from tqdm import tqdm
 

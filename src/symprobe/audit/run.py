@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 from ase import Atoms
 
 from symprobe import so3
-from symprobe.audit.grids import DEFAULT_GRID, default_convergence_grids, evaluations, spectrum_grid
+from symprobe.audit.grids import DEFAULT_GRID, default_convergence_grids, default_lmax, evaluations, spectrum_grid
 from symprobe.audit.isolation import isolated_structures
 from symprobe.audit.precision import model_dtype
 from symprobe.audit.results import AuditError, AuditReport, GridInfo, StructureAudit
@@ -22,7 +22,7 @@ def audit(
     model: Model,
     structures: Sequence[Atoms],
     grid=DEFAULT_GRID,
-    lmax: int = 2,
+    lmax: int | None = None,
     convergence_grids: Sequence | None = None,
     progress: bool = False,
     on_structure: Callable[[StructureAudit], None] | None = None,
@@ -35,7 +35,8 @@ def audit(
     """Audit ``model`` on ``structures`` with reference quadrature ``grid`` (a name or a Quadrature).
 
     ``convergence_grids`` default to :func:`default_convergence_grids`; ``lmax`` is the largest λ of the
-    spectrum (its rule is exact to 2·lmax and includes inversion when ``grid`` does). ``progress`` shows
+    spectrum (its rule is exact to 2·lmax and includes inversion when ``grid`` does; None: :func:`default_lmax`,
+    what ``grid`` itself gives exactly). ``progress`` shows
     a progress bar (:func:`~symprobe.progress.progress_bar`); ``on_structure`` is called with each structure's result as it is done; ``model_spec`` is
     recorded as given. Checks every structure before evaluating any, so bad input fails fast, unless
     ``skip_failures``: then structures that fail the checks or that the model refuses are left out and
@@ -47,7 +48,7 @@ def audit(
     """
     import symprobe
 
-    if lmax < 0:
+    if lmax is not None and lmax < 0:
         raise ValueError(f"audit: lmax must be ≥ 0, got {lmax}")
     structures = list(structures)
     if not structures:
@@ -66,6 +67,7 @@ def audit(
             continue
         todo.append((k, atoms))
     grid = so3.get(grid)
+    lmax = default_lmax(grid) if lmax is None else lmax
     convergence_grids = [so3.get(g) for g in (default_convergence_grids() if convergence_grids is None else convergence_grids)]
     rule = spectrum_grid(lmax, grid.improper, grid)
 

@@ -32,13 +32,16 @@ from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation
 # Building a run
 
 
+BUILTIN_STRUCTURES = ("builtin:water-monomer", "builtin:water-box")  # one H2O in a 100 Å box; 64 H2O, periodic
+
+
 def load_structure(spec: Atoms | str, index: int = -1) -> Atoms:
     """A structure from an Atoms object, ``builtin:water-monomer``, ``builtin:water-box`` (64 H2O) or a file."""
     from symprobe.structures import read_structures, water_box, water_monomer
 
     if isinstance(spec, Atoms):
         return spec.copy()
-    builtins = {"builtin:water-monomer": water_monomer, "builtin:water-box": water_box}
+    builtins = dict(zip(BUILTIN_STRUCTURES, (water_monomer, water_box)))
     if spec in builtins:
         return builtins[spec]()
     if str(spec).startswith("builtin:"):
@@ -179,6 +182,16 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
         return out
     _run_single(atoms, model, config, resume, identity)
     return out
+
+
+def checkpoint_step(config: MDConfig) -> int | None:
+    """The (inner) step at which the checkpoint in the config's output directory stands, or None without one."""
+    path = config.output.directory / "checkpoint.npz"
+    if not path.exists():
+        return None
+    _, state = read_checkpoint(path)
+    outer = state.get("engine", "ase") != "batched"  # engines ase and ipi count outer steps, batched inner ones
+    return int(state["nsteps"]) * (config.n_inner if outer else 1)
 
 
 def _run_files(config: MDConfig) -> list[str]:
