@@ -329,7 +329,8 @@ def _print_audit_plan(grid: str, lmax: int | None, convergence: list[str] | None
     distinct = evaluations([reference, spectrum, *others])
     where = ("on the reference, no extra evaluations" if spectrum is reference else
              f"on {spectrum.name} (exact to degree {spectrum.degree}), +{with_spectrum - own} evaluations")
-    print(f"audit: reference grid {reference.name} ({own} evaluations with the unrotated structure); λ spectrum to "
+    print(f"audit: reference grid {reference.name} ({len(reference)} rotations, {own} evaluations with the unrotated "
+          f"structure); λ spectrum to "
           f"λ = {lmax} {where}; convergence grids {', '.join(q.name for q in others) or 'none'}"
           f"{f', +{distinct - with_spectrum} evaluations' if others else ''}; {distinct} distinct evaluations per "
           f"structure, {n_structures - n_done} of {n_structures} structures to go", flush=True)
@@ -363,7 +364,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 # --- export ----------------------------------------------------------------------------------------
-EXPORTABLE = ("symprobe torch models: builtin:NAME or a PET-style model file from `symprobe train` (.pt)")
+EXPORTABLE = ("symprobe PET-style models: builtin:water-pet, builtin:water-pet-twin or a model file from `symprobe train` (.pt)")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -496,7 +497,7 @@ def _run_md(args: argparse.Namespace) -> int:
         config = replace(config, device=str(resolve_device(args.device)))
     if args.resume and checkpoint_step(config) == config.steps:
         print(f"md: the run in {config.output.directory} is already finished ({config.steps} of {config.steps} steps); "
-              "nothing to do (a longer steps or time_ps in the config continues it)")
+              "nothing to do (to go further, raise steps or time_ps in the config and run again with --resume)")
     else:
         run_md(config, resume=args.resume, overwrite=args.overwrite)
     print(run_summary(config))
