@@ -183,22 +183,25 @@ def _import_failed(spec: str, name: str, error: ImportError) -> str:
 
 
 def _import_file(spec: str, path: Path):
-    """The Python file ``path`` imported as a module named after it; its directory joins the import path (its own
-    imports of modules beside it work)."""
+    """The Python file ``path`` imported as a module named after it (under a longer name when another module holds
+    that one); its directory joins the import path, so that its own imports of modules beside it work."""
+    import hashlib
     import importlib.util
     import sys
 
     if not path.is_file():
         raise ModelSpecError(f"{spec!r}: no such Python file {str(path)!r}")
+    path = path.resolve()
     name = path.stem
     loaded = sys.modules.get(name)
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
         return loaded
     if loaded is not None:
-        raise ModelSpecError(f"{spec!r}: a different module named {name!r} is already imported ({loaded.__name__}); "
-                             "rename the file")
-    if str(path.resolve().parent) not in sys.path:
-        sys.path.append(str(path.resolve().parent))
+        name = f"{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+        if name in sys.modules:
+            return sys.modules[name]
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
