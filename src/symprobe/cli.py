@@ -329,8 +329,8 @@ def _print_audit_plan(grid: str, lmax: int | None, convergence: list[str] | None
     distinct = evaluations([reference, spectrum, *others])
     where = ("on the reference, no extra evaluations" if spectrum is reference else
              f"on {spectrum.name} (exact to degree {spectrum.degree}), +{with_spectrum - own} evaluations")
-    print(f"audit: reference grid {reference.name} ({len(reference)} rotations, {own} evaluations with the unrotated "
-          f"structure); λ spectrum to "
+    print(f"audit: reference grid {reference.name} ({len(reference)} rotations): {own} evaluations with the unrotated "
+          f"structure; λ spectrum to "
           f"λ = {lmax} {where}; convergence grids {', '.join(q.name for q in others) or 'none'}"
           f"{f', +{distinct - with_spectrum} evaluations' if others else ''}; {distinct} distinct evaluations per "
           f"structure, {n_structures - n_done} of {n_structures} structures to go", flush=True)
