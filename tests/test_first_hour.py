@@ -88,7 +88,7 @@ def terminal(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     (``python -P``), and PYTHONPATH names only symprobe's sources."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("SYMPROBE_DEBUG", None)
-    return subprocess.run([sys.executable, "-P", "-m", "symprobe.cli", *argv], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-P", "-m", "symprobe.cli", *argv], cwd=cwd, env=env, capture_output=True, check=False,
                           text=True, timeout=120)
 
 
