@@ -1,4 +1,5 @@
-"""symprobe: how far a machine-learning interatomic potential is from rotational and inversion symmetry, whether that changes the physics, and how to remove it.
+"""symprobe: how far a machine-learning interatomic potential is from rotational and inversion symmetry,
+whether that changes the physics, and how to remove it.
 
 The command line: each subcommand is one ``_add_<name>`` (arguments) and one ``_run_<name>`` (what it does) pair. The
 subcommands raise; :func:`main` alone turns exceptions into one line on stderr and an exit code:
@@ -114,7 +115,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated grids compared with the reference ('default': the paper's 0,i,2,2i,3 "
                    "and symprobe's smallest rules with inversion, 177 evaluations beyond 3i's; the default audit "
                    "makes 328 evaluations per structure, about a minute per 192-atom water cell with builtin:water-pet "
-                   "on 2 CPU cores; 'none': skip, the cheapest audit)")
+                   "on 2 idle CPU cores, and prints its own estimate first; 'none': skip, the cheapest audit)")
     p.add_argument("--dtype", choices=("float64", "model"), default="float64",
                    help="evaluate torch models in float64 (default; separates round-off from learned breaking) "
                    "or in the model's own precision")
@@ -139,25 +140,12 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     import torch
 
-    from symprobe.audit import (
-        RESULT_FILES,
-        AuditError,
-        audit,
-        exceeds,
-        in_float64,
-        isolated_structures,
-        summary_text,
-        write_results,
-    )
-    from symprobe.files import claim_directory
+    from symprobe.audit import RESULT_FILES, AuditError, audit, exceeds, in_float64, isolated_structures, summary_text, write_results
     from symprobe.interrupt import Interrupted
+    from symprobe.files import claim_directory
     from symprobe.models.device import resolve_device, strict_float32
     from symprobe.models.external import load_model
-    from symprobe.structures import (
-        builtin_structures,
-        read_structures,
-        reference_labels,
-    )
+    from symprobe.structures import builtin_structures, read_structures, reference_labels
 
     if args.fail_above is not None and not args.fail_above > 0:
         raise AuditError(f"--fail-above must be a positive ratio, got {args.fail_above}")
@@ -313,20 +301,15 @@ def _duration(seconds: float) -> str:
 def _print_audit_plan(grid: str, lmax: int | None, convergence: list[str] | None, n_structures: int, n_done: int) -> None:
     """The grids and where the evaluations per structure go, and the structures left, before any evaluation."""
     from symprobe import so3
-    from symprobe.audit import (
-        default_convergence_grids,
-        default_lmax,
-        evaluations,
-        spectrum_grid,
-    )
+    from symprobe.audit import grids as rules
 
     reference = so3.get(grid)
-    lmax = default_lmax(reference) if lmax is None else lmax
-    spectrum = spectrum_grid(lmax, reference.improper, reference)
-    others = default_convergence_grids() if convergence is None else [so3.get(name) for name in convergence]
-    own = evaluations([reference])
-    with_spectrum = evaluations([reference, spectrum])
-    distinct = evaluations([reference, spectrum, *others])
+    lmax = rules.default_lmax(reference) if lmax is None else lmax
+    spectrum = rules.spectrum_grid(lmax, reference.improper, reference)
+    others = rules.default_convergence_grids() if convergence is None else [so3.get(name) for name in convergence]
+    own = rules.evaluations([reference])
+    with_spectrum = rules.evaluations([reference, spectrum])
+    distinct = rules.evaluations([reference, spectrum, *others])
     where = ("on the reference, no extra evaluations" if spectrum is reference else
              f"on {spectrum.name} (exact to degree {spectrum.degree}), +{with_spectrum - own} evaluations")
     print(f"audit: reference grid {reference.name} ({len(reference)} rotations): {own} evaluations with the unrotated "
@@ -637,7 +620,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     from symprobe import __version__
 
-    parser = _Parser(prog="symprobe", description=__doc__.split("\n\n")[0].removeprefix("symprobe: ").capitalize(),
+    parser = _Parser(prog="symprobe", description=" ".join(__doc__.split("\n\n")[0].split()),
                      epilog="Exit codes: 0 done, 1 internal error (a bug), 2 bad input named on one line, 3 the audit's "
                      "--fail-above gate failed, 75 stopped at --max-minutes (run again to continue), 130 interrupted. "
                      "`symprobe COMMAND --help` describes each command.")
