@@ -110,7 +110,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lmax", type=int, default=None,
                    help="largest λ of the angular spectrum (default: what the reference grid gives exactly, its degree / 2 "
                    "and at least 1: 2 on 3i, 1 on O+i or T, at no extra cost); a larger λmax adds the smallest rule "
-                   "exact to 2·λmax (e.g. 120 evaluations for λmax 2 beside O+i)")
+                   "exact to 2·λmax (e.g. λmax 2 beside O+i adds I+i: 96 evaluations beyond O+i's 48)")
     p.add_argument("--convergence", default="default", metavar="NAMES",
                    help="comma-separated grids compared with the reference ('default': the paper's 0,i,2,2i,3 "
                    "and symprobe's smallest rules with inversion, 177 evaluations beyond 3i's; the default audit "
