@@ -18,8 +18,10 @@ def run_summary(config: MDConfig) -> str:
     for directory in directories:
         prefix = "" if config.replicas == 1 else f"{directory.name}: "
         lines.append(prefix + log_summary(directory, config.output.trajectory))
-    lines.append(f"files: {out}/ (log.csv: energies and temperature per logged step; {config.output.trajectory}: frames "
-                 f"every {config.output.trajectory_stride} steps; checkpoint.npz: continue with --resume and a longer run)")
+    where = f"{out}/" if config.replicas == 1 else f"{out}/replica-0 … replica-{config.replicas - 1}/"
+    lines.append(f"files: {where} (log.csv: energies and temperature per logged step; {config.output.trajectory}: frames "
+                 f"every {config.output.trajectory_stride} steps); {out}/checkpoint.npz: continue with --resume and a "
+                 "longer run")
     return "\n".join(lines)
 
 
