@@ -91,14 +91,28 @@ def read_structures(path: str | Path, index: str = ":") -> list[Atoms]:
         raise StructureError(f"{path}: no such file")
     try:
         frames = read(path, index=index)
+    except (StopIteration, IndexError) as error:  # ASE's words for an index past the end
+        raise StructureError(f"{path}: index {index} is out of range: the file holds {_count(path)} structures") from error
     except Exception as error:  # ASE raises many types for malformed files
         raise StructureError(f"{path}: cannot read structures ({type(error).__name__}: {error})") from error
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
-        raise StructureError(f"{path}: the file holds no structures")
+        held = _count(path)
+        raise StructureError(f"{path}: the file holds no structures" if not held else
+                             f"{path}: index {index} selects none of its {held} structures")
     for k, atoms in enumerate(frames):
         atoms.info.setdefault("name", f"{path.name}#{k}")
     return frames
+
+
+def _count(path: Path) -> int:
+    """How many structures the file at ``path`` holds (0 when it cannot be read)."""
+    from ase.io import iread
+
+    try:
+        return sum(1 for _ in iread(path, index=":"))
+    except Exception:  # noqa: BLE001 - a malformed file (ASE raises many types): the caller's message says what was asked
+        return 0
 
 
 def reference_labels(atoms: Atoms) -> tuple[float | None, np.ndarray | None]:
