@@ -91,12 +91,13 @@ class TransformerLayer(nn.Module):
         # split, not slices: a slice's backward would fill a zero tensor of all rows per group
         for g, rows in enumerate(qkv.split([n * t for _, n, t in groups])):
             n, t = groups[g][1], groups[g][2]
-            q, k, v = rows.view(n, t, 3, self.heads, head_width).permute(2, 0, 3, 1, 4).unbind(0)
-            bias = log_weights[g][:, None, None, :]
+            q, k, v = rows.view(n, t, 3, self.heads, head_width).permute(2, 0, 3, 1, 4).reshape(3, n * self.heads, t, head_width).unbind(0)
             if self.angular.shape[1] > 0:
-                bias = bias + torch.einsum("hp,aptu->ahtu", self.angular, cos_powers[g])
-            attention = torch.softmax(torch.matmul(q * (1.0 / math.sqrt(head_width)), k.transpose(-1, -2)) + bias, dim=-1)
-            mixed.append(torch.matmul(attention, v).transpose(1, 2).reshape(n * t, d))
+                bias = (log_weights[g][:, None, None, :] + torch.einsum("hp,aptu->ahtu", self.angular, cos_powers[g])).reshape(n * self.heads, t, t)
+            else:
+                bias = log_weights[g][:, None, None, :].expand(n, self.heads, 1, t).reshape(n * self.heads, 1, t)
+            attention = torch.softmax(torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(head_width)), dim=-1)
+            mixed.append(torch.bmm(attention, v).view(n, self.heads, t, head_width).transpose(1, 2).reshape(n * t, d))
         tokens = tokens + self.out(torch.cat(mixed))
         return tokens + self.mlp(self.norm_mlp(tokens))
 
