@@ -228,8 +228,13 @@ def _dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model | No
     """The dynamics of the config's engine, restored from ``arrays``/``state`` when given."""
     if config.engine == "ipi":
         from symprobe.md.ipi import IpiDynamics
+        from symprobe.md.ipi_clients import ClientPool, threads_per_client
 
-        return IpiDynamics(atoms, config, potential, slow, arrays, state)
+        clients = None
+        if config.clients:
+            clients = ClientPool(str(config.model), atoms, config.clients, config.transport, config.device,
+                                 threads_per_client(config.clients))
+        return IpiDynamics(atoms, config, potential, slow, arrays, state, clients)
     from symprobe.md.ase_engine import ase_dynamics, cache_results
 
     if arrays is None:
