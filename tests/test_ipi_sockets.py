@@ -122,8 +122,12 @@ def reference(tmp_path, models) -> Path:
 
 @pytest.mark.parametrize("transport", ["unix", "inet"])
 def test_two_socket_clients_give_the_in_process_trajectory(tmp_path, models, reference, clean, transport):
-    """<ffrotations> over <ffsocket> with 2 `symprobe serve` clients = <ffdirect> with symprobe's 2i average."""
-    served = run_md(config(tmp_path, transport, f"{models}:model", clients=2, transport=transport))
+    """<ffrotations> over <ffsocket> with 2 `symprobe serve` clients = <ffdirect> with symprobe's 2i average (on
+    inet also when stopped at step 10 and resumed from its checkpoint)."""
+    clients = {"clients": 2, "transport": transport}
+    if transport == "inet":  # and resumed from a checkpoint at step 10
+        run_md(config(tmp_path, transport, f"{models}:model", steps=10, **clients))
+    served = run_md(config(tmp_path, transport, f"{models}:model", **clients), resume=transport == "inet")
     assert len(frames(served)) == 21
     assert largest_difference(served, reference) < 1e-10  # measured 2e-14
     logs = read_log(served), read_log(reference)
@@ -257,7 +261,7 @@ def test_the_socket_benchmark_runs_at_toy_size(tmp_path):
     """benchmarks/ipi_sockets.py --toy: in-process and batched-socket rows, each with its rate and load."""
     out = tmp_path / "toy.json"
     script = Path(__file__).parents[1] / "benchmarks" / "ipi_sockets.py"
-    subprocess.run([sys.executable, str(script), "--toy", "--variants", "ffdirect,unix-batched", "--out", str(out)],
+    subprocess.run([sys.executable, str(script), "--toy", "--cores", "1", "--variants", "ffdirect,unix-batched", "--out", str(out)],
                    check=True, timeout=300, capture_output=True)
     result = json.loads(out.read_text())
     assert result["toy"] and [row["variant"] for row in result["rows"]] == ["ffdirect", "unix-batched"]

@@ -157,7 +157,7 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     from symprobe.structures import check_structure
 
     config = load_config(config) if isinstance(config, (str, Path)) else validate_config(config)
-    model = load_model(config.model, config.device)
+    model = load_model(config.model, "cpu" if config.clients else config.device)  # clients: it runs in them, on device
     atoms = load_structure(config.structure, config.structure_index)
     build_potential(model, config)  # refuses models without forces before anything is written
     check_structure(atoms, species=model.species)
