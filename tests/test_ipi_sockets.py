@@ -87,12 +87,12 @@ def largest_difference(a: Path, b: Path) -> float:
                for f in ("get_positions", "get_momenta", "get_forces"))
 
 
-def children() -> set[int]:
-    """PIDs of this process's child processes (from /proc)."""
-    found = set()
+def children(parent: int | None = None) -> set[int]:
+    """PIDs of the child processes of ``parent`` (default: this process), from /proc."""
+    parent, found = parent or os.getpid(), set()
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
                 found.add(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue
@@ -158,25 +158,20 @@ def test_clients_that_cannot_load_the_model_fail_the_run_with_their_error(tmp_pa
 
 
 def test_an_interrupted_run_leaves_no_client_running(tmp_path, models):
-    """`symprobe md` stopped by Ctrl-C writes its checkpoint, sends EXIT to its `symprobe serve` clients and
-    stops them: none is left running."""
+    """`symprobe md` (raw model on a bare <ffsocket>) stopped by Ctrl-C writes its checkpoint, sends EXIT to its
+    `symprobe serve` clients and stops them: none is left running."""
     path = tmp_path / "md.yaml"
     path.write_text(f"structure: builtin:water-monomer\nmodel: {models}:model\ntimestep_fs: 0.5\nsteps: 100000\n"
-                    f"initial_temperature_K: 300\nengine: ipi\nclients: 2\nsymmetrizer: {{kind: grid, grid: 2i}}\n"
+                    f"initial_temperature_K: 300\nengine: ipi\nclients: 2\n"  # raw: one <ffsocket>, no <ffrotations>
                     f"output: {{directory: {tmp_path / 'run'}, progress: false}}\n")
+    before = leftovers()
     run = subprocess.Popen([sys.executable, "-m", "symprobe", "md", str(path)], stderr=subprocess.PIPE, text=True)
     try:
-        clients, deadline = set(), time.monotonic() + 60
+        deadline = time.monotonic() + 60
         while not (tmp_path / "run" / "log.csv").exists() or len(read_log(tmp_path / "run")["step"]) < 3:
             assert time.monotonic() < deadline and run.poll() is None, run.stderr.read() if run.poll() else "timeout"
             time.sleep(0.2)
-        for pid in Path("/proc").iterdir():
-            if pid.name.isdigit() and (pid / "stat").exists():
-                try:
-                    if int((pid / "stat").read_text().rsplit(")", 1)[1].split()[1]) == run.pid:
-                        clients.add(int(pid.name))
-                except (OSError, IndexError, ValueError):
-                    continue
+        clients = children(run.pid)
         assert len(clients) == 2
         run.send_signal(signal.SIGINT)
         status = run.wait(timeout=60)
@@ -192,6 +187,7 @@ def test_an_interrupted_run_leaves_no_client_running(tmp_path, models):
     gone = [pid for pid in clients if not Path(f"/proc/{pid}").exists() or "serve" not in Path(
         f"/proc/{pid}/cmdline").read_text(errors="replace")]
     assert sorted(gone) == sorted(clients)
+    assert leftovers() - before == set()  # socket file and client directory removed
 
 
 @pytest.mark.parametrize("args, message", [

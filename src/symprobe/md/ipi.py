@@ -355,6 +355,8 @@ class IpiDynamics(MolecularDynamics):
         from ipi.engine.forcefields import FFRotations
 
         try:
+            if self.clients is not None:
+                self.clients.stop_watching()
             self.simulation.stop()
             for forcefield in self.simulation.fflist.values():
                 if isinstance(forcefield, FFRotations):  # its stop() leaves the force field inside it running (3.3.1)

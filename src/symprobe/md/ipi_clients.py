@@ -127,13 +127,14 @@ def _ending(status: int) -> str:
 
 
 class ClientPool:
-    """``n`` ``symprobe serve`` processes answering i-PI at a fresh socket; one that ends while the pool runs
+    """``n`` ``symprobe serve`` processes answering i-PI at a fresh socket; one that fails while the pool runs
     is replaced (up to :data:`REPLACEMENTS_PER_CLIENT` × ``n`` times); bad input in a client fails the run.
 
     Each client is ``symprobe serve MODEL --structure TEMPLATE --device DEVICE`` at the pool's socket, with
-    ``threads`` OMP/MKL/torch threads. :meth:`start` once i-PI listens; :meth:`stop` always (it also removes the temporary directory).
-    When the pool gives up it records :attr:`failure` and, if it was started in the main thread, raises
-    :class:`ClientsFailed` there (through SIGUSR1: the main thread is then waiting inside i-PI for forces).
+    ``threads`` OMP/MKL/torch threads. Call :meth:`start` once i-PI listens and :meth:`stop` always (it also
+    removes the temporary directory). A client that ends with status 0 was sent EXIT by i-PI and is not
+    replaced. When the pool gives up it records :attr:`failure` and, if it was started in the main thread,
+    raises :class:`ClientsFailed` there (through SIGUSR1: the main thread is then waiting inside i-PI for forces).
     """
 
     def __init__(self, model: str, template: Atoms, n: int, transport: str, device: str = "cpu", threads: int = 1):
@@ -180,7 +181,7 @@ class ClientPool:
         while not self._stopping.wait(POLL_S):
             for k, process in enumerate(self._processes):
                 status = process.poll()
-                if status is None or self._stopping.is_set():
+                if status is None or status == 0 or self._stopping.is_set():  # 0: i-PI sent EXIT
                     continue
                 ending = _ending(status) + (f": {self._last_line(k)}" if status > 0 else "")  # > 0: it said why
                 if status == EXIT_BAD_INPUT or self.replaced >= REPLACEMENTS_PER_CLIENT * self.n:
@@ -202,17 +203,16 @@ class ClientPool:
         if self.failure is not None:
             raise ClientsFailed(self.failure)
 
-    def check(self) -> None:
-        """Raise :class:`ClientsFailed` if the pool gave up."""
-        if self.failure is not None:
-            raise ClientsFailed(self.failure)
+    def stop_watching(self) -> None:
+        """Stop replacing clients (before i-PI closes: a client that then fails to connect is no failure)."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop replacing clients, give each up to ``grace_s`` to leave (i-PI's EXIT), then terminate, then kill
         it; remove the temporary directory (socket file, template, logs)."""
-        self._stopping.set()
-        if self._watcher is not None:
-            self._watcher.join()
+        self.stop_watching()
         for ask in (None, subprocess.Popen.terminate, subprocess.Popen.kill):
             deadline = time.monotonic() + grace_s
             for process in self._processes:
