@@ -29,6 +29,11 @@ also with MTS). All draw from i-PI's generator, seeded from ``[seed, 2]``. The h
 is −(ethermo + eens), i-PI's bath energy, so potential + kinetic − heat is i-PI's conserved quantity. No
 centre-of-mass constraint (``fixcom`` false), as on ASE.
 
+**Socket clients.** With ``clients: N`` the force field is an ``<ffsocket>`` served by N ``symprobe serve``
+processes (:mod:`symprobe.md.ipi_clients`, :mod:`symprobe.md.ipi_serve`), inside an ``<ffrotations>`` that
+averages over the config's Legendre grid; the checkpoint then holds no cached evaluation, and the first force
+request after a restart goes to the clients.
+
 **Checkpoints.** :meth:`IpiDynamics.checkpoint` returns i-PI's positions and momenta in atomic units,
 the state of its MT19937 generator, the thermostat and ensemble energies (and the GLE's auxiliary
 momenta), and each force field's last evaluation (positions, cell, results); restarting from them
@@ -243,7 +248,9 @@ class IpiDynamics(MolecularDynamics):
     resume a run. After each step ``atoms`` holds positions (Å), momenta (ASE units) and a single-point
     calculator with the full potential energy (eV, raw + correction for MTS) and the forces of
     ``potential`` (eV/Å). ``transferred_energy`` is the heat put in by the thermostat (eV).
-    :meth:`close` releases the models.
+    With ``clients`` (a :class:`~symprobe.md.ipi_clients.ClientPool`, started here once i-PI listens) the
+    model runs in them: an ``<ffsocket>``, inside ``<ffrotations>`` for a grid average; ``potential`` and
+    ``slow`` are then not evaluated here. :meth:`close` stops i-PI and the clients and releases the models.
     """
 
     def __init__(self, atoms: Atoms, config: MDConfig, potential: Model, slow: Model | None,
@@ -252,24 +259,16 @@ class IpiDynamics(MolecularDynamics):
         from ipi.scripting import InteractiveSimulation
         from ipi.utils.softexit import softexit
 
-        self.clients = clients
+        self.clients, self.keys = clients, {}
         try:
             check_structure_for_ipi(atoms)
             super().__init__(atoms, config.timestep_fs * config.n_inner * units.fs)
-            self.potentials: dict[str, RegisteredPotential] = {}
-            if clients is None:
-                self.potentials["potential"] = RegisteredPotential(potential, atoms)
-                if slow is not None:
-                    self.potentials["slow"] = RegisteredPotential(slow, atoms)
+            self.potentials = {} if clients is not None else self._registered(atoms, potential, slow, checkpoint)
             self.keys = {name: register(registered) for name, registered in self.potentials.items()}
             u = ipi_units()
             q, p = atoms.get_positions() * u.length, atoms.get_momenta() * u.momentum
             if checkpoint is not None:
                 q, p = checkpoint["ipi_q"], checkpoint["ipi_p"]
-                for name, registered in self.potentials.items():
-                    if f"{name}_cell" in checkpoint:  # absent when the run was served by socket clients
-                        cached = [np.array(checkpoint[f"{name}_{k}"]) for k in _CACHED]
-                        registered.last = (cached[0], cached[1], float(cached[2]), cached[3], cached[4])
             try:
                 self.simulation = InteractiveSimulation(simulation_xml(atoms, q, p, config, self._forcefields(config)))
             finally:
@@ -287,6 +286,20 @@ class IpiDynamics(MolecularDynamics):
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _registered(atoms: Atoms, potential: Model, slow: Model | None,
+                    checkpoint: Mapping[str, np.ndarray] | None) -> dict[str, RegisteredPotential]:
+        """The in-process potentials, with their last evaluation restored from ``checkpoint`` where it holds one
+        (a checkpoint of a run served by socket clients holds none)."""
+        potentials = {"potential": RegisteredPotential(potential, atoms)}
+        if slow is not None:
+            potentials["slow"] = RegisteredPotential(slow, atoms)
+        for name, registered in potentials.items():
+            if checkpoint is not None and f"{name}_cell" in checkpoint:
+                cached = [np.array(checkpoint[f"{name}_{k}"]) for k in _CACHED]
+                registered.last = (cached[0], cached[1], float(cached[2]), cached[3], cached[4])
+        return potentials
 
     def _forcefields(self, config: MDConfig) -> dict[str, str]:
         """The XML of each force field: in-process ``<ffdirect>`` or, with clients, their ``<ffsocket>`` (inside
@@ -370,5 +383,5 @@ class IpiDynamics(MolecularDynamics):
             if self.clients is not None:
                 self.clients.stop()
         finally:
-            for key in getattr(self, "keys", {}).values():
+            for key in self.keys.values():
                 unregister(key)
