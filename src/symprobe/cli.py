@@ -459,8 +459,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     model = load_model(args.model, dtype=dtype, device=device)
     template = load_structure(args.structure)
     check_structure(template, species=model.species)
-    print(f"symprobe serve: {model.name} on {device} for {template.get_chemical_formula()}, i-PI at {address}",
-          file=sys.stderr, flush=True)
+    print(f"symprobe serve: {model.name} on {device} for {template.get_chemical_formula()}, i-PI at {address}", flush=True)
     serve(model, template, address)
     return 0
 
