@@ -61,10 +61,11 @@ from symprobe.models.base import Model
 
 DRIVER_PATH = Path(__file__).with_name("ipi_pes.py")
 ISOLATED_BOX = 100.0  # Å, the i-PI cell of a non-periodic structure (unused by the dynamics)
-# Structures per socket message (i-PI's <batch_size>). 1: batching did not pay where measured. The 36 copies of a
-# 2i-averaged water monomer on 2 clients took a median 0.27-0.40 s per step with 1 and 0.31-0.39 s with 18 (one
-# message per client per step; 2 cores under load 4-8, 2026-12-07); benchmarks/ipi_sockets.py measures both on the
-# liquid.
+# Structures per socket message (i-PI's <batch_size>). 1: batching did not pay where measured (2 cores shared with
+# other work, 2026-12-07). The 36 copies of a 2i-averaged water monomer on 2 clients: a median 0.27-0.40 s per step
+# with 1, 0.31-0.39 s with 18 (one message per client per step; load 4-8). 8 water molecules, 2i, 2 clients of 1
+# thread (benchmarks/ipi_sockets.py --toy, load 2.8-3.5): 1.24 steps/s with 1, 1.11 with 18. The same script
+# measures both on the 64-molecule liquid.
 SOCKET_BATCH_SIZE = 1
 _CACHED = ("cell", "positions", "energy", "forces", "virial")  # a force field's last evaluation, as saved
 
