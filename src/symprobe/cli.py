@@ -487,6 +487,65 @@ def _run_md(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve -----------------------------------------------------------------------------------------
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="an i-PI client: answer i-PI's force requests on a socket with a model",
+        description="Serve MODEL to i-PI on a UNIX or inet socket until i-PI sends EXIT: i-PI's Python driver "
+        "(i-pi-py_driver) with symprobe's PES. i-PI sends positions and cells only, so --structure gives the atoms "
+        "(atomic numbers, pbc). `symprobe md` with engine: ipi and clients: N starts N of these itself.")
+    p.add_argument("model", help="model spec: builtin:NAME, metatomic:FILE.pt, a file path, or module:attribute")
+    p.add_argument("--structure", required=True,
+                   help="the structure i-PI simulates (a file ASE reads, its last frame; or builtin:water-monomer, builtin:water-box)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--unix", metavar="NAME", help="i-PI's UNIX socket: its <address> NAME (the file /tmp/ipi_NAME), "
+                       "or the path of the socket file")
+    where.add_argument("--address", metavar="HOST", help="i-PI's inet socket: host name or IP address (with --port)")
+    p.add_argument("--port", type=int, default=None, help="i-PI's inet port (with --address)")
+    p.add_argument("--dtype", choices=("model", "float64", "float32"), default="model",
+                   help="evaluation precision where the model allows it (default: the model's own, as `symprobe md` loads it)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of this client (default: torch's choice)")
+    p.add_argument("--parent", type=int, default=None, metavar="PID",
+                   help="end when process PID ends (Linux; how `symprobe md` starts its clients)")
+    _add_device(p)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from symprobe.md.config import check_ipi_installed
+    from symprobe.md.ipi_clients import SocketAddress
+    from symprobe.md.ipi_serve import end_with_parent, serve
+    from symprobe.md.run import load_structure
+    from symprobe.models.device import resolve_device
+    from symprobe.models.external import load_model
+    from symprobe.structures import check_structure
+
+    if args.parent is not None:
+        end_with_parent(args.parent)
+    check_ipi_installed()
+    if args.unix is not None:
+        if args.port is not None:
+            raise ValueError("--port goes with --address (an inet socket), not with --unix")
+        address = SocketAddress.unix(args.unix)
+    else:
+        if args.port is None:
+            raise ValueError("--address needs --port (the port of i-PI's inet socket)")
+        address = SocketAddress.inet(args.address, args.port)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dtype = {"model": None, "float64": torch.float64, "float32": torch.float32}[args.dtype]
+    model = load_model(args.model, dtype=dtype, device=device)
+    template = load_structure(args.structure)
+    check_structure(template, species=model.species)
+    print(f"symprobe serve: {model.name} on {device} for {template.get_chemical_formula()}, i-PI at {address}", flush=True)
+    serve(model, template, address)
+    return 0
+
+
 # --- study -----------------------------------------------------------------------------------------
 def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="the paper's gas, liquid and ice experiments for one model, with a report")
@@ -612,6 +671,7 @@ COMMANDS = {
     "export": (_add_export, _run_export),
     "bench": (_add_bench, _run_bench),
     "md": (_add_md, _run_md),
+    "serve": (_add_serve, _run_serve),
     "study": (_add_study, _run_study),
     "demo": (_add_demo, _run_demo),
 }

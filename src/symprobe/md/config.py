@@ -6,6 +6,7 @@ or raises :class:`ConfigError` naming the key and the problem. See docs/conventi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,7 +15,8 @@ import numpy as np
 from ase import Atoms
 
 from symprobe import so3
-from symprobe.checks import ConfigError, check_keys, flag, mapping, number, positive, read_yaml, text
+from symprobe.checks import ConfigError, check_keys, choice, flag, mapping, number, positive, read_yaml, text
+from symprobe.md.ipi_clients import TRANSPORTS
 from symprobe.models.base import Model
 from symprobe.models.device import DeviceError, resolve_device
 from symprobe.so3 import Quadrature
@@ -34,7 +36,11 @@ timestep_fs: 0.5                     # the (inner) time step
 steps: 1000                          # or time_ps: 0.5
 seed: 0
 engine: ase                          # ase | batched (symprobe's batched engine: many replicas, any device, MTS
-                                     # with Langevin) | ipi (i-PI in-process; adds nvt-gle)
+                                     # with Langevin) | ipi (i-PI; adds nvt-gle)
+clients: 0                           # engine ipi: 0 runs the model inside i-PI; N > 0 starts N `symprobe serve`
+                                     # clients on an i-PI socket (symmetrizer none, or grid averaged by i-PI's
+                                     # <ffrotations> on a Legendre grid: 2, 2i, 3, 3i, legendre-L[+i])
+transport: unix                      # clients' socket: unix (a fresh socket file) | inet (127.0.0.1, a free port)
 device: cpu                          # cpu | cuda | cuda:N: where the model runs (model specs only)
 replicas: 1                          # engine batched: independent copies stepped together (seeds seed..seed+N-1)
 output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, log_stride: 1,
@@ -75,6 +81,8 @@ class MDConfig:
     engine: str = "ase"
     device: str = "cpu"
     replicas: int = 1
+    clients: int = 0
+    transport: str = "unix"
 
     @property
     def n_inner(self) -> int:
@@ -83,13 +91,15 @@ class MDConfig:
 
 
 _TOP_KEYS = {"structure", "structure_index", "model", "symmetrizer", "ensemble", "initial_temperature_K",
-             "timestep_fs", "steps", "time_ps", "seed", "engine", "device", "replicas", "output"}
+             "timestep_fs", "steps", "time_ps", "seed", "engine", "device", "replicas", "clients",
+             "transport", "output"}
 _SYMMETRIZER_KEYS = {"none": {"kind"}, "grid": {"kind", "grid"}, "random": {"kind", "inversion", "seed"},
                      "mts": {"kind", "grid", "n_inner"}}
 _ENSEMBLE_KEYS = {"nve": {"kind"}, "nvt-bussi": {"kind", "temperature_K", "tau_fs"},
                   "nvt-langevin": {"kind", "temperature_K", "tau_fs"},
                   "nvt-gle": {"kind", "temperature_K", "A_per_fs"}}
 ENGINES = ("ase", "batched", "ipi")
+MIN_IPI_VERSION = (3, 3)  # scripting.InteractiveSimulation, <ffdirect> custom PES, softexit.reset; tested with 3.3.1
 _OUTPUT_KEYS = {"directory", "trajectory", "trajectory_stride", "log_stride", "checkpoint_stride", "progress"}
 
 
@@ -167,8 +177,6 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     if not isinstance(engine, str) or engine not in ENGINES:
         raise ConfigError(f"engine: unknown engine {engine!r} (one of {', '.join(ENGINES)})")
     if engine == "ipi":
-        from symprobe.md.ipi import check_ipi_installed
-
         check_ipi_installed()
     if engine != "ipi" and ensemble["kind"] == "nvt-gle":
         raise ConfigError(f"ensemble nvt-gle needs engine ipi (engine {engine} has no GLE thermostat)")
@@ -192,6 +200,7 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     replicas = positive(config.get("replicas", 1), "replicas", integer=True)
     if replicas > 1 and engine != "batched":
         raise ConfigError(f"replicas: {replicas} replicas need engine batched (engine {engine} runs one)")
+    clients, transport = _clients(config, engine, symmetrizer)
 
     raw_output = mapping(config.get("output", {}), "output")
     check_keys(raw_output, _OUTPUT_KEYS, "output")
@@ -211,7 +220,61 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     if steps % n_inner:
         raise ConfigError(f"the run length ({steps} steps) must be a multiple of symmetrizer.n_inner={n_inner}")
     return MDConfig(config["structure"], config["model"], timestep, steps, output, symmetrizer, ensemble, index,
-                    None if initial_t is None else float(initial_t), seed, engine, device, replicas)
+                    None if initial_t is None else float(initial_t), seed, engine, device, replicas, clients, transport)
+
+
+def _clients(config: Mapping[str, Any], engine: str, symmetrizer: Mapping[str, Any]) -> tuple[int, str]:
+    """(clients, transport) of a config: socket clients need engine ipi, a model spec each client can load,
+    and a symmetrizer i-PI can apply on its side of the socket (none, or a grid :func:`ipi_rotation_grid` knows)."""
+    clients = number(config.get("clients", 0), "clients", integer=True, minimum=0)
+    transport = config.get("transport")
+    if transport is not None:
+        choice(transport, "transport", TRANSPORTS)
+        if not clients:
+            raise ConfigError(f"transport: {transport} is the socket of the clients; set clients > 0 (clients: 0 runs the "
+                              "model inside i-PI)")
+    if not clients:
+        return 0, "unix"
+    if engine != "ipi":
+        raise ConfigError(f"clients: {clients} i-PI socket clients need engine ipi (engine {engine} runs the model itself)")
+    if not isinstance(config["model"], str):
+        raise ConfigError("clients: each client loads the model from its spec, so model must be a spec (builtin:NAME, a "
+                          "file, module:attribute), not a model object")
+    if symmetrizer["kind"] == "grid":
+        ipi_rotation_grid(quadrature(symmetrizer["grid"]))
+    elif symmetrizer["kind"] != "none":
+        raise ConfigError(f"clients: symmetrizer {symmetrizer['kind']} is not available with socket clients (i-PI averages "
+                          "over grids with <ffrotations>: use symmetrizer none or grid, or clients: 0)")
+    return clients, transport or "unix"
+
+
+_IPI_GRIDS = re.compile(r"paper-(?P<paper>0|[2-9]|[1-9]\d+)?(?P<paper_i>i)?|legendre-(?P<order>[2-9]|[1-9]\d+)"
+                        r"(?P<legendre_i>\+i)?|identity(?P<identity_i>\+i)?")
+
+
+def ipi_rotation_grid(grid: Quadrature) -> tuple[int, bool]:
+    """(grid_order, inversion) of the Legendre grid of i-PI's ``<ffrotations>`` that holds the rotations of ``grid``
+    in the same order: the paper's grids (0, i, 2, 2i, 3, 3i), legendre-L[+i] with L ≥ 2 and identity[+i]
+    (i-PI's order 1 is the identity, symprobe's legendre-1 is not); :class:`ConfigError` for any other grid."""
+    match = _IPI_GRIDS.fullmatch(grid.name)
+    if match is None:
+        raise ConfigError(f"symmetrizer.grid: i-PI's <ffrotations> averages over Legendre grids (the paper's 0, i, 2, 2i, "
+                          f"3, 3i, or legendre-L[+i] with L ≥ 2); {grid.name} is not one of them")
+    order = int(match["paper"] or match["order"] or 1)
+    return max(order, 1), any(match[k] for k in ("paper_i", "legendre_i", "identity_i"))
+
+
+def check_ipi_installed() -> None:
+    """Raise :class:`ConfigError` unless i-PI ≥ 3.3 is installed (looked up without importing it)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ipi")
+    except metadata.PackageNotFoundError:
+        raise ConfigError("engine ipi needs i-PI, which is not installed: pip install 'symprobe[ipi]'") from None
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if numbers < MIN_IPI_VERSION:
+        raise ConfigError(f"engine ipi needs i-PI ≥ {'.'.join(map(str, MIN_IPI_VERSION))}, installed: {version}")
 
 
 def load_config(path: str | Path) -> MDConfig:

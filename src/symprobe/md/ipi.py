@@ -29,6 +29,11 @@ also with MTS). All draw from i-PI's generator, seeded from ``[seed, 2]``. The h
 is −(ethermo + eens), i-PI's bath energy, so potential + kinetic − heat is i-PI's conserved quantity. No
 centre-of-mass constraint (``fixcom`` false), as on ASE.
 
+**Socket clients.** With ``clients: N`` the force field is an ``<ffsocket>`` served by N ``symprobe serve``
+processes (:mod:`symprobe.md.ipi_clients`, :mod:`symprobe.md.ipi_serve`), inside an ``<ffrotations>`` that
+averages over the config's Legendre grid; the checkpoint then holds no cached evaluation, and the first force
+request after a restart goes to the clients.
+
 **Checkpoints.** :meth:`IpiDynamics.checkpoint` returns i-PI's positions and momenta in atomic units,
 the state of its MT19937 generator, the thermostat and ensemble energies (and the GLE's auxiliary
 momenta), and each force field's last evaluation (positions, cell, results); restarting from them
@@ -50,12 +55,18 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.md import MolecularDynamics
 
-from symprobe.md.config import ConfigError, MDConfig
+from symprobe.md.config import ConfigError, MDConfig, ipi_rotation_grid, quadrature
+from symprobe.md.ipi_clients import ClientPool, SocketAddress
 from symprobe.models.base import Model
 
-MIN_IPI_VERSION = (3, 3)  # scripting.InteractiveSimulation, <ffdirect> custom PES, softexit.reset; tested with 3.3.1
 DRIVER_PATH = Path(__file__).with_name("ipi_pes.py")
 ISOLATED_BOX = 100.0  # Å, the i-PI cell of a non-periodic structure (unused by the dynamics)
+# Structures per socket message (i-PI's <batch_size>). 1: batching did not pay where measured (2 cores shared with
+# other work, 2026-12-07). The 36 copies of a 2i-averaged water monomer on 2 clients: a median 0.27-0.40 s per step
+# with 1, 0.31-0.39 s with 18 (one message per client per step; load 4-8). 8 water molecules, 2i, 2 clients of 1
+# thread (benchmarks/ipi_sockets.py --toy, load 2.8-3.5): 1.24 steps/s with 1, 1.11 with 18. The same script
+# measures both on the 64-molecule liquid.
+SOCKET_BATCH_SIZE = 1
 _CACHED = ("cell", "positions", "energy", "forces", "virial")  # a force field's last evaluation, as saved
 
 
@@ -79,19 +90,6 @@ def ipi_units() -> IpiUnits:
 
     names = ("length", "energy", "force", "mass", "momentum", "time", "temperature")
     return IpiUnits(*(unit_to_internal(name, "ase", 1.0) for name in names))
-
-
-def check_ipi_installed() -> None:
-    """Raise :class:`ConfigError` unless i-PI ≥ 3.3 is installed (looked up without importing it)."""
-    from importlib import metadata
-
-    try:
-        version = metadata.version("ipi")
-    except metadata.PackageNotFoundError:
-        raise ConfigError("engine ipi needs i-PI, which is not installed: pip install 'symprobe[ipi]'") from None
-    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
-    if numbers < MIN_IPI_VERSION:
-        raise ConfigError(f"engine ipi needs i-PI ≥ {'.'.join(map(str, MIN_IPI_VERSION))}, installed: {version}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -142,6 +140,11 @@ def register(potential: RegisteredPotential) -> str:
     return key
 
 
+def unregister(key: str) -> None:
+    """Drop the potential of ``key`` from the registry (nothing if it is not there)."""
+    _REGISTRY.pop(key, None)
+
+
 def lookup(key: str) -> RegisteredPotential:
     """The registered potential of ``key`` (called by the PES driver inside i-PI)."""
     try:
@@ -171,17 +174,34 @@ def _array(values: Any) -> str:
     return "[" + ", ".join(repr(float(v)) for v in np.ravel(values)) + "]"
 
 
-def _forcefield(name: str, key: str) -> str:
+def direct_forcefield(name: str, key: str) -> str:
+    """An ``<ffdirect>`` running the registered potential ``key`` in-process through the PES :data:`DRIVER_PATH`."""
     return (f'<ffdirect name="{name}" pbc="false"><pes>custom</pes><pes_path>{escape(str(DRIVER_PATH))}</pes_path>'
             f"<parameters>{{model: {key}}}</parameters></ffdirect>")
 
 
-def simulation_xml(atoms: Atoms, q: np.ndarray, p: np.ndarray, config: MDConfig, keys: Mapping[str, str]) -> str:
-    """The i-PI input of a run: ``q``, ``p`` in atomic units, ``keys`` {"potential", optionally "slow"}."""
+def socket_forcefield(name: str, address: SocketAddress, grid: tuple[int, bool] | None, batch_size: int = 1) -> str:
+    """An ``<ffsocket>`` at ``address`` whose clients answer requests, ``batch_size`` structures per message, inside
+    an ``<ffrotations>`` averaging over i-PI's Legendre grid ``grid`` = (order, inversion) unless None (every
+    rotated copy is one request)."""
+    where = (f"<address>{escape(address.ipi_address)}</address>" if address.transport == "unix" else
+             f"<address>{escape(address.host)}</address><port>{address.port}</port>")
+    socket = (f'<ffsocket name="{name}{"-rotated" if grid else ""}" mode="{address.transport}" pbc="false">{where}'
+              f"<batch_size>{batch_size}</batch_size></ffsocket>")
+    if grid is None:
+        return socket
+    order, inversion = grid
+    return (f'<ffrotations name="{name}" pbc="false">{socket}<grid_mode>legendre</grid_mode><grid_order>{order}'
+            f"</grid_order><inversion>{str(inversion).lower()}</inversion></ffrotations>")
+
+
+def simulation_xml(atoms: Atoms, q: np.ndarray, p: np.ndarray, config: MDConfig, forcefields: Mapping[str, str]) -> str:
+    """The i-PI input of a run: ``q``, ``p`` in atomic units, ``forcefields`` the XML of "potential" and, for
+    MTS, "slow"."""
     u = ipi_units()
     cell = atoms.cell.array if atoms.pbc.any() else np.eye(3) * ISOLATED_BOX
     ensemble = config.ensemble
-    mts = "slow" in keys
+    mts = "slow" in forcefields
     forces = ('<force forcefield="potential"><mts_weights>[0, 1]</mts_weights></force>'
               '<force forcefield="slow"><mts_weights>[1, 0]</mts_weights></force>' if mts else
               '<force forcefield="potential"><mts_weights>[1]</mts_weights></force>')
@@ -202,7 +222,7 @@ def simulation_xml(atoms: Atoms, q: np.ndarray, p: np.ndarray, config: MDConfig,
 <output prefix=""></output>
 <total_steps>{2**30}</total_steps>
 <prng><seed>{seed}</seed></prng>
-{''.join(_forcefield(name, key) for name, key in keys.items())}
+{''.join(forcefields.values())}
 <system>
 <initialize nbeads="1">
 <positions mode="manual">{_array(q)}</positions>
@@ -229,38 +249,66 @@ class IpiDynamics(MolecularDynamics):
     resume a run. After each step ``atoms`` holds positions (Å), momenta (ASE units) and a single-point
     calculator with the full potential energy (eV, raw + correction for MTS) and the forces of
     ``potential`` (eV/Å). ``transferred_energy`` is the heat put in by the thermostat (eV).
-    :meth:`close` releases the models.
+    With ``clients`` (a :class:`~symprobe.md.ipi_clients.ClientPool`, started here once i-PI listens) the
+    model runs in them: an ``<ffsocket>``, inside ``<ffrotations>`` for a grid average; ``potential`` and
+    ``slow`` are then not evaluated here. :meth:`close` stops i-PI and the clients and releases the models.
     """
 
     def __init__(self, atoms: Atoms, config: MDConfig, potential: Model, slow: Model | None,
-                 checkpoint: Mapping[str, np.ndarray] | None = None, state: Mapping[str, Any] | None = None):
+                 checkpoint: Mapping[str, np.ndarray] | None = None, state: Mapping[str, Any] | None = None,
+                 clients: ClientPool | None = None):
         from ipi.scripting import InteractiveSimulation
         from ipi.utils.softexit import softexit
 
-        check_structure_for_ipi(atoms)
-        super().__init__(atoms, config.timestep_fs * config.n_inner * units.fs)
-        u = ipi_units()
-        self.potentials = {"potential": RegisteredPotential(potential, atoms)}
+        self.clients, self.keys = clients, {}
+        try:
+            check_structure_for_ipi(atoms)
+            super().__init__(atoms, config.timestep_fs * config.n_inner * units.fs)
+            self.potentials = {} if clients is not None else self._registered(atoms, potential, slow, checkpoint)
+            self.keys = {name: register(registered) for name, registered in self.potentials.items()}
+            u = ipi_units()
+            q, p = atoms.get_positions() * u.length, atoms.get_momenta() * u.momentum
+            if checkpoint is not None:
+                q, p = checkpoint["ipi_q"], checkpoint["ipi_p"]
+            try:
+                self.simulation = InteractiveSimulation(simulation_xml(atoms, q, p, config, self._forcefields(config)))
+            finally:
+                softexit.reset()  # give back SIGINT/SIGTERM and stop i-PI's soft-exit watcher: we step it ourselves
+        except BaseException:
+            self._release()
+            raise
+        try:
+            if clients is not None:
+                clients.start()  # i-PI listens now
+            self.system = self.simulation.syslist[0]
+            if checkpoint is not None:
+                self._restore(checkpoint, state)
+            self._sync()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _registered(atoms: Atoms, potential: Model, slow: Model | None,
+                    checkpoint: Mapping[str, np.ndarray] | None) -> dict[str, RegisteredPotential]:
+        """The in-process potentials, with their last evaluation restored from ``checkpoint`` where it holds one
+        (a checkpoint of a run served by socket clients holds none)."""
+        potentials = {"potential": RegisteredPotential(potential, atoms)}
         if slow is not None:
-            self.potentials["slow"] = RegisteredPotential(slow, atoms)
-        self.keys = {name: register(registered) for name, registered in self.potentials.items()}
-        q, p = atoms.get_positions() * u.length, atoms.get_momenta() * u.momentum
-        if checkpoint is not None:
-            q, p = checkpoint["ipi_q"], checkpoint["ipi_p"]
-            for name, registered in self.potentials.items():
+            potentials["slow"] = RegisteredPotential(slow, atoms)
+        for name, registered in potentials.items():
+            if checkpoint is not None and f"{name}_cell" in checkpoint:
                 cached = [np.array(checkpoint[f"{name}_{k}"]) for k in _CACHED]
                 registered.last = (cached[0], cached[1], float(cached[2]), cached[3], cached[4])
-        try:
-            self.simulation = InteractiveSimulation(simulation_xml(atoms, q, p, config, self.keys))
-        except BaseException:
-            self._unregister()
-            raise
-        finally:
-            softexit.reset()  # give back SIGINT/SIGTERM and stop i-PI's soft-exit watcher: we step it ourselves
-        self.system = self.simulation.syslist[0]
-        if checkpoint is not None:
-            self._restore(checkpoint, state)
-        self._sync()
+        return potentials
+
+    def _forcefields(self, config: MDConfig) -> dict[str, str]:
+        """The XML of each force field: in-process ``<ffdirect>`` or, with clients, their ``<ffsocket>`` (inside
+        ``<ffrotations>`` for a grid average)."""
+        if self.clients is None:
+            return {name: direct_forcefield(name, key) for name, key in self.keys.items()}
+        grid = ipi_rotation_grid(quadrature(config.symmetrizer["grid"])) if config.symmetrizer["kind"] == "grid" else None
+        return {"potential": socket_forcefield("potential", self.clients.address, grid, SOCKET_BATCH_SIZE)}
 
     def potential_energy(self) -> float:
         """The full potential energy (eV, raw + correction for MTS)."""
@@ -317,10 +365,24 @@ class IpiDynamics(MolecularDynamics):
         self.system.ensemble.eens = state["eens"]
 
     def close(self) -> None:
-        """Stop i-PI's force fields and drop the models from the registry."""
-        self.simulation.stop()
-        self._unregister()
+        """Stop i-PI's force fields (EXIT to socket clients), then the clients; drop the models from the registry."""
+        from ipi.engine.forcefields import FFRotations
 
-    def _unregister(self) -> None:
-        for key in self.keys.values():
-            _REGISTRY.pop(key, None)
+        try:
+            if self.clients is not None:
+                self.clients.stop_watching()
+            self.simulation.stop()
+            for forcefield in self.simulation.fflist.values():
+                if isinstance(forcefield, FFRotations):  # its stop() leaves the force field inside it running (3.3.1)
+                    forcefield.ff.stop()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Stop the clients (if any) and drop the models from the registry."""
+        try:
+            if self.clients is not None:
+                self.clients.stop()
+        finally:
+            for key in self.keys.values():
+                unregister(key)

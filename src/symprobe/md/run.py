@@ -160,7 +160,7 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     from symprobe.structures import check_structure
 
     config = load_config(config) if isinstance(config, (str, Path)) else validate_config(config)
-    model = load_model(config.model, config.device)
+    model = load_model(config.model, "cpu" if config.clients else config.device)  # clients: it runs in them, on device
     atoms = load_structure(config.structure, config.structure_index)
     build_potential(model, config)  # refuses models without forces before anything is written
     check_structure(atoms, species=model.species)
@@ -241,8 +241,13 @@ def _dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model | No
     """The dynamics of the config's engine, restored from ``arrays``/``state`` when given."""
     if config.engine == "ipi":
         from symprobe.md.ipi import IpiDynamics
+        from symprobe.md.ipi_clients import ClientPool, threads_per_client
 
-        return IpiDynamics(atoms, config, potential, slow, arrays, state)
+        clients = None
+        if config.clients:
+            clients = ClientPool(str(config.model), atoms, config.clients, config.transport, config.device,
+                                 threads_per_client(config.clients))
+        return IpiDynamics(atoms, config, potential, slow, arrays, state, clients)
     from symprobe.md.ase_engine import ase_dynamics, cache_results
 
     if arrays is None:
