@@ -9,14 +9,13 @@ from typing import Any, Callable
 import numpy as np
 from ase import Atoms
 
+from symprobe.audit.precision import FLOOR_FACTOR, roundoff_floor
 from symprobe.models.base import Model
 from symprobe.structures import StructureError, check_structure
 
 WALK_SEED = 42
 WALK_STEPS_DEG = (1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0, 40.0)
 WALK_RANDOM = 100
-FLOOR_FACTOR = 10.0  # breaking counts when the walk's mean force difference exceeds this many floors
-ROUNDOFF_FACTOR = 10.0  # the floor is at least this many ε × RMS force
 DEFAULT_GRID = "2i"
 
 
@@ -92,10 +91,7 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
     energies = np.array([p.energy for p in predictions])
     copies = _differences(energies, forces, np.array([0, 0]), np.array([1, 2]), len(atoms))
     dtype = model_dtype(model)
-    eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
-    force_scale = max(float(np.sqrt(np.mean(forces[0] ** 2))), abs(float(energies[0])) / len(atoms))  # eV/Å (|E|/N per Å)
-    roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * force_scale
-    roundoff_energy = 1000 * ROUNDOFF_FACTOR * eps * abs(float(energies[0])) / len(atoms)
+    roundoff_energy, roundoff_force = roundoff_floor(energies[0], forces[0], dtype)
     return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
             "dF_meV_per_A": max(float(copies.force_mae_meV_per_A.max()), roundoff_force),
             "translated_permuted_dF_meV_per_A": float(copies.force_mae_meV_per_A.max()), "roundoff_dF_meV_per_A": roundoff_force,
