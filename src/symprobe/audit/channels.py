@@ -19,7 +19,7 @@ from ase import Atoms
 
 from symprobe.audit.mirror import why_no_inversion_signal
 from symprobe.audit.precision import FLOOR_FACTOR, roundoff_floor
-from symprobe.audit.results import MEV, Channels
+from symprobe.audit.results import MEV, AuditError, Channels
 
 # Without labels, sizes are compared with this scale: the errors of a good machine-learning potential.
 STATED_SCALE = {"energy_meV_per_atom": 1.0, "force_meV_per_A": 30.0}
@@ -158,3 +158,20 @@ def _scale(results: Sequence, own: dict[str, Any] | None) -> dict[str, Any]:
 
 def _ratio(size: float, scale: float) -> float | None:
     return size / scale if scale > 0 else None
+
+
+def exceeds_inversion(summary: dict[str, Any], ratio: float) -> bool:
+    """CI gate on the inversion channel: whether the rotation-averaged force difference between the chiral structures
+    and their mirror images exceeds ``ratio`` × the model's own force error.
+
+    Raises :class:`AuditError` when no structure carries reference forces, when the grid has no improper rotations,
+    or when no structure is chiral: a gate that cannot see inversion breaking must not pass."""
+    own, inversion = summary["model_error"], summary["channels"]["inversion"]
+    if own is None or own["force_mae_meV_per_A"] is None:
+        raise AuditError("--fail-above-inversion needs reference forces on the structures, and none carry them")
+    if not inversion["measured"]:
+        raise AuditError(f"--fail-above-inversion needs a grid with inversion (e.g. 3i), not {summary['channels']['grid']}")
+    if not inversion["chiral"]:
+        reasons = "; ".join(f"{c['name']}: {c['reason']}" for c in inversion["cannot_show"][:3])
+        raise AuditError(f"--fail-above-inversion: no structure can show inversion breaking ({reasons}); add a chiral one")
+    return inversion["force_difference_mae_meV_per_A"] > ratio * own["force_mae_meV_per_A"]

@@ -5,10 +5,13 @@ by construction. Such a structure says nothing about a model's parity invariance
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from ase import Atoms
 
-SYMPREC_A = 1e-5  # Å, spglib's tolerance for crystals
+from symprobe.analysis.crystal import SPGLIB_DEFAULT as SYMPREC_A  # Å, spglib's tolerance for crystals
+
 TOLERANCE_A = 1e-4  # Å, the tolerance for matching atoms of a molecule to its mirror image
 
 
@@ -31,7 +34,9 @@ def _crystal_reason(atoms: Atoms) -> str | None:
     import spglib
 
     cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
-    symmetry = spglib.get_symmetry(cell, symprec=SYMPREC_A) or {"rotations": np.eye(3, dtype=int)[None]}
+    with warnings.catch_warnings():  # spglib's notice about its error handling, not about this structure
+        warnings.simplefilter("ignore", DeprecationWarning)
+        symmetry = spglib.get_symmetry(cell, symprec=SYMPREC_A) or {"rotations": np.eye(3, dtype=int)[None]}
     rotations = symmetry["rotations"]
     if any(np.array_equal(r, -np.eye(3, dtype=int)) for r in rotations):
         return f"a centrosymmetric crystal (spglib, {SYMPREC_A:g} Å)"

@@ -109,18 +109,31 @@ def bench_model(model: Model, structures: dict[str, Atoms], grid: str = DEFAULT_
             kept[name] = atoms
         except StructureError as error:
             skipped.append({"structure": name, "reason": str(error)})
-    rows = {}
+    rows, verdict = {}, []
     if kept:
-        report = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[]).to_dict()
-        for name, result in zip(kept, report["structures"]):
+        audited = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[])
+        report, verdict = audited.to_dict(), audited.summary["verdict"]
+        for name, result, structure in zip(kept, report["structures"], audited.structures):
             walk, floor = walk_metric(model, kept[name]), numerical_floor(model, kept[name])
             rows[name] = {"audit": _audit_row(result), "walk": walk, "floor": floor,
-                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300)}
+                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300),
+                          **structure_verdict(structure, audited.grid, lmax)}
     walks = [rows[n]["walk"] for n in rows]
     overall = (Differences(np.concatenate([w["dE_meV_per_atom"] for w in walks]), np.concatenate([w["dF_meV_per_A"] for w in walks])).summary()
                if walks else None)
     return {"model": getattr(model, "name", type(model).__name__), "structures": rows, "skipped": skipped, "walk_overall": overall,
-            "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]]}
+            "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]],
+            "inversion_broken_on": [n for n in rows if rows[n]["channels"]["inversion"]["broken_on"]], "verdict": verdict}
+
+
+def structure_verdict(structure, grid, lmax: int) -> dict[str, Any]:
+    """One audited structure's channels (:func:`~symprobe.audit.channels.channel_summary`) and verdict sentences."""
+    from symprobe.audit.channels import channel_summary
+    from symprobe.audit.summary import model_error_summary
+    from symprobe.audit.verdict import verdict
+
+    channels = channel_summary([structure], grid, model_error_summary([structure]))
+    return {"channels": channels, "verdict": verdict({"n_structures": 1, "channels": channels}, lmax)}
 
 
 def _audit_row(result: dict[str, Any]) -> dict[str, Any]:
