@@ -135,7 +135,7 @@ def test_achiral_structures_are_never_evidence_of_parity_invariance():
 class EMTPlusLabFrame(Calculator):
     """EMT plus 0.01·(x₀ − x₁) eV (x: Cartesian x of atoms 0 and 1, Å): a parity-odd λ = 1 term of known size."""
 
-    implemented_properties = ["energy", "forces"]
+    implemented_properties = ("energy", "forces")
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

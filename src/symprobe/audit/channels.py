@@ -12,7 +12,8 @@ broken on a structure when it exceeds ``FLOOR_FACTOR`` × that floor, in energy 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms

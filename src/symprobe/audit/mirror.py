@@ -10,7 +10,9 @@ import warnings
 import numpy as np
 from ase import Atoms
 
-from symprobe.analysis.crystal import SPGLIB_DEFAULT as SYMPREC_A  # Å, spglib's tolerance for crystals
+from symprobe.analysis.crystal import (
+    SPGLIB_DEFAULT as SYMPREC_A,  # Å, spglib's tolerance for crystals
+)
 
 TOLERANCE_A = 1e-4  # Å, the tolerance for matching atoms of a molecule to its mirror image
 

@@ -35,7 +35,7 @@ class KnownAnswerCalculator(Calculator):
     term (``degree`` ℓ, ``amplitude`` A in eV) and the pseudoscalar term (``pseudoscalar`` c in eV/Å³) of the
     module docstring; ``seed`` fixes the lab-frame direction c_m."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
 
     def __init__(self, degree: int | None = None, amplitude: float = 0.0, pseudoscalar: float = 0.0,
                  cutoff: float = 4.0, seed: int = 0, **kwargs):
