@@ -21,8 +21,13 @@ from symprobe.testing import (
 
 def test_passes_on_the_invariant_twin():
     twin = load_model("builtin:water-pet-twin", dtype=torch.float64)
-    assert_invariant(twin, [water_monomer(), water_box(2, seed=0)], rotations="O")
-    assert_invariant(twin, water_monomer(), rotations=5, energy_meV_per_atom=1e-6, force_meV_per_A=1e-6)
+    assert_invariant(twin, [water_monomer(), water_box(2, seed=0)], rotations="O")  # the random box is chiral
+    assert_invariant(twin, water_monomer(), rotations=5, inversion=False, energy_meV_per_atom=1e-6, force_meV_per_A=1e-6)
+
+
+def test_refuses_to_check_inversion_on_achiral_structures_only():
+    with pytest.raises(ValueError, match=r"no structure can show inversion breaking \(water monomer: planar"):
+        assert_invariant(KnownAnswerCalculator(pseudoscalar=0.01), [water_monomer(), molecule("CH4")])
 
 
 def test_fails_on_the_lab_frame_model_in_the_rotation_channel():

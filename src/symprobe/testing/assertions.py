@@ -12,7 +12,7 @@ at the model's precision (:func:`~symprobe.audit.precision.roundoff_floor`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 from ase import Atoms
@@ -24,22 +24,27 @@ from symprobe.models.base import CalculatorModel, Model
 from symprobe.structures import structure_label
 
 
-def assert_invariant(model_or_calculator: Model | Calculator, structures: Atoms | Sequence[Atoms], rotations: int | str = "O",
+def assert_invariant(model_or_calculator: Model | Calculator, structures: Atoms | Iterable[Atoms], rotations: int | str = "O",
                      inversion: bool = True, energy_meV_per_atom: float | None = None, force_meV_per_A: float | None = None,
                      floor_factor: float = FLOOR_FACTOR, precision: str | None = None, seed: int = 0) -> None:
     """Raise ``AssertionError`` naming every structure and channel (rotation, inversion) whose breaking exceeds its
     tolerance, with the size and the tolerance.
 
     ``rotations``: a grid name (``symprobe grids``; its proper rotations are used) or a number of Haar-random
-    rotations drawn from ``seed``. ``inversion``: also check the mirror images. ``energy_meV_per_atom`` and
+    rotations drawn from ``seed``. ``inversion``: also check the mirror images; then at least one structure must be
+    chiral (``ValueError`` otherwise: an achiral one is its own mirror image, :mod:`symprobe.audit.mirror`).
+    ``energy_meV_per_atom`` and
     ``force_meV_per_A``: absolute tolerances; each one not given is ``floor_factor`` × the round-off floor at
     ``precision`` ('float32' or 'float64'; default the model's, float64 when unknown).
     """
     model = CalculatorModel(model_or_calculator) if isinstance(model_or_calculator, Calculator) else model_or_calculator
     proper = _proper_rotations(rotations, seed)
     precision = precision or model_dtype(model)
+    structures = [structures] if isinstance(structures, Atoms) else list(structures)
+    if inversion:
+        _check_some_chiral(structures)
     failures = []
-    for k, atoms in enumerate([structures] if isinstance(structures, Atoms) else structures):
+    for k, atoms in enumerate(structures):
         label = structure_label(atoms, k)
         batch = model.predict_rotated(atoms, np.concatenate([np.eye(3)[None], proper, -proper] if inversion else [np.eye(3)[None], proper]))
         n, m = len(atoms), len(proper)
@@ -58,6 +63,16 @@ def assert_invariant(model_or_calculator: Model | Calculator, structures: Atoms 
                 failures.append(f"{label}: {channel} breaking of the forces {force:.3g} meV/Å > tolerance {tol_f:.3g} meV/Å")
     if failures:
         raise AssertionError(f"{getattr(model, 'name', type(model).__name__)} is not invariant:\n" + "\n".join(failures))
+
+
+def _check_some_chiral(structures: list[Atoms]) -> None:
+    from symprobe.audit.mirror import why_no_inversion_signal
+
+    reasons = [why_no_inversion_signal(atoms) for atoms in structures]
+    if all(reason is not None for reason in reasons):
+        named = "; ".join(f"{structure_label(a, k)}: {r}" for k, (a, r) in enumerate(zip(structures[:3], reasons)))
+        raise ValueError(f"assert_invariant: inversion=True, but no structure can show inversion breaking ({named}); "
+                         "add a chiral one (e.g. symprobe.bench.builtin_set(['CHFClBr'])) or pass inversion=False")
 
 
 def _proper_rotations(rotations: int | str, seed: int) -> np.ndarray:
