@@ -264,12 +264,17 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
              html.escape(f["evidence"])] for f in r["findings"]]
     tables["findings"] = _table("findings", "The paper's qualitative findings tested on this model", ["finding", "here", "evidence"], rows)
 
-    rows = [[stage, html.escape(name), _fmt(chi2), "yes" if c["passed"] else "NO", f"{c['false_alarms']} of {c['n_tests']}"]
+    rows = [[stage, html.escape(name), _fmt(chi2), _fmt(c["family"]["adjusted_p"].get(name)), "yes" if c["passed"] else "NO",
+             f"{c['false_alarms']} of {c['n_tests']}"]
             for stage, c in ((stage, exp[stage].get("calibration")) for stage in ("gas_nve", "gas_nvt", "liquid")) if c
             for name, chi2 in c["chi2_per_dof"].items()]
+    gate = r.get("calibration_gate")
+    correction = gate["correction"] if gate else "Bonferroni within each stage"
     tables["calibration"] = _table("calibration", "Null comparisons: the raw model run twice (own seeds, own starting structures) "
-                                   "and compared like two variants; a stage that fails issues no verdicts",
-                                   ["stage", "observable", "χ²/dof (≈ 1)", "stage passes", "false alarms"], rows)
+                                   f"and compared like two variants, p-values corrected by {correction}; a stage that fails "
+                                   "issues no verdicts",
+                                   ["stage", "observable", "χ²/dof (≈ 1)", "adjusted p", "stage passes", "individually significant"],
+                                   rows)
 
     rows = []
     names = {"test cells": 0, "bulk MD": 1, "isolated molecule": 2}
