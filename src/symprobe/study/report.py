@@ -257,6 +257,15 @@ FIGURE_MAKERS: dict[str, tuple[Callable, str]] = {
 # Tables
 
 
+def _channel_verdicts(errors: dict[str, Any]) -> str:
+    """Each set's audit verdict in words: breaking under proper rotations and under inversion apart (absent from
+    results cached before channels were measured)."""
+    items = [f"<li><b>{html.escape(name)}</b>: {html.escape(' '.join(data['verdict']))}</li>"
+             for name, data in errors["sets"].items() if data.get("verdict")]
+    return (f"<p>Breaking by channel, on the {html.escape(errors['reference'])} grid:</p><ul>{''.join(items)}</ul>"
+            if items else "")
+
+
 def _tables(r: dict[str, Any]) -> dict[str, str]:
     paper, exp = r["paper"], r["experiments"]
     tables: dict[str, str] = {}
@@ -287,7 +296,7 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
         "rotational_errors", f"Rotational errors against the {exp['rotational_errors']['reference']} average "
         "(energy per cell/molecule, forces per component); paper: cited, against 3i (150)",
         ["structures", "grid", "evaluations", "energy (meV) ours", "energy (meV) paper", "force (meV/Å) ours",
-         "force (meV/Å) paper"], rows)
+         "force (meV/Å) paper"], rows) + _channel_verdicts(exp["rotational_errors"])
 
     rows = [[row["grid"], row["evaluations"], row["degree"], _pm(row["rms_torque"]),
              paper["rms_torque_eV"].get(row["grid"].removeprefix("paper-")) if row["grid"].startswith("paper-") else None]
