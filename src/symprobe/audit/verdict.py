@@ -51,8 +51,8 @@ def _rotation_sentence(channels: dict[str, Any], n: int) -> str:
     if not r["broken_on"]:
         return (f"Proper rotations: within the numerical floor on all {n} structures (F − F̄₊ {r['force_mae_meV_per_A']:.3g} meV/Å, "
                 f"E − Ē₊ {r['energy_mae_meV_per_atom']:.3g} meV/atom; breaking counts above {floor}).")
-    lambdas = ", ".join(f"λ = {row['lambda']}" + (f" ({row['parity']} parity" if row["parity"] else " (")
-                        + f", {100 * row['share']:.0f} % of the breaking power)" for row in r["lambdas"])
+    lambdas = ", ".join(f"λ = {row['lambda']} (" + (f"{row['parity']} parity, " if row["parity"] else "")
+                        + f"{100 * row['share']:.0f} % of the breaking power)" for row in r["lambdas"])
     sizes = _sizes("raw against the average over proper rotations", r["energy_mae_meV_per_atom"],
                    r["force_mae_meV_per_A"], channels, (r["energy_ratio"], r["force_ratio"]))
     return f"Proper rotations: broken on {len(r['broken_on'])} of {n} structures, at {lambdas or 'λ above the spectrum'}; {sizes}."
@@ -81,11 +81,16 @@ def _next_step(rotation: dict[str, Any], inversion: dict[str, Any], lmax: int) -
         return "Next: nothing to remove; no symmetrizer is needed."
     if not rotation["broken_on"]:
         return ("Next: averaging over the structure and its mirror image (grid 'i', 2 evaluations, twice the cost of one "
-                "prediction) removes it, since the model is exact under rotations: `symprobe export MODEL out.pt --grid i`.")
+                f"prediction) removes it, since the model is exact under rotations: {_how('i')}.")
     top = max((row["lambda"] for row in rotation["lambdas"]), default=lmax)
     rule = so3.smallest(top, improper=bool(inversion["broken_on"]))
     higher = (f" The spectrum stops at λ = {lmax} and λ = {top} carries breaking: rerun with a larger --lmax to see whether "
               "higher λ do too." if top >= lmax else "")
     return (f"Next: averaging over {rule.name} ({len(rule)} evaluations, {len(rule)} × the cost of one prediction, exact to "
-            f"λ = {rule.degree}) removes the breaking up to λ = {top}: `symprobe export MODEL out.pt --grid {rule.name}` or "
-            f"GridAverage(model, so3.get('{rule.name}')); in MD, multiple time stepping (--mts) costs less.{higher}")
+            f"λ = {rule.degree}) removes the breaking up to λ = {top}: {_how(rule.name)}; in MD, multiple time stepping "
+            f"(--mts) costs less.{higher}")
+
+
+def _how(grid: str) -> str:
+    return (f"GridAverage(model, so3.get('{grid}')) wraps any model (.as_calculator() for ASE), and "
+            f"`symprobe export MODEL out.pt --grid {grid}` writes an averaged symprobe torch model")
