@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from symprobe.analysis import statistics
-from symprobe.study.calibration import apply_run_gate
+from symprobe.study.calibration import gated, run_gate
 
 N_RUNS = 2000
 STAGES = {"gas_nve": ("scalar", "scalar"), "gas_nvt": ("scalar",), "liquid": ("curve",) * 5 + ("scalar",) * 2}
@@ -44,7 +44,7 @@ def test_runs_without_effect_pass_the_whole_gate_95_percent_of_the_time():
     assert per_test < 0.95 - tolerance  # a test at 5 % each: about 0.95¹⁰
 
 
-def test_the_run_gate_sets_each_stages_calibration():
+def test_the_run_gate_decides_each_stages_calibration():
     rng = np.random.default_rng(1)
     run = _null_run(rng)
     run["gas_nvt"]["scalar 0"] = statistics.difference_significance(2.1, 1.0, 0.0, 0.0)  # p = 0.036 alone
@@ -53,8 +53,10 @@ def test_the_run_gate_sets_each_stages_calibration():
                "liquid": {"verdicts": {"raw-repeat": run["liquid"]},
                           "calibration": {**statistics.null_calibration(run["liquid"]), "conclusive": False, "passed": False}}}
     assert not results["gas_nvt"]["calibration"]["passed"]  # fails at 5 % on its own
-    gate = apply_run_gate(results)
+    gate = run_gate(results)
     assert gate["n_tests"] == 10 and gate["correction"].startswith("Holm over all 10 null tests")
-    assert results["gas_nvt"]["calibration"]["passed"] and "Holm" in results["gas_nvt"]["calibration"]["verdict"]
-    assert results["gas_nvt"]["calibration"]["family"]["adjusted_p"]["scalar 0"] > 0.05
-    assert not results["liquid"]["calibration"]["passed"]  # inconclusive stays withheld
+    view = gated(results, gate)
+    assert view["gas_nvt"]["calibration"]["passed"] and "Holm" in view["gas_nvt"]["calibration"]["verdict"]
+    assert view["gas_nvt"]["calibration"]["family"]["adjusted_p"]["scalar 0"] > 0.05
+    assert not view["liquid"]["calibration"]["passed"] and view["liquid"]["withheld"]  # inconclusive stays withheld
+    assert not results["gas_nvt"]["calibration"]["passed"]  # the stage's own results are left as they were

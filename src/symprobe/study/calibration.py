@@ -1,7 +1,9 @@
 """The study's calibration gate over the whole run: the null comparisons (raw against a second raw set) of every stage
 that has one form one family, Holm-corrected (:func:`~symprobe.analysis.statistics.calibration_gate`), so that a run
-in which nothing differs passes the whole gate 95 % of the time. Each stage's ``calibration`` then says whether it
-passes under that correction; a stage whose null comparison is inconclusive (too few replicas) still fails."""
+in which nothing differs passes the whole gate 95 % of the time. :func:`gated` gives the stages' results as the
+findings and the report read them: each stage's ``calibration`` says whether it passes under that correction (a
+stage whose null comparison is inconclusive, with too few replicas, still fails); the cached stage results
+themselves are left as their stages wrote them."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ from typing import Any
 
 from symprobe.analysis import statistics
 from symprobe.study.variants import REPEAT
-
-NULL_STAGES = ("gas_nve", "gas_nvt", "liquid")
 
 
 def null_tests(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -20,33 +20,38 @@ def null_tests(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {stage: found for stage, found in tests.items() if found}
 
 
-def apply_run_gate(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's gate (None without null tests); each stage's ``calibration`` is updated in place to it: ``passed``,
-    ``family`` (the Holm-adjusted p-values of its tests), ``correction`` and ``verdict``."""
+def run_gate(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's gate over the stages' null tests (None when there are none)."""
     tests = null_tests(results)
-    if not tests:
-        return None
-    gate = statistics.calibration_gate(tests)
+    return statistics.calibration_gate(tests) if tests else None
+
+
+def gated(results: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of the stages' ``results`` whose ``calibration`` entries follow ``gate`` (:func:`run_gate`): ``passed``,
+    ``family`` (the Holm-adjusted p-values of the stage's tests), ``correction`` and ``verdict``; the liquid's
+    ``withheld`` too. Without a gate, ``results`` as they are."""
+    if gate is None:
+        return results
+    out = dict(results)
     alpha = 1.0 - gate["confidence"]
-    for stage, stage_tests in tests.items():
+    for stage, adjusted in gate["adjusted_p"].items():
         calibration = results[stage].get("calibration")
         if calibration is None:
             continue
-        adjusted = gate["adjusted_p"][stage]
         significant = sorted(name for name, p in adjusted.items() if p < alpha)
-        calibration["family"] = {"n_tests": gate["n_tests"], "adjusted_p": adjusted, "confidence": gate["confidence"],
-                                 "significant": significant}
-        calibration["correction"] = gate["correction"]
-        if not calibration.get("conclusive", True):
-            continue  # too few replicas for the null comparison to mean anything: stays withheld
-        calibration["passed"] = gate["stage_passed"][stage]
-        calibration["verdict"] = (
-            f"calibrated: two runs of the same variant agree within their error bars ({gate['correction']})"
-            if calibration["passed"] else
-            f"not calibrated: two runs of the same variant differ in {', '.join(significant)} "
-            f"(Holm-adjusted p = {min(adjusted[name] for name in significant):.2g}, {gate['correction']}); either the error "
-            f"bars are too small for these runs or this is one of the {100 * alpha:g} % false alarms of a correct comparison, "
-            "so this stage issues no verdicts")
+        updated = {**calibration, "correction": gate["correction"],
+                   "family": {"n_tests": gate["n_tests"], "adjusted_p": adjusted, "confidence": gate["confidence"],
+                              "significant": significant}}
+        if calibration.get("conclusive", True):  # an inconclusive null comparison stays withheld
+            updated["passed"] = gate["stage_passed"][stage]
+            updated["verdict"] = (
+                f"calibrated: two runs of the same variant agree within their error bars ({gate['correction']})"
+                if updated["passed"] else
+                f"not calibrated: two runs of the same variant differ in {', '.join(significant)} "
+                f"(Holm-adjusted p = {min(adjusted[name] for name in significant):.2g}, {gate['correction']}); either the "
+                f"error bars are too small for these runs or this is one of the {100 * alpha:g} % false alarms of a correct "
+                "comparison, so this stage issues no verdicts")
+        out[stage] = {**results[stage], "calibration": updated}
         if stage == "liquid":
-            results[stage]["withheld"] = not calibration["passed"]
-    return gate
+            out[stage]["withheld"] = not updated["passed"]
+    return out

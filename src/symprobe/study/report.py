@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 from symprobe.files import atomic_write
+from symprobe.study.calibration import gated
 from symprobe.pages import CSS, fmt as _fmt, png_base64 as _png, pyplot as _pyplot, table as _table
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
@@ -267,7 +268,7 @@ def _channel_verdicts(errors: dict[str, Any]) -> str:
 
 
 def _tables(r: dict[str, Any]) -> dict[str, str]:
-    paper, exp = r["paper"], r["experiments"]
+    paper, exp = r["paper"], gated(r["experiments"], r.get("calibration_gate"))
     tables: dict[str, str] = {}
     rows = [[f["claim"], "not tested" if f["holds"] is None else ("holds" if f["holds"] else "does NOT hold"),
              html.escape(f["evidence"])] for f in r["findings"]]
