@@ -17,6 +17,7 @@ WALK_SEED = 42
 WALK_STEPS_DEG = (1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0, 40.0)
 WALK_RANDOM = 100
 DEFAULT_GRID = "2i"
+FLOOR_TERMS = {False: "round-off", True: "translation/permutation"}  # which term sets the floor (the larger)
 
 
 def walk_rotations(seed: int = WALK_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -92,10 +93,11 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
     copies = _differences(energies, forces, np.array([0, 0]), np.array([1, 2]), len(atoms))
     dtype = model_dtype(model)
     roundoff_energy, roundoff_force = roundoff_floor(energies[0], forces[0], dtype)
+    moved = float(copies.force_mae_meV_per_A.max())
     return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
-            "dF_meV_per_A": max(float(copies.force_mae_meV_per_A.max()), roundoff_force),
-            "translated_permuted_dF_meV_per_A": float(copies.force_mae_meV_per_A.max()), "roundoff_dF_meV_per_A": roundoff_force,
-            "precision": dtype}
+            "dF_meV_per_A": max(moved, roundoff_force),
+            "translated_permuted_dF_meV_per_A": moved, "roundoff_dF_meV_per_A": roundoff_force,
+            "set_by": FLOOR_TERMS[moved >= roundoff_force], "precision": dtype}
 
 
 def bench_model(model: Model, structures: dict[str, Atoms], grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
@@ -144,15 +146,34 @@ def _audit_row(result: dict[str, Any]) -> dict[str, Any]:
             "spectrum_power_eV2": spectrum["power_eV2"], "spectrum_odd_power_eV2": spectrum["power_odd_eV2"]}
 
 
-def bench(models: dict[str, Model], structures: dict[str, Atoms], grid: str = DEFAULT_GRID,
-          progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """:func:`bench_model` for every model (keyed by its spec), with the settings and the time each took (s)."""
+def bench(models: dict[str, Model | None], structures: dict[str, Atoms], grid: str = DEFAULT_GRID,
+          progress: Callable[[str], None] = print, done: dict[str, Any] | None = None,
+          on_model: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """:func:`bench_model` for every model (keyed by its spec), with the settings and the time each took (s).
+
+    ``done`` is an earlier bench of the same grid and structures (:func:`resumable`): its models (None in ``models``)
+    are kept, not run again. ``on_model`` is called with the result so far after each model."""
     result: dict[str, Any] = {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
                               "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
                               "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
     for k, (spec, model) in enumerate(models.items()):
+        if done is not None and spec in done["models"]:
+            progress(f"[bench] {spec} ({k + 1}/{len(models)}): kept from the bench already in the output directory")
+            result["models"][spec], result["seconds"][spec] = done["models"][spec], done["seconds"][spec]
+            continue
         start = time.perf_counter()
         progress(f"[bench] {spec} ({k + 1}/{len(models)})")
         result["models"][spec] = bench_model(model, structures, grid)
         result["seconds"][spec] = time.perf_counter() - start
+        if on_model is not None:
+            on_model(result)
     return result
+
+
+def resumable(saved: dict[str, Any], grid: str, structures: dict[str, Atoms]) -> dict[str, Any]:
+    """``saved`` (a bench.json, finished or partial) if it was run on ``grid`` and ``structures``, else a
+    ``ValueError`` naming the difference."""
+    if saved["grid"] != grid or saved["structures"] != list(structures):
+        raise ValueError(f"--resume: the bench in the output directory ran grid {saved['grid']} on {', '.join(saved['structures'])}; "
+                         f"this one asks for grid {grid} on {', '.join(structures)}; use --overwrite or another --out")
+    return saved

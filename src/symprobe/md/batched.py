@@ -150,9 +150,9 @@ class TorchForceCall(ForceCall):
         if stale.any():
             frames = self.frames(x.cpu().numpy(), range(n))
             for r in np.flatnonzero(stale):
-                self.lists[r] = neighbour_list(frames[r], self.model.cutoff + self.skin)
+                self.lists[r] = neighbour_list(frames[r], self.model.cutoff + self.skin, self.model.half_list)
             self.reference = x.clone()
-            self.structures = Structures.of(frames, self.model.cutoff, self.device, edges=self.lists)
+            self.structures = Structures.of(frames, self.model.cutoff, self.device, edges=self.lists, half_list=self.model.half_list)
             counts = np.diff(self.structures.edge_start)
             self.edge_structure = torch.as_tensor(np.repeat(np.arange(n), counts), device=self.device)
             self.rebuilds += 1
@@ -166,7 +166,7 @@ class TorchForceCall(ForceCall):
         rotations, owner, weight = _gather(terms, len(self.templates))
         copies = Copies.of(s, [len(R) for R in rotations], inside)
         R = torch.as_tensor(np.concatenate(rotations), dtype=torch.float64, device=self.device)
-        results = self.model.evaluate(s, copies, R)
+        results = self.model.evaluate(s, copies, R, stress=False)  # no barostat: forces only
         forces = -torch.einsum("aji,aj->ai", R[copies.atom_copy], results.grad_positions)
         owner_t = torch.as_tensor(owner, device=self.device)
         weight_t = torch.as_tensor(weight, dtype=torch.float64, device=self.device)

@@ -46,10 +46,9 @@ WATER_ORDER = (8, 1, 1)
 def check_water_molecules(atoms: Atoms) -> None:
     """Raise :class:`~symprobe.structures.StructureError` unless ``atoms`` are whole H2O molecules
     ordered O, H, H; the message names the structure and the first bad molecule."""
-    label = structure_label(atoms)
     if len(atoms) % 3:
         raise StructureError(
-            f"{label}: {len(atoms)} atoms is not a whole number of H2O molecules "
+            f"{structure_label(atoms)}: {len(atoms)} atoms is not a whole number of H2O molecules "
             "(the water models need molecules ordered O, H, H)"
         )
     bad = np.flatnonzero((atoms.numbers.reshape(-1, 3) != WATER_ORDER).any(axis=1))
@@ -57,7 +56,7 @@ def check_water_molecules(atoms: Atoms) -> None:
         k = int(bad[0])
         found = ", ".join(chemical_symbols[z] for z in atoms.numbers[3 * k : 3 * k + 3])
         raise StructureError(
-            f"{label}: molecule {k} (atoms {3 * k}–{3 * k + 2}) is {found}; "
+            f"{structure_label(atoms)}: molecule {k} (atoms {3 * k}–{3 * k + 2}) is {found}; "
             "the water models need molecules ordered O, H, H"
         )
 
@@ -196,6 +195,8 @@ class QTIP4PF(torch.nn.Module):
         self.cutoff = self.pair_cutoff + 2 * self.m_site_margin
         self.orientation_term = orientation_term
 
+    half_list = True  # every pair term is counted once: a half neighbour list is half the search and the edges
+
     def forward(self, graph: Graph) -> torch.Tensor:
         water = _Molecules(graph)
         n_structures = graph.n_structures
@@ -229,7 +230,7 @@ class QTIP4PF(torch.nn.Module):
                 f"{float(m_offsets[k].detach().norm()):.3f} Å from O (> {self.m_site_margin} Å): broken molecule"
             )
         rc, alpha = self.pair_cutoff, self.dsf_alpha
-        oo, oh, hh = _pair_edges(graph, water.atom_shifts)
+        oo, oh, hh, flipped = _pair_edges(graph, water.atom_shifts)
         energies = torch.zeros(graph.n_structures, dtype=graph.dtype, device=graph.positions.device)
 
         def add(factor: float, edges: torch.Tensor, distances: torch.Tensor, kernel) -> None:
@@ -243,8 +244,11 @@ class QTIP4PF(torch.nn.Module):
         add(1.0, oo, r_oo.norm(dim=-1), lambda d: _lj_shifted_force(d, rc))
         r_mm = r_oo + m_offsets[j] - m_offsets[i]
         add(COULOMB * CHARGE_M**2, oo, r_mm.norm(dim=-1), lambda d: _dsf(d, alpha, rc))
-        # M–H pairs from O→H edges
-        r_mh = _edge_vectors(graph, oh) - m_offsets[graph.edge_i[oh] // 3]
+        # M–H pairs from the O–H edges, turned to point from O to H
+        r_ij = _edge_vectors(graph, oh)
+        r_oh = torch.where(flipped[:, None], -r_ij, r_ij)
+        oxygen = torch.where(flipped, graph.edge_j[oh], graph.edge_i[oh])
+        r_mh = r_oh - m_offsets[oxygen // 3]
         add(COULOMB * CHARGE_M * CHARGE_H, oh, r_mh.norm(dim=-1), lambda d: _dsf(d, alpha, rc))
         # H–H pairs
         add(COULOMB * CHARGE_H**2, hh, _edge_vectors(graph, hh).norm(dim=-1), lambda d: _dsf(d, alpha, rc))
@@ -261,31 +265,34 @@ def _edge_vectors(graph: Graph, edges: torch.Tensor) -> torch.Tensor:
     return (graph.positions[j] - graph.positions[i] + offsets).to(graph.dtype)
 
 
-def _pair_edges(graph: Graph, atom_shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Indices of the edges that carry intermolecular O–O, O→H and H–H pairs, each pair once.
+def _pair_edges(graph: Graph, atom_shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices of the edges that carry intermolecular O–O, O–H and H–H pairs, each pair once, and for the
+    O–H edges whether they run H → O (``flipped``).
 
-    The graph's full list holds (i, j, S) and (j, i, −S); O–O and H–H keep i < j, or i = j (an atom and
-    its own image) with S lexicographically positive. O–H keeps the O→H direction. Edges inside one
-    molecule (same molecule and S equal to the difference of the atoms' unwrap shifts) are dropped.
+    A half list (``graph.half_list``) holds each pair once already. A full list holds (i, j, S) and
+    (j, i, −S): O–O and H–H keep i < j, or i = j (an atom and its own image) with S lexicographically
+    positive, and O–H keeps the O → H direction. Edges inside one molecule (same molecule and S equal to
+    the difference of the atoms' unwrap shifts) are dropped.
     """
     with torch.no_grad():
         ei, ej, s = graph.edge_i, graph.edge_j, graph.shifts
         oxygen = graph.numbers == 8
         o_i, o_j = oxygen[ei], oxygen[ej]
-        positive = (s[:, 0] > 0) | ((s[:, 0] == 0) & ((s[:, 1] > 0) | ((s[:, 1] == 0) & (s[:, 2] > 0))))
-        once = (ei < ej) | ((ei == ej) & positive)
+        if graph.half_list:
+            once = torch.ones_like(o_i)
+            keep_oh = o_i != o_j
+        else:
+            positive = (s[:, 0] > 0) | ((s[:, 0] == 0) & ((s[:, 1] > 0) | ((s[:, 1] == 0) & (s[:, 2] > 0))))
+            once = (ei < ej) | ((ei == ej) & positive)
+            keep_oh = o_i & ~o_j
         keep_hh = ~o_i & ~o_j & once
-        keep_oh = o_i & ~o_j
         inside = torch.nonzero((ei // 3 == ej // 3) & (ei != ej)).squeeze(1)
         bonded = (s[inside] == atom_shifts[ej[inside]] - atom_shifts[ei[inside]]).all(dim=-1)
         inside = inside[bonded]
         keep_hh[inside] = False
         keep_oh[inside] = False
-        return (
-            torch.nonzero(o_i & o_j & once).squeeze(1),
-            torch.nonzero(keep_oh).squeeze(1),
-            torch.nonzero(keep_hh).squeeze(1),
-        )
+        oh = torch.nonzero(keep_oh).squeeze(1)
+        return torch.nonzero(o_i & o_j & once).squeeze(1), oh, torch.nonzero(keep_hh).squeeze(1), ~o_i[oh]
 
 
 class WaterModel(TorchModel):

@@ -35,7 +35,8 @@ class Graph:
 
     ``positions`` (A, 3) Å and ``cells`` (S, 3, 3) Å (rows are cell vectors; zeros for non-periodic) are
     float64; ``numbers`` (A,) atomic numbers; ``structure`` (A,) index of each atom's structure;
-    ``edge_i``, ``edge_j`` (E,) full neighbour list (both directions); ``shifts`` (E, 3) integer cell
+    ``edge_i``, ``edge_j`` (E,) neighbour list, full (both directions) unless ``half_list`` (each pair once,
+    for modules that ask for it with a ``half_list = True`` attribute); ``shifts`` (E, 3) integer cell
     shifts (float64) so that r_ij = x_j − x_i + shifts @ cell; ``dtype`` the module's precision.
     """
 
@@ -47,6 +48,7 @@ class Graph:
     edge_j: torch.Tensor
     shifts: torch.Tensor
     dtype: torch.dtype = torch.float64
+    half_list: bool = False
 
     @property
     def n_structures(self) -> int:
@@ -61,16 +63,17 @@ class Graph:
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "Graph":
         """The graph on ``device`` for a module in ``dtype`` (coordinates stay float64)."""
-        moved = {f.name: getattr(self, f.name).to(device=device) for f in dataclasses.fields(self) if f.name != "dtype"}
-        return Graph(**moved, dtype=dtype or self.dtype)
+        moved = {f.name: getattr(self, f.name).to(device=device) for f in dataclasses.fields(self) if f.name not in ("dtype", "half_list")}
+        return Graph(**moved, dtype=dtype or self.dtype, half_list=self.half_list)
 
     def with_coordinates(self, positions: torch.Tensor, cells: torch.Tensor) -> "Graph":
         """The same graph with other positions and cells (e.g. strained or requiring gradients)."""
         return dataclasses.replace(self, positions=positions, cells=cells)
 
 
-def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full neighbour list (i, j, integer shifts) within ``cutoff`` Å, from vesin, sorted by (i, j, shift).
+def neighbour_list(atoms: Atoms, cutoff: float, half: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full neighbour list (i, j, integer shifts) within ``cutoff`` Å (each pair once if ``half``), from vesin,
+    sorted by (i, j, shift).
 
     vesin includes as many periodic images as needed, so cells smaller than twice the cutoff are handled
     exactly (an atom may see several images of the same neighbour). The canonical order makes results
@@ -79,12 +82,24 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
     from vesin import NeighborList
 
     box, periodic = neighbour_box(atoms)
-    i, j, shifts = NeighborList(cutoff=cutoff, full_list=True).compute(
+    i, j, shifts = NeighborList(cutoff=cutoff, full_list=not half).compute(
         atoms.get_positions(), box, periodic, quantities="ijS"
     )
     i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
-    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
+    order = np.argsort(_pair_keys(i, j, shifts, len(atoms)), kind="stable")
     return i[order], j[order], shifts[order]
+
+
+def _pair_keys(i: np.ndarray, j: np.ndarray, shifts: np.ndarray, n_atoms: int) -> np.ndarray:
+    """One int64 key per pair that sorts like (i, j, shift): one argsort instead of a five-key lexsort."""
+    if len(i) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low = shifts.min(axis=0)
+    span = shifts.max(axis=0) - low + 1
+    if float(n_atoms) ** 2 * float(np.prod(span)) >= 2.0**62:  # too many pairs for one key
+        return np.argsort(np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i)), kind="stable")
+    s = shifts - low
+    return (((i * n_atoms + j) * span[0] + s[:, 0]) * span[1] + s[:, 1]) * span[2] + s[:, 2]
 
 
 def stack_graph(
@@ -93,6 +108,7 @@ def stack_graph(
     cells: Sequence[np.ndarray],
     edges: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     dtype: torch.dtype = torch.float64,
+    half_list: bool = False,
 ) -> Graph:
     """One graph from per-structure arrays: positions (N, 3) Å, atomic numbers (N,), cell (3, 3) Å (zeros if
     isolated) and a neighbour list (i, j, shifts) with indices local to each structure."""
@@ -107,6 +123,7 @@ def stack_graph(
         torch.tensor(np.concatenate([j + o for (_, j, _), o in zip(edges, offsets)]), dtype=torch.long),
         torch.tensor(np.concatenate([S for _, _, S in edges]), dtype=torch.float64),
         dtype,
+        half_list,
     )
 
 
@@ -115,14 +132,15 @@ def cell_of(atoms: Atoms) -> np.ndarray:
     return atoms.cell.array.copy() if atoms.pbc.any() else np.zeros((3, 3))
 
 
-def batch_graph(frames: Sequence[Atoms], cutoff: float, dtype: torch.dtype = torch.float64) -> Graph:
+def batch_graph(frames: Sequence[Atoms], cutoff: float, dtype: torch.dtype = torch.float64, half_list: bool = False) -> Graph:
     """One graph holding several structures (for training or evaluating many structures at once)."""
     return stack_graph(
         [atoms.get_positions() for atoms in frames],
         [atoms.numbers for atoms in frames],
         [cell_of(atoms) for atoms in frames],
-        [neighbour_list(atoms, cutoff) for atoms in frames],
+        [neighbour_list(atoms, cutoff, half_list) for atoms in frames],
         dtype,
+        half_list,
     )
 
 
@@ -135,7 +153,7 @@ class Structures:
     """Structures on a device, concatenated: ``positions`` (N, 3) Å float64, ``numbers`` (N,), ``cells``
     (S, 3, 3) Å float64, ``periodic`` (S,) (stress is computed for these), ``atom_start`` (S + 1,) numpy
     offsets, and the neighbour lists: ``edge_i``, ``edge_j`` (E,) indices into ``positions``, ``shifts``
-    (E, 3) float64, ``edge_start`` (S + 1,) numpy offsets."""
+    (E, 3) float64, ``edge_start`` (S + 1,) numpy offsets; ``half_list`` when each pair is listed once."""
 
     positions: torch.Tensor
     numbers: torch.Tensor
@@ -146,12 +164,14 @@ class Structures:
     edge_j: torch.Tensor
     shifts: torch.Tensor
     edge_start: np.ndarray
+    half_list: bool = False
 
     @classmethod
     def of(cls, frames: Sequence[Atoms], cutoff: float, device: torch.device,
-           edges: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> "Structures":
-        """``frames`` with their neighbour lists within ``cutoff`` Å (or the given ``edges``) on ``device``."""
-        edges = [neighbour_list(atoms, cutoff) for atoms in frames] if edges is None else edges
+           edges: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None, half_list: bool = False) -> "Structures":
+        """``frames`` with their neighbour lists within ``cutoff`` Å (or the given ``edges``, half lists if
+        ``half_list``) on ``device``."""
+        edges = [neighbour_list(atoms, cutoff, half_list) for atoms in frames] if edges is None else edges
         atom_start = np.cumsum([0] + [len(atoms) for atoms in frames])
         edge_start = np.cumsum([0] + [len(i) for i, _, _ in edges])
         as_long = dict(dtype=torch.long, device=device)
@@ -165,6 +185,7 @@ class Structures:
             torch.tensor(np.concatenate([j + o for (_, j, _), o in zip(edges, atom_start)]), **as_long),
             torch.tensor(np.concatenate([S for _, _, S in edges]), dtype=torch.float64, device=device),
             edge_start,
+            half_list,
         )
 
     @property
@@ -236,7 +257,8 @@ class Copies:
         positions = torch.einsum("aij,aj->ai", rotations[atom_copy], structures.positions[self.atom_source[a0:a1]])
         cells = torch.einsum("cij,ckj->cki", R, structures.cells[self.copy_structure[start:stop]])
         return Graph(positions, structures.numbers[self.atom_source[a0:a1]], atom_copy - start, cells,
-                     self.edge_i[e0:e1] - a0, self.edge_j[e0:e1] - a0, structures.shifts[self.edge_source[e0:e1]], dtype)
+                     self.edge_i[e0:e1] - a0, self.edge_j[e0:e1] - a0, structures.shifts[self.edge_source[e0:e1]], dtype,
+                     structures.half_list)
 
 
 @dataclass
@@ -332,6 +354,11 @@ class TorchModel(Model):
     def cutoff(self) -> float:
         return float(self.module.cutoff)
 
+    @property
+    def half_list(self) -> bool:
+        """Whether the module takes each neighbour pair once (its ``half_list`` attribute; full lists otherwise)."""
+        return bool(getattr(self.module, "half_list", False))
+
     def converted(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> "TorchModel":
         """A copy of this model in ``dtype`` on ``device`` (the module is copied; this model is unchanged)."""
         other = copy.copy(self)
@@ -345,14 +372,16 @@ class TorchModel(Model):
         """Checks a subclass makes on the input (raise ValueError); none here."""
 
     # --- the engine --------------------------------------------------------------------------------
-    def evaluate(self, structures: Structures, copies: Copies, rotations: torch.Tensor, gradients: bool = True) -> CopyResults:
-        """Energies and (if ``gradients``) ∂E/∂positions, ∂E/∂cell of all ``copies``, in passes within the budget."""
+    def evaluate(self, structures: Structures, copies: Copies, rotations: torch.Tensor, gradients: bool = True,
+                 stress: bool = True) -> CopyResults:
+        """Energies and (if ``gradients``) ∂E/∂positions and, if ``stress`` too, ∂E/∂cell and the virial of all
+        ``copies``, in passes within the budget (no cell gradient is formed when nothing asks for stress)."""
         n_copies = copies.n_copies
         device = structures.positions.device
         energies = torch.empty(n_copies, dtype=torch.float64, device=device)
         grad_x = torch.empty((int(copies.atom_start[-1]), 3), dtype=torch.float64, device=device) if gradients else None
         grad_h = w = None
-        if gradients and structures.periodic.any():
+        if gradients and stress and structures.periodic.any():
             grad_h = torch.zeros((n_copies, 3, 3), dtype=torch.float64, device=device)
             w = torch.zeros((n_copies, 3, 3), dtype=torch.float64, device=device)
         costs = np.diff(copies.atom_start) + np.diff(copies.edge_start)
@@ -397,7 +426,7 @@ class TorchModel(Model):
     # --- the Model contract ------------------------------------------------------------------------
     def prepare(self, frames: Sequence[Atoms], rotations: Sequence[np.ndarray]) -> tuple[Structures, Copies, torch.Tensor]:
         """(structures, copies, rotations on the device) of ``frames`` and their ``rotations`` (B_s, 3, 3)."""
-        structures = Structures.of(frames, self.cutoff, self.device)
+        structures = Structures.of(frames, self.cutoff, self.device, half_list=self.half_list)
         copies = Copies.of(structures, [len(R) for R in rotations])
         R = torch.as_tensor(np.concatenate(rotations), dtype=torch.float64, device=self.device)
         return structures, copies, R
