@@ -26,6 +26,8 @@ COPPER = ("from ase.calculators.emt import EMT\nfrom symprobe.models.base import
           "def make():\n    return CalculatorModel(EMT(), name='emt-copper', species=[29])\n")  # a model said to know Cu only
 SMALL_BOX = ('3\nLattice="6 0 0 0 6 0 0 0 6" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
              "O 3.0 3.0 3.0\nH 3.757 3.0 3.586\nH 2.243 3.0 3.586\n")  # a water molecule in a 6 Å periodic cell
+LABELLED_MONOMER = ('3\nProperties=species:S:1:pos:R:3:forces:R:3 energy=-1.0 pbc="F F F"\n'
+                    "O 0.0 0.0 0.0 0 0 0\nH 0.757 0.0 0.586 0 0 0\nH -0.757 0.0 0.586 0 0 0\n")  # planar, labelled
 
 
 @dataclass
@@ -82,6 +84,12 @@ CASES = [
          "--fail-above must be a positive ratio"),
     Case("audit-gate-without-labels", "`--fail-above` on unlabelled structures", ["audit", "builtin:qtip4pf", "--fail-above",
          "0.1", "--out", "a"], 2, "carries reference forces"),
+    Case("audit-inversion-gate-without-inversion", "`--fail-above-inversion` on a grid without inversion",
+         ["audit", "builtin:qtip4pf", "--grid", "3", "--fail-above-inversion", "0.1", "--out", "a"], 2,
+         "needs a grid with inversion"),
+    Case("audit-inversion-gate-achiral", "`--fail-above-inversion` on a planar molecule only",
+         ["audit", "builtin:qtip4pf", "water.extxyz", "--fail-above-inversion", "0.1", "--out", "a"], 2,
+         "no structure can show inversion breaking", {"water.extxyz": LABELLED_MONOMER}),
     Case("audit-isolated-small-cell", "`--isolated` on a molecule in a 6 Å periodic cell",
          ["audit", "builtin:qtip4pf", "box.extxyz", "--isolated", "--out", "a"], 2, "cannot audit as isolated",
          {"box.extxyz": SMALL_BOX}),

@@ -68,6 +68,12 @@ def make_invariant():
 
 def make_copper_only():
     return CalculatorModel(EMT(), name="emt-copper", species=[29])
+
+
+def make_pseudoscalar():
+    from symprobe.testing import KnownAnswerCalculator
+
+    return KnownAnswerCalculator(pseudoscalar=0.01)
 '''
 
 
@@ -107,12 +113,23 @@ def test_home_made_calculator_audited_from_the_terminal(workdir):
     odd, even = data["summary"]["spectrum_mean_power_odd_eV2"], data["summary"]["spectrum_mean_power_even_eV2"]
     assert odd[1] == pytest.approx(TILT**2 * d @ d / 3, rel=1e-8)  # a·(R d)_x: parity-odd λ = 1, power a²|d|²/3
     assert even[1] < 1e-20 and odd[0] < 1e-20  # EMT is invariant
+    assert "Verdict: the model breaks rotational symmetry beyond its numerical floor (proper rotations)." in tilted.stdout
+    assert "at λ = 1 (odd parity, 100 % of the breaking power)" in tilted.stdout and "Next: averaging over D2" in tilted.stdout
 
     exact = terminal("audit", "./mycalc.py:make_invariant", "cu13.xyz", "--grid", "T", "--convergence", "none", "--out",
                      "exact", cwd=workdir)
     assert exact.returncode == 0, exact.stderr
     assert "12 distinct evaluations per structure" in exact.stdout
     assert json.loads((workdir / "exact" / "audit.json").read_text())["summary"]["rotational_force_max_meV_per_A"] < 1e-6
+    assert "Proper rotations: within the numerical floor on all 1 structures" in exact.stdout
+    assert "Inversion: not measured, the grid T has no improper rotations" in exact.stdout
+
+    mirror = terminal("audit", "mycalc:make_pseudoscalar", "cu13.xyz", "--grid", "O+i", "--convergence", "none", "--out",
+                      "mirror", cwd=workdir)  # the rattled cluster is chiral
+    assert mirror.returncode == 0, mirror.stderr
+    assert ("Verdict: the model is exact under proper rotations (within its numerical floor) but not under inversion"
+            in mirror.stdout)
+    assert "Inversion: broken on 1 of 1 chiral structures" in mirror.stdout and "grid 'i', 2 evaluations" in mirror.stdout
 
 
 def test_a_module_that_is_nowhere_says_how_to_fix_it(workdir):

@@ -131,7 +131,10 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                       "and settings; the structures already done are not evaluated again)")
     mode.add_argument("--overwrite", action="store_true", help="replace the audit in OUT")
     p.add_argument("--fail-above", type=float, default=None, metavar="RATIO",
-                   help="exit 3 when rotational force error > RATIO × the model's own force error")
+                   help="exit 3 when the force error under proper rotations > RATIO × the model's own force error")
+    p.add_argument("--fail-above-inversion", type=float, default=None, metavar="RATIO",
+                   help="exit 3 when the rotation-averaged force difference between the chiral structures and their "
+                   "mirror images > RATIO × the model's own force error (needs a grid with inversion and a chiral structure)")
     _add_device(p)
 
 
@@ -140,15 +143,14 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     import torch
 
-    from symprobe.audit import RESULT_FILES, AuditError, audit, exceeds, in_float64, isolated_structures, summary_text, write_results
+    from symprobe.audit import RESULT_FILES, AuditError, audit, in_float64, isolated_structures, summary_text, write_results
     from symprobe.interrupt import Interrupted
     from symprobe.files import claim_directory
     from symprobe.models.device import resolve_device, strict_float32
     from symprobe.models.external import load_model
     from symprobe.structures import builtin_structures, read_structures, reference_labels
 
-    if args.fail_above is not None and not args.fail_above > 0:
-        raise AuditError(f"--fail-above must be a positive ratio, got {args.fail_above}")
+    _check_gates(args)
     if args.lmax is not None and args.lmax < 0:
         raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
     device = resolve_device(args.device)  # before anything is written
@@ -162,11 +164,14 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.dtype == "float64":
         model = in_float64(model)  # also torch models given as module:attribute
     structures = read_structures(source, index) if source else builtin_structures()
-    if args.fail_above is not None and not any(reference_labels(a)[1] is not None for a in structures):
+    gate = "--fail-above" if args.fail_above is not None else "--fail-above-inversion"
+    if _gated(args) and not any(reference_labels(a)[1] is not None for a in structures):
         raise AuditError(
-            f"--fail-above compares with the model's own force error, but no structure in "
+            f"{gate} compares with the model's own force error, but no structure in "
             f"{source or 'the built-in set'} carries reference forces"
         )
+    if args.fail_above_inversion is not None:
+        _check_chiral(structures)
     convergence = {"default": None, "none": []}.get(args.convergence)
     if convergence is None and args.convergence != "default":
         convergence = [name.strip() for name in args.convergence.split(",") if name.strip()]
@@ -188,13 +193,54 @@ def _run_audit(args: argparse.Namespace) -> int:
         print(f"skipped structure {skipped['index']} ({skipped['name']}): {skipped['reason']}")
     print(summary_text(data))
     print(f"wrote {path} and {', '.join(f.name for f in figures)}")
+    return _gate_status(args, data)
+
+
+def _check_gates(args: argparse.Namespace) -> None:
+    from symprobe import so3
+    from symprobe.audit import AuditError
+
+    for flag, value in (("--fail-above", args.fail_above), ("--fail-above-inversion", args.fail_above_inversion)):
+        if value is not None and not value > 0:
+            raise AuditError(f"{flag} must be a positive ratio, got {value}")
+    if args.fail_above_inversion is not None and not so3.get(args.grid).improper:
+        raise AuditError(f"--fail-above-inversion needs a grid with inversion (e.g. 3i), not {args.grid}")
+
+
+def _check_chiral(structures: list) -> None:
+    """--fail-above-inversion on structures that cannot show inversion breaking is refused before any work."""
+    from symprobe.audit import AuditError
+    from symprobe.audit.mirror import why_no_inversion_signal
+    from symprobe.structures import structure_label
+
+    reasons = [why_no_inversion_signal(atoms) for atoms in structures]
+    if all(reason is not None for reason in reasons):
+        named = "; ".join(f"{structure_label(a, k)}: {r}" for k, (a, r) in enumerate(zip(structures[:3], reasons)))
+        raise AuditError(f"--fail-above-inversion: no structure can show inversion breaking ({named}); add a chiral one")
+
+
+def _gated(args: argparse.Namespace) -> bool:
+    return args.fail_above is not None or args.fail_above_inversion is not None
+
+
+def _gate_status(args: argparse.Namespace, data: dict) -> int:
+    """EXIT_GATE when a requested gate fails (each failure named on stderr), else 0."""
+    from symprobe.audit import exceeds
+    from symprobe.audit.channels import exceeds_inversion
+
+    summary, failed = data["summary"], False
+    own = summary["model_error"]["force_mae_meV_per_A"] if _gated(args) else None
     if args.fail_above is not None and exceeds(data, args.fail_above):
-        own = data["summary"]["model_error"]["force_mae_meV_per_A"]
-        rot = data["summary"]["rotational_force_mae_meV_per_A"]
-        print(f"FAIL: rotational force error {rot:.4g} meV/Å > {args.fail_above:g} × own force error "
+        rot = summary["channels"]["rotation"]["force_mae_meV_per_A"]
+        print(f"FAIL: force error under proper rotations {rot:.4g} meV/Å > {args.fail_above:g} × own force error "
               f"{own:.4g} meV/Å", file=sys.stderr)
-        return EXIT_GATE
-    return 0
+        failed = True
+    if args.fail_above_inversion is not None and exceeds_inversion(summary, args.fail_above_inversion):
+        inv = summary["channels"]["inversion"]["force_difference_mae_meV_per_A"]
+        print(f"FAIL: force difference under inversion {inv:.4g} meV/Å > {args.fail_above_inversion:g} × own force error "
+              f"{own:.4g} meV/Å", file=sys.stderr)
+        failed = True
+    return EXIT_GATE if failed else 0
 
 
 def _structure_source(structures: str | None, index: str | None) -> tuple[str | None, str]:
@@ -449,6 +495,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         overall = data["walk_overall"] or {}
         print(f"{spec}: {len(data['structures'])} structures (skipped: {skipped}); ml-peg mean ΔF "
               f"{overall.get('mean_dF_meV_per_A', float('nan')):.3g} meV/Å; above its floor on {', '.join(data['breaks_above_floor']) or 'none'}")
+        print("\n".join(f"  {sentence}" for sentence in data["verdict"]))
     print("ml-peg mean ΔF: the force MAE between successive orientations of ml-peg's walk of "
           f"{result['walk_orientations']} orientations, averaged over pairs and structures (0 for an invariant model); "
           "'above its floor': that ΔF exceeds "

@@ -9,8 +9,8 @@
 - Verdicts: :func:`difference_significance` (two-sided z-test, or Welch t-test when the errors come from
   few blocks or runs) for scalars and :func:`curve_difference_significance` (smallest per-bin p-value
   against a Bonferroni-corrected level, χ²/dof reported beside it) for curves; :func:`family_significance`
-  for a claim tested by many of them (Bonferroni over the tests). The default confidence is 95 % (α = 0.05)
-  everywhere.
+  for a claim tested by many of them (Bonferroni over the tests); :func:`calibration_gate` for all of a run's
+  null comparisons (Holm over the tests). The default confidence is 95 % (α = 0.05) everywhere.
 
 All functions keep the units of their input.
 """
@@ -341,10 +341,47 @@ def family_significance(tests: Mapping[str, Mapping[str, Any]], confidence: floa
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if not tests:
         raise ValueError("family_significance needs at least one test")
-    single = {name: t["min_p_value"] * t["n_bins"] if "n_bins" in t else t["p_value"] for name, t in tests.items()}
-    adjusted = {name: float(min(1.0, p * len(tests))) for name, p in single.items()}
+    adjusted = {name: float(min(1.0, single_p_value(t) * len(tests))) for name, t in tests.items()}
     return {"n_tests": len(tests), "adjusted_p": adjusted, "confidence": confidence,
             "significant": sorted(name for name, p in adjusted.items() if p < 1.0 - confidence)}
+
+
+def single_p_value(test: Mapping[str, Any]) -> float:
+    """One test's p-value: a scalar's ``p_value``, or a curve's smallest bin p-value times its number of bins (capped
+    at 1), as in :func:`curve_difference_significance`."""
+    return float(min(1.0, test["min_p_value"] * test["n_bins"])) if "n_bins" in test else float(test["p_value"])
+
+
+def holm_adjusted(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values: sorted ascending, p_(k) × (m − k + 1) for k = 1..m, made non-decreasing
+    and capped at 1. Rejecting where the adjusted p is below α keeps the family-wise false-alarm rate at most α
+    for any dependence between the tests (Holm, Scand. J. Statist. 6, 65 (1979))."""
+    names = sorted(p_values, key=lambda name: p_values[name])
+    adjusted, running = {}, 0.0
+    for k, name in enumerate(names):
+        running = max(running, min(1.0, p_values[name] * (len(names) - k)))
+        adjusted[name] = float(running)
+    return adjusted
+
+
+def calibration_gate(stage_tests: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                     confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """The calibration gate of a whole run: every stage's null tests (raw against a second raw set) as one family,
+    Holm-corrected (:func:`holm_adjusted`), so that a run in which no variant differs passes the whole gate with
+    probability at least ``confidence``. A stage passes when none of its tests is significant after the correction.
+    Returns ``passed``, ``stage_passed`` per stage, ``adjusted_p`` per stage and test, ``significant`` ("stage: test"),
+    ``n_tests``, ``confidence`` and ``correction`` (in words)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    flat = {(stage, name): single_p_value(test) for stage, tests in stage_tests.items() for name, test in tests.items()}
+    adjusted = holm_adjusted({f"{stage}: {name}": p for (stage, name), p in flat.items()})
+    alpha = 1.0 - confidence
+    significant = sorted(key for key, p in adjusted.items() if p < alpha)
+    return {"passed": not significant, "n_tests": len(flat), "confidence": confidence, "significant": significant,
+            "stage_passed": {stage: not any(adjusted[f"{stage}: {name}"] < alpha for name in tests)
+                             for stage, tests in stage_tests.items()},
+            "adjusted_p": {stage: {name: adjusted[f"{stage}: {name}"] for name in tests} for stage, tests in stage_tests.items()},
+            "correction": f"Holm over all {len(flat)} null tests of the run (family-wise false-alarm rate ≤ {100 * alpha:g} %)"}
 
 
 def detectable_effect(error: float, confidence: float = DEFAULT_CONFIDENCE, power: float = 0.8, dof: float | None = None,

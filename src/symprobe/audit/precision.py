@@ -25,3 +25,21 @@ def model_dtype(model: Model) -> str:
     """The evaluation precision of ``model`` as a string ('float64', 'float32' or 'unknown')."""
     dtype = getattr(model, "dtype", None)
     return str(dtype).replace("torch.", "") if dtype is not None else "unknown"
+
+
+ROUNDOFF_FACTOR = 10.0  # the round-off floor is this many ε × the force scale
+FLOOR_FACTOR = 10.0  # breaking counts when it exceeds this many floors
+
+
+def roundoff_floor(energy: float, forces, precision: str) -> tuple[float, float]:
+    """The round-off floor of one prediction: (energy meV/atom, forces meV/Å), ``ROUNDOFF_FACTOR`` × ε at the
+    precision ('float32', else float64) × |E|/N, and × the RMS force or, if larger, |E|/N per Å: forces near a
+    minimum are small, but they are differences of terms as large as the energy, and round off like those. An
+    invariant function computed on rotated inputs differs by about this much."""
+    import numpy as np
+
+    forces = np.asarray(forces)
+    eps = float(np.finfo(np.float32 if precision == "float32" else np.float64).eps)
+    per_atom = abs(float(energy)) / len(forces)
+    force_scale = max(float(np.sqrt(np.mean(forces**2))), per_atom)  # eV/Å
+    return 1000 * ROUNDOFF_FACTOR * eps * per_atom, 1000 * ROUNDOFF_FACTOR * eps * force_scale

@@ -46,7 +46,7 @@ def own_energy_text(own: dict) -> str:
 
 
 def summary_text(report: AuditReport | dict) -> str:
-    """A few readable lines: rotational errors, spread, torque and the model's own error with the ratio."""
+    """A few readable lines: rotational errors, spread, torque, the model's own error with the ratio, and the verdict."""
     data = report.to_dict() if isinstance(report, AuditReport) else report
     s, grid = data["summary"], data["grid"]
     fmt = lambda v, unit: "n/a" if v is None else f"{v:.4g} {unit}"  # noqa: E731
@@ -67,4 +67,5 @@ def summary_text(report: AuditReport | dict) -> str:
                      f"force MAE {fmt(own['force_mae_meV_per_A'], 'meV/Å')}")
         if s["force_error_ratio"] is not None:
             lines.append(f"rotational / own force error: {s['force_error_ratio']:.3g}")
+    lines.extend(s.get("verdict") or [])  # absent from reports written before verdicts
     return "\n".join(lines)

@@ -68,6 +68,21 @@ class ModelError:
 
 
 @dataclass
+class Channels:
+    """One structure's breaking by channel on the reference grid (:mod:`symprobe.audit.channels`)."""
+
+    rotation_energy_deviation_meV: float  # E(x) − Ē₊
+    rotation_energy_std_meV: float  # weighted std of E(R x) over the proper rotations
+    rotation_force_deviation_mae_meV_per_A: float  # mean |F(x) − F̄₊| over atoms and components
+    rotation_force_deviation_max_meV_per_A: float  # largest per-atom |F_i(x) − F̄₊,i|
+    inversion_energy_difference_meV: float | None  # Ē₊ − Ē₋; None when the grid has no improper rotations
+    inversion_force_difference_mae_meV_per_A: float | None  # mean |F̄₊ − F̄₋|
+    no_inversion_signal: str | None  # why the structure cannot show inversion breaking; None when chiral
+    floor_energy_meV_per_atom: float
+    floor_force_meV_per_A: float
+
+
+@dataclass
 class StructureAudit:
     """Audit of one structure on the reference grid (see :mod:`symprobe.audit` for definitions)."""
 
@@ -96,6 +111,7 @@ class StructureAudit:
     spectrum: Spectrum
     convergence: list[GridPoint]
     model_error: ModelError | None
+    channels: Channels | None = None  # None in results written before channels were measured
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StructureAudit:
@@ -103,7 +119,8 @@ class StructureAudit:
         error = data["model_error"]
         return cls(**{**data, "spectrum": Spectrum(**data["spectrum"]),
                       "convergence": [GridPoint(**point) for point in data["convergence"]],
-                      "model_error": None if error is None else ModelError(**error)})
+                      "model_error": None if error is None else ModelError(**error),
+                      "channels": None if data.get("channels") is None else Channels(**data["channels"])})
 
 
 @dataclass

@@ -8,12 +8,14 @@ from typing import Any, Callable, Sequence
 from ase import Atoms
 
 from symprobe import so3
+from symprobe.audit.channels import channel_summary
 from symprobe.audit.grids import DEFAULT_GRID, default_convergence_grids, default_lmax, evaluations, spectrum_grid
 from symprobe.audit.isolation import isolated_structures
 from symprobe.audit.precision import model_dtype
 from symprobe.audit.results import AuditError, AuditReport, GridInfo, StructureAudit
 from symprobe.audit.structure import audit_structure, estimated_seconds
 from symprobe.audit.summary import convergence_table, summarize
+from symprobe.audit.verdict import verdict
 from symprobe.models.base import Model
 from symprobe.structures import StructureError, check_structure, structure_label
 
@@ -107,5 +109,7 @@ def audit(
         symprobe_version=symprobe.__version__,
     )
     report.summary = summarize(report.structures)
+    report.summary["channels"] = channel_summary(report.structures, report.grid, report.summary["model_error"])
+    report.summary["verdict"] = verdict(report.summary, lmax)
     report.convergence = convergence_table(report.structures, report.convergence_grids, report.grid)
     return report

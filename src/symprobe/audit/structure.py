@@ -11,7 +11,9 @@ from ase import Atoms
 
 from symprobe import so3
 from symprobe.analysis.observables import net_torque
+from symprobe.audit.channels import split_channels
 from symprobe.audit.grids import _unique_rotations, spectrum_grid
+from symprobe.audit.precision import model_dtype
 from symprobe.audit.results import MEV, AuditError, GridPoint, ModelError, StructureAudit
 from symprobe.audit.spectrum import energy_spectrum
 from symprobe.models.base import BatchPrediction, Model
@@ -141,6 +143,7 @@ def audit_structure(
         spectrum=spectrum,
         convergence=convergence,
         model_error=_model_error(atoms, e_raw, f_raw, label),
+        channels=split_channels(atoms, grid, energies, batch.forces[ref_rows], e_raw, f_raw, model_dtype(model)),
         **torque_fields,
     )
 

@@ -125,7 +125,10 @@ def convergence_table(
 
 
 def exceeds(report: AuditReport | dict, ratio: float) -> bool:
-    """Whether the rotational force error exceeds ``ratio`` × the model's own force error (CI gate).
+    """Whether the rotational force error exceeds ``ratio`` × the model's own force error (CI gate): the
+    proper-rotation channel (raw against the average over proper rotations, :mod:`.channels`), or the error against
+    the whole grid's average in reports without channels. The inversion channel has its own gate,
+    :func:`~symprobe.audit.channels.exceeds_inversion`.
 
     Raises :class:`AuditError` when the structures carry no reference forces (the gate needs them).
     """
@@ -133,4 +136,6 @@ def exceeds(report: AuditReport | dict, ratio: float) -> bool:
     own = summary["model_error"]
     if own is None or own["force_mae_meV_per_A"] is None:
         raise AuditError("--fail-above needs reference forces on the structures, and none carry them")
-    return summary["rotational_force_mae_meV_per_A"] > ratio * own["force_mae_meV_per_A"]
+    channels = summary.get("channels")
+    rotational = summary["rotational_force_mae_meV_per_A"] if channels is None else channels["rotation"]["force_mae_meV_per_A"]
+    return rotational > ratio * own["force_mae_meV_per_A"]

@@ -1,9 +1,9 @@
 """``symprobe bench MODEL [MODEL…]``: the same symmetry tests for several models on a built-in set of structures.
 
-The set is built with ASE and GenIce2, nothing is downloaded: small molecules (H2O, CH4, NH3, benzene, SO2, ethanol), water
+The set is built with ASE and GenIce2, nothing is downloaded: small molecules (H2O, CH4, NH3, benzene, SO2, ethanol, and the chiral CHFClBr), water
 (a 27-molecule liquid-like cell and GenIce2's 64-molecule proton-disordered ice Ih cell), and crystals rattled by 0.05 Å so that their
 forces do not vanish by symmetry (diamond Si, fcc Al, bcc Fe, rocksalt NaCl, wurtzite ZnO, graphene in a
-20 Å vacuum). A structure with species outside a model's is skipped for that model and named.
+20 Å vacuum, and the chiral alpha-quartz, whose mirror image is its enantiomorph). A structure with species outside a model's is skipped for that model and named.
 
 Per model and structure:
 

@@ -9,14 +9,13 @@ from typing import Any, Callable
 import numpy as np
 from ase import Atoms
 
+from symprobe.audit.precision import FLOOR_FACTOR, roundoff_floor
 from symprobe.models.base import Model
 from symprobe.structures import StructureError, check_structure
 
 WALK_SEED = 42
 WALK_STEPS_DEG = (1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0, 40.0)
 WALK_RANDOM = 100
-FLOOR_FACTOR = 10.0  # breaking counts when the walk's mean force difference exceeds this many floors
-ROUNDOFF_FACTOR = 10.0  # the floor is at least this many ε × RMS force
 DEFAULT_GRID = "2i"
 FLOOR_TERMS = {False: "round-off", True: "translation/permutation"}  # which term sets the floor (the larger)
 
@@ -93,10 +92,7 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
     energies = np.array([p.energy for p in predictions])
     copies = _differences(energies, forces, np.array([0, 0]), np.array([1, 2]), len(atoms))
     dtype = model_dtype(model)
-    eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
-    force_scale = max(float(np.sqrt(np.mean(forces[0] ** 2))), abs(float(energies[0])) / len(atoms))  # eV/Å (|E|/N per Å)
-    roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * force_scale
-    roundoff_energy = 1000 * ROUNDOFF_FACTOR * eps * abs(float(energies[0])) / len(atoms)
+    roundoff_energy, roundoff_force = roundoff_floor(energies[0], forces[0], dtype)
     moved = float(copies.force_mae_meV_per_A.max())
     return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
             "dF_meV_per_A": max(moved, roundoff_force),
@@ -115,18 +111,31 @@ def bench_model(model: Model, structures: dict[str, Atoms], grid: str = DEFAULT_
             kept[name] = atoms
         except StructureError as error:
             skipped.append({"structure": name, "reason": str(error)})
-    rows = {}
+    rows, verdict = {}, []
     if kept:
-        report = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[]).to_dict()
-        for name, result in zip(kept, report["structures"]):
+        audited = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[])
+        report, verdict = audited.to_dict(), audited.summary["verdict"]
+        for name, result, structure in zip(kept, report["structures"], audited.structures):
             walk, floor = walk_metric(model, kept[name]), numerical_floor(model, kept[name])
             rows[name] = {"audit": _audit_row(result), "walk": walk, "floor": floor,
-                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300)}
+                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300),
+                          **structure_verdict(structure, audited.grid, lmax)}
     walks = [rows[n]["walk"] for n in rows]
     overall = (Differences(np.concatenate([w["dE_meV_per_atom"] for w in walks]), np.concatenate([w["dF_meV_per_A"] for w in walks])).summary()
                if walks else None)
     return {"model": getattr(model, "name", type(model).__name__), "structures": rows, "skipped": skipped, "walk_overall": overall,
-            "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]]}
+            "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]],
+            "inversion_broken_on": [n for n in rows if rows[n]["channels"]["inversion"]["broken_on"]], "verdict": verdict}
+
+
+def structure_verdict(structure, grid, lmax: int) -> dict[str, Any]:
+    """One audited structure's channels (:func:`~symprobe.audit.channels.channel_summary`) and verdict sentences."""
+    from symprobe.audit.channels import channel_summary
+    from symprobe.audit.summary import model_error_summary
+    from symprobe.audit.verdict import verdict
+
+    channels = channel_summary([structure], grid, model_error_summary([structure]))
+    return {"channels": channels, "verdict": verdict({"n_structures": 1, "channels": channels}, lmax)}
 
 
 def _audit_row(result: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,27 @@ def breaking_amplitude(audit_row: dict[str, Any]) -> float:
     return 1000.0 * float(np.sqrt(max(breaking, 0.0))) / audit_row["n_atoms"]
 
 
+def _channel_cells(row: dict[str, Any]) -> list[Any]:
+    """The inversion channel's size (rotation-averaged E(x) − E(−x), meV/atom; the reason where the structure cannot
+    show it) and the row's verdict in words."""
+    inversion = row["channels"]["inversion"]
+    reason = inversion["cannot_show"][0]["reason"] if inversion["cannot_show"] else None
+    size = html.escape(f"cannot show it: {reason}") if reason else inversion["energy_difference_mae_meV_per_atom"]
+    return [size, html.escape(" ".join(row["verdict"]))]
+
+
+def _inversion_cell(bench: dict[str, Any]) -> str:
+    chiral = [n for n, row in bench["structures"].items() if row["channels"]["inversion"]["chiral"]]
+    if not chiral:
+        return "not tested (no chiral structure)"
+    return html.escape(f"{', '.join(bench['inversion_broken_on']) or 'none'} (of {', '.join(chiral)})")
+
+
+def _verdict_paragraph(name: str, bench: dict[str, Any]) -> str:
+    """The model's verdict over all its structures, as a paragraph under its table."""
+    return f"<p><b>{html.escape(name)}</b>: {html.escape(' '.join(bench['verdict']))}</p>"
+
+
 def walk_figure(result: dict[str, Any]):
     """Force differences between successive orientations of the walk against their angle, one colour per model."""
     plt = pyplot()
@@ -59,22 +80,25 @@ def render_bench(result: dict[str, Any]) -> str:
         summary.append([name, len(bench["structures"]), ", ".join(s["structure"] for s in bench["skipped"]) or "–",
                         overall.get("mean_dE_meV_per_atom"), overall.get("max_dE_meV_per_atom"), overall.get("mean_dF_meV_per_A"),
                         overall.get("max_dF_meV_per_A"), float(np.median(floors)) if floors else None,
-                        ", ".join(bench["breaks_above_floor"]) or "none"])
+                        ", ".join(bench["breaks_above_floor"]) or "none", _inversion_cell(bench)])
     parts.append(table("bench-summary", "Across models (ml-peg metric over all structures a model takes)",
                        ["model", "structures", "skipped (species)", "mean |ΔE| (meV/atom)", "max |ΔE| (meV/atom)",
-                        "mean ΔF (meV/Å)", "max ΔF (meV/Å)", "median floor ΔF (meV/Å)", "above its floor on"], summary))
+                        "mean ΔF (meV/Å)", "max ΔF (meV/Å)", "median floor ΔF (meV/Å)", "above its floor on",
+                        "inversion broken on (chiral structures)"], summary))
     parts.append(f"<figure><img alt='walk' src='data:image/png;base64,{png_base64(walk_figure(result))}'></figure>")
     for name, bench in result["models"].items():
         rows = [[structure, row["audit"]["n_atoms"], row["audit"]["energy_deviation_meV_per_atom"],
                  row["audit"]["force_deviation_rms_meV_per_A"], row["audit"]["stress_deviation_rms_meV_per_A3"],
                  row["audit"]["torque_raw_eV"], row["audit"]["torque_symmetrized_eV"], breaking_amplitude(row["audit"]),
                  row["walk"]["mean_dF_meV_per_A"], row["walk"]["max_dF_meV_per_A"], row["floor"]["dF_meV_per_A"],
-                 row["floor"].get("set_by", "–"), row["above_floor"]]
+                 row["floor"].get("set_by", "–"), row["above_floor"], *_channel_cells(row)]
                 for structure, row in bench["structures"].items()]
         parts.append(table(f"bench-{name}", f"{name}: per structure",
                            ["structure", "atoms", "E − Ē (meV/atom)", "F − F̄ RMS (meV/Å)", "σ − σ̄ RMS (meV/Å³)", "torque raw (eV)",
                             "torque averaged (eV)", "breaking amplitude (meV/atom)", "walk mean ΔF (meV/Å)", "walk max ΔF (meV/Å)",
-                            "floor ΔF (meV/Å)", "floor set by", "above floor"], rows))
+                            "floor ΔF (meV/Å)", "floor set by", "above floor", "E(x) − E(−x) over rotations (meV/atom)",
+                            "verdict"], rows))
+        parts.append(_verdict_paragraph(name, bench))
     parts.append("</body></html>")
     return "\n".join(parts)
 

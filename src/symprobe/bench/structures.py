@@ -33,7 +33,28 @@ BUILDERS: dict[str, Callable[[], Atoms]] = {
     "NaCl-rocksalt": lambda: _rattled(bulk("NaCl", "rocksalt", a=5.64, cubic=True), 4),
     "ZnO-wurtzite": lambda: _rattled(bulk("ZnO", "wurtzite", a=3.25, c=5.21).repeat((2, 2, 1)), 5),
     "graphene": lambda: _graphene(),
+    "CHFClBr": lambda: _chfclbr(),
+    "alpha-quartz": lambda: _rattled(_alpha_quartz(), 7),
 }
+
+
+def _chfclbr() -> Atoms:
+    """Bromochlorofluoromethane, the smallest chiral molecule (one enantiomer; bond lengths in Å on a regular
+    tetrahedron of bond directions): it can show inversion breaking, which achiral molecules cannot."""
+    import numpy as np
+
+    directions = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3)
+    lengths = np.array([1.09, 1.35, 1.77, 1.94])  # C–H, C–F, C–Cl, C–Br
+    return Atoms("CHFClBr", positions=np.vstack([np.zeros(3), directions * lengths[:, None]]))
+
+
+def _alpha_quartz() -> Atoms:
+    """α-quartz, P3₂21 (no. 154): a chiral crystal whose mirror image is its enantiomorph (P3₁21); Levien et al.,
+    Am. Mineral. 65, 920 (1980): a = 4.9160 Å, c = 5.4054 Å, Si (0.4697, 0, 0), O (0.4135, 0.2669, 0.1191)."""
+    from ase.spacegroup import crystal
+
+    return crystal(["Si", "O"], basis=[(0.4697, 0.0, 0.0), (0.4135, 0.2669, 0.1191)], spacegroup=154,
+                   cellpar=[4.916, 4.916, 5.4054, 90, 90, 120])
 
 
 def _graphene() -> Atoms:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from symprobe.analysis import statistics
+from symprobe.study.calibration import gated, run_gate
 from symprobe.study.variants import REPEAT
 
 RESOLUTION_KT = 0.15  # an orientation verdict needs the bias error below half the paper's 0.3 kT
 
 
 def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The paper's qualitative findings, each tested on our results: holds True/False, with evidence."""
+    """The paper's qualitative findings, each tested on our results: holds True/False, with evidence. A stage's verdicts
+    are withheld when it fails the run's calibration gate (:mod:`.calibration`)."""
+    results = gated(results, run_gate(results))
     out: list[dict[str, Any]] = []
 
     def add(key: str, claim: str, holds: bool | None, evidence: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 from symprobe.files import atomic_write
+from symprobe.study.calibration import gated
 from symprobe.pages import CSS, fmt as _fmt, png_base64 as _png, pyplot as _pyplot, table as _table
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
@@ -257,19 +258,33 @@ FIGURE_MAKERS: dict[str, tuple[Callable, str]] = {
 # Tables
 
 
+def _channel_verdicts(errors: dict[str, Any]) -> str:
+    """Each set's audit verdict in words: breaking under proper rotations and under inversion apart (absent from
+    results cached before channels were measured)."""
+    items = [f"<li><b>{html.escape(name)}</b>: {html.escape(' '.join(data['verdict']))}</li>"
+             for name, data in errors["sets"].items() if data.get("verdict")]
+    return (f"<p>Breaking by channel, on the {html.escape(errors['reference'])} grid:</p><ul>{''.join(items)}</ul>"
+            if items else "")
+
+
 def _tables(r: dict[str, Any]) -> dict[str, str]:
-    paper, exp = r["paper"], r["experiments"]
+    paper, exp = r["paper"], gated(r["experiments"], r.get("calibration_gate"))
     tables: dict[str, str] = {}
     rows = [[f["claim"], "not tested" if f["holds"] is None else ("holds" if f["holds"] else "does NOT hold"),
              html.escape(f["evidence"])] for f in r["findings"]]
     tables["findings"] = _table("findings", "The paper's qualitative findings tested on this model", ["finding", "here", "evidence"], rows)
 
-    rows = [[stage, html.escape(name), _fmt(chi2), "yes" if c["passed"] else "NO", f"{c['false_alarms']} of {c['n_tests']}"]
+    rows = [[stage, html.escape(name), _fmt(chi2), _fmt(c["family"]["adjusted_p"].get(name)), "yes" if c["passed"] else "NO",
+             f"{c['false_alarms']} of {c['n_tests']}"]
             for stage, c in ((stage, exp[stage].get("calibration")) for stage in ("gas_nve", "gas_nvt", "liquid")) if c
             for name, chi2 in c["chi2_per_dof"].items()]
+    gate = r.get("calibration_gate")
+    correction = gate["correction"] if gate else "Bonferroni within each stage"
     tables["calibration"] = _table("calibration", "Null comparisons: the raw model run twice (own seeds, own starting structures) "
-                                   "and compared like two variants; a stage that fails issues no verdicts",
-                                   ["stage", "observable", "χ²/dof (≈ 1)", "stage passes", "false alarms"], rows)
+                                   f"and compared like two variants, p-values corrected by {correction}; a stage that fails "
+                                   "issues no verdicts",
+                                   ["stage", "observable", "χ²/dof (≈ 1)", "adjusted p", "stage passes", "individually significant"],
+                                   rows)
 
     rows = []
     names = {"test cells": 0, "bulk MD": 1, "isolated molecule": 2}
@@ -282,7 +297,7 @@ def _tables(r: dict[str, Any]) -> dict[str, str]:
         "rotational_errors", f"Rotational errors against the {exp['rotational_errors']['reference']} average "
         "(energy per cell/molecule, forces per component); paper: cited, against 3i (150)",
         ["structures", "grid", "evaluations", "energy (meV) ours", "energy (meV) paper", "force (meV/Å) ours",
-         "force (meV/Å) paper"], rows)
+         "force (meV/Å) paper"], rows) + _channel_verdicts(exp["rotational_errors"])
 
     rows = [[row["grid"], row["evaluations"], row["degree"], _pm(row["rms_torque"]),
              paper["rms_torque_eV"].get(row["grid"].removeprefix("paper-")) if row["grid"].startswith("paper-") else None]

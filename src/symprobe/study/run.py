@@ -18,6 +18,7 @@ from symprobe.analysis import statistics
 from symprobe.files import write_json
 from symprobe.models.base import Model
 from symprobe.study import stages
+from symprobe.study.calibration import run_gate
 from symprobe.study.findings import findings
 from symprobe.study.paper import PAPER
 from symprobe.study.plan import Plan, costs_key, make_plan, measure_costs, parse_mts
@@ -129,6 +130,7 @@ def run_study(
         "plan": asdict(plan),
         "costs_s_per_call": costs,
         "experiments": results,
+        "calibration_gate": run_gate(results),
         "mts_cost": _mts_cost(results, costs, plan),
         "findings": findings(results),
         "paper": PAPER,

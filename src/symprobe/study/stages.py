@@ -15,14 +15,14 @@ from ase import Atoms
 
 from symprobe import so3
 from symprobe.analysis.observables import water_molecules
-from symprobe.audit import in_float64
+from symprobe.audit import audit, in_float64
 from symprobe.files import write_json
 from symprobe.models.base import Model
 from symprobe.structures import density_g_cm3, read_structures, shared_data_dir
 from symprobe.study import gas, ice, liquid
 from symprobe.study.plan import ICE_GRIDS, Plan
 from symprobe.study.variants import REPEAT, VARIANTS, read_trajectory
-from symprobe.symmetrize import GridAverage, grid_errors
+from symprobe.symmetrize import GridAverage
 
 
 class StageCache:
@@ -200,7 +200,9 @@ def liquid_start(md_root: Path, plan: Plan, progress: bool, index: int = 0) -> t
 
 def rotational_error_table(model: Model, md_root: Path, plan: Plan) -> dict[str, Any]:
     """Mean absolute deviation of the raw and coarse-grid predictions from the reference grid's average
-    (the paper's measure) on test cells, bulk MD frames and isolated molecules, per grid label."""
+    (the paper's measure) on test cells, bulk MD frames and isolated molecules, per grid label, from one audit per
+    set (:func:`~symprobe.audit.audit`), which also gives each set's breaking by channel (proper rotations,
+    inversion) and its verdict."""
     model = in_float64(model)
     labels = [label for label in ("0", "i", "2", "2i", "3") if label != plan.error_reference]
     candidates = [so3.paper_grid(label) for label in labels]
@@ -216,10 +218,11 @@ def rotational_error_table(model: Model, md_root: Path, plan: Plan) -> dict[str,
     for name, structures in sets.items():
         if not structures:
             continue
-        errors = grid_errors(model, structures, candidates, reference)
+        report = audit(model, structures, grid=reference, lmax=1, convergence_grids=candidates)
         table["sets"][name] = {
             "n_structures": len(structures),
-            "rows": [{"grid": label, "evaluations": e.evaluations, "energy_meV": 1000 * e.energy,
-                      "force_meV_per_A": 1000 * e.forces} for label, e in zip(labels, errors)],
+            "rows": [{"grid": label, "evaluations": row["evaluations"], "energy_meV": row["energy_mae_meV"],
+                      "force_meV_per_A": row["force_mae_meV_per_A"]} for label, row in zip(labels, report.convergence)],
+            "channels": report.summary["channels"], "verdict": report.summary["verdict"],
         }
     return table

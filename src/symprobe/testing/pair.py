@@ -1,0 +1,105 @@
+"""Known-answer models for any elements (energies in eV, lengths in Å, forces eV/Å, stress eV/Å³): a Morse pair
+potential, exactly invariant, plus optional terms whose breaking is known exactly:
+
+* a **lab-frame term of angular degree ℓ**, E_ℓ = (A/2) Σ_{i≠j} f_c(r_ij) s_ij Σ_m c_m Y_ℓm(r̂_ij), with c a fixed
+  random unit vector: under rotations E_ℓ(R x) has Wigner-D content of degree ℓ only, parity (−1)^ℓ. For odd ℓ a
+  bond counts from the lighter to the heavier element (s_ij = sign(Z_j − Z_i)), so that the term ignores the order
+  of the atoms; it then vanishes between equal elements;
+* a **pseudoscalar term** E_T = c·T, rotation invariant but odd under inversion:
+  T = Σ_i det[A_i, B_i, C_i] with A_i = Σ_j f_c(r_ij) r_ij, B_i = Σ_j f_c(r_ij) s_ij r_ij,
+  C_i = Σ_j f_c(r_ij) s_ij² r_ij (Å³; r_ij = r_j − r_i, s_ij = Z_j/10 + r_ij/r_c), i.e. weighted triple products of
+  bond vectors. E(x) − E(−x) = 2·c·T(x) for every orientation; T vanishes on achiral structures.
+
+f_c(r) = ½(1 + cos πr/r_c) below the cutoff r_c. Forces and stress come from torch autograd (float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.data import covalent_radii
+
+from symprobe.models.base import matrix_to_voigt
+from symprobe.testing.harmonics import real_spherical_harmonics
+
+MORSE_DEPTH_EV = 0.5
+MORSE_WIDTH_PER_A = 1.5
+
+
+class KnownAnswerCalculator(Calculator):
+    """Morse pair potential (minimum at the sum of covalent radii, depth 0.5 eV) for any elements, plus the lab-frame
+    term (``degree`` ℓ, ``amplitude`` A in eV) and the pseudoscalar term (``pseudoscalar`` c in eV/Å³) of the
+    module docstring; ``seed`` fixes the lab-frame direction c_m."""
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, degree: int | None = None, amplitude: float = 0.0, pseudoscalar: float = 0.0,
+                 cutoff: float = 4.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if degree is not None and (not isinstance(degree, (int, np.integer)) or not 0 <= degree <= 12):
+            raise ValueError(f"KnownAnswerCalculator: degree must be an integer in 0..12, got {degree!r}")
+        if not cutoff > 0:
+            raise ValueError(f"KnownAnswerCalculator: cutoff must be positive, got {cutoff}")
+        self.degree, self.amplitude, self.pseudoscalar_coefficient = degree, float(amplitude), float(pseudoscalar)
+        self.cutoff = float(cutoff)
+        c = np.random.default_rng([seed, degree or 0]).standard_normal(2 * (degree or 0) + 1)
+        self.coefficients = c / np.linalg.norm(c)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        energy, forces, stress = self._evaluate(self.atoms)
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+        if self.atoms.pbc.all():
+            self.results["stress"] = matrix_to_voigt(stress)
+
+    def pseudoscalar(self, atoms: Atoms) -> float:
+        """T(x) in Å³ (module docstring), so that the pseudoscalar term's energy is c·T eV."""
+        with torch.no_grad():
+            i, j, vectors = self._bonds(atoms, torch.zeros(3, 3, dtype=torch.float64))
+            return float(self._triple_products(atoms, i, j, vectors))
+
+    def _bonds(self, atoms: Atoms, strain: torch.Tensor, positions: torch.Tensor | None = None):
+        from ase.neighborlist import neighbor_list
+
+        i, j, shifts = neighbor_list("ijS", atoms, self.cutoff)
+        if positions is None:
+            positions = torch.tensor(atoms.get_positions(), dtype=torch.float64)
+        deform = torch.eye(3, dtype=torch.float64) + strain
+        cell = torch.tensor(atoms.cell.array, dtype=torch.float64) @ deform
+        vectors = positions[j] @ deform - positions[i] @ deform + torch.tensor(shifts, dtype=torch.float64) @ cell
+        return torch.as_tensor(i), torch.as_tensor(j), vectors
+
+    def _evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+        positions = torch.tensor(atoms.get_positions(), dtype=torch.float64, requires_grad=True)
+        strain = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+        i, j, vectors = self._bonds(atoms, strain, positions)
+        r = vectors.norm(dim=1)
+        cut = 0.5 * (1 + torch.cos(math.pi * r / self.cutoff))
+        numbers = torch.as_tensor(atoms.numbers)
+        r0 = torch.tensor(covalent_radii[atoms.numbers], dtype=torch.float64)
+        x = torch.exp(-MORSE_WIDTH_PER_A * (r - r0[i] - r0[j]))
+        energy = 0.5 * (MORSE_DEPTH_EV * (x * x - 2 * x) * cut).sum()  # every pair is listed twice
+        if self.degree is not None and self.amplitude != 0.0 and len(r):
+            harmonic = real_spherical_harmonics(self.degree, vectors / r[:, None])[self.degree] @ torch.tensor(self.coefficients)
+            sign = torch.sign(numbers[j] - numbers[i]).to(torch.float64) if self.degree % 2 else torch.ones_like(r)
+            energy = energy + 0.5 * self.amplitude * (cut * sign * harmonic).sum()
+        if self.pseudoscalar_coefficient != 0.0:
+            energy = energy + self.pseudoscalar_coefficient * self._triple_products(atoms, i, j, vectors)
+        if not energy.requires_grad:  # no atom within the cutoff of another
+            return float(energy), np.zeros((len(atoms), 3)), np.zeros((3, 3))
+        grad_x, grad_strain = torch.autograd.grad(energy, [positions, strain])
+        forces, virial = -grad_x.numpy(), grad_strain.numpy()
+        stress = (virial + virial.T) / (2 * atoms.get_volume()) if atoms.pbc.all() else virial
+        return float(energy.detach()), forces, stress
+
+    def _triple_products(self, atoms: Atoms, i: torch.Tensor, j: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        r = vectors.norm(dim=1)
+        cut = (0.5 * (1 + torch.cos(math.pi * r / self.cutoff)))[:, None] * vectors
+        weight = torch.tensor(atoms.numbers, dtype=torch.float64)[j][:, None] / 10 + r[:, None] / self.cutoff
+        sums = [torch.zeros(len(atoms), 3, dtype=torch.float64).index_add(0, i, cut * weight**p) for p in range(3)]
+        return torch.linalg.det(torch.stack(sums, dim=2)).sum()
+
