@@ -25,6 +25,26 @@ def _add_device(p: argparse.ArgumentParser, default: str | None = "cpu") -> None
     p.add_argument("--device", default=default, help=DEVICE_HELP)
 
 
+def _add_cluster(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument("--cluster", default=None, metavar="SPEC",
+                   help=f"run each {unit} as a task on Dask: local:N (N worker processes here), tcp://HOST:PORT (a running "
+                   "scheduler) or slurm:FILE.yaml (docs/cluster.md); results per task in OUT/tasks, the task log in "
+                   "OUT/tasks/log.jsonl; default: in turn in this process")
+    p.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                   help="torch threads of each worker's task (default 1; with slurm: the YAML's threads_per_worker)")
+
+
+def _cluster(args: argparse.Namespace):
+    """The parsed ``--cluster`` (None: in turn here); a bad spec fails before any work."""
+    from symprobe.cluster import ClusterError, parse_cluster
+
+    if args.cluster is None:
+        if args.threads_per_worker is not None:
+            raise ClusterError("--threads-per-worker needs --cluster")
+        return None
+    return parse_cluster(args.cluster, args.threads_per_worker)
+
+
 # --- grids -----------------------------------------------------------------------------------------
 def _add_grids(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grids", help="list rotation quadratures with their size and proven degree")
@@ -94,6 +114,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-above", type=float, default=None, metavar="RATIO",
                    help="exit 3 when rotational force error > RATIO × the model's own force error")
     _add_device(p)
+    _add_cluster(p, "structure")
 
 
 def _run_audit(args: argparse.Namespace) -> int:
@@ -113,11 +134,20 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.lmax < 0:
         raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
     device = resolve_device(args.device)  # before anything is written
+    cluster = _cluster(args)
     source, index = _structure_source(args.structures, args.index)
     out, partial = Path(args.out), Path(args.out) / "audit.partial.json"
     identity = _audit_identity(args, source, index)
-    claim_directory(out, [partial.name], args.resume, args.overwrite, kept=RESULT_FILES)
-    done = _resumed_audit(partial, identity) if args.resume else []
+    claim_directory(out, [partial.name, "tasks"], args.resume, args.overwrite, kept=RESULT_FILES)
+    if cluster is not None:
+        from symprobe.audit.tasks import structure_farm
+        from symprobe.cluster import claim_task_root
+
+        claim_task_root(out / "tasks", identity, args.resume)
+        farm, kept = structure_farm(args.model, args.dtype, str(device), out / "tasks", cluster, input_errors=_bad_input()), out / "tasks"
+    else:
+        farm, kept = None, partial
+    done = _resumed_audit(partial, identity) if args.resume and cluster is None else []
     strict_float32()  # TF32 would read as symmetry breaking
     model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
     if args.dtype == "float64":
@@ -134,13 +164,14 @@ def _run_audit(args: argparse.Namespace) -> int:
     _print_audit_plan(args.grid, args.lmax, convergence, len(structures), len(done))
     originals, structures = structures, isolated_structures(model, structures) if args.isolated else structures
     _print_periodicity(originals, args.isolated)  # after a refusal to isolate, not before
-    on_estimate, on_structure = _keeping(partial, identity, done, len(structures))
+    on_estimate, on_structure = _keeping(partial, identity, done, len(structures)) if farm is None else (None, None)
     try:
         report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence, progress=True,
                        model_spec=args.model, skip_failures=args.skip_failures, done=[_done(r) for r in done],
-                       on_structure=on_structure, on_estimate=on_estimate)
+                       on_structure=on_structure, on_estimate=on_estimate, farm=farm)
     except KeyboardInterrupt:
-        raise Interrupted(f"stopped; {len(done)} of {len(structures)} structures kept in {partial}; continue with "
+        kept_count = len(done) if farm is None else len(list(kept.glob("*/result.json")))
+        raise Interrupted(f"stopped; {kept_count} of {len(structures)} structures kept in {kept}; continue with "
                           "--resume") from None
     data = report.to_dict()
     path, *figures = write_results(data, out)
