@@ -66,7 +66,8 @@ def test_bench_command_writes_json_and_html_and_refuses_bad_input(tmp_path, caps
     assert err.startswith("symprobe bench: error: unknown bench structure(s) quartz") and "\n" not in err
 
 
-def test_bench_runs_every_model_given():
+def test_bench_runs_every_model_given(tmp_path):
     structures = builtin_set(["H2O"])
-    result = bench({"a": qtip4pf(), "b": qtip4pf()}, structures, progress=lambda line: None)
-    assert list(result["models"]) == ["a", "b"] and set(result["seconds"]) == {"a", "b"}
+    specs = ["builtin:qtip4pf", "symprobe.models.qtip4pf:qtip4pf"]
+    result = bench(specs, structures, tmp_path, progress=False)
+    assert list(result["models"]) == specs and set(result["seconds"]) == set(specs)

@@ -379,8 +379,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="symprobe-bench", help="output directory (bench.json, bench.html)")
     p.add_argument("--grid", default="2i", help="audit grid (default 2i)")
     p.add_argument("--structures", default=None, help="comma-separated names of built-in structures (default: all)")
-    p.add_argument("--overwrite", action="store_true", help="replace a bench already in --out")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (same models, structures "
+                      "and grid; finished model-structure pairs in OUT/tasks are not run again)")
+    mode.add_argument("--overwrite", action="store_true", help="replace a bench already in --out")
     _add_device(p)
+    _add_cluster(p, "model on one structure")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -388,18 +392,22 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     from symprobe import so3
     from symprobe.bench import bench, builtin_set, write_bench
+    from symprobe.cluster import claim_task_root, worker_model
     from symprobe.files import claim_directory, write_json
     from symprobe.models.device import resolve_device, strict_float32
-    from symprobe.models.external import load_model
 
     device = resolve_device(args.device)
+    cluster = _cluster(args)
     so3.get(args.grid)  # an unknown grid fails before any work
-    structures = builtin_set([n.strip() for n in args.structures.split(",") if n.strip()] if args.structures else None)
+    names = [n.strip() for n in args.structures.split(",") if n.strip()] if args.structures else None
+    structures = builtin_set(names)
     out = Path(args.out)
-    claim_directory(out, ["bench.json", "bench.html"], resume=False, overwrite=args.overwrite)
+    claim_directory(out, ["bench.json", "bench.html", "tasks"], resume=args.resume, overwrite=args.overwrite)
+    claim_task_root(out / "tasks", {"models": args.models, "structures": list(structures), "grid": args.grid}, args.resume)
     strict_float32()
-    models = {spec: load_model(spec, device=device) for spec in args.models}
-    result = bench(models, structures, args.grid)
+    for spec in args.models:
+        worker_model(spec, None, str(device))  # a bad spec fails before any task; in turn here, the tasks reuse it
+    result = bench(args.models, structures, out / "tasks", args.grid, str(device), cluster, input_errors=_bad_input())
     write_json(out / "bench.json", result)
     write_bench(result, out / "bench.html")
     for spec, data in result["models"].items():

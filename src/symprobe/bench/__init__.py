@@ -17,11 +17,15 @@ Per model and structure:
   every model must give identically in exact arithmetic, and at least 10 ε × the larger of the RMS force and |E|/N per Å at the model's
   precision ε (rotated inputs round differently; :func:`~symprobe.bench.metrics.numerical_floor`); a model breaks
   rotational symmetry above its floor when the walk's mean force difference exceeds ``FLOOR_FACTOR`` × that floor.
+
+Each model on each structure is one task (:mod:`.run`, :mod:`symprobe.cluster`): in turn here, or on a cluster.
 """
 
-from symprobe.bench.metrics import DEFAULT_GRID, FLOOR_FACTOR, bench, bench_model, numerical_floor, walk_metric, walk_rotations
+from symprobe.bench.metrics import (DEFAULT_GRID, FLOOR_FACTOR, bench_model, bench_structure, merged_model, numerical_floor,
+                                    walk_metric, walk_rotations)
 from symprobe.bench.report import render_bench, write_bench
+from symprobe.bench.run import bench
 from symprobe.bench.structures import BUILDERS, builtin_set
 
-__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_model", "builtin_set", "numerical_floor",
-           "render_bench", "walk_metric", "walk_rotations", "write_bench"]
+__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_model", "bench_structure", "builtin_set",
+           "merged_model", "numerical_floor", "render_bench", "walk_metric", "walk_rotations", "write_bench"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -102,28 +101,35 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
             "precision": dtype}
 
 
+def bench_structure(model: Model, name: str, atoms: Atoms, grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
+    """Audit, ml-peg walk and floor of ``model`` on one structure: ``{"row": …}``, or ``{"skipped": …}`` when its
+    species are not the model's."""
+    from symprobe.audit import audit_structure
+
+    try:
+        check_structure(atoms, label=name, species=model.species)
+    except StructureError as error:
+        return {"skipped": {"structure": name, "reason": str(error)}}
+    result = asdict(audit_structure(model, atoms, grid, lmax, []))
+    walk, floor = walk_metric(model, atoms), numerical_floor(model, atoms)
+    return {"row": {"audit": _audit_row(result), "walk": walk, "floor": floor,
+                    "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300)}}
+
+
 def bench_model(model: Model, structures: dict[str, Atoms], grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
     """Audit, ml-peg walk and floor of ``model`` on ``structures``; those it cannot take are listed in ``skipped``."""
-    from symprobe.audit import audit
+    outcomes = {name: bench_structure(model, name, atoms, grid, lmax) for name, atoms in structures.items()}
+    return merged_model(getattr(model, "name", type(model).__name__), outcomes)
 
-    kept, skipped = {}, []
-    for name, atoms in structures.items():
-        try:
-            check_structure(atoms, label=name, species=model.species)
-            kept[name] = atoms
-        except StructureError as error:
-            skipped.append({"structure": name, "reason": str(error)})
-    rows = {}
-    if kept:
-        report = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[]).to_dict()
-        for name, result in zip(kept, report["structures"]):
-            walk, floor = walk_metric(model, kept[name]), numerical_floor(model, kept[name])
-            rows[name] = {"audit": _audit_row(result), "walk": walk, "floor": floor,
-                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300)}
+
+def merged_model(model_name: str, outcomes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One model's bench from its :func:`bench_structure` outcomes by structure name (in the bench's order)."""
+    rows = {name: outcome["row"] for name, outcome in outcomes.items() if "row" in outcome}
+    skipped = [outcome["skipped"] for outcome in outcomes.values() if "skipped" in outcome]
     walks = [rows[n]["walk"] for n in rows]
     overall = (Differences(np.concatenate([w["dE_meV_per_atom"] for w in walks]), np.concatenate([w["dF_meV_per_A"] for w in walks])).summary()
                if walks else None)
-    return {"model": getattr(model, "name", type(model).__name__), "structures": rows, "skipped": skipped, "walk_overall": overall,
+    return {"model": model_name, "structures": rows, "skipped": skipped, "walk_overall": overall,
             "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]]}
 
 
@@ -133,17 +139,3 @@ def _audit_row(result: dict[str, Any]) -> dict[str, Any]:
     spectrum = result["spectrum"]  # power per λ = 0..lmax; λ ≥ 1 and parity-odd λ = 0 are symmetry breaking
     return {**{k: result[k] for k in keys}, "energy_deviation_meV_per_atom": result["energy_deviation_meV"] / result["n_atoms"],
             "spectrum_power_eV2": spectrum["power_eV2"], "spectrum_odd_power_eV2": spectrum["power_odd_eV2"]}
-
-
-def bench(models: dict[str, Model], structures: dict[str, Atoms], grid: str = DEFAULT_GRID,
-          progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """:func:`bench_model` for every model (keyed by its spec), with the settings and the time each took (s)."""
-    result: dict[str, Any] = {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
-                              "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
-                              "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
-    for k, (spec, model) in enumerate(models.items()):
-        start = time.perf_counter()
-        progress(f"[bench] {spec} ({k + 1}/{len(models)})")
-        result["models"][spec] = bench_model(model, structures, grid)
-        result["seconds"][spec] = time.perf_counter() - start
-    return result

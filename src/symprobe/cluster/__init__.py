@@ -6,8 +6,20 @@ Modules: :mod:`.spec` (``--cluster`` specs and the SLURM YAML), :mod:`.connect` 
 the worker from their spec). Running on SLURM: docs/cluster.md.
 """
 
-from symprobe.cluster.farm import Task, TaskFailed, TaskInputError, claim_task_root, run_tasks
-from symprobe.cluster.spec import SPEC_FORMS, ClusterError, ClusterSpec, SlurmSettings, parse_cluster
+from symprobe.cluster.farm import (
+           Task,
+           TaskFailed,
+           TaskInputError,
+           claim_task_root,
+           run_tasks,
+)
+from symprobe.cluster.spec import (
+           SPEC_FORMS,
+           ClusterError,
+           ClusterSpec,
+           SlurmSettings,
+           parse_cluster,
+)
 from symprobe.cluster.worker import worker_model
 
 __all__ = ["SPEC_FORMS", "ClusterError", "ClusterSpec", "SlurmSettings", "Task", "TaskFailed", "TaskInputError",

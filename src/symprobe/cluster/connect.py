@@ -45,7 +45,7 @@ def _local_cluster(workers: int):
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None, silence_logs=logging.ERROR)
+                        dashboard_address=None, silence_logs=logging.CRITICAL)  # task errors: one line from run_tasks
 
 
 def _slurm_cluster(settings: SlurmSettings):

@@ -9,9 +9,9 @@ up to ``distributed.scheduler.allowed-failures`` times (3). Every attempt is in 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ def run_tasks(tasks: Sequence[Task], root: str | Path, cluster: ClusterSpec | No
         if cluster is None:
             for task in todo:
                 bar.update(bar.done, 1)
-                _named(task, input_errors, lambda: run_task(task, str(root), None, "local"))
+                _named(task, input_errors, partial(run_task, task, str(root), None, "local"))
                 bar.update(bar.done + 1, 0)
         elif todo:
             _run_on_cluster(todo, root, cluster, bar, input_errors)
