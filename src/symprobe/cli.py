@@ -460,6 +460,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
+    _add_cluster(p, "liquid replica of each variant")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --plan: also each stage's wall time on N workers (default: N of --cluster local:N or slurm)")
 
 
 def _run_study(args: argparse.Namespace) -> int:
@@ -468,6 +471,8 @@ def _run_study(args: argparse.Namespace) -> int:
     from symprobe.study import parse_mts, run_study
 
     device = resolve_device(args.device)
+    cluster = _cluster(args)
+    workers = _planned_workers(args.workers, cluster, args.plan)
     for option in ("budget_min", "max_minutes"):
         if getattr(args, option) is not None and not getattr(args, option) > 0:
             raise ValueError(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
@@ -477,17 +482,37 @@ def _run_study(args: argparse.Namespace) -> int:
     if args.plan:
         from symprobe.study import plan_study
 
-        plan = plan_study(args.model, args.out, mts=args.mts, device=str(device))
+        plan = plan_study(args.model, args.out, mts=args.mts, device=str(device), workers=workers)
+        on_workers = plan.get("on_workers_s", {})
+        print(f"{'stage':<22} {'1 process':>10}" + (f" {f'{workers} workers':>12}" if workers else ""))
         for stage, seconds in plan["estimate_s"].items():
-            print(f"{stage:<22} {seconds / 3600:8.2f} h")
-        print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
+            print(f"{stage:<22} {seconds / 3600:8.2f} h" + (f" {on_workers[stage] / 3600:10.2f} h" if workers else ""))
+        print(f"{'total':<22} {plan['total_h']:8.2f} h" + (f" {plan['on_workers_total_h']:10.2f} h" if workers else "")
+              + f" on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
+        if workers:
+            print(f"({plan['on_workers_note']})")
         return 0
     model, control, note = _study_model(args.model)
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, device=device, **budget)
+                            mts=args.mts, device=device, cluster=cluster, **budget)
     _print_findings(results, args.out)
     return 0
+
+
+def _planned_workers(workers: int | None, cluster, plan: bool) -> int | None:
+    """The workers a plan is made for: ``--workers``, else those of ``--cluster`` (local:N, or SLURM jobs × workers)."""
+    if workers is not None:
+        if not plan:
+            raise ValueError("--workers goes with --plan (a run's workers are those of --cluster)")
+        if workers < 1:
+            raise ValueError(f"--workers must be ≥ 1, got {workers}")
+        return workers
+    if cluster is None or not plan:
+        return None
+    if cluster.kind == "tcp":
+        raise ValueError(f"--plan --cluster {cluster.text}: give the number of workers with --workers")
+    return cluster.workers if cluster.kind == "local" else cluster.slurm.jobs * cluster.slurm.processes
 
 
 @contextmanager

@@ -9,7 +9,7 @@ stochastic velocity rescaling, τ = 10 fs, 0.5 fs) for each variant and reduces 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -174,13 +174,18 @@ def _dipole_orientations(u: np.ndarray, decay_fs: float | None) -> dict[str, Any
             "dipole_map_noise": scalar(omap.noise, None, "kT (independent samples)"), "dipole_bias": bias}
 
 
+GroupRunner = Callable[[dict[str, list[Atoms]], dict[str, Any]], dict[str, Path]]
+"""Runs MD groups (name → boxes) with :func:`run_variants` settings; returns each group's run directory."""
+
+
 def liquid_runs(
     model: Model, starts: Mapping[str, Sequence[Atoms]], directory: Path, *, steps: int, equilibration_steps: int,
     grid: str, n_inner: int, seed: int, trajectory_stride: int, n_blocks: int, mts_grid: str | None = None,
-    progress: bool = True,
+    progress: bool = True, run_groups: GroupRunner | None = None,
 ) -> dict[str, Any]:
     """NVT runs of every variant from its starting boxes (``starts``: variant → one box per independent replica;
-    velocities at 300 K), all stepped together; the first ``equilibration_steps`` are discarded from the
+    velocities at 300 K), all stepped together (or each replica a task of ``run_groups``, e.g.
+    :func:`symprobe.study.tasks.replica_farm`); the first ``equilibration_steps`` are discarded from the
     analysis. Errors come from the replicas' scatter when a variant has two or more (:func:`combine_replicas`),
     else from ``n_blocks`` blocks of its one run. Returns per-variant observables and the wall time."""
     import time
@@ -190,10 +195,13 @@ def liquid_runs(
     results: dict[str, Any] = {"n_molecules": len(first_box) // 3, "steps": steps, "equilibration_steps": equilibration_steps,
                                "replicas": {variant: len(boxes) for variant, boxes in starts.items()},
                                "timestep_fs": 0.5, "thermostat": "Bussi SVR, 300 K, tau 10 fs", "variants": {}}
+    settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": ENSEMBLE, "steps": steps, "timestep_fs": 0.5,
+                "seed": seed, "trajectory_stride": trajectory_stride, "initial_temperature_K": 300.0}
     begin = time.perf_counter()
-    runs = run_variants(model, groups, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid, ensemble=ENSEMBLE,
-                        steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, initial_temperature_K=300.0,
-                        progress=progress)
+    if run_groups is None:
+        runs = run_variants(model, groups, Path(directory), **settings, progress=progress)
+    else:
+        runs = run_groups(groups, settings)
     results["wall_s"] = time.perf_counter() - begin
     for variant, boxes in starts.items():
         analysed = [_analysed_run(runs[f"{variant}/{k}"], equilibration_steps, trajectory_stride) for k in range(len(boxes))]

@@ -15,14 +15,16 @@ from typing import Any
 
 from symprobe import so3
 from symprobe.analysis import statistics
+from symprobe.cluster import ClusterSpec
 from symprobe.files import write_json
 from symprobe.models.base import Model
 from symprobe.study import stages
 from symprobe.study.findings import findings
 from symprobe.study.paper import PAPER
-from symprobe.study.plan import Plan, costs_key, make_plan, measure_costs, parse_mts
+from symprobe.study.plan import FARMED_STAGES, Plan, costs_key, estimate_on_workers, make_plan, measure_costs, parse_mts
 from symprobe.study.report import write_report
 from symprobe.study.stages import Context, StageCache
+from symprobe.study.tasks import StudyFarm
 from symprobe.study.variants import VARIANTS
 
 SCHEMA = "symprobe-study/1"
@@ -45,9 +47,11 @@ def _model_info(model: Model, spec: str | None) -> dict[str, Any]:
             "cutoff_A": getattr(model, "cutoff", None)}
 
 
-def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: str = "cpu", progress: bool = True,
+               workers: int | None = None) -> dict[str, Any]:
     """The paper's full protocols (:func:`make_plan`, ``quick=False``) with the estimated wall time of each stage
-    from call costs measured on ``device`` (cached in ``out/stages/costs.json``); written to ``out/plan.json``."""
+    from call costs measured on ``device`` (cached in ``out/stages/costs.json``); written to ``out/plan.json``. With
+    ``workers``, also each stage's wall time on that many workers (:func:`estimate_on_workers`, ``on_workers_s``)."""
     from symprobe.md import load_model
 
     model = load_model(model, device)
@@ -60,6 +64,11 @@ def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: 
                 "total_h": sum(plan.estimate_s.values()) / 3600.0,
                 "note": "estimated from batched MD steps and static calls timed on this device at small sizes, "
                         "scaled linearly to the protocols' sizes (study.plan.estimate_s)"}
+    if workers is not None:
+        on_workers = estimate_on_workers(plan, costs, workers)
+        document.update({"workers": workers, "on_workers_s": on_workers, "on_workers_total_h": sum(on_workers.values()) / 3600.0,
+                         "on_workers_note": f"extrapolated: the liquid replicas ({', '.join(FARMED_STAGES)}) as tasks on "
+                         f"{workers} workers each as fast as this device, longest first; the other stages in turn as here"})
     write_json(Path(out) / "plan.json", document)
     return document
 
@@ -76,6 +85,7 @@ def run_study(
     stop_after: str | None = None,
     mts: str = "2i/10",
     device: str = "cpu",
+    cluster: ClusterSpec | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study of ``model`` into ``out``; return the results dict (also results.json).
 
@@ -85,13 +95,16 @@ def run_study(
     ``control`` is an invariant model run as a control (the bundled invariant twin); ``note`` is a
     sentence for the report (e.g. why a fallback model is used); ``plan`` overrides the planned lengths;
     ``stop_after`` ends after that stage (for tests of resumption; no results.json then). ``device`` is where
-    model specs are loaded (model objects run where they are).
+    model specs are loaded (model objects run where they are). With ``cluster`` each liquid replica of each variant is a
+    task on it (:mod:`symprobe.study.tasks`; ``model`` must then be a spec, loaded on the workers).
     """
     from symprobe.md import load_model
 
     if stop_after is not None and stop_after not in STAGES:
         raise ValueError(f"stop_after: unknown stage {stop_after!r} (one of {', '.join(STAGES)})")
     spec = model if isinstance(model, str) else None
+    if cluster is not None and spec is None:
+        raise ValueError("run_study: a cluster needs the model as a spec string (workers load it from its spec)")
     model = load_model(model, device)
     control_model = None if control is None else load_model(control, device)
     out = Path(out)
@@ -111,7 +124,8 @@ def run_study(
         print(f"[study] {'quick' if plan.quick else 'full'} mode, model {model.name}: estimated time "
               f"{total / 60:.1f} min ({', '.join(f'{k} {v / 60:.1f}' for k, v in plan.estimate_s.items())} min)", flush=True)
     context = Context(model, plan, out / "md" / plan.key(), progress, control_model,
-                      None if control_model is None else _model_info(control_model, control if isinstance(control, str) else None))
+                      None if control_model is None else _model_info(control_model, control if isinstance(control, str) else None),
+                      farm=None if cluster is None else StudyFarm(str(spec), str(device), cluster, progress))
     results: dict[str, Any] = {}
     for name, stage in stages.STAGES.items():
         results[name] = cache.run(name, lambda: stage(context))

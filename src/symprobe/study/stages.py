@@ -21,6 +21,7 @@ from symprobe.models.base import Model
 from symprobe.structures import density_g_cm3, read_structures, shared_data_dir
 from symprobe.study import gas, ice, liquid
 from symprobe.study.plan import ICE_GRIDS, Plan
+from symprobe.study.tasks import StudyFarm, replica_farm, replica_task_id
 from symprobe.study.variants import REPEAT, VARIANTS, read_trajectory
 from symprobe.symmetrize import GridAverage, grid_errors
 
@@ -71,10 +72,21 @@ class Context:
     progress: bool = True
     control: Model | None = None
     control_info: dict[str, Any] | None = None
+    farm: StudyFarm | None = None  # liquid replicas as tasks (symprobe.study.tasks), in turn or on a cluster
 
     def frames(self, run: str) -> list[Atoms]:
         """The trajectory of the MD run ``run`` (relative to :attr:`md_root`)."""
         return read_trajectory(self.md_root / run)
+
+    def liquid_run(self, group: str) -> Path:
+        """The directory of liquid MD group ``group`` (``raw/0``): batched together, or the replica's task."""
+        if self.farm is None:
+            return self.md_root / "liquid" / group
+        return self.liquid_tasks / replica_task_id(group) / group
+
+    @property
+    def liquid_tasks(self) -> Path:
+        return self.md_root / "liquid_tasks"
 
 
 def gas_nve(c: Context) -> dict[str, Any]:
@@ -127,7 +139,7 @@ def liquid_stage(c: Context) -> dict[str, Any]:
     data = liquid.liquid_runs(c.model, starts, c.md_root / "liquid", steps=p.liquid_steps,
                               equilibration_steps=p.liquid_equilibration, grid=p.grid, n_inner=p.n_inner,
                               mts_grid=p.mts_grid, seed=p.seed, trajectory_stride=p.liquid_stride, n_blocks=8,
-                              progress=c.progress)
+                              progress=c.progress, run_groups=None if c.farm is None else replica_farm(c.farm, c.liquid_tasks))
     data["start"] = [description for _, description in boxes[:n]]
     data["repeat_start"] = [description for _, description in boxes[n:]]
     data.update(liquid.compare_variants(data))
@@ -136,7 +148,7 @@ def liquid_stage(c: Context) -> dict[str, Any]:
 
 def rotational_errors(c: Context) -> dict[str, Any]:
     """The paper's rotational-error table (see :func:`rotational_error_table`)."""
-    return rotational_error_table(c.model, c.md_root, c.plan)
+    return rotational_error_table(c.model, c.md_root, c.plan, c.liquid_run(f"{c.plan.liquid_variants[0]}/0"))
 
 
 def ice_stage(c: Context) -> dict[str, Any]:
@@ -198,15 +210,16 @@ def liquid_start(md_root: Path, plan: Plan, progress: bool, index: int = 0) -> t
                                plan.liquid_shared_512, plan.liquid_pre_steps, plan.seed + index, progress, fresh=index > 0)
 
 
-def rotational_error_table(model: Model, md_root: Path, plan: Plan) -> dict[str, Any]:
+def rotational_error_table(model: Model, md_root: Path, plan: Plan, liquid_run: Path) -> dict[str, Any]:
     """Mean absolute deviation of the raw and coarse-grid predictions from the reference grid's average
-    (the paper's measure) on test cells, bulk MD frames and isolated molecules, per grid label."""
+    (the paper's measure) on test cells, bulk MD frames (of the liquid run in ``liquid_run``) and isolated molecules,
+    per grid label."""
     model = in_float64(model)
     labels = [label for label in ("0", "i", "2", "2i", "3") if label != plan.error_reference]
     candidates = [so3.paper_grid(label) for label in labels]
     reference = so3.paper_grid(plan.error_reference)
     sets: dict[str, list] = {"test cells": [atoms for _, atoms in shared_liquid_cells(190)][: plan.error_cells]}
-    frames = read_trajectory(md_root / "liquid" / f"{plan.liquid_variants[0]}/0")
+    frames = read_trajectory(liquid_run)
     sets["bulk MD"] = frames[-1 :: -max(1, len(frames) // plan.error_cells)][: plan.error_cells]
     gas_frames = read_trajectory(md_root / "gas_nve" / "raw")
     sets["isolated molecule"] = [
