@@ -196,3 +196,51 @@ def _stop(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=30)
+
+
+LIQUID = {"steps": 120, "equilibration_steps": 20, "grid": "2i", "n_inner": 10, "mts_grid": "T", "seed": 0,
+          "trajectory_stride": 10, "n_blocks": 4, "progress": False}
+
+
+def _checkpoint_step(path: Path) -> int:
+    from symprobe.md.run import read_checkpoint
+
+    try:
+        return int(read_checkpoint(path)[1]["nsteps"])
+    except (OSError, ValueError, KeyError):  # not there yet
+        return -1
+
+
+def test_liquid_replicas_on_a_cluster_equal_in_turn_and_a_killed_worker_resumes_from_its_checkpoint(scheduler, tmp_path):
+    import threading
+
+    from symprobe.cluster import parse_cluster
+    from symprobe.study.liquid import liquid_runs
+    from symprobe.study.tasks import StudyFarm, replica_farm
+
+    starts = {"raw": [water_box(2, seed=seed) for seed in range(2)]}
+
+    def run(out: Path, cluster) -> dict:
+        farm = StudyFarm("builtin:qtip4pf", cluster=cluster, progress=False)
+        result = liquid_runs(None, starts, out, run_groups=replica_farm(farm, out / "tasks"), **LIQUID)
+        result.pop("wall_s")
+        return result
+
+    in_turn = run(tmp_path / "in-turn", None)
+    out, farmed = tmp_path / "farmed", {}
+    thread = threading.Thread(target=lambda: farmed.update(run(out, parse_cluster(scheduler))))
+    thread.start()
+    try:
+        def checkpointed() -> list[dict]:  # running replicas whose MD checkpoint is past step 0
+            running = _started(out) if (out / "tasks").exists() else []
+            return [r for r in running if _checkpoint_step(out / "tasks" / r["task"] / "checkpoint.npz") > 0]
+
+        victim = _wait_for(checkpointed, what="a replica with an MD checkpoint")[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+    finally:
+        thread.join(timeout=300)
+    assert not thread.is_alive() and farmed
+    assert_same(in_turn, farmed)
+    attempts = [r for r in _log(out) if r["task"] == victim["task"]]
+    assert [(r["attempt"], r["outcome"]) for r in attempts] == [(1, "lost"), (2, "done")]
+    assert json.loads((out / "tasks" / victim["task"] / "result.json").read_text())["resumed_from_step"] > 0
