@@ -139,24 +139,6 @@ def test_audit_and_bench_on_a_cluster_equal_the_serial_run(scheduler, tmp_path, 
     assert [s["structure"] for s in farmed["models"]["builtin:qtip4pf"]["skipped"]] == ["CH4"]
 
 
-def test_a_worker_killed_mid_task_is_rerun_with_the_same_numbers(scheduler, boxes, serial_slow, tmp_path):
-    out = tmp_path / "farmed"
-    process = _cli_process("audit", "builtin:qtip4pf", boxes, *SLOW, "--out", out, "--cluster", scheduler)
-    try:
-        victim = _wait_for(lambda: _started(out) if (out / "tasks").exists() else None, what="a task to start")[0]
-        os.kill(victim["pid"], signal.SIGKILL)
-        assert not (out / "tasks" / victim["task"] / "result.json").exists()  # killed mid-task
-        output, _ = process.communicate(timeout=120)
-    finally:
-        _stop(process)
-    assert process.returncode == 0, output
-    assert_same(serial_slow, json.loads((out / "audit.json").read_text()))
-    attempts = [r for r in _log(out) if r["task"] == victim["task"]]
-    assert [(r["attempt"], r["outcome"]) for r in attempts] == [(1, "lost"), (2, "done")]
-    assert attempts[0]["pid"] == victim["pid"] != attempts[1]["pid"]
-    assert {r["task"] for r in _log(out) if r["outcome"] == "done"} == {f"structure-{k:06d}" for k in range(4)}
-
-
 def test_the_client_killed_then_resume_reruns_only_unfinished_tasks(scheduler, boxes, serial_slow, tmp_path):
     out = tmp_path / "farmed"
     process = _cli_process("audit", "builtin:qtip4pf", boxes, *SLOW, "--out", out, "--cluster", "local:2")
