@@ -226,3 +226,27 @@ def test_liquid_replicas_on_a_cluster_equal_in_turn_and_a_killed_worker_resumes_
     attempts = [r for r in _log(out) if r["task"] == victim["task"]]
     assert [(r["attempt"], r["outcome"]) for r in attempts] == [(1, "lost"), (2, "done")]
     assert json.loads((out / "tasks" / victim["task"] / "result.json").read_text())["resumed_from_step"] > 0
+
+
+def test_the_plan_on_n_workers_schedules_the_liquid_replicas_longest_first(tmp_path, capsys):
+    from symprobe.md import load_model
+    from symprobe.study.plan import costs_key, estimate_on_workers, estimate_s, liquid_task_s, make_plan, makespan_s
+
+    assert makespan_s([3, 3, 2, 2, 2], 2) == 7 and makespan_s([3, 3, 2, 2, 2], 5) == 3 and makespan_s([4, 1], 1) == 5
+    costs = json.loads((Path(__file__).resolve().parents[1] / "results" / "study_plan.json").read_text())["cpu"]["costs_s_per_call"]
+    plan = make_plan(False, costs)
+    tasks = liquid_task_s(plan, costs)
+    assert len(tasks) == len(plan.liquid_variants) * plan.liquid_replicas
+    assert math.isclose(sum(tasks), estimate_s(plan, costs)["liquid"], rel_tol=1e-12)  # one worker: the serial estimate
+    assert estimate_on_workers(plan, costs, 1000)["liquid"] == max(tasks)  # enough workers: the longest replica
+    model = load_model("builtin:water-pet")
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    (stages / "costs.json").write_text(json.dumps({"stage": "costs", "key": costs_key(model, "2i", 10), "seconds": 1.0,
+                                                   "result": costs}))
+    assert cli.main(["study", "--plan", "--workers", "32", "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "plan.json").read_text())
+    assert written["workers"] == 32 and written["on_workers_s"]["liquid"] == max(tasks)
+    assert written["on_workers_s"]["gas_nvt"] == written["estimate_s"]["gas_nvt"]  # not farmed: as on one machine
+    assert "32 workers" in capsys.readouterr().out
+    assert cli.main(["study", "--workers", "4", "--out", str(tmp_path)]) == 2  # --workers goes with --plan
