@@ -469,6 +469,7 @@ def _run_study(args: argparse.Namespace) -> int:
     from symprobe.files import check_writable
     from symprobe.models.device import resolve_device
     from symprobe.study import parse_mts, run_study
+    from symprobe.study.tasks import StudyFarm
 
     device = resolve_device(args.device)
     cluster = _cluster(args)
@@ -493,9 +494,10 @@ def _run_study(args: argparse.Namespace) -> int:
             print(f"({plan['on_workers_note']})")
         return 0
     model, control, note = _study_model(args.model)
+    farm = None if cluster is None else StudyFarm(model, str(device), cluster)
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, device=device, cluster=cluster, **budget)
+                            mts=args.mts, device=device, farm=farm, **budget)
     _print_findings(results, args.out)
     return 0
 

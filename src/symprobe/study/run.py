@@ -15,7 +15,6 @@ from typing import Any
 
 from symprobe import so3
 from symprobe.analysis import statistics
-from symprobe.cluster import ClusterSpec
 from symprobe.files import write_json
 from symprobe.models.base import Model
 from symprobe.study import stages
@@ -85,7 +84,7 @@ def run_study(
     stop_after: str | None = None,
     mts: str = "2i/10",
     device: str = "cpu",
-    cluster: ClusterSpec | None = None,
+    farm: StudyFarm | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study of ``model`` into ``out``; return the results dict (also results.json).
 
@@ -95,16 +94,16 @@ def run_study(
     ``control`` is an invariant model run as a control (the bundled invariant twin); ``note`` is a
     sentence for the report (e.g. why a fallback model is used); ``plan`` overrides the planned lengths;
     ``stop_after`` ends after that stage (for tests of resumption; no results.json then). ``device`` is where
-    model specs are loaded (model objects run where they are). With ``cluster`` each liquid replica of each variant is a
-    task on it (:mod:`symprobe.study.tasks`; ``model`` must then be a spec, loaded on the workers).
+    model specs are loaded (model objects run where they are). With ``farm`` each liquid replica of each variant is a
+    task (:mod:`symprobe.study.tasks`) on its cluster, or in turn here, the model loaded from the farm's spec.
     """
     from symprobe.md import load_model
 
     if stop_after is not None and stop_after not in STAGES:
         raise ValueError(f"stop_after: unknown stage {stop_after!r} (one of {', '.join(STAGES)})")
     spec = model if isinstance(model, str) else None
-    if cluster is not None and spec is None:
-        raise ValueError("run_study: a cluster needs the model as a spec string (workers load it from its spec)")
+    if farm is not None and farm.spec != spec:
+        raise ValueError(f"run_study: the farm's model {farm.spec!r} is not the study's {spec!r} (workers load it from its spec)")
     model = load_model(model, device)
     control_model = None if control is None else load_model(control, device)
     out = Path(out)
@@ -125,7 +124,7 @@ def run_study(
               f"{total / 60:.1f} min ({', '.join(f'{k} {v / 60:.1f}' for k, v in plan.estimate_s.items())} min)", flush=True)
     context = Context(model, plan, out / "md" / plan.key(), progress, control_model,
                       None if control_model is None else _model_info(control_model, control if isinstance(control, str) else None),
-                      farm=None if cluster is None else StudyFarm(str(spec), str(device), cluster, progress))
+                      farm=farm)
     results: dict[str, Any] = {}
     for name, stage in stages.STAGES.items():
         results[name] = cache.run(name, lambda: stage(context))
