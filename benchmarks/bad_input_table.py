@@ -22,6 +22,8 @@ from symprobe.files import atomic_write
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 MD = "structure: builtin:water-monomer\nmodel: builtin:qtip4pf\ntimestep_fs: 0.5\nsteps: 10\n"
 TRAIN = "data: {path: data.extxyz, train: 1, val: 1, test: 0}\n"
+COPPER = ("from ase.calculators.emt import EMT\nfrom symprobe.models.base import CalculatorModel\n\n\n"
+          "def make():\n    return CalculatorModel(EMT(), name='emt-copper', species=[29])\n")  # a model said to know Cu only
 SMALL_BOX = ('3\nLattice="6 0 0 0 6 0 0 0 6" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
              "O 3.0 3.0 3.0\nH 3.757 3.0 3.586\nH 2.243 3.0 3.586\n")  # a water molecule in a 6 Å periodic cell
 
@@ -83,13 +85,22 @@ CASES = [
     Case("study-negative-budget", "`--budget-min -1`", ["study", "--budget-min", "-1", "--out", "s"], 2,
          "--budget-min must be positive"),
     Case("grids-unknown", "`--export nope`", ["grids", "--export", "nope", "q.npz"], 2, "unknown quadrature 'nope'"),
+    Case("audit-index-past-the-end", "`--index 5` on a file of 2 structures",
+         ["audit", "builtin:qtip4pf", "box.extxyz", "--index", "5", "--out", "a"], 2, "index 5 is out of range",
+         {"box.extxyz": SMALL_BOX + SMALL_BOX}),
+    Case("study-not-water", "a model of Cu only", ["study", "--plan", "--model", "./copper.py:make", "--out", "s"], 2,
+         "it needs H and O", {"copper.py": COPPER}),
     Case("export-not-torch", "an ASE calculator", ["export", "ase.calculators.lj:LennardJones", "lj.pt"], 2,
-         "only symprobe torch models can be exported"),
+         "cannot be exported: export takes"),
+    Case("export-existing-output", "an output file that exists", ["export", "builtin:water-pet", "taken.pt"], 2,
+         "exists; replace it with --overwrite", {"taken.pt": ""}),
     Case("export-unknown-grid", "`--grid nope`", ["export", "builtin:water-pet", "pet.pt", "--grid", "nope"], 2,
          "unknown quadrature 'nope'"),
     Case("bench-unknown-structure", "`--structures quartz`", ["bench", "builtin:qtip4pf", "--structures", "H2O,quartz"], 2,
          "unknown bench structure(s) quartz"),
     Case("bench-unknown-grid", "`--grid nope`", ["bench", "builtin:qtip4pf", "--grid", "nope"], 2, "unknown quadrature 'nope'"),
+    Case("bench-resume-nothing", "`--resume` without a bench", ["bench", "builtin:qtip4pf", "--resume", "--out", "b"], 2,
+         "no bench in b"),
 ]
 
 

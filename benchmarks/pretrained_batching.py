@@ -22,7 +22,7 @@ from symprobe.models.external import load_model
 from symprobe.study.plan import timed
 from symprobe.testing import random_rotations
 
-STRUCTURES = ("H2O", "Si diamond", "water liquid")
+STRUCTURES = ("H2O", "Si-diamond", "water-liquid")
 
 
 def main(argv: list[str] | None = None) -> int:

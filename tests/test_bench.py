@@ -23,7 +23,7 @@ def test_walk_is_mlpegs_seeded_walk():
 
 
 def test_invariant_permutation_keeps_water_molecules_whole():
-    water = builtin_set(["water liquid"])["water liquid"]
+    water = builtin_set(["water-liquid"])["water-liquid"]
     order = invariant_permutation(water, np.random.default_rng(1))
     assert sorted(order) == list(range(len(water))) and np.array_equal(water.numbers[order], water.numbers)
     assert not np.array_equal(order, np.arange(len(water)))
@@ -45,7 +45,7 @@ def test_an_exact_model_sits_at_its_floor_and_a_known_term_rises_above_it():
 
 def test_emt_on_a_rattled_metal_is_at_its_floor():
     emt = load_model("ase.calculators.emt:EMT")
-    al = builtin_set(["Al fcc"])["Al fcc"]
+    al = builtin_set(["Al-fcc"])["Al-fcc"]
     floor, walk = numerical_floor(emt, al), walk_metric(emt, al)
     assert floor["dF_meV_per_A"] < 1e-6 and walk["mean_dF_meV_per_A"] < FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-9)
     assert np.abs(emt.predict(al).forces).max() > 0.01  # rattled: forces that can break symmetry
@@ -66,8 +66,7 @@ def test_bench_command_writes_json_and_html_and_refuses_bad_input(tmp_path, caps
     assert err.startswith("symprobe bench: error: unknown bench structure(s) quartz") and "\n" not in err
 
 
-def test_bench_runs_every_model_given(tmp_path):
+def test_bench_runs_every_model_given():
     structures = builtin_set(["H2O"])
-    specs = ["builtin:qtip4pf", "symprobe.models.qtip4pf:qtip4pf"]
-    result = bench(specs, structures, tmp_path, progress=False)
-    assert list(result["models"]) == specs and set(result["seconds"]) == set(specs)
+    result = bench({"a": qtip4pf(), "b": qtip4pf()}, structures, progress=lambda line: None)
+    assert list(result["models"]) == ["a", "b"] and set(result["seconds"]) == {"a", "b"}

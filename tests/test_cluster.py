@@ -230,7 +230,14 @@ def test_liquid_replicas_on_a_cluster_equal_in_turn_and_a_killed_worker_resumes_
 
 def test_the_plan_on_n_workers_schedules_the_liquid_replicas_longest_first(tmp_path, capsys):
     from symprobe.md import load_model
-    from symprobe.study.plan import costs_key, estimate_on_workers, estimate_s, liquid_task_s, make_plan, makespan_s
+    from symprobe.study.plan import (
+        costs_key,
+        estimate_on_workers,
+        estimate_s,
+        liquid_task_s,
+        make_plan,
+        makespan_s,
+    )
 
     assert makespan_s([3, 3, 2, 2, 2], 2) == 7 and makespan_s([3, 3, 2, 2, 2], 5) == 3 and makespan_s([4, 1], 1) == 5
     costs = json.loads((Path(__file__).resolve().parents[1] / "results" / "study_plan.json").read_text())["cpu"]["costs_s_per_call"]

@@ -94,7 +94,7 @@ def slurm(tmp_path_factory, monkeypatch):
         deadline = time.monotonic() + 30
         state = ""
         while time.monotonic() < deadline:
-            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10).stdout.strip()
+            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10, check=False).stdout.strip()
             if state == "idle":
                 break
             time.sleep(0.5)
@@ -139,5 +139,5 @@ def test_an_audit_through_slurm_equals_the_serial_run(slurm, tmp_path):
     assert serial == farmed
     log = [json.loads(line) for line in (tmp_path / "slurm" / "tasks" / "log.jsonl").read_text().splitlines()]
     assert {r["outcome"] for r in log} == {"done"} and len(log) == 2
-    jobs = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=10).stdout.strip()
+    jobs = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     assert jobs == ""  # the worker jobs were cancelled with the cluster

@@ -6,7 +6,7 @@ import pytest
 from symprobe.bench import bench_model, builtin_set
 from symprobe.models.external import ModelSpecError, load_model
 
-STRUCTURES = ("H2O", "Si diamond")
+STRUCTURES = ("H2O", "Si-diamond")
 
 
 def _bench(spec: str) -> dict:
@@ -29,7 +29,7 @@ def test_sevenn_equivariant_model_sits_at_its_floor():
 def test_chgnet_invariant_model_on_a_crystal_and_a_boxed_molecule():
     pytest.importorskip("chgnet", reason="the pretrained extra (chgnet) is not installed")
     result = _bench("chgnet:0.3.0")
-    crystal, molecule = result["structures"]["Si diamond"], result["structures"]["H2O"]
+    crystal, molecule = result["structures"]["Si-diamond"], result["structures"]["H2O"]
     assert not crystal["above_floor"], (crystal["walk"]["mean_dF_meV_per_A"], crystal["floor"])
     # the isolated molecule runs in a cube of vacuum (CHGNet needs a cell): its rotated copies differ by round-off
     # of the float32 graph only, far below a meV/Å, though above the translation/permutation floor (README)
@@ -56,7 +56,7 @@ def test_batched_copies_equal_the_calculator_one_at_a_time(spec):
     model = load_model(spec)
     one_at_a_time = CalculatorModel(model.calculator)
     boxed = getattr(model, "_boxed", lambda atoms: atoms)  # CHGNet's calculator is given the same cube of vacuum
-    for name, atoms in builtin_set(["H2O", "Si diamond"]).items():
+    for name, atoms in builtin_set(["H2O", "Si-diamond"]).items():
         copies = [rotate(atoms, R) for R in random_rotations(3, seed=4)]
         batched = model._pass(copies)
         for copy, prediction in zip(copies, batched):

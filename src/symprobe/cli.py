@@ -1,6 +1,7 @@
-"""The ``symprobe`` command: thin argument parsing that calls the modules.
+"""symprobe: how far a machine-learning interatomic potential is from rotational and inversion symmetry,
+whether that changes the physics, and how to remove it.
 
-Each subcommand is one ``_add_<name>`` (arguments) and one ``_run_<name>`` (what it does) pair. The
+The command line: each subcommand is one ``_add_<name>`` (arguments) and one ``_run_<name>`` (what it does) pair. The
 subcommands raise; :func:`main` alone turns exceptions into one line on stderr and an exit code:
 0 done, 1 internal error (a bug: please report it), 2 bad input or an output that cannot be written,
 3 the audit's ``--fail-above`` gate failed, 75 stopped at ``--max-minutes`` with its state saved (run the
@@ -12,13 +13,45 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_GATE, EXIT_TIME_LIMIT, EXIT_INTERRUPTED = 1, 2, 3, 75, 130
 
 
 DEVICE_HELP = "where models run: cpu (default), cuda or cuda:N; checked before any work starts"
+MODEL_HELP = "model spec (the forms and the built-in models are listed at the end of this help)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog is made only when its help is printed (``epilog_from``): listing the built-in
+    models and structures imports them, which the other commands need not wait for."""
+
+    epilog_from: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog = self.epilog_from()
+        return super().format_help()
+
+
+def _models_epilog() -> str:
+    from symprobe.models.external import SPEC_FORMS, builtin_names
+
+    return f"Model specs: {SPEC_FORMS}. Built-in models: {', '.join(f'builtin:{name}' for name in builtin_names())}."
+
+
+def _bench_epilog() -> str:
+    from symprobe.bench import BUILDERS
+
+    return f"{_models_epilog()} Built-in structures (--structures): {', '.join(BUILDERS)}."
+
+
+def _md_epilog() -> str:
+    from symprobe.md.run import BUILTIN_STRUCTURES
+
+    return (f"{_models_epilog()} Built-in structures (structure:): {', '.join(BUILTIN_STRUCTURES)}; a file path is read "
+            "relative to the config's directory. Output: output.directory (default ./md).")
 
 
 def _add_device(p: argparse.ArgumentParser, default: str | None = "cpu") -> None:
@@ -86,17 +119,23 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "error. Writes OUT/audit.json (docs/audit-schema.md) and figures. Exit status: 0 ok, 1 internal "
         "error, 2 bad input, 3 when --fail-above is exceeded, 130 interrupted.",
     )
-    p.add_argument("model", help="model spec: builtin:NAME, metatomic:FILE.pt, a file path, or module:attribute")
+    p.epilog_from = _models_epilog
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("structures", nargs="?",
                    help="structure file readable by ASE, optionally FILE@SLICE as in ASE's tools (FILE@0:10, FILE@-1); "
                    "default: built-in water")
     p.add_argument("--index", default=None, help="ASE index of the structures to read (default ':', all; or give FILE@SLICE)")
-    p.add_argument("--grid", default="3i", help="reference quadrature (default: the paper's 150-point '3i'; see `symprobe grids`)")
-    p.add_argument("--lmax", type=int, default=2,
-                   help="largest λ of the angular spectrum (default 2: the 3i grid is exact to 4 = 2·λmax, so no extra evaluations)")
+    p.add_argument("--grid", default="3i", help="reference quadrature: one model evaluation per rotation (default: the "
+                   "paper's 3i, 150; O+i 48, T+i 24, T 12; `symprobe grids` lists sizes and degrees)")
+    p.add_argument("--lmax", type=int, default=None,
+                   help="largest λ of the angular spectrum (default: what the reference grid gives exactly, its degree / 2 "
+                   "and at least 1: 2 on 3i, 1 on O+i or T, at no extra cost); a larger λmax adds the smallest rule "
+                   "exact to 2·λmax (e.g. λmax 2 beside O+i adds I+i: 96 evaluations beyond O+i's 48)")
     p.add_argument("--convergence", default="default", metavar="NAMES",
                    help="comma-separated grids compared with the reference ('default': the paper's 0,i,2,2i,3 "
-                   "and symprobe's smallest rules with inversion; 'none': skip)")
+                   "and symprobe's smallest rules with inversion, 177 evaluations beyond 3i's; the default audit "
+                   "makes 328 evaluations per structure, about a minute per 192-atom water cell with builtin:water-pet "
+                   "on 2 idle CPU cores, and prints its own estimate first; 'none': skip, the cheapest audit)")
     p.add_argument("--dtype", choices=("float64", "model"), default="float64",
                    help="evaluate torch models in float64 (default; separates round-off from learned breaking) "
                    "or in the model's own precision")
@@ -105,8 +144,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    "in a large box; refused unless the cell is wider than the molecule plus the model's cutoff")
     p.add_argument("--skip-failures", action="store_true",
                    help="leave out structures that fail the checks or that the model refuses (listed in audit.json)")
-    p.add_argument("--out", default="audit", help="output directory (each finished structure is kept in "
-                   "OUT/audit.partial.json until the audit ends)")
+    p.add_argument("--out", default="audit", help="output directory (default: ./audit; each finished structure is "
+                   "kept in OUT/audit.partial.json until the audit ends)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted audit in OUT (same model, structures "
                       "and settings; the structures already done are not evaluated again)")
@@ -131,7 +170,7 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     if args.fail_above is not None and not args.fail_above > 0:
         raise AuditError(f"--fail-above must be a positive ratio, got {args.fail_above}")
-    if args.lmax < 0:
+    if args.lmax is not None and args.lmax < 0:
         raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
     device = resolve_device(args.device)  # before anything is written
     cluster = _cluster(args)
@@ -290,19 +329,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def _print_audit_plan(grid: str, lmax: int, convergence: list[str] | None, n_structures: int, n_done: int) -> None:
-    """The grids, evaluations per structure and structures left, before any evaluation."""
+def _print_audit_plan(grid: str, lmax: int | None, convergence: list[str] | None, n_structures: int, n_done: int) -> None:
+    """The grids and where the evaluations per structure go, and the structures left, before any evaluation."""
     from symprobe import so3
-    from symprobe.audit import default_convergence_grids, evaluations, spectrum_grid
+    from symprobe.audit import grids as rules
 
     reference = so3.get(grid)
-    spectrum = spectrum_grid(lmax, reference.improper, reference)
-    others = default_convergence_grids() if convergence is None else [so3.get(name) for name in convergence]
-    distinct = evaluations([reference, spectrum, *others])
-    print(f"audit: reference grid {reference.name} ({len(reference)} rotations), spectrum grid {spectrum.name} "
-          f"({len(spectrum)}{', the reference' if spectrum is reference else ''}), convergence grids "
-          f"{', '.join(q.name for q in others) or 'none'}; {distinct} distinct evaluations per structure, "
-          f"{n_structures - n_done} of {n_structures} structures to go", flush=True)
+    lmax = rules.default_lmax(reference) if lmax is None else lmax
+    spectrum = rules.spectrum_grid(lmax, reference.improper, reference)
+    others = rules.default_convergence_grids() if convergence is None else [so3.get(name) for name in convergence]
+    own = rules.evaluations([reference])
+    with_spectrum = rules.evaluations([reference, spectrum])
+    distinct = rules.evaluations([reference, spectrum, *others])
+    where = ("on the reference, no extra evaluations" if spectrum is reference else
+             f"on {spectrum.name} (exact to degree {spectrum.degree}), +{with_spectrum - own} evaluations")
+    print(f"audit: reference grid {reference.name} ({len(reference)} rotations): {own} evaluations with the unrotated "
+          f"structure; λ spectrum to "
+          f"λ = {lmax} {where}; convergence grids {', '.join(q.name for q in others) or 'none'}"
+          f"{f', +{distinct - with_spectrum} evaluations' if others else ''}; {distinct} distinct evaluations per "
+          f"structure, {n_structures - n_done} of {n_structures} structures to go", flush=True)
 
 
 # --- train -----------------------------------------------------------------------------------------
@@ -333,13 +378,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 # --- export ----------------------------------------------------------------------------------------
+EXPORTABLE = ("symprobe PET-style models: builtin:water-pet, builtin:water-pet-twin or a model file from `symprobe train` (.pt)")
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model as a metatomic model (.pt) for i-PI, LAMMPS and ASE")
-    p.add_argument("model", help="model spec: builtin:NAME or a symprobe PET-style model file (.pt)")
-    p.add_argument("output", help="output file (.pt)")
+    p.epilog_from = _models_epilog
+    p.add_argument("model", help=f"model spec: {EXPORTABLE}")
+    p.add_argument("output", help="output file (.pt); an existing file is replaced only with --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="precision of the exported model (default: the model's own)")
-    p.add_argument("--name", default=None, help="model name stored in the metadata")
+    p.add_argument("--name", default=None, help="model name stored in the metadata (default: the model's, with @GRID "
+                   "when averaged, e.g. water-pet@O+i)")
     p.add_argument("--grid", default=None, metavar="NAME",
                    help="export the model's average over the rotations of quadrature NAME (e.g. O+i, 2i; see "
                    "`symprobe grids`), all rotated copies in one model call; default: the model as it is")
@@ -352,9 +403,10 @@ def _run_export(args: argparse.Namespace) -> int:
     import torch
 
     from symprobe import so3
+    from symprobe.checks import ConfigError
     from symprobe.files import check_writable
     from symprobe.models.device import resolve_device
-    from symprobe.models.export import export_metatomic
+    from symprobe.models.export import export_metatomic, exported_name
     from symprobe.models.external import load_model
     from symprobe.models.torch_model import TorchModel
 
@@ -362,12 +414,17 @@ def _run_export(args: argparse.Namespace) -> int:
     grid = None if args.grid is None else so3.get(args.grid)
     device = resolve_device(args.device)
     check_writable(Path(args.output).parent)
+    if Path(args.output).exists() and not args.overwrite:
+        raise ConfigError(f"{args.output} exists; replace it with --overwrite, or choose another output file")
     model = load_model(args.model, dtype=dtype, device=device)
     if not isinstance(model, TorchModel):
-        raise ValueError(f"{args.model!r}: only symprobe torch models can be exported (got {type(model).__name__})")
+        raise ValueError(f"{args.model!r} is a {type(model).__name__}, which cannot be exported: export takes {EXPORTABLE}; "
+                         "a metatomic model is already exported, and an ASE calculator or module:attribute model is "
+                         "audited, averaged (symprobe.symmetrize.GridAverage) and run as it is")
     path = export_metatomic(model, args.output, name=args.name, grid=grid)
     averaged = "" if grid is None else f", averaged over {grid.name} ({len(grid)} rotations)"
-    print(f"wrote {path} (metatomic model '{args.name or model.name}', {str(model.dtype).removeprefix('torch.')}, "
+    name = args.name or exported_name(model, grid)
+    print(f"wrote {path} (metatomic model '{name}', {str(model.dtype).removeprefix('torch.')}, "
           f"cutoff {model.cutoff} Å, species {sorted(model.species or [])}{averaged})")
     return 0
 
@@ -375,53 +432,86 @@ def _run_export(args: argparse.Namespace) -> int:
 # --- bench -----------------------------------------------------------------------------------------
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="the same symmetry tests for several models on a built-in set of structures")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="model specs (as for audit)")
-    p.add_argument("--out", default="symprobe-bench", help="output directory (bench.json, bench.html)")
+    p.epilog_from = _bench_epilog
+    p.add_argument("models", nargs="+", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--out", default="symprobe-bench", help="output directory (default: ./symprobe-bench; bench.json, "
+                   "bench.html; bench.partial.json while it runs)")
     p.add_argument("--grid", default="2i", help="audit grid (default 2i)")
-    p.add_argument("--structures", default=None, help="comma-separated names of built-in structures (default: all)")
+    p.add_argument("--structures", default=None, help="comma-separated names of built-in structures (default: all; "
+                   "the names are listed at the end of this help)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true", help="continue an interrupted bench in --out (same models, structures "
-                      "and grid; finished model-structure pairs in OUT/tasks are not run again)")
+    mode.add_argument("--resume", action="store_true", help="keep the models already benched in --out (same grid and "
+                      "structures; an interrupted bench, or a finished one to add models to) and run the others")
     mode.add_argument("--overwrite", action="store_true", help="replace a bench already in --out")
     _add_device(p)
     _add_cluster(p, "model on one structure")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from symprobe import so3
-    from symprobe.bench import bench, builtin_set, write_bench
-    from symprobe.cluster import claim_task_root, worker_model
+    from symprobe.bench import bench, builtin_set, resumable, write_bench
     from symprobe.files import claim_directory, write_json
+    from symprobe.interrupt import Interrupted
     from symprobe.models.device import resolve_device, strict_float32
+    from symprobe.models.external import load_model
 
     device = resolve_device(args.device)
     cluster = _cluster(args)
     so3.get(args.grid)  # an unknown grid fails before any work
-    names = [n.strip() for n in args.structures.split(",") if n.strip()] if args.structures else None
-    structures = builtin_set(names)
-    out = Path(args.out)
-    claim_directory(out, ["bench.json", "bench.html", "tasks"], resume=args.resume, overwrite=args.overwrite)
-    claim_task_root(out / "tasks", {"models": args.models, "structures": list(structures), "grid": args.grid}, args.resume)
+    structures = builtin_set([n.strip() for n in args.structures.split(",") if n.strip()] if args.structures else None)
+    out, partial = Path(args.out), Path(args.out) / "bench.partial.json"
+    claim_directory(out, ["bench.json", "bench.html", partial.name, "tasks"], resume=args.resume, overwrite=args.overwrite)
     strict_float32()
-    for spec in args.models:
-        worker_model(spec, None, str(device))  # a bad spec fails before any task; in turn here, the tasks reuse it
-    result = bench(args.models, structures, out / "tasks", args.grid, str(device), cluster, input_errors=_bad_input())
+    if cluster is not None:
+        result = _farmed_bench(args, structures, out, device, cluster)
+    else:
+        saved = next((path for path in (partial, out / "bench.json") if path.exists()), None) if args.resume else None
+        if args.resume and saved is None:
+            raise ValueError(f"--resume: no bench in {out} (neither {partial.name} nor bench.json)")
+        done = resumable(json.loads(saved.read_text()), args.grid, structures) if saved else None
+        models = {spec: None if done and spec in done["models"] else load_model(spec, device=device) for spec in args.models}
+        try:
+            result = bench(models, structures, args.grid, done=done, on_model=lambda so_far: write_json(partial, so_far))
+        except KeyboardInterrupt:
+            raise Interrupted(f"stopped; the models finished so far are kept in {partial}; continue with --resume") from None
     write_json(out / "bench.json", result)
     write_bench(result, out / "bench.html")
+    partial.unlink(missing_ok=True)
     for spec, data in result["models"].items():
         skipped = ", ".join(s["structure"] for s in data["skipped"]) or "none"
         overall = data["walk_overall"] or {}
         print(f"{spec}: {len(data['structures'])} structures (skipped: {skipped}); ml-peg mean ΔF "
               f"{overall.get('mean_dF_meV_per_A', float('nan')):.3g} meV/Å; above its floor on {', '.join(data['breaks_above_floor']) or 'none'}")
+    print("ml-peg mean ΔF: the force MAE between successive orientations of ml-peg's walk of "
+          f"{result['walk_orientations']} orientations, averaged over pairs and structures (0 for an invariant model); "
+          "'above its floor': that ΔF exceeds "
+          f"{result['floor_factor']:g} × the model's numerical floor on the structure (bench.html explains both)")
     print(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")
     return 0
+
+
+def _farmed_bench(args: argparse.Namespace, structures: dict, out, device, cluster) -> dict:
+    """The bench with each model on each structure a task on ``cluster`` (finished ones in OUT/tasks kept on --resume)."""
+    from symprobe.bench import farmed_bench
+    from symprobe.cluster import claim_task_root, worker_model
+    from symprobe.interrupt import Interrupted
+
+    claim_task_root(out / "tasks", {"models": args.models, "structures": list(structures), "grid": args.grid}, args.resume)
+    for spec in args.models:
+        worker_model(spec, None, str(device))  # a bad spec fails before any task starts
+    try:
+        return farmed_bench(args.models, structures, out / "tasks", args.grid, str(device), cluster, input_errors=_bad_input())
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; the finished model-structure pairs are kept in {out / 'tasks'}; continue with --resume") from None
 
 
 # --- md --------------------------------------------------------------------------------------------
 def _add_md(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="run molecular dynamics from a YAML config")
+    p.epilog_from = _md_epilog
     p.add_argument("config", help="MD config (YAML; see configs/md_*.yaml)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
@@ -433,20 +523,25 @@ def _add_md(sub: argparse._SubParsersAction) -> None:
 def _run_md(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from symprobe.md import load_config, run_md
+    from symprobe.md import checkpoint_step, load_config, run_md, run_summary
     from symprobe.models.device import resolve_device
 
     config = load_config(args.config)
     if args.device is not None:
         config = replace(config, device=str(resolve_device(args.device)))
-    out = run_md(config, resume=args.resume, overwrite=args.overwrite)
-    print(f"trajectory, log.csv and checkpoint.npz written to {out}")
+    if args.resume and checkpoint_step(config) == config.steps:
+        print(f"md: the run in {config.output.directory} is already finished ({config.steps} of {config.steps} steps); "
+              "nothing to do (to go further, raise steps or time_ps in the config and run again with --resume)")
+    else:
+        run_md(config, resume=args.resume, overwrite=args.overwrite)
+    print(run_summary(config))
     return 0
 
 
 # --- study -----------------------------------------------------------------------------------------
 def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="the paper's gas, liquid and ice experiments for one model, with a report")
+    p.epilog_from = _models_epilog
     p.add_argument("--quick", action="store_true", help="short runs (minutes) instead of the paper's protocols (hours)")
     p.add_argument("--plan", action="store_true", help="measure the model's call costs and print the estimated time of each "
                    "stage of the paper's full protocols, without running them (writes OUT/plan.json)")
@@ -455,8 +550,10 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop after this many minutes of wall time, keeping finished stages and MD checkpoints, with exit "
                    "code 75; the same command continues (for machines lent in short windows)")
-    p.add_argument("--model", default="builtin:water-pet", help="model spec (default: the bundled PET-style model)")
-    p.add_argument("--out", default="study", help="output directory (stages are cached here and resume)")
+    p.add_argument("--model", default="builtin:water-pet", help="model spec of H and O (default: the bundled PET-style "
+                   "model); refused when it cannot take water, named in a warning when its forces are far from the "
+                   "study's revPBE0-D3 reference")
+    p.add_argument("--out", default="study", help="output directory (default: ./study; stages are cached here and resume)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
@@ -480,6 +577,7 @@ def _run_study(args: argparse.Namespace) -> int:
     parse_mts(args.mts)
     check_writable(args.out)
     budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+    model, control, note = _study_model(args.model)
     if args.plan:
         from symprobe.study import plan_study
 
@@ -493,7 +591,6 @@ def _run_study(args: argparse.Namespace) -> int:
         if workers:
             print(f"({plan['on_workers_note']})")
         return 0
-    model, control, note = _study_model(args.model)
     farm = None if cluster is None else StudyFarm(model, str(device), cluster)
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
@@ -538,10 +635,13 @@ def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
 
 
 def _study_model(spec: str) -> tuple[str, str | None, str | None]:
-    """(model spec, invariant control spec or None, note): the bundled model gets its invariant twin."""
+    """(model spec, invariant control spec or None, note): the bundled model gets its invariant twin. A model that
+    cannot take water is refused; one far from the reference is named in a warning on stderr."""
     from symprobe.models.external import load_model
+    from symprobe.study.suitability import check_water_model
 
-    load_model(spec)  # fail early with the loader's message
+    for warning in check_water_model(load_model(spec)):  # fails early with the loader's message
+        print(f"symprobe study: warning: {warning}", file=sys.stderr, flush=True)
     if spec == "builtin:water-pet":
         try:
             load_model("builtin:water-pet-twin")
@@ -560,8 +660,8 @@ def _print_findings(results: dict, out: str) -> None:
 
 # --- demo ------------------------------------------------------------------------------------------
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job on built-in defaults")
-    p.add_argument("--out", default="symprobe-demo", help="output directory")
+    p = sub.add_parser("demo", help="the study in quick mode on the bundled water model and its invariant twin (minutes)")
+    p.add_argument("--out", default="symprobe-demo", help="output directory (default: ./symprobe-demo)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -596,8 +696,14 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symprobe", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from symprobe import __version__
+
+    parser = _Parser(prog="symprobe", description=" ".join(__doc__.split("\n\n")[0].split()),
+                     epilog="Exit codes: 0 done, 1 internal error (a bug), 2 bad input named on one line, 3 the audit's "
+                     "--fail-above gate failed, 75 stopped at --max-minutes (run again to continue), 130 interrupted. "
+                     "`symprobe COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"symprobe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
     return parser

@@ -37,15 +37,31 @@ def convergence_series(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]
     return {label: family for label, family in series.items() if family}
 
 
+def own_error_lines(own: dict[str, Any] | None) -> dict[str, tuple[float, str] | None]:
+    """The model's own energy (meV per structure) and force (meV/Å) MAE as (value, label) for a reference line,
+    labelled as the audit's summary text words them (offset removed where that is defined), or None."""
+    lines: dict[str, tuple[float, str] | None] = {"energy": None, "forces": None}
+    if own is None:
+        return lines
+    if own.get("energy_mae_offset_removed_meV") is not None:
+        value = own["energy_mae_offset_removed_meV"]
+        lines["energy"] = (value, f"model's own energy MAE after removing a mean offset ({value:.4g} meV)")
+    elif own.get("energy_mae_meV") is not None:
+        lines["energy"] = (own["energy_mae_meV"], f"model's own energy MAE ({own['energy_mae_meV']:.4g} meV)")
+    if own.get("force_mae_meV_per_A") is not None:
+        lines["forces"] = (own["force_mae_meV_per_A"], f"model's own force MAE ({own['force_mae_meV_per_A']:.4g} meV/Å)")
+    return lines
+
+
 def convergence_figure(report: dict[str, Any], path: Path) -> Path:
     """Rotational error of the averaged prediction against the reference grid vs evaluations (log–log)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     series = convergence_series(report)
-    own = report["summary"]["model_error"]
-    for ax, key, unit, own_key in (
-        (axes[0], "energy_mae_meV", "meV per structure", "energy_mae_offset_removed_meV"),
-        (axes[1], "force_mae_meV_per_A", "meV/Å", "force_mae_meV_per_A"),
+    own = own_error_lines(report["summary"]["model_error"])
+    for ax, key, unit, line in (
+        (axes[0], "energy_mae_meV", "meV per structure", own["energy"]),
+        (axes[1], "force_mae_meV_per_A", "meV/Å", own["forces"]),
     ):
         for label, rows in series.items():
             x = [r["evaluations"] for r in rows]
@@ -53,8 +69,8 @@ def convergence_figure(report: dict[str, Any], path: Path) -> Path:
             ax.plot(x, y, "o-" if label == FAMILIES[True] else "s--", label=label)
             for r, xi, yi in zip(rows, x, y):
                 ax.annotate(r["grid"], (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
-        if own is not None and own.get(own_key) is not None:
-            ax.axhline(own[own_key], color="k", ls=":", label="model's own error")
+        if line is not None:
+            ax.axhline(line[0], color="k", ls=":", label=line[1])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("evaluations per structure")
@@ -115,16 +131,16 @@ def distribution_plot(report: dict[str, Any]) -> Any:
     structures = report["structures"]
     energy = _floor([s["energy_deviation_meV"] for s in structures])
     forces = _floor(np.concatenate([s["force_deviation_per_atom_meV_per_A"] for s in structures]))
-    own = report["summary"]["model_error"]
-    for ax, values, title, unit, own_key in (
-        (axes[0], energy, "energy, per structure", "meV", "energy_mae_offset_removed_meV"),
-        (axes[1], forces, "forces, per atom", "meV/Å", "force_mae_meV_per_A"),
+    own = own_error_lines(report["summary"]["model_error"])
+    for ax, values, title, unit, line in (
+        (axes[0], energy, "energy, per structure", "meV", own["energy"]),
+        (axes[1], forces, "forces, per atom", "meV/Å", own["forces"]),
     ):
         low, high = np.log10(values.min()), np.log10(values.max())
         bins = np.logspace(low - 0.1, high + 0.1, 30) if high > low else 10 ** np.array([low - 0.5, low + 0.5])
         ax.hist(values, bins=bins, color="C0", alpha=0.8)
-        if own is not None and own.get(own_key) is not None:
-            ax.axvline(own[own_key], color="k", ls=":", label="model's own MAE")
+        if line is not None:
+            ax.axvline(line[0], color="k", ls=":", label=line[1])
             ax.legend(fontsize=8)
         ax.set_xscale("log")
         _sparse_log_ticks(ax)

@@ -31,30 +31,29 @@ def structure_label(atoms: Atoms, index: int | None = None) -> str:
 def check_structure(atoms: Atoms, label: str | None = None, species: Iterable[int] | None = None) -> None:
     """Raise :class:`StructureError` for an empty structure, NaN/inf positions or cell, atoms closer than
     ``MIN_DISTANCE`` Å, or atomic numbers outside ``species`` (when given)."""
-    label = label or structure_label(atoms)
     if len(atoms) == 0:
-        raise StructureError(f"{label}: the structure is empty (no atoms)")
+        raise StructureError(f"{label or structure_label(atoms)}: the structure is empty (no atoms)")
     positions = atoms.get_positions()
     if not np.all(np.isfinite(positions)):
         bad = np.where(~np.isfinite(positions).all(axis=1))[0]
-        raise StructureError(f"{label}: positions of atoms {bad[:10].tolist()} are NaN or infinite")
+        raise StructureError(f"{label or structure_label(atoms)}: positions of atoms {bad[:10].tolist()} are NaN or infinite")
     if atoms.pbc.any() and not np.all(np.isfinite(atoms.cell.array)):
-        raise StructureError(f"{label}: the cell contains NaN or infinite values")
+        raise StructureError(f"{label or structure_label(atoms)}: the cell contains NaN or infinite values")
     if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-6:
-        raise StructureError(f"{label}: periodic structure with a zero-volume cell")
+        raise StructureError(f"{label or structure_label(atoms)}: periodic structure with a zero-volume cell")
     if species is not None:
         allowed = set(int(z) for z in species)
         unknown = sorted(set(int(z) for z in atoms.numbers) - allowed)
         if unknown:
             names = ", ".join(chemical_symbols[z] for z in unknown)
             known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
-            raise StructureError(f"{label}: unknown species {names} for this model (it knows {known})")
+            raise StructureError(f"{label or structure_label(atoms)}: unknown species {names} for this model (it knows {known})")
     if len(atoms) > 1:
         i, j, d = _close_pairs(atoms, MIN_DISTANCE)
         if len(d):
             k = int(np.argmin(d))
             raise StructureError(
-                f"{label}: atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart "
+                f"{label or structure_label(atoms)}: atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart "
                 f"(closer than {MIN_DISTANCE} Å: overlapping atoms)"
             )
 
@@ -63,9 +62,12 @@ def _close_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, n
     from vesin import NeighborList
 
     box, periodic = neighbour_box(atoms)
-    calculator = NeighborList(cutoff=cutoff, full_list=False)
+    # vesin's cell list has bins of the cutoff's size: below 1 Å a liquid cell has thousands of them (2.4 ms
+    # for 192 atoms at 0.5 Å against 0.3 ms at 1 Å), so pairs are searched within 1 Å and then filtered
+    calculator = NeighborList(cutoff=max(cutoff, 1.0), full_list=False)
     i, j, d = calculator.compute(atoms.get_positions(), box, periodic, quantities="ijd")
-    return i, j, d
+    close = d < cutoff
+    return i[close], j[close], d[close]
 
 
 def neighbour_box(atoms: Atoms) -> tuple[np.ndarray, bool]:
@@ -89,14 +91,28 @@ def read_structures(path: str | Path, index: str = ":") -> list[Atoms]:
         raise StructureError(f"{path}: no such file")
     try:
         frames = read(path, index=index)
+    except (StopIteration, IndexError) as error:  # ASE's words for an index past the end
+        raise StructureError(f"{path}: index {index} is out of range: the file holds {_count(path)} structures") from error
     except Exception as error:  # ASE raises many types for malformed files
         raise StructureError(f"{path}: cannot read structures ({type(error).__name__}: {error})") from error
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
-        raise StructureError(f"{path}: the file holds no structures")
+        held = _count(path)
+        raise StructureError(f"{path}: the file holds no structures" if not held else
+                             f"{path}: index {index} selects none of its {held} structures")
     for k, atoms in enumerate(frames):
         atoms.info.setdefault("name", f"{path.name}#{k}")
     return frames
+
+
+def _count(path: Path) -> int:
+    """How many structures the file at ``path`` holds (0 when it cannot be read)."""
+    from ase.io import iread
+
+    try:
+        return sum(1 for _ in iread(path, index=":"))
+    except Exception:  # noqa: BLE001 - a malformed file (ASE raises many types): the caller's message says what was asked
+        return 0
 
 
 def reference_labels(atoms: Atoms) -> tuple[float | None, np.ndarray | None]:

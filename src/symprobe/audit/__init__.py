@@ -32,7 +32,8 @@ spectrum grids), :mod:`.spectrum` (the λ spectrum), :mod:`.structure` (:func:`a
 :mod:`.report` (``audit.json``, figures, :func:`summary_text`).
 """
 
-from symprobe.audit.grids import DEFAULT_GRID, OWN_DEGREES, PAPER_GRIDS, default_convergence_grids, evaluations, spectrum_grid
+from symprobe.audit.grids import (DEFAULT_GRID, OWN_DEGREES, PAPER_GRIDS, default_convergence_grids, default_lmax, evaluations,
+                                  spectrum_grid)
 from symprobe.audit.isolation import as_isolated, isolated_structures
 from symprobe.audit.precision import in_float64, model_dtype
 from symprobe.audit.report import RESULT_FILES, summary_text, write_report, write_results
@@ -45,6 +46,6 @@ from symprobe.audit.summary import convergence_table, exceeds, model_error_summa
 
 __all__ = ["DEFAULT_GRID", "MEV", "OWN_DEGREES", "PAPER_GRIDS", "RESULT_FILES", "SCHEMA", "AuditError", "AuditReport",
            "GridInfo", "GridPoint", "ModelError", "Spectrum", "StructureAudit", "as_isolated", "audit", "audit_structure",
-           "convergence_table", "default_convergence_grids", "energy_spectrum", "estimated_seconds", "evaluations",
+           "convergence_table", "default_convergence_grids", "default_lmax", "energy_spectrum", "estimated_seconds", "evaluations",
            "exceeds", "in_float64", "isolated_structures", "model_dtype", "model_error_summary", "spectrum_grid",
            "summarize", "summary_text", "write_report", "write_results"]

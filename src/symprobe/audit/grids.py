@@ -19,6 +19,12 @@ def default_convergence_grids() -> list:
     return [so3.paper_grid(label) for label in PAPER_GRIDS] + [so3.smallest(d, improper=True) for d in OWN_DEGREES]
 
 
+def default_lmax(reference) -> int:
+    """The λmax of the spectrum when none is asked for: the largest λ that the reference rule gives exactly
+    (degree ≥ 2·λ, so no evaluations beyond the reference's), and at least 1 (λ = 1 is where breaking shows first)."""
+    return max(1, reference.degree // 2)
+
+
 def spectrum_grid(lmax: int, improper: bool, reference=None):
     """The rule for the λ spectrum: exact to degree 2·lmax, so that f·D^λ integrates exactly for f of
     content ≤ lmax. ``reference`` (the audit grid) is reused when it qualifies, else the cheapest rule."""

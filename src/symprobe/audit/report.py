@@ -29,6 +29,22 @@ def write_results(report: AuditReport | dict, out: str | Path) -> list[Path]:
     return [out / "audit.json", *(out / figure.name for figure in figures)]
 
 
+def own_energy_text(own: dict) -> str:
+    """The model's own energy error in words that cannot mislead: the raw MAE and, where defined, the MAE after
+    removing a mean offset per atom, with a word when that is not smaller."""
+    raw, shifted, offset = own["energy_mae_meV"], own["energy_mae_offset_removed_meV"], own["energy_offset_meV_per_atom"]
+    if raw is None:
+        return "energy MAE n/a (no reference energies)"
+    text = f"energy MAE {raw:.4g} meV"
+    if shifted is None:
+        return f"{text} (one labelled energy: removing a mean offset is undefined, it would absorb the whole error)"
+    text += f" ({shifted:.4g} meV after removing a mean offset of {offset:.4g} meV/atom"
+    if shifted > raw:
+        text += ("; larger than the raw MAE: the offset is per atom, and the errors of these structures do not scale "
+                 "with their atom counts")
+    return text + ")"
+
+
 def summary_text(report: AuditReport | dict) -> str:
     """A few readable lines: rotational errors, spread, torque and the model's own error with the ratio."""
     data = report.to_dict() if isinstance(report, AuditReport) else report
@@ -47,11 +63,8 @@ def summary_text(report: AuditReport | dict) -> str:
                      f"RMS net force {fmt(s['net_force_rms_eV_per_A'], 'eV/Å')}")
     own = s["model_error"]
     if own is not None:
-        lines.append(
-            f"model's own error ({own['n_structures']} labelled): energy MAE {fmt(own['energy_mae_meV'], 'meV')} "
-            f"({fmt(own['energy_mae_offset_removed_meV'], 'meV')} after removing a mean offset of "
-            f"{fmt(own['energy_offset_meV_per_atom'], 'meV/atom')}), force MAE {fmt(own['force_mae_meV_per_A'], 'meV/Å')}"
-        )
+        lines.append(f"model's own error ({own['n_structures']} labelled): {own_energy_text(own)}, "
+                     f"force MAE {fmt(own['force_mae_meV_per_A'], 'meV/Å')}")
         if s["force_error_ratio"] is not None:
             lines.append(f"rotational / own force error: {s['force_error_ratio']:.3g}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 from ase import Atoms
 
 from symprobe import so3
-from symprobe.audit.grids import DEFAULT_GRID, default_convergence_grids, evaluations, spectrum_grid
+from symprobe.audit.grids import DEFAULT_GRID, default_convergence_grids, default_lmax, evaluations, spectrum_grid
 from symprobe.audit.isolation import isolated_structures
 from symprobe.audit.precision import model_dtype
 from symprobe.audit.results import AuditError, AuditReport, GridInfo, StructureAudit
@@ -26,7 +26,7 @@ def audit(
     model: Model,
     structures: Sequence[Atoms],
     grid=DEFAULT_GRID,
-    lmax: int = 2,
+    lmax: int | None = None,
     convergence_grids: Sequence | None = None,
     progress: bool = False,
     on_structure: Callable[[StructureAudit], None] | None = None,
@@ -40,8 +40,9 @@ def audit(
     """Audit ``model`` on ``structures`` with reference quadrature ``grid`` (a name or a Quadrature).
 
     ``convergence_grids`` default to :func:`default_convergence_grids`; ``lmax`` is the largest λ of the
-    spectrum (its rule is exact to 2·lmax and includes inversion when ``grid`` does). ``progress`` shows
-    a tqdm bar; ``on_structure`` is called with each structure's result as it is done; ``model_spec`` is
+    spectrum (its rule is exact to 2·lmax and includes inversion when ``grid`` does; None: :func:`default_lmax`,
+    what ``grid`` itself gives exactly). ``progress`` shows
+    a progress bar (:func:`~symprobe.progress.progress_bar`); ``on_structure`` is called with each structure's result as it is done; ``model_spec`` is
     recorded as given. Checks every structure before evaluating any, so bad input fails fast, unless
     ``skip_failures``: then structures that fail the checks or that the model refuses are left out and
     listed in ``skipped`` with the reason (for real data sets with a few unusable frames). ``done`` are
@@ -54,7 +55,7 @@ def audit(
     """
     import symprobe
 
-    if lmax < 0:
+    if lmax is not None and lmax < 0:
         raise ValueError(f"audit: lmax must be ≥ 0, got {lmax}")
     structures = list(structures)
     if not structures:
@@ -73,10 +74,11 @@ def audit(
             continue
         todo.append((k, atoms))
     grid = so3.get(grid)
+    lmax = default_lmax(grid) if lmax is None else lmax
     convergence_grids = [so3.get(g) for g in (default_convergence_grids() if convergence_grids is None else convergence_grids)]
     rule = spectrum_grid(lmax, grid.improper, grid)
 
-    from tqdm.auto import tqdm
+    from symprobe.progress import progress_bar
 
     results = list(done)
     finished = {r.index for r in results}
@@ -91,7 +93,7 @@ def audit(
         results += farmed
         skipped += left_out
     else:
-        for k, atoms in tqdm(todo, desc="audit", unit="structure", disable=not progress):
+        for k, atoms in progress_bar(todo, desc="audit", unit="structure", enabled=progress):
             try:
                 result = audit_structure(model, atoms, grid, lmax, convergence_grids, rule, index=k)
             except (StructureError, AuditError) as error:

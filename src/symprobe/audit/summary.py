@@ -57,7 +57,8 @@ def model_error_summary(results: Sequence[StructureAudit]) -> dict[str, Any] | N
 
     Energies are also given after removing the mean offset per atom (``energy_offset_meV_per_atom``):
     models fitted to another reference (e.g. q-TIP4P/F against DFT) sit on a different absolute scale,
-    and only the offset-removed errors compare with the rotational error.
+    and only the offset-removed errors compare with the rotational error. With one labelled energy the offset
+    absorbs the whole error, so the offset-removed values are None (undefined), not 0.
     """
     labelled = [r for r in results if r.model_error is not None]
     if not labelled:
@@ -70,13 +71,14 @@ def model_error_summary(results: Sequence[StructureAudit]) -> dict[str, Any] | N
         n = np.array([r.n_atoms for r in with_energy], dtype=float)
         offset = float(err.sum() / n.sum())
         shifted = err - offset * n
+        defined = len(err) > 1
         out.update(
             energy_mae_meV=float(np.mean(np.abs(err))),
             energy_rmse_meV=float(np.sqrt(np.mean(err**2))),
             energy_mae_meV_per_atom=float(np.sum(np.abs(err)) / n.sum()),
-            energy_offset_meV_per_atom=offset,
-            energy_mae_offset_removed_meV=float(np.mean(np.abs(shifted))),
-            energy_rmse_offset_removed_meV=float(np.sqrt(np.mean(shifted**2))),
+            energy_offset_meV_per_atom=offset if defined else None,
+            energy_mae_offset_removed_meV=float(np.mean(np.abs(shifted))) if defined else None,
+            energy_rmse_offset_removed_meV=float(np.sqrt(np.mean(shifted**2))) if defined else None,
         )
     else:
         out.update(dict.fromkeys(

@@ -13,19 +13,21 @@ Per model and structure:
   100 Haar-random steps; :func:`walk_rotations`), successive orientations compared: |ΔE| per atom (meV/atom) and
   the force MAE between them in a common frame (meV/Å), mean and max over pairs (ml-peg's
   ``physicality/rotational_symmetry`` benchmark, whose seeds this walk reuses);
-* the numerical floor: the same differences between the structure and a translated and a permuted copy, which
-  every model must give identically in exact arithmetic, and at least 10 ε × the larger of the RMS force and |E|/N per Å at the model's
-  precision ε (rotated inputs round differently; :func:`~symprobe.bench.metrics.numerical_floor`); a model breaks
+* the numerical floor: the larger of two terms, recorded with the one that sets it (``set_by``): the largest of the
+  same differences between the structure and a translated and a permuted copy, which every model must give
+  identically in exact arithmetic, and a round-off term, 10 ε × the larger of the RMS force and |E|/N per Å at the
+  model's precision ε (rotated inputs round differently; :func:`~symprobe.bench.metrics.numerical_floor`); a model breaks
   rotational symmetry above its floor when the walk's mean force difference exceeds ``FLOOR_FACTOR`` × that floor.
 
-Each model on each structure is one task (:mod:`.run`, :mod:`symprobe.cluster`): in turn here, or on a cluster.
+With ``--cluster`` each model on each structure is one task on the cluster (:mod:`.run`, :mod:`symprobe.cluster`).
 """
 
-from symprobe.bench.metrics import (DEFAULT_GRID, FLOOR_FACTOR, bench_model, bench_structure, merged_model, numerical_floor,
-                                    walk_metric, walk_rotations)
+from symprobe.bench.metrics import (DEFAULT_GRID, FLOOR_FACTOR, bench, bench_header, bench_model, bench_structure, merged_model,
+                                    numerical_floor, resumable, walk_metric, walk_rotations)
 from symprobe.bench.report import render_bench, write_bench
-from symprobe.bench.run import bench
+from symprobe.bench.run import farmed_bench
 from symprobe.bench.structures import BUILDERS, builtin_set
 
-__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_model", "bench_structure", "builtin_set",
-           "merged_model", "numerical_floor", "render_bench", "walk_metric", "walk_rotations", "write_bench"]
+__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_header", "bench_model", "bench_structure", "builtin_set",
+           "farmed_bench", "merged_model", "numerical_floor", "render_bench", "resumable", "walk_metric", "walk_rotations",
+           "write_bench"]

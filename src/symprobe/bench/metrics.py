@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from ase import Atoms
@@ -17,6 +18,7 @@ WALK_RANDOM = 100
 FLOOR_FACTOR = 10.0  # breaking counts when the walk's mean force difference exceeds this many floors
 ROUNDOFF_FACTOR = 10.0  # the floor is at least this many ε × RMS force
 DEFAULT_GRID = "2i"
+FLOOR_TERMS = {False: "round-off", True: "translation/permutation"}  # which term sets the floor (the larger)
 
 
 def walk_rotations(seed: int = WALK_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -95,10 +97,11 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
     force_scale = max(float(np.sqrt(np.mean(forces[0] ** 2))), abs(float(energies[0])) / len(atoms))  # eV/Å (|E|/N per Å)
     roundoff_force = 1000 * ROUNDOFF_FACTOR * eps * force_scale
     roundoff_energy = 1000 * ROUNDOFF_FACTOR * eps * abs(float(energies[0])) / len(atoms)
+    moved = float(copies.force_mae_meV_per_A.max())
     return {"dE_meV_per_atom": max(float(copies.energy_meV_per_atom.max()), roundoff_energy),
-            "dF_meV_per_A": max(float(copies.force_mae_meV_per_A.max()), roundoff_force),
-            "translated_permuted_dF_meV_per_A": float(copies.force_mae_meV_per_A.max()), "roundoff_dF_meV_per_A": roundoff_force,
-            "precision": dtype}
+            "dF_meV_per_A": max(moved, roundoff_force),
+            "translated_permuted_dF_meV_per_A": moved, "roundoff_dF_meV_per_A": roundoff_force,
+            "set_by": FLOOR_TERMS[moved >= roundoff_force], "precision": dtype}
 
 
 def bench_structure(model: Model, name: str, atoms: Atoms, grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
@@ -139,3 +142,41 @@ def _audit_row(result: dict[str, Any]) -> dict[str, Any]:
     spectrum = result["spectrum"]  # power per λ = 0..lmax; λ ≥ 1 and parity-odd λ = 0 are symmetry breaking
     return {**{k: result[k] for k in keys}, "energy_deviation_meV_per_atom": result["energy_deviation_meV"] / result["n_atoms"],
             "spectrum_power_eV2": spectrum["power_eV2"], "spectrum_odd_power_eV2": spectrum["power_odd_eV2"]}
+
+
+def bench(models: dict[str, Model | None], structures: dict[str, Atoms], grid: str = DEFAULT_GRID,
+          progress: Callable[[str], None] = print, done: dict[str, Any] | None = None,
+          on_model: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """:func:`bench_model` for every model (keyed by its spec), with the settings and the time each took (s).
+
+    ``done`` is an earlier bench of the same grid and structures (:func:`resumable`): its models (None in ``models``)
+    are kept, not run again. ``on_model`` is called with the result so far after each model."""
+    result = bench_header(grid, structures)
+    for k, (spec, model) in enumerate(models.items()):
+        if done is not None and spec in done["models"]:
+            progress(f"[bench] {spec} ({k + 1}/{len(models)}): kept from the bench already in the output directory")
+            result["models"][spec], result["seconds"][spec] = done["models"][spec], done["seconds"][spec]
+            continue
+        start = time.perf_counter()
+        progress(f"[bench] {spec} ({k + 1}/{len(models)})")
+        result["models"][spec] = bench_model(model, structures, grid)
+        result["seconds"][spec] = time.perf_counter() - start
+        if on_model is not None:
+            on_model(result)
+    return result
+
+
+def bench_header(grid: str, structures: dict[str, Atoms]) -> dict[str, Any]:
+    """A bench document without models yet: the settings, the structures' names, empty ``models`` and ``seconds``."""
+    return {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
+            "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
+            "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
+
+
+def resumable(saved: dict[str, Any], grid: str, structures: dict[str, Atoms]) -> dict[str, Any]:
+    """``saved`` (a bench.json, finished or partial) if it was run on ``grid`` and ``structures``, else a
+    ``ValueError`` naming the difference."""
+    if saved["grid"] != grid or saved["structures"] != list(structures):
+        raise ValueError(f"--resume: the bench in the output directory ran grid {saved['grid']} on {', '.join(saved['structures'])}; "
+                         f"this one asks for grid {grid} on {', '.join(structures)}; use --overwrite or another --out")
+    return saved

@@ -1,5 +1,5 @@
-"""The bench of several models (:func:`bench`): one task per model and structure (:mod:`symprobe.cluster`), run in
-turn here or on a cluster, each model loaded on its worker from its spec; finished tasks are kept and not rerun."""
+"""The bench farmed out (:func:`farmed_bench`): one task per model and structure (:mod:`symprobe.cluster`), each model
+loaded on its worker from its spec; finished tasks are kept and not rerun."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ from typing import Any
 
 from ase import Atoms
 
-from symprobe.bench.metrics import (
-    DEFAULT_GRID,
-    FLOOR_FACTOR,
-    WALK_RANDOM,
-    WALK_SEED,
-    WALK_STEPS_DEG,
-    bench_structure,
-    merged_model,
-)
+from symprobe.bench.metrics import DEFAULT_GRID, bench_header, bench_structure, merged_model
 from symprobe.cluster import ClusterSpec, Task, run_tasks, worker_model
 
 
@@ -29,17 +21,16 @@ def bench_task(directory: Path, spec: str, device: str, name: str, atoms: Atoms,
     return {**outcome, "model": getattr(model, "name", type(model).__name__), "seconds": time.perf_counter() - start}
 
 
-def bench(specs: list[str], structures: dict[str, Atoms], root: str | Path, grid: str = DEFAULT_GRID, device: str = "cpu",
+def farmed_bench(specs: list[str], structures: dict[str, Atoms], root: str | Path, grid: str = DEFAULT_GRID, device: str = "cpu",
           cluster: ClusterSpec | None = None, progress: bool = True,
           input_errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> dict[str, Any]:
     """Every model (spec) on every structure: tasks ``MM-SS`` (model, structure numbers) under ``root`` on ``cluster``
-    (None: in turn here); per model the :func:`merged_model` bench and the seconds its tasks took (s, summed)."""
+    (None: in turn here); per model the :func:`merged_model` bench and the seconds its tasks took (s, summed): the same
+    document as :func:`~symprobe.bench.metrics.bench`."""
     tasks = [Task(f"{m:02d}-{s:03d}", bench_task, (spec, device, name, atoms, grid))
              for m, spec in enumerate(specs) for s, (name, atoms) in enumerate(structures.items())]
     outcomes = run_tasks(tasks, root, cluster, progress, input_errors)
-    result: dict[str, Any] = {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
-                              "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
-                              "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
+    result = bench_header(grid, structures)
     for m, spec in enumerate(specs):
         mine = {name: outcomes[f"{m:02d}-{s:03d}"] for s, name in enumerate(structures)}
         result["models"][spec] = merged_model(next(iter(mine.values()))["model"], mine)

@@ -25,13 +25,13 @@ BUILDERS: dict[str, Callable[[], Atoms]] = {
     "benzene": lambda: molecule("C6H6"),
     "SO2": lambda: molecule("SO2"),
     "ethanol": lambda: molecule("CH3CH2OH"),
-    "water liquid": lambda: water_box(3, seed=0),
-    "ice Ih": lambda: genice_cell(0),
-    "Si diamond": lambda: _rattled(bulk("Si", "diamond", a=5.431, cubic=True), 1),
-    "Al fcc": lambda: _rattled(bulk("Al", "fcc", a=4.05, cubic=True), 2),
-    "Fe bcc": lambda: _rattled(bulk("Fe", "bcc", a=2.87, cubic=True).repeat(2), 3),
-    "NaCl rocksalt": lambda: _rattled(bulk("NaCl", "rocksalt", a=5.64, cubic=True), 4),
-    "ZnO wurtzite": lambda: _rattled(bulk("ZnO", "wurtzite", a=3.25, c=5.21).repeat((2, 2, 1)), 5),
+    "water-liquid": lambda: water_box(3, seed=0),
+    "ice-Ih": lambda: genice_cell(0),
+    "Si-diamond": lambda: _rattled(bulk("Si", "diamond", a=5.431, cubic=True), 1),
+    "Al-fcc": lambda: _rattled(bulk("Al", "fcc", a=4.05, cubic=True), 2),
+    "Fe-bcc": lambda: _rattled(bulk("Fe", "bcc", a=2.87, cubic=True).repeat(2), 3),
+    "NaCl-rocksalt": lambda: _rattled(bulk("NaCl", "rocksalt", a=5.64, cubic=True), 4),
+    "ZnO-wurtzite": lambda: _rattled(bulk("ZnO", "wurtzite", a=3.25, c=5.21).repeat((2, 2, 1)), 5),
     "graphene": lambda: _graphene(),
 }
 
@@ -43,7 +43,9 @@ def _graphene() -> Atoms:
 
 
 def builtin_set(names: Sequence[str] | None = None) -> dict[str, Atoms]:
-    """The built-in structures by name (all, or ``names``); each carries ``info['name']``."""
+    """The built-in structures by name (all, or ``names``; a space reads as '-', as in earlier names such as 'water liquid'); each
+    carries ``info['name']``."""
+    names = None if names is None else [name.strip().replace(" ", "-") for name in names]
     unknown = sorted(set(names or ()) - set(BUILDERS))
     if unknown:
         raise ValueError(f"unknown bench structure(s) {', '.join(unknown)} (known: {', '.join(BUILDERS)})")

@@ -21,6 +21,7 @@ from symprobe.so3 import Quadrature
 
 EXAMPLE = """\
 structure: builtin:water-monomer     # builtin:water-monomer | builtin:water-box | path to a file ASE reads
+                                     # (relative to the config file's directory)
 structure_index: -1                  # which frame of the file (default: the last)
 model: builtin:qtip4pf               # model spec (see symprobe.models.external.load_model)
 symmetrizer: {kind: none}            # none | {kind: grid, grid: 2i} | {kind: random, inversion: false}
@@ -214,8 +215,12 @@ def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
 
 
 def load_config(path: str | Path) -> MDConfig:
-    """Read and validate a YAML config file."""
-    return validate_config(read_yaml(path))
+    """Read and validate a YAML config file; a relative ``structure:`` path is read from the config's directory."""
+    config = read_yaml(path)
+    structure = config.get("structure") if isinstance(config, Mapping) else None
+    if isinstance(structure, str) and not structure.startswith("builtin:") and not Path(structure).expanduser().is_absolute():
+        config = {**config, "structure": str(Path(path).parent / structure)}
+    return validate_config(config)
 
 
 def quadrature(name: str | Quadrature) -> Quadrature:

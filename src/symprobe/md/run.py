@@ -32,13 +32,16 @@ from symprobe.symmetrize import AveragingCorrection, GridAverage, RandomRotation
 # Building a run
 
 
+BUILTIN_STRUCTURES = ("builtin:water-monomer", "builtin:water-box")  # one H2O in a 100 Å box; 64 H2O, periodic
+
+
 def load_structure(spec: Atoms | str, index: int = -1) -> Atoms:
     """A structure from an Atoms object, ``builtin:water-monomer``, ``builtin:water-box`` (64 H2O) or a file."""
     from symprobe.structures import read_structures, water_box, water_monomer
 
     if isinstance(spec, Atoms):
         return spec.copy()
-    builtins = {"builtin:water-monomer": water_monomer, "builtin:water-box": water_box}
+    builtins = dict(zip(BUILTIN_STRUCTURES, (water_monomer, water_box)))
     if spec in builtins:
         return builtins[spec]()
     if str(spec).startswith("builtin:"):
@@ -181,6 +184,16 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     return out
 
 
+def checkpoint_step(config: MDConfig) -> int | None:
+    """The (inner) step at which the checkpoint in the config's output directory stands, or None without one."""
+    path = config.output.directory / "checkpoint.npz"
+    if not path.exists():
+        return None
+    _, state = read_checkpoint(path)
+    outer = state.get("engine", "ase") != "batched"  # engines ase and ipi count outer steps, batched inner ones
+    return int(state["nsteps"]) * (config.n_inner if outer else 1)
+
+
 def _run_files(config: MDConfig) -> list[str]:
     """The names in the output directory that belong to a run of ``config``'s layout."""
     names = ["checkpoint.npz", "log.csv", config.output.trajectory]
@@ -244,7 +257,7 @@ def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path
                  ckpt_path: Path, identity: Mapping[str, Any]) -> None:
     """Step ``dyn`` to the config's length, writing log rows, frames and checkpoints at their strides; on
     SIGINT/SIGTERM write a checkpoint after the current step and raise ``Interrupted``."""
-    from tqdm import tqdm
+    from symprobe.progress import progress_bar
 
     n_inner = config.n_inner
     masses = atoms.get_masses()
@@ -276,7 +289,7 @@ def _step_single(dyn, atoms: Atoms, potential: Model, config: MDConfig, log_path
                 atoms.get_forces()
                 observe()
             remaining = config.steps // n_inner - dyn.nsteps
-            with tqdm(total=remaining * n_inner, disable=not config.output.progress, unit="step",
+            with progress_bar(total=remaining * n_inner, enabled=config.output.progress, unit="step",
                       desc=f"md {potential.name}") as bar:
                 for _ in range(remaining):
                     if stop.requested:
@@ -337,7 +350,7 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
     stored in the checkpoint and a resume from another run's is refused (:func:`check_same_run`). SIGINT and
     SIGTERM write a checkpoint after the current step and raise :class:`~symprobe.interrupt.Interrupted`.
     """
-    from tqdm import tqdm
+    from symprobe.progress import progress_bar
 
     for stride in (strides.log, strides.checkpoint, steps):
         for r in replicas:
@@ -387,7 +400,7 @@ def run_batched(replicas: Sequence[Replica], groups: Sequence[Group], timestep_f
         with deferred_signals() as stop, writing_to(checkpoint_path.parent):
             if dyn.nsteps == 0:
                 observe()
-            with tqdm(total=steps - dyn.nsteps, disable=not progress, unit="step",
+            with progress_bar(total=steps - dyn.nsteps, enabled=progress, unit="step",
                       desc=f"md {len(replicas)} replicas") as bar:
                 while dyn.nsteps < steps:
                     if stop.requested:

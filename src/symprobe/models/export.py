@@ -159,6 +159,12 @@ def interaction_range(module: torch.nn.Module) -> float:
     return float(module.cutoff) * int(getattr(core, "blocks", 1))
 
 
+def exported_name(model, grid: str | Quadrature | None = None) -> str:
+    """The name an exported model carries by default: the model's, with ``@GRID`` when averaged over a grid
+    (e.g. ``water-pet@O+i``), so that later audits tell the two apart."""
+    return model.name if grid is None else f"{model.name}@{so3.get(grid).name}"
+
+
 def export_metatomic(
     model,
     path: str | Path,
@@ -179,7 +185,7 @@ def export_metatomic(
     from symprobe.models.torch_model import TorchModel
 
     if isinstance(model, TorchModel):
-        module, name = model.module, name or model.name
+        module, name = model.module, name or exported_name(model, grid)
         species = species if species is not None else (None if model.species is None else sorted(model.species))
         dtype = dtype or model.dtype
     elif isinstance(model, torch.nn.Module):

@@ -9,7 +9,9 @@ Spec forms:
   (:mod:`symprobe.models.pretrained`, the ``pretrained`` extra);
 * ``module:attribute``: any importable object: a :class:`~symprobe.models.base.Model`, an ASE calculator,
   or a zero-argument factory (a class or function) returning either; calculators are wrapped in
-  :class:`~symprobe.models.base.CalculatorModel`.
+  :class:`~symprobe.models.base.CalculatorModel`. A module that is not on the import path is looked for in
+  the current directory, as ``python -m`` and pytest do;
+* ``FILE.py:attribute``: the same object from a Python file (e.g. ``./mycalc.py:make_calc``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from ase.calculators.calculator import Calculator
 from symprobe.models.base import BatchPrediction, CalculatorModel, Model, Prediction, stack_rotated_back
 from symprobe.models.device import resolve_device
 
-SPEC_FORMS = "builtin:NAME, metatomic:FILE.pt, a model file (.pt), sevenn:NAME, chgnet:VERSION, or module:attribute"
+SPEC_FORMS = ("builtin:NAME, metatomic:FILE.pt, a model file (.pt), sevenn:NAME, chgnet:VERSION, module:attribute or "
+              "FILE.py:attribute")
 MODEL_SUFFIXES = (".pt",)
 OBJECT_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+FILE_OBJECT_SPEC = re.compile(r"(.+\.py):([A-Za-z_][\w.]*)")
 
 
 class ModelSpecError(ValueError):
@@ -87,8 +91,10 @@ def load_model(spec: str | os.PathLike, dtype: torch.dtype | None = None, device
     if spec.startswith(("sevenn:", "chgnet:")):
         return _load_pretrained(spec, device)
     path = Path(spec).expanduser()
+    if not path.exists() and FILE_OBJECT_SPEC.fullmatch(spec):
+        return _load_object(spec, _import_file(spec, Path(FILE_OBJECT_SPEC.fullmatch(spec).group(1)).expanduser()))
     if not path.exists() and OBJECT_SPEC.fullmatch(spec):
-        return _load_object(spec)
+        return _load_object(spec, _import_module(spec, spec.partition(":")[0]))
     return _load_file(spec, path, dtype, device)
 
 
@@ -148,12 +154,67 @@ def _load_metatomic(spec: str, path: Path, dtype: torch.dtype | None, device: to
         raise ModelSpecError(f"{spec!r}: cannot load as a metatomic model ({type(error).__name__}: {error})") from error
 
 
-def _load_object(spec: str) -> Model:
-    module_name, _, attribute = spec.partition(":")
+def _import_module(spec: str, name: str):
+    """The module ``name``, looked for on the import path and then in the current directory."""
+    import sys
+
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(name)
     except ImportError as error:
-        raise ModelSpecError(f"{spec!r}: cannot import module {module_name!r} ({error}); model specs: {SPEC_FORMS}") from error
+        here = os.getcwd()
+        missing = isinstance(error, ModuleNotFoundError) and error.name == name.partition(".")[0]
+        if not missing or here in sys.path or not _is_module_here(name):
+            raise ModelSpecError(_import_failed(spec, name, error)) from error
+    sys.path.append(here)  # appended: a module of the current directory never shadows an installed one
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ModelSpecError(_import_failed(spec, name, error)) from error
+
+
+def _is_module_here(name: str) -> bool:
+    top = Path(name.partition(".")[0])
+    return top.with_suffix(".py").is_file() or (top / "__init__.py").is_file()
+
+
+def _import_failed(spec: str, name: str, error: ImportError) -> str:
+    return (f"{spec!r}: cannot import module {name!r} ({error}); run from the directory that holds it, give its file "
+            f"(./{name.replace('.', '/')}.py:{spec.partition(':')[2]}) or add its directory to PYTHONPATH; model specs: {SPEC_FORMS}")
+
+
+def _import_file(spec: str, path: Path):
+    """The Python file ``path`` imported as a module named after it (under a longer name when another module holds
+    that one); its directory joins the import path, so that its own imports of modules beside it work."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    if not path.is_file():
+        raise ModelSpecError(f"{spec!r}: no such Python file {str(path)!r}")
+    path = path.resolve()
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
+        return loaded
+    if loaded is not None:
+        name = f"{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+        if name in sys.modules:
+            return sys.modules[name]
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # user code may raise anything
+        del sys.modules[name]
+        raise ModelSpecError(f"{spec!r}: importing {path} failed ({type(error).__name__}: {error})") from error
+    return module
+
+
+def _load_object(spec: str, module) -> Model:
+    module_name, _, attribute = spec.rpartition(":")
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Tuple
 
 import torch
 from torch import nn
@@ -62,7 +62,12 @@ def smooth_cutoff(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
 
 
 class TransformerLayer(nn.Module):
-    """Pre-norm transformer layer whose attention weights are multiplied by per-token cutoff weights."""
+    """Pre-norm transformer layer whose attention weights are multiplied by per-token cutoff weights.
+
+    Tokens come as rows (R, d) in groups of atoms padded to one length (see :func:`token_layout`): group
+    (start, n, t) holds n atoms of t token rows each from row ``start``; attention mixes the t rows of each
+    atom. Only the attention needs the groups; every other operation runs on all rows at once.
+    """
 
     def __init__(self, width: int, heads: int, angular_degree: int, feedforward: int):
         super().__init__()
@@ -75,19 +80,55 @@ class TransformerLayer(nn.Module):
         # coefficients of the angular attention bias Σ_p c_hp cos^p (twin only; zero-size otherwise)
         self.angular = nn.Parameter(torch.zeros(heads, angular_degree))
 
-    def forward(self, tokens: torch.Tensor, log_weights: torch.Tensor, cos_powers: torch.Tensor) -> torch.Tensor:
-        """tokens (A, T, d); log_weights (A, T) log cutoff weights of the keys (−inf on padding);
-        cos_powers (A, P, T, T) or empty."""
-        a, t, d = tokens.shape
-        h = self.norm_attention(tokens)
-        q, k, v = self.qkv(h).reshape(a, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        logits = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)  # (A, H, T, T)
-        if self.angular.shape[1] > 0:
-            logits = logits + torch.einsum("hp,aptu->ahtu", self.angular, cos_powers)
-        attention = torch.softmax(logits + log_weights[:, None, None, :], dim=-1)
-        mixed = (attention @ v).transpose(1, 2).reshape(a, t, d)
-        tokens = tokens + self.out(mixed)
+    def forward(self, tokens: torch.Tensor, groups: List[Tuple[int, int, int]], log_weights: List[torch.Tensor],
+                cos_powers: List[torch.Tensor]) -> torch.Tensor:
+        """tokens (R, d); per group: log_weights (n, t) log cutoff weights of the keys (−inf on padding) and
+        cos_powers (n, P, t, t) (empty for the PET-style model)."""
+        d = tokens.shape[1]
+        head_width = d // self.heads
+        qkv = self.qkv(self.norm_attention(tokens))
+        mixed: List[torch.Tensor] = []
+        # split, not slices: a slice's backward would fill a zero tensor of all rows per group
+        for g, rows in enumerate(qkv.split([n * t for _, n, t in groups])):
+            n, t = groups[g][1], groups[g][2]
+            q, k, v = rows.view(n, t, 3, self.heads, head_width).permute(2, 0, 3, 1, 4).unbind(0)
+            bias = log_weights[g][:, None, None, :]
+            if self.angular.shape[1] > 0:
+                bias = bias + torch.einsum("hp,aptu->ahtu", self.angular, cos_powers[g])
+            attention = torch.softmax(torch.matmul(q * (1.0 / math.sqrt(head_width)), k.transpose(-1, -2)) + bias, dim=-1)
+            mixed.append(torch.matmul(attention, v).transpose(1, 2).reshape(n * t, d))
+        tokens = tokens + self.out(torch.cat(mixed))
         return tokens + self.mlp(self.norm_mlp(tokens))
+
+
+def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[Tuple[int, int, int]]]:
+    """Rows of the token matrix: one centre token per atom followed by one token per edge of that atom.
+
+    Atoms are sorted by their number of edges and padded to a multiple of ``granularity`` tokens, and
+    atoms of one padded length form a group, so padding stays below ``granularity`` rows per atom while
+    attention runs on a few dense blocks. ``edge_i`` must be sorted. Returns the row of each atom's centre
+    token (A,), the row of each edge (E,), the atom of each row (R,) and the groups (start row, atoms,
+    tokens per atom).
+    """
+    counts = torch.bincount(edge_i, minlength=n_atoms)
+    tokens = counts + 1
+    padded = torch.minimum((tokens + granularity - 1) // granularity * granularity, tokens.max())
+    padded, atom_order = torch.sort(padded, descending=True, stable=True)
+    atom_start = torch.cumsum(padded, 0) - padded
+    centre_row = torch.empty_like(atom_start).index_put_((atom_order,), atom_start)
+    first_edge = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(edge_i.shape[0], device=edge_i.device) - first_edge[edge_i]
+    edge_row = centre_row[edge_i] + 1 + slot
+    row_atom = torch.repeat_interleave(atom_order, padded)
+    lengths, sizes = torch.unique_consecutive(padded, return_counts=True)
+    groups: List[Tuple[int, int, int]] = []
+    start = 0
+    length_list: List[int] = lengths.tolist()
+    size_list: List[int] = sizes.tolist()
+    for t, n in zip(length_list, size_list):
+        groups.append((start, n, t))
+        start += n * t
+    return centre_row, edge_row, row_atom, groups
 
 
 class PETCore(nn.Module):
@@ -161,10 +202,11 @@ class PETCore(nn.Module):
         """Energies (S,) eV and the force head's direct forces (A, 3) eV/Å (needs ``direct_forces=True``)."""
         if len(self.force_head) == 0:
             raise ValueError("PET model: built without a force head (hyper-parameter direct_forces: false)")
-        energies, tokens, fc, r, length = self.energies_and_tokens(vectors, edge_i, edge_j, numbers, structure, n_structures)
-        unit = r / torch.where(length > 0, length, torch.ones_like(length))[..., None]
-        weights = self.force_head[0](tokens[:, 1:]).squeeze(-1) * fc  # (A, M), zero on padding
-        return energies, (weights[..., None] * unit).sum(1) * self.energy_scale
+        energies, tokens, fc, r, length, row_atom = self.energies_and_tokens(vectors, edge_i, edge_j, numbers, structure, n_structures)
+        unit = r / torch.where(length > 0, length, torch.ones_like(length))[:, None]
+        weights = self.force_head[0](tokens).squeeze(-1) * fc  # (R,), zero on centre and padding rows
+        forces = torch.zeros((numbers.shape[0], 3), dtype=tokens.dtype, device=tokens.device)
+        return energies, forces.index_add(0, row_atom, weights[:, None] * unit) * self.energy_scale
 
     def energies_and_tokens(
         self,
@@ -174,45 +216,43 @@ class PETCore(nn.Module):
         numbers: torch.Tensor,
         structure: torch.Tensor,
         n_structures: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Energies (S,) eV and the last block's tokens (A, 1 + M, d) with the padded neighbour slots' cutoff
-        weights (A, M), vectors r_ij (A, M, 3) Å and lengths (A, M) Å (zero on padding)."""
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Energies (S,) eV and, per token row (:func:`token_layout`), the last block's tokens (R, d), the
+        cutoff weights (R,), vectors r_ij (R, 3) Å and lengths (R,) Å (all zero on centre and padding rows)
+        and the atom of the row (R,)."""
         n_atoms = numbers.shape[0]
         species = self.species_index[numbers.clamp(0, 118)]
         if bool((species < 0).any()) or bool((numbers > 118).any()):
             raise ValueError("PET model: structure contains species the model was not trained on")
-        # group edges by centre atom into padded (A, M) slots
         edge_i_sorted, order = torch.sort(edge_i, stable=True)
-        counts = torch.bincount(edge_i, minlength=n_atoms)
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(edge_i.shape[0], device=edge_i.device) - first[edge_i_sorted]
-        m = int(counts.max()) if edge_i.shape[0] > 0 else 0
-        neighbour = torch.zeros((n_atoms, m), dtype=torch.long, device=edge_i.device)
-        neighbour[edge_i_sorted, slot] = edge_j[order]
-        r = torch.zeros((n_atoms, m, 3), dtype=vectors.dtype, device=vectors.device)
-        r = r.index_put((edge_i_sorted, slot), vectors[order])
-        length_edges = torch.linalg.norm(vectors[order], dim=-1)
-        length = torch.zeros((n_atoms, m), dtype=vectors.dtype, device=vectors.device)
-        length = length.index_put((edge_i_sorted, slot), length_edges)
-        present = torch.zeros((n_atoms, m), dtype=vectors.dtype, device=vectors.device)
-        present = present.index_put((edge_i_sorted, slot), torch.ones_like(length_edges))
-        fc = smooth_cutoff(length, self.cutoff, self.cutoff_width) * present  # (A, M), 0 on padding
-        weights = torch.cat([torch.ones_like(fc[:, :1]), fc], dim=1)  # centre token always weight 1
+        centre_row, edge_row, row_atom, groups = token_layout(edge_i_sorted, n_atoms)
+        n_rows = row_atom.shape[0]
+        edge_vectors = vectors[order]
+        edge_length = torch.linalg.norm(edge_vectors, dim=-1)
+        rows = (edge_row,)
+        r = torch.zeros((n_rows, 3), dtype=vectors.dtype, device=vectors.device).index_put(rows, edge_vectors)
+        length = torch.zeros((n_rows,), dtype=vectors.dtype, device=vectors.device).index_put(rows, edge_length)
+        present = torch.zeros((n_rows,), dtype=vectors.dtype, device=vectors.device).index_put(rows, torch.ones_like(edge_length))
+        fc = smooth_cutoff(length, self.cutoff, self.cutoff_width) * present  # (R,), 0 on centre and padding rows
+        weights = fc.index_fill(0, centre_row, 1.0)  # the centre token always has weight 1
         # attention ∝ f_c · exp(logit); the clamp keeps gradients finite where f_c = 0 exactly
         log_weights = torch.where(weights > 0, torch.log(weights.clamp_min(1e-30)), torch.full_like(weights, -math.inf))
+        group_rows = [n * t for _, n, t in groups]
+        log_weight_groups = [w.view(n, t) for w, (_, n, t) in zip(log_weights.split(group_rows), groups)]
         # geometric features of each neighbour token
         width_rbf = self.cutoff / self.radial_basis
-        rbf = torch.exp(-(((length[..., None] - self.rbf_centres) / width_rbf) ** 2))
+        rbf = torch.exp(-(((length[:, None] - self.rbf_centres) / width_rbf) ** 2))
+        cos_groups: List[torch.Tensor] = []
         if self.invariant:
             geometry_in = rbf
-            safe = torch.where(present > 0, length, torch.ones_like(length))
-            unit = r / safe[..., None]
-            cos = unit @ unit.transpose(1, 2)  # (A, M, M); zero rows on padding
-            cos = torch.nn.functional.pad(cos, (1, 0, 1, 0))  # centre token: no angular bias
-            cos_powers = torch.stack([cos ** (p + 1) for p in range(self.angular_degree)], dim=1)
+            unit = r / torch.where(present > 0, length, torch.ones_like(length))[:, None]  # zero on centre and padding rows
+            for u, (_, n, t) in zip(unit.split(group_rows), groups):
+                u = u.view(n, t, 3)
+                cos = u @ u.transpose(1, 2)  # (n, t, t); no angular bias to or from the centre token
+                cos_groups.append(torch.stack([cos ** (p + 1) for p in range(self.angular_degree)], dim=1))
         else:
             geometry_in = torch.cat([r / self.cutoff, rbf], dim=-1)
-            cos_powers = torch.zeros((0,), dtype=vectors.dtype, device=vectors.device)
+        neighbour = torch.zeros((n_rows,), dtype=torch.long, device=edge_i.device).index_put(rows, edge_j[order])
         neighbour_species = species[neighbour]
         energy_atoms = torch.zeros((n_atoms,), dtype=vectors.dtype, device=vectors.device)
         centre = torch.zeros((0,), dtype=vectors.dtype, device=vectors.device)
@@ -223,17 +263,18 @@ class PETCore(nn.Module):
             edge_tokens = geometry(geometry_in) + neighbour_embedding(neighbour_species)
             centre_token = centre_embedding(species)
             if b > 0:
-                edge_tokens = edge_tokens + tokens[:, 1:] + self._message(b - 1, centre)[neighbour]
+                edge_tokens = edge_tokens + tokens + self._message(b - 1, centre)[neighbour]
                 centre_token = centre_token + centre + self._centre_message(b - 1, centre)
-            tokens = torch.cat([centre_token[:, None], edge_tokens], dim=1)
+            tokens = edge_tokens.index_put((centre_row,), centre_token)
             for layer in layers:
-                tokens = layer(tokens, log_weights, cos_powers)
-            centre = tokens[:, 0]
-            energy_atoms = energy_atoms + atom_head(centre).squeeze(-1) + (bond_head(tokens[:, 1:]).squeeze(-1) * fc).sum(1)
+                tokens = layer(tokens, groups, log_weight_groups, cos_groups)
+            centre = tokens[centre_row]
+            bonds = bond_head(tokens).squeeze(-1) * fc
+            energy_atoms = energy_atoms + atom_head(centre).squeeze(-1) + torch.zeros_like(energy_atoms).index_add(0, row_atom, bonds)
         # summed in float64: a float32 sum of ~-400 eV atomic terms would round cell energies to meV
         energy_atoms = (energy_atoms * self.energy_scale).double() + self.species_energy[species].double()
         energies = torch.zeros((n_structures,), dtype=torch.float64, device=vectors.device)
-        return energies.index_add(0, structure, energy_atoms), tokens, fc, r, length
+        return energies.index_add(0, structure, energy_atoms), tokens, fc, r, length, row_atom
 
     def _message(self, b: int, centre: torch.Tensor) -> torch.Tensor:
         for k, message in enumerate(self.message):

@@ -46,10 +46,9 @@ WATER_ORDER = (8, 1, 1)
 def check_water_molecules(atoms: Atoms) -> None:
     """Raise :class:`~symprobe.structures.StructureError` unless ``atoms`` are whole H2O molecules
     ordered O, H, H; the message names the structure and the first bad molecule."""
-    label = structure_label(atoms)
     if len(atoms) % 3:
         raise StructureError(
-            f"{label}: {len(atoms)} atoms is not a whole number of H2O molecules "
+            f"{structure_label(atoms)}: {len(atoms)} atoms is not a whole number of H2O molecules "
             "(the water models need molecules ordered O, H, H)"
         )
     bad = np.flatnonzero((atoms.numbers.reshape(-1, 3) != WATER_ORDER).any(axis=1))
@@ -57,7 +56,7 @@ def check_water_molecules(atoms: Atoms) -> None:
         k = int(bad[0])
         found = ", ".join(chemical_symbols[z] for z in atoms.numbers[3 * k : 3 * k + 3])
         raise StructureError(
-            f"{label}: molecule {k} (atoms {3 * k}–{3 * k + 2}) is {found}; "
+            f"{structure_label(atoms)}: molecule {k} (atoms {3 * k}–{3 * k + 2}) is {found}; "
             "the water models need molecules ordered O, H, H"
         )
 

@@ -83,8 +83,20 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
         atoms.get_positions(), box, periodic, quantities="ijS"
     )
     i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
-    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
+    order = np.argsort(_pair_keys(i, j, shifts, len(atoms)), kind="stable")
     return i[order], j[order], shifts[order]
+
+
+def _pair_keys(i: np.ndarray, j: np.ndarray, shifts: np.ndarray, n_atoms: int) -> np.ndarray:
+    """One int64 key per pair that sorts like (i, j, shift): one argsort instead of a five-key lexsort."""
+    if len(i) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low = shifts.min(axis=0)
+    span = shifts.max(axis=0) - low + 1
+    if float(n_atoms) ** 2 * float(np.prod(span)) >= 2.0**62:  # too many pairs for one key
+        return np.argsort(np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i)), kind="stable")
+    s = shifts - low
+    return (((i * n_atoms + j) * span[0] + s[:, 0]) * span[1] + s[:, 1]) * span[2] + s[:, 2]
 
 
 def stack_graph(

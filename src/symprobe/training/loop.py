@@ -88,7 +88,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     ``stop_after_epochs`` ends this session after that many epochs (as a time budget would), leaving a
     checkpoint to resume from.
     """
-    from tqdm import tqdm
+    from symprobe.progress import progress_bar
 
     t = config.training
     out = Path(config.output_dir)
@@ -173,7 +173,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
                 start = time.time() - done["seconds"]
                 module.train()
                 batches = range(done["step"], len(order), t["batch_size"])
-                bar = tqdm(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", disable=not progress, mininterval=1.0 if os.isatty(2) else 60.0)
+                bar = progress_bar(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", enabled=progress, in_logs=False)
                 for b in bar:
                     if stop.requested or _over_budget(t, session_start, step_seconds):
                         save_checkpoint({"step": b, "rng": rng.bit_generator.state, "losses": losses, "residuals": residuals, "seconds": time.time() - start})
