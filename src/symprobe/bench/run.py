@@ -9,7 +9,12 @@ from typing import Any
 
 from ase import Atoms
 
-from symprobe.bench.metrics import DEFAULT_GRID, bench_header, bench_structure, merged_model
+from symprobe.bench.metrics import (
+    DEFAULT_GRID,
+    bench_header,
+    bench_structure,
+    merged_model,
+)
 from symprobe.cluster import ClusterSpec, Task, run_tasks, worker_model
 
 
