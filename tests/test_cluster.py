@@ -137,6 +137,14 @@ def test_audit_and_bench_on_a_cluster_equal_the_serial_run(scheduler, tmp_path, 
     assert serial.pop("seconds").keys() == farmed.pop("seconds").keys()
     assert_same(serial, farmed)
     assert [s["structure"] for s in farmed["models"]["builtin:qtip4pf"]["skipped"]] == ["CH4"]
+    tasks = tmp_path / "bench-farmed" / "tasks"
+    (tasks / "00-001" / "result.json").unlink()  # as if the run had stopped before this pair finished
+    assert cli.main([*bench, "--out", str(tmp_path / "bench-farmed"), "--cluster", scheduler, "--resume"]) == 0
+    attempts = {name: [r["attempt"] for r in _log(tmp_path / "bench-farmed") if r["task"] == name] for name in ("00-000", "00-001")}
+    assert attempts == {"00-000": [1], "00-001": [1, 2]}  # only the unfinished pair ran again
+    resumed = json.loads((tmp_path / "bench-farmed" / "bench.json").read_text())
+    resumed.pop("seconds")
+    assert_same(serial, resumed)
 
 
 def test_the_client_killed_then_resume_reruns_only_unfinished_tasks(scheduler, boxes, serial_slow, tmp_path):
