@@ -71,7 +71,7 @@ def _liquid(size: dict, steps: int, out: Path, cluster, farmed: bool = True, tas
     from symprobe.models.external import load_model
     from symprobe.structures import water_box
     from symprobe.study.liquid import liquid_runs
-    from symprobe.study.tasks import StudyFarm, replica_farm
+    from symprobe.study.tasks import StudyFarm, group_farm
 
     starts = {"raw": [water_box(size["side"], seed=seed) for seed in range(tasks)]}
     settings = {"steps": steps, "equilibration_steps": steps // 5, "grid": "2i", "n_inner": 10, "seed": 0,
@@ -79,7 +79,7 @@ def _liquid(size: dict, steps: int, out: Path, cluster, farmed: bool = True, tas
     if not farmed:
         return liquid_runs(load_model(size["model"]), starts, out, **settings)
     farm = StudyFarm(size["model"], cluster=cluster, progress=False)
-    return liquid_runs(None, starts, out, run_groups=replica_farm(farm, out / "tasks"), **settings)
+    return liquid_runs(None, starts, out, runner=group_farm(farm, out / "tasks", "liquid"), **settings)
 
 
 def replicas_workers_or_threads(size: dict, work: Path) -> dict:

@@ -206,13 +206,13 @@ def test_liquid_replicas_on_a_cluster_equal_in_turn_and_a_killed_worker_resumes_
 
     from symprobe.cluster import parse_cluster
     from symprobe.study.liquid import liquid_runs
-    from symprobe.study.tasks import StudyFarm, replica_farm
+    from symprobe.study.tasks import StudyFarm, group_farm
 
     starts = {"raw": [water_box(2, seed=seed) for seed in range(2)]}
 
     def run(out: Path, cluster) -> dict:
         farm = StudyFarm("builtin:qtip4pf", cluster=cluster, progress=False)
-        result = liquid_runs(None, starts, out, run_groups=replica_farm(farm, out / "tasks"), **LIQUID)
+        result = liquid_runs(None, starts, out, runner=group_farm(farm, out / "tasks", "liquid"), **LIQUID)
         result.pop("wall_s")
         return result
 
@@ -242,6 +242,7 @@ def test_the_plan_on_n_workers_schedules_the_liquid_replicas_longest_first(tmp_p
         costs_key,
         estimate_on_workers,
         estimate_s,
+        gas_task_s,
         liquid_task_s,
         make_plan,
         makespan_s,
@@ -262,6 +263,24 @@ def test_the_plan_on_n_workers_schedules_the_liquid_replicas_longest_first(tmp_p
     assert cli.main(["study", "--plan", "--workers", "32", "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / "plan.json").read_text())
     assert written["workers"] == 32 and written["on_workers_s"]["liquid"] == max(tasks)
-    assert written["on_workers_s"]["gas_nvt"] == written["estimate_s"]["gas_nvt"]  # not farmed: as on one machine
+    gas = gas_task_s(plan, estimate_s(plan, costs)["gas_nvt"], "gas_nvt")
+    assert len(gas) == 5 and math.isclose(sum(gas), estimate_s(plan, costs)["gas_nvt"], rel_tol=1e-12)
+    assert written["on_workers_s"]["gas_nvt"] == max(gas)  # a variant's molecules per task: the averaged one is longest
+    assert written["on_workers_s"]["ice"] == written["estimate_s"]["ice"]  # not farmed: as on one machine
     assert "32 workers" in capsys.readouterr().out
     assert cli.main(["study", "--workers", "4", "--out", str(tmp_path)]) == 2  # --workers goes with --plan
+
+
+def test_gas_batches_on_a_cluster_equal_in_turn(scheduler, tmp_path):
+    from symprobe.study.gas import angular_momentum_runs
+    from symprobe.study.tasks import StudyFarm, group_farm
+
+    def run(out: Path, cluster) -> dict:
+        farm = StudyFarm("builtin:qtip4pf", cluster=cluster, progress=False)
+        return angular_momentum_runs(None, out, ("raw", "mts", "raw-repeat"), n_molecules=4, steps=40, grid="2i", n_inner=10,
+                                     mts_grid="T", seed=0, trajectory_stride=4, progress=False,
+                                     runner=group_farm(farm, out / "tasks", "gas_nve"))
+
+    in_turn, farmed = run(tmp_path / "in-turn", None), run(tmp_path / "farmed", parse_cluster(scheduler))
+    assert_same(in_turn, farmed)
+    assert sorted(r["task"] for r in _log(tmp_path / "farmed")) == ["gas_nve-mts", "gas_nve-raw", "gas_nve-raw-repeat"]

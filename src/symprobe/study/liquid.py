@@ -9,13 +9,13 @@ stochastic velocity rescaling, τ = 10 fs, 0.5 fs) for each variant and reduces 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from symprobe.analysis import observables, statistics
-from symprobe.study.variants import REPEAT, curve, read_trajectory, run_variants, scalar
+from symprobe.study.variants import REPEAT, GroupRunner, curve, read_trajectory, run_groups, run_variants, scalar
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir, water_box
 
@@ -174,18 +174,14 @@ def _dipole_orientations(u: np.ndarray, decay_fs: float | None) -> dict[str, Any
             "dipole_map_noise": scalar(omap.noise, None, "kT (independent samples)"), "dipole_bias": bias}
 
 
-GroupRunner = Callable[[dict[str, list[Atoms]], dict[str, Any]], dict[str, Path]]
-"""Runs MD groups (name → boxes) with :func:`run_variants` settings; returns each group's run directory."""
-
-
 def liquid_runs(
     model: Model, starts: Mapping[str, Sequence[Atoms]], directory: Path, *, steps: int, equilibration_steps: int,
     grid: str, n_inner: int, seed: int, trajectory_stride: int, n_blocks: int, mts_grid: str | None = None,
-    progress: bool = True, run_groups: GroupRunner | None = None,
+    progress: bool = True, runner: GroupRunner | None = None,
 ) -> dict[str, Any]:
     """NVT runs of every variant from its starting boxes (``starts``: variant → one box per independent replica;
-    velocities at 300 K), all stepped together (or each replica a task of ``run_groups``, e.g.
-    :func:`symprobe.study.tasks.replica_farm`); the first ``equilibration_steps`` are discarded from the
+    velocities at 300 K), all stepped together (or each replica a task of ``runner``,
+    :func:`symprobe.study.tasks.group_farm`); the first ``equilibration_steps`` are discarded from the
     analysis. Errors come from the replicas' scatter when a variant has two or more (:func:`combine_replicas`),
     else from ``n_blocks`` blocks of its one run. Returns per-variant observables and the wall time."""
     import time
@@ -198,10 +194,7 @@ def liquid_runs(
     settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": ENSEMBLE, "steps": steps, "timestep_fs": 0.5,
                 "seed": seed, "trajectory_stride": trajectory_stride, "initial_temperature_K": 300.0}
     begin = time.perf_counter()
-    if run_groups is None:
-        runs = run_variants(model, groups, Path(directory), **settings, progress=progress)
-    else:
-        runs = run_groups(groups, settings)
+    runs = run_groups(model, groups, directory, settings, runner, progress)
     results["wall_s"] = time.perf_counter() - begin
     for variant, boxes in starts.items():
         analysed = [_analysed_run(runs[f"{variant}/{k}"], equilibration_steps, trajectory_stride) for k in range(len(boxes))]

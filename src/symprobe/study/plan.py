@@ -106,7 +106,7 @@ def estimate_s(plan: Plan, costs: dict[str, float]) -> dict[str, float]:
     }
 
 
-FARMED_STAGES = ("liquid",)  # stages whose pieces run as separate tasks with --cluster (symprobe.study.tasks)
+FARMED_STAGES = ("gas_nve", "gas_nvt", "liquid")  # stages whose MD groups run as tasks with --cluster (study.tasks)
 
 
 def liquid_task_s(plan: Plan, costs: dict[str, float]) -> list[float]:
@@ -115,6 +115,20 @@ def liquid_task_s(plan: Plan, costs: dict[str, float]) -> list[float]:
     return [(plan.liquid_steps + plan.liquid_equilibration) * scale
             * (costs["liquid_mts_step_s"] if variant == "mts" else costs["liquid_raw_step_s"])
             for variant in plan.liquid_variants for _ in range(plan.liquid_replicas)]
+
+
+def gas_task_s(plan: Plan, stage_s: float, stage: str) -> list[float]:
+    """Estimated seconds of each task of a gas stage (one variant's molecules) from the stage's batched estimate
+    ``stage_s``, split in proportion to the model calls per step: one copy per molecule (raw, random and the repeat),
+    the grid's copies (averaged), one plus the MTS grid's copies every ``n_inner`` steps (mts); the averaged variant
+    of the NVT stage on its own, smaller set of molecules."""
+    molecules = plan.gas_nve_molecules if stage == "gas_nve" else plan.gas_nvt_molecules
+    averaged = molecules if stage == "gas_nve" else min(molecules, plan.gas_nvt_averaged_molecules)
+    weights = {"raw": molecules, "random": molecules, REPEAT: molecules,
+               "averaged": averaged * len(so3.paper_grid(plan.grid)),
+               "mts": molecules * (1 + len(so3.get(plan.mts_grid)) / plan.n_inner)}
+    total = sum(weights.values())
+    return [stage_s * weight / total for weight in weights.values()]
 
 
 def makespan_s(task_s: list[float], workers: int) -> float:
@@ -131,10 +145,10 @@ def makespan_s(task_s: list[float], workers: int) -> float:
 def estimate_on_workers(plan: Plan, costs: dict[str, float], workers: int) -> dict[str, float]:
     """Estimated seconds of wall time of each stage on ``workers`` one-task workers like the device the costs were
     measured on: the farmed stages (:data:`FARMED_STAGES`) as the LPT schedule of their tasks, the others in turn on
-    the client as on one machine (their estimate unchanged)."""
+    the client as on one machine (their estimate unchanged). Tasks run alone, not batched: extrapolated."""
     stages = estimate_s(plan, costs)
-    stages["liquid"] = makespan_s(liquid_task_s(plan, costs), workers)
-    return stages
+    tasks = {"liquid": liquid_task_s(plan, costs), **{stage: gas_task_s(plan, stages[stage], stage) for stage in ("gas_nve", "gas_nvt")}}
+    return {**stages, **{stage: makespan_s(task_s, workers) for stage, task_s in tasks.items()}}
 
 
 def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts_grid: str = "2i", n_inner: int = 10) -> Plan:

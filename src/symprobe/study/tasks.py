@@ -1,9 +1,12 @@
-"""The study's liquid replicas farmed out (:func:`replica_farm`): each replica of each variant one task
-(:mod:`symprobe.cluster`) with its MD run and checkpoints in its own directory, the model loaded on the worker from
-its spec; a task rerun after its worker died continues from the run's last checkpoint."""
+"""The study's MD farmed out (:func:`group_farm`): each MD group a task (:mod:`symprobe.cluster`) with its run and
+checkpoints in its own directory, the model loaded on the worker from its spec: one liquid replica of one variant
+(``liquid``), one variant's batch of gas molecules (``gas_nve``, ``gas_nvt``): the stages of
+:data:`~symprobe.study.plan.FARMED_STAGES`. A task rerun after its worker died
+continues from the run's last checkpoint."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +14,7 @@ from typing import Any
 from ase import Atoms
 
 from symprobe.cluster import ClusterSpec, Task, run_tasks, worker_model
-from symprobe.study.liquid import GroupRunner
-from symprobe.study.variants import run_variants
+from symprobe.study.variants import GroupRunner, run_variants
 
 
 @dataclass(frozen=True)
@@ -26,28 +28,29 @@ class StudyFarm:
     progress: bool = True
 
 
-def replica_task(directory: Path, spec: str, device: str, group: str, box: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
-    """The MD run of one replica (``group``, e.g. ``raw/3``: its variant and seed index) under ``directory``, resumed from
-    its checkpoint when an earlier attempt left one; the run's directory (relative) and the step it resumed from."""
+def group_task(directory: Path, spec: str, device: str, group: str, structures: list[Atoms], settings: dict[str, Any]) -> dict[str, Any]:
+    """The MD run of one group (``raw``, ``raw/3``: a variant, and the seed index of its first replica) under
+    ``directory``, resumed from its checkpoint when an earlier attempt left one; the run's directory (relative) and the
+    step it resumed from."""
     from symprobe.md.run import read_checkpoint
 
     checkpoint = directory / "checkpoint.npz"
     resumed = int(read_checkpoint(checkpoint)[1]["nsteps"]) if checkpoint.exists() else 0
-    runs = run_variants(worker_model(spec, None, device), {group: [box]}, directory, **settings, progress=False)
+    runs = run_variants(worker_model(spec, None, device), {group: structures}, directory, **settings, progress=False)
     return {"run": str(runs[group].relative_to(directory)), "resumed_from_step": resumed}
 
 
-def replica_task_id(group: str) -> str:
-    """The task id of MD group ``group`` (``raw/3`` → ``liquid-raw-3``)."""
-    return "liquid-" + group.replace("/", "-")
+def task_id(stage: str, group: str) -> str:
+    """The task id of MD group ``group`` of ``stage`` (``liquid``, ``raw/3`` → ``liquid-raw-3``)."""
+    return f"{stage}-{group.replace('/', '-')}"
 
 
-def replica_farm(farm: StudyFarm, root: Path) -> GroupRunner:
-    """A ``run_groups`` for :func:`~symprobe.study.liquid.liquid_runs`: each one-box group a task under ``root``."""
+def group_farm(farm: StudyFarm, root: Path, stage: str) -> GroupRunner:
+    """A ``runner`` for the study's MD (:func:`~symprobe.study.variants.run_groups`): each group a task under ``root``."""
 
-    def run(groups: dict[str, list[Atoms]], settings: dict[str, Any]) -> dict[str, Path]:
-        tasks = [Task(replica_task_id(group), replica_task, (farm.spec, farm.device, group, boxes[0], settings))
-                 for group, boxes in groups.items()]
+    def run(groups: Mapping[str, Sequence[Atoms]], settings: dict[str, Any]) -> dict[str, Path]:
+        tasks = [Task(task_id(stage, group), group_task, (farm.spec, farm.device, group, list(structures), settings))
+                 for group, structures in groups.items()]
         results = run_tasks(tasks, root, farm.cluster, farm.progress)
         return {group: root / task.id / results[task.id]["run"] for group, task in zip(groups, tasks)}
 
