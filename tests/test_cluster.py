@@ -266,7 +266,7 @@ def test_the_plan_on_n_workers_schedules_the_liquid_replicas_longest_first(tmp_p
     gas = gas_task_s(plan, estimate_s(plan, costs)["gas_nvt"], "gas_nvt")
     assert len(gas) == 5 and math.isclose(sum(gas), estimate_s(plan, costs)["gas_nvt"], rel_tol=1e-12)
     assert written["on_workers_s"]["gas_nvt"] == max(gas)  # a variant's molecules per task: the averaged one is longest
-    assert written["on_workers_s"]["ice"] == written["estimate_s"]["ice"]  # not farmed: as on one machine
+    assert written["on_workers_s"]["rotational_errors"] == written["estimate_s"]["rotational_errors"]  # not farmed
     assert "32 workers" in capsys.readouterr().out
     assert cli.main(["study", "--workers", "4", "--out", str(tmp_path)]) == 2  # --workers goes with --plan
 
@@ -284,3 +284,23 @@ def test_gas_batches_on_a_cluster_equal_in_turn(scheduler, tmp_path):
     in_turn, farmed = run(tmp_path / "in-turn", None), run(tmp_path / "farmed", parse_cluster(scheduler))
     assert_same(in_turn, farmed)
     assert sorted(r["task"] for r in _log(tmp_path / "farmed")) == ["gas_nve-mts", "gas_nve-raw", "gas_nve-raw-repeat"]
+
+
+def test_ice_cells_on_a_cluster_equal_the_in_process_ice_study(scheduler, tmp_path):
+    from symprobe import so3
+    from symprobe.audit import in_float64
+    from symprobe.models.qtip4pf import qtip4pf
+    from symprobe.study.ice import combined_cells, ice_study
+    from symprobe.study.tasks import StudyFarm, ice_farm
+    from symprobe.symmetrize import GridAverage
+
+    cells = [water_box(2, seed=seed) for seed in range(3)]
+    for k, atoms in enumerate(cells):
+        atoms.info["name"] = f"box {k}"
+    labels = ("0", "i")
+    grids = [so3.paper_grid(label) for label in labels]
+    model = qtip4pf()
+    serial = ice_study(model, GridAverage(model, so3.paper_grid("2i")), cells, 0.5, 3, grids, in_float64(model))
+    farm = StudyFarm("builtin:qtip4pf", cluster=parse_cluster(scheduler), progress=False)
+    farmed = combined_cells(ice_farm(farm, tmp_path / "tasks", cells, "2i", 0.5, 3, labels), 0.5, 3, grids)
+    assert_same(serial, farmed)

@@ -106,7 +106,7 @@ def estimate_s(plan: Plan, costs: dict[str, float]) -> dict[str, float]:
     }
 
 
-FARMED_STAGES = ("gas_nve", "gas_nvt", "liquid")  # stages whose MD groups run as tasks with --cluster (study.tasks)
+FARMED_STAGES = ("gas_nve", "gas_nvt", "liquid", "ice")  # stages whose pieces run as tasks with --cluster (study.tasks)
 
 
 def liquid_task_s(plan: Plan, costs: dict[str, float]) -> list[float]:
@@ -144,10 +144,11 @@ def makespan_s(task_s: list[float], workers: int) -> float:
 
 def estimate_on_workers(plan: Plan, costs: dict[str, float], workers: int) -> dict[str, float]:
     """Estimated seconds of wall time of each stage on ``workers`` one-task workers like the device the costs were
-    measured on: the farmed stages (:data:`FARMED_STAGES`) as the LPT schedule of their tasks, the others in turn on
-    the client as on one machine (their estimate unchanged). Tasks run alone, not batched: extrapolated."""
+    measured on: the farmed stages (:data:`FARMED_STAGES`) as the LPT schedule of their tasks (the ice cells equal), the
+    others in turn on the client as on one machine (their estimate unchanged). Tasks run alone, not batched: extrapolated."""
     stages = estimate_s(plan, costs)
-    tasks = {"liquid": liquid_task_s(plan, costs), **{stage: gas_task_s(plan, stages[stage], stage) for stage in ("gas_nve", "gas_nvt")}}
+    tasks = {"liquid": liquid_task_s(plan, costs), "ice": [stages["ice"] / len(plan.ice_frames)] * len(plan.ice_frames),
+             **{stage: gas_task_s(plan, stages[stage], stage) for stage in ("gas_nve", "gas_nvt")}}
     return {**stages, **{stage: makespan_s(task_s, workers) for stage, task_s in tasks.items()}}
 
 

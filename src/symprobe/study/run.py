@@ -66,8 +66,8 @@ def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: 
     if workers is not None:
         on_workers = estimate_on_workers(plan, costs, workers)
         document.update({"workers": workers, "on_workers_s": on_workers, "on_workers_total_h": sum(on_workers.values()) / 3600.0,
-                         "on_workers_note": f"extrapolated: the MD groups of {', '.join(FARMED_STAGES)} (a liquid replica, a "
-                         f"variant's gas molecules) as tasks on {workers} workers each as fast as this device, longest "
+                         "on_workers_note": f"extrapolated: the pieces of {', '.join(FARMED_STAGES)} (a liquid replica, a "
+                         f"variant's gas molecules, an ice cell) as tasks on {workers} workers each as fast as this device, longest "
                          "first; the other stages in turn as here"})
     write_json(Path(out) / "plan.json", document)
     return document

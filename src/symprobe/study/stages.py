@@ -21,7 +21,7 @@ from symprobe.models.base import Model
 from symprobe.structures import density_g_cm3, read_structures, shared_data_dir
 from symprobe.study import gas, ice, liquid
 from symprobe.study.plan import FARMED_STAGES, ICE_GRIDS, Plan
-from symprobe.study.tasks import StudyFarm, group_farm, task_id
+from symprobe.study.tasks import StudyFarm, group_farm, ice_farm, task_id
 from symprobe.study.variants import REPEAT, VARIANTS, GroupRunner, read_trajectory
 from symprobe.symmetrize import GridAverage, grid_errors
 
@@ -86,7 +86,7 @@ class Context:
         return self.tasks(stage) / task_id(stage, group) / group
 
     def tasks(self, stage: str) -> Path:
-        """Where the tasks of a farmed stage live."""
+        """Where the tasks of a farmed stage (MD groups, ice cells) live."""
         return self.md_root / f"{stage}_tasks"
 
     def runner(self, stage: str) -> GroupRunner | None:
@@ -163,8 +163,12 @@ def ice_stage(c: Context) -> dict[str, Any]:
     if not cells:
         return {"skipped": description}
     grids = [so3.paper_grid(label) for label in ICE_GRIDS]
-    averaged = GridAverage(c.model, so3.paper_grid(p.grid))
-    data = ice.ice_study(c.model, averaged, cells, p.ice_fmax, p.ice_max_steps, grids, in_float64(c.model))
+    if c.farm is None:
+        averaged = GridAverage(c.model, so3.paper_grid(p.grid))
+        data = ice.ice_study(c.model, averaged, cells, p.ice_fmax, p.ice_max_steps, grids, in_float64(c.model))
+    else:
+        farmed = ice_farm(c.farm, c.tasks("ice"), cells, p.grid, p.ice_fmax, p.ice_max_steps, ICE_GRIDS)
+        data = ice.combined_cells(farmed, p.ice_fmax, p.ice_max_steps, grids)
     data["source"] = description
     return data
 

@@ -1,8 +1,8 @@
-"""The study's MD farmed out (:func:`group_farm`): each MD group a task (:mod:`symprobe.cluster`) with its run and
+"""The study's pieces farmed out: its MD (:func:`group_farm`): each MD group a task (:mod:`symprobe.cluster`) with its run and
 checkpoints in its own directory, the model loaded on the worker from its spec: one liquid replica of one variant
-(``liquid``), one variant's batch of gas molecules (``gas_nve``, ``gas_nvt``): the stages of
-:data:`~symprobe.study.plan.FARMED_STAGES`. A task rerun after its worker died
-continues from the run's last checkpoint."""
+(``liquid``), one variant's batch of gas molecules (``gas_nve``, ``gas_nvt``); and each ice cell's relaxations a task
+(:func:`ice_farm`): the stages of :data:`~symprobe.study.plan.FARMED_STAGES`. A task rerun after its worker died
+continues from the MD run's last checkpoint."""
 
 from __future__ import annotations
 
@@ -55,3 +55,26 @@ def group_farm(farm: StudyFarm, root: Path, stage: str) -> GroupRunner:
         return {group: root / task.id / results[task.id]["run"] for group, task in zip(groups, tasks)}
 
     return run
+
+
+def ice_cell_task(directory: Path, spec: str, device: str, atoms: Atoms, grid: str, fmax: float, max_steps: int,
+                  grid_labels: tuple[str, ...]) -> dict[str, Any]:
+    """:func:`~symprobe.study.ice.ice_cell` of one cell: the model raw and averaged over paper grid ``grid``, relaxed to
+    ``fmax`` (eV/Å) in at most ``max_steps``, and in float64 on the paper grids ``grid_labels``."""
+    from symprobe import so3
+    from symprobe.audit import in_float64
+    from symprobe.study.ice import ice_cell
+    from symprobe.symmetrize import GridAverage
+
+    model = worker_model(spec, None, device)
+    return ice_cell(model, GridAverage(model, so3.paper_grid(grid)), atoms, fmax, max_steps,
+                    [so3.paper_grid(label) for label in grid_labels], in_float64(model))
+
+
+def ice_farm(farm: StudyFarm, root: Path, cells: Sequence[Atoms], grid: str, fmax: float, max_steps: int,
+             grid_labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    """:func:`ice_cell_task` of every cell, each a task ``ice-K`` under ``root``; the cells' results in order."""
+    tasks = [Task(f"ice-{k}", ice_cell_task, (farm.spec, farm.device, atoms, grid, fmax, max_steps, tuple(grid_labels)))
+             for k, atoms in enumerate(cells)]
+    results = run_tasks(tasks, root, farm.cluster, farm.progress)
+    return [results[task.id] for task in tasks]
