@@ -20,7 +20,15 @@ from symprobe.models.base import Model
 from symprobe.study import stages
 from symprobe.study.findings import findings
 from symprobe.study.paper import PAPER
-from symprobe.study.plan import FARMED_STAGES, Plan, costs_key, estimate_on_workers, make_plan, measure_costs, parse_mts
+from symprobe.study.plan import (
+    FARMED_STAGES,
+    Plan,
+    costs_key,
+    estimate_on_workers,
+    make_plan,
+    measure_costs,
+    parse_mts,
+)
 from symprobe.study.report import write_report
 from symprobe.study.stages import Context, StageCache
 from symprobe.study.tasks import StudyFarm
