@@ -11,7 +11,7 @@ $(BIN)/symprobe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,metatomic,ipi,ice,pretrained,crystal]"
+	$(BIN)/pip install -q -e ".[test,metatomic,ipi,ice,pretrained,crystal,cluster]"
 	touch $(BIN)/symprobe
 
 venv: $(BIN)/symprobe

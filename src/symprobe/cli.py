@@ -58,6 +58,26 @@ def _add_device(p: argparse.ArgumentParser, default: str | None = "cpu") -> None
     p.add_argument("--device", default=default, help=DEVICE_HELP)
 
 
+def _add_cluster(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument("--cluster", default=None, metavar="SPEC",
+                   help=f"run each {unit} as a task on Dask: local:N (N worker processes here), tcp://HOST:PORT (a running "
+                   "scheduler) or slurm:FILE.yaml (docs/cluster.md); results per task in OUT/tasks, the task log in "
+                   "OUT/tasks/log.jsonl; default: in turn in this process")
+    p.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                   help="torch threads of each worker's task (default 1; with slurm: the YAML's threads_per_worker)")
+
+
+def _cluster(args: argparse.Namespace):
+    """The parsed ``--cluster`` (None: in turn here); a bad spec fails before any work."""
+    from symprobe.cluster import ClusterError, parse_cluster
+
+    if args.cluster is None:
+        if args.threads_per_worker is not None:
+            raise ClusterError("--threads-per-worker needs --cluster")
+        return None
+    return parse_cluster(args.cluster, args.threads_per_worker)
+
+
 # --- grids -----------------------------------------------------------------------------------------
 def _add_grids(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grids", help="list rotation quadratures with their size and proven degree")
@@ -136,6 +156,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                    help="exit 3 when the rotation-averaged force difference between the chiral structures and their "
                    "mirror images > RATIO × the model's own force error (needs a grid with inversion and a chiral structure)")
     _add_device(p)
+    _add_cluster(p, "structure")
 
 
 def _run_audit(args: argparse.Namespace) -> int:
@@ -154,11 +175,20 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.lmax is not None and args.lmax < 0:
         raise AuditError(f"--lmax must be ≥ 0, got {args.lmax}")
     device = resolve_device(args.device)  # before anything is written
+    cluster = _cluster(args)
     source, index = _structure_source(args.structures, args.index)
     out, partial = Path(args.out), Path(args.out) / "audit.partial.json"
     identity = _audit_identity(args, source, index)
-    claim_directory(out, [partial.name], args.resume, args.overwrite, kept=RESULT_FILES)
-    done = _resumed_audit(partial, identity) if args.resume else []
+    claim_directory(out, [partial.name, "tasks"], args.resume, args.overwrite, kept=RESULT_FILES)
+    if cluster is not None:
+        from symprobe.audit.tasks import structure_farm
+        from symprobe.cluster import claim_task_root
+
+        claim_task_root(out / "tasks", identity, args.resume)
+        farm, kept = structure_farm(args.model, args.dtype, str(device), out / "tasks", cluster, input_errors=_bad_input()), out / "tasks"
+    else:
+        farm, kept = None, partial
+    done = _resumed_audit(partial, identity) if args.resume and cluster is None else []
     strict_float32()  # TF32 would read as symmetry breaking
     model = load_model(args.model, dtype=torch.float64 if args.dtype == "float64" else None, device=device)
     if args.dtype == "float64":
@@ -178,13 +208,14 @@ def _run_audit(args: argparse.Namespace) -> int:
     _print_audit_plan(args.grid, args.lmax, convergence, len(structures), len(done))
     originals, structures = structures, isolated_structures(model, structures) if args.isolated else structures
     _print_periodicity(originals, args.isolated)  # after a refusal to isolate, not before
-    on_estimate, on_structure = _keeping(partial, identity, done, len(structures))
+    on_estimate, on_structure = _keeping(partial, identity, done, len(structures)) if farm is None else (None, None)
     try:
         report = audit(model, structures, grid=args.grid, lmax=args.lmax, convergence_grids=convergence, progress=True,
                        model_spec=args.model, skip_failures=args.skip_failures, done=[_done(r) for r in done],
-                       on_structure=on_structure, on_estimate=on_estimate)
+                       on_structure=on_structure, on_estimate=on_estimate, farm=farm)
     except KeyboardInterrupt:
-        raise Interrupted(f"stopped; {len(done)} of {len(structures)} structures kept in {partial}; continue with "
+        kept_count = len(done) if farm is None else len(list(kept.glob("*/result.json")))
+        raise Interrupted(f"stopped; {kept_count} of {len(structures)} structures kept in {kept}; continue with "
                           "--resume") from None
     data = report.to_dict()
     path, *figures = write_results(data, out)
@@ -459,6 +490,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                       "structures; an interrupted bench, or a finished one to add models to) and run the others")
     mode.add_argument("--overwrite", action="store_true", help="replace a bench already in --out")
     _add_device(p)
+    _add_cluster(p, "model on one structure")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -473,20 +505,24 @@ def _run_bench(args: argparse.Namespace) -> int:
     from symprobe.models.external import load_model
 
     device = resolve_device(args.device)
+    cluster = _cluster(args)
     so3.get(args.grid)  # an unknown grid fails before any work
     structures = builtin_set([n.strip() for n in args.structures.split(",") if n.strip()] if args.structures else None)
     out, partial = Path(args.out), Path(args.out) / "bench.partial.json"
-    claim_directory(out, ["bench.json", "bench.html", partial.name], resume=args.resume, overwrite=args.overwrite)
-    saved = next((path for path in (partial, out / "bench.json") if path.exists()), None) if args.resume else None
-    if args.resume and saved is None:
-        raise ValueError(f"--resume: no bench in {out} (neither {partial.name} nor bench.json)")
-    done = resumable(json.loads(saved.read_text()), args.grid, structures) if saved else None
+    claim_directory(out, ["bench.json", "bench.html", partial.name, "tasks"], resume=args.resume, overwrite=args.overwrite)
     strict_float32()
-    models = {spec: None if done and spec in done["models"] else load_model(spec, device=device) for spec in args.models}
-    try:
-        result = bench(models, structures, args.grid, done=done, on_model=lambda so_far: write_json(partial, so_far))
-    except KeyboardInterrupt:
-        raise Interrupted(f"stopped; the models finished so far are kept in {partial}; continue with --resume") from None
+    if cluster is not None:
+        result = _farmed_bench(args, structures, out, device, cluster)
+    else:
+        saved = next((path for path in (partial, out / "bench.json") if path.exists()), None) if args.resume else None
+        if args.resume and saved is None:
+            raise ValueError(f"--resume: no bench in {out} (neither {partial.name} nor bench.json)")
+        done = resumable(json.loads(saved.read_text()), args.grid, structures) if saved else None
+        models = {spec: None if done and spec in done["models"] else load_model(spec, device=device) for spec in args.models}
+        try:
+            result = bench(models, structures, args.grid, done=done, on_model=lambda so_far: write_json(partial, so_far))
+        except KeyboardInterrupt:
+            raise Interrupted(f"stopped; the models finished so far are kept in {partial}; continue with --resume") from None
     write_json(out / "bench.json", result)
     write_bench(result, out / "bench.html")
     partial.unlink(missing_ok=True)
@@ -502,6 +538,21 @@ def _run_bench(args: argparse.Namespace) -> int:
           f"{result['floor_factor']:g} × the model's numerical floor on the structure (bench.html explains both)")
     print(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")
     return 0
+
+
+def _farmed_bench(args: argparse.Namespace, structures: dict, out, device, cluster) -> dict:
+    """The bench with each model on each structure a task on ``cluster`` (finished ones in OUT/tasks kept on --resume)."""
+    from symprobe.bench import farmed_bench
+    from symprobe.cluster import claim_task_root, worker_model
+    from symprobe.interrupt import Interrupted
+
+    claim_task_root(out / "tasks", {"models": args.models, "structures": list(structures), "grid": args.grid}, args.resume)
+    for spec in args.models:
+        worker_model(spec, None, str(device))  # a bad spec fails before any task starts
+    try:
+        return farmed_bench(args.models, structures, out / "tasks", args.grid, str(device), cluster, input_errors=_bad_input())
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; the finished model-structure pairs are kept in {out / 'tasks'}; continue with --resume") from None
 
 
 # --- md --------------------------------------------------------------------------------------------
@@ -612,14 +663,20 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
+    _add_cluster(p, "liquid replica of each variant")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --plan: also each stage's wall time on N workers (default: N of --cluster local:N or slurm)")
 
 
 def _run_study(args: argparse.Namespace) -> int:
     from symprobe.files import check_writable
     from symprobe.models.device import resolve_device
     from symprobe.study import parse_mts, run_study
+    from symprobe.study.tasks import StudyFarm
 
     device = resolve_device(args.device)
+    cluster = _cluster(args)
+    workers = _planned_workers(args.workers, cluster, args.plan)
     for option in ("budget_min", "max_minutes"):
         if getattr(args, option) is not None and not getattr(args, option) > 0:
             raise ValueError(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
@@ -630,16 +687,37 @@ def _run_study(args: argparse.Namespace) -> int:
     if args.plan:
         from symprobe.study import plan_study
 
-        plan = plan_study(args.model, args.out, mts=args.mts, device=str(device))
+        plan = plan_study(args.model, args.out, mts=args.mts, device=str(device), workers=workers)
+        on_workers = plan.get("on_workers_s", {})
+        print(f"{'stage':<22} {'1 process':>10}" + (f" {f'{workers} workers':>12}" if workers else ""))
         for stage, seconds in plan["estimate_s"].items():
-            print(f"{stage:<22} {seconds / 3600:8.2f} h")
-        print(f"{'total':<22} {plan['total_h']:8.2f} h on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
+            print(f"{stage:<22} {seconds / 3600:8.2f} h" + (f" {on_workers[stage] / 3600:10.2f} h" if workers else ""))
+        print(f"{'total':<22} {plan['total_h']:8.2f} h" + (f" {plan['on_workers_total_h']:10.2f} h" if workers else "")
+              + f" on {plan['device']} (model {plan['model']}); wrote {args.out}/plan.json")
+        if workers:
+            print(f"({plan['on_workers_note']})")
         return 0
+    farm = None if cluster is None else StudyFarm(model, str(device), cluster)
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, device=device, **budget)
+                            mts=args.mts, device=device, farm=farm, **budget)
     _print_findings(results, args.out)
     return 0
+
+
+def _planned_workers(workers: int | None, cluster, plan: bool) -> int | None:
+    """The workers a plan is made for: ``--workers``, else those of ``--cluster`` (local:N, or SLURM jobs × workers)."""
+    if workers is not None:
+        if not plan:
+            raise ValueError("--workers goes with --plan (a run's workers are those of --cluster)")
+        if workers < 1:
+            raise ValueError(f"--workers must be ≥ 1, got {workers}")
+        return workers
+    if cluster is None or not plan:
+        return None
+    if cluster.kind == "tcp":
+        raise ValueError(f"--plan --cluster {cluster.text}: give the number of workers with --workers")
+    return cluster.workers if cluster.kind == "local" else cluster.slurm.jobs * cluster.slurm.processes
 
 
 @contextmanager

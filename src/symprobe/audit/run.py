@@ -19,6 +19,10 @@ from symprobe.audit.verdict import verdict
 from symprobe.models.base import Model
 from symprobe.structures import StructureError, check_structure, structure_label
 
+Farm = Callable[[list[tuple[int, Atoms]], so3.Quadrature, int, list[so3.Quadrature], so3.Quadrature, bool],
+                tuple[list[StructureAudit], list[dict[str, Any]]]]
+"""Audits ``(index, structure)`` pairs on (grid, lmax, convergence grids, spectrum rule, skip failures): (results, skipped)."""
+
 
 def audit(
     model: Model,
@@ -33,6 +37,7 @@ def audit(
     done: Sequence[StructureAudit] = (),
     on_estimate: Callable[[float, float], None] | None = None,
     isolated: bool = False,
+    farm: Farm | None = None,
 ) -> AuditReport:
     """Audit ``model`` on ``structures`` with reference quadrature ``grid`` (a name or a Quadrature).
 
@@ -46,7 +51,9 @@ def audit(
     results of an interrupted audit of the same structures and settings: their structures are not evaluated again.
     ``on_estimate`` is called before the first structure with :func:`estimated_seconds` of the structures to go.
     ``isolated`` audits periodic structures as isolated (:func:`as_isolated`; a molecule in a large box, so that
-    net force and torque are defined), refusing any whose cell is not large enough.
+    net force and torque are defined), refusing any whose cell is not large enough. ``farm`` audits the structures
+    to go elsewhere (:func:`symprobe.audit.tasks.structure_farm`: one task per structure, on a cluster) instead of
+    in turn here; ``progress`` and ``on_structure`` are then the farm's business.
     """
     import symprobe
 
@@ -83,17 +90,22 @@ def audit(
             on_estimate(*estimated_seconds(model, [atoms for _, atoms in todo], evaluations([grid, rule, *convergence_grids])))
         except AuditError:  # the model refuses the largest structure: the loop below names it (or skips it)
             pass
-    for k, atoms in progress_bar(todo, desc="audit", unit="structure", enabled=progress):
-        try:
-            result = audit_structure(model, atoms, grid, lmax, convergence_grids, rule, index=k)
-        except (StructureError, AuditError) as error:
-            if not skip_failures:
-                raise
-            skipped.append({"index": k, "name": structure_label(atoms, k), "reason": str(error)})
-            continue
-        results.append(result)
-        if on_structure is not None:
-            on_structure(result)
+    if farm is not None:
+        farmed, left_out = farm(todo, grid, lmax, convergence_grids, rule, skip_failures)
+        results += farmed
+        skipped += left_out
+    else:
+        for k, atoms in progress_bar(todo, desc="audit", unit="structure", enabled=progress):
+            try:
+                result = audit_structure(model, atoms, grid, lmax, convergence_grids, rule, index=k)
+            except (StructureError, AuditError) as error:
+                if not skip_failures:
+                    raise
+                skipped.append({"index": k, "name": structure_label(atoms, k), "reason": str(error)})
+                continue
+            results.append(result)
+            if on_structure is not None:
+                on_structure(result)
 
     if not results:
         raise AuditError(f"audit: none of the {len(structures)} structures could be audited; first: {skipped[0]['reason']}")

@@ -18,12 +18,16 @@ Per model and structure:
   identically in exact arithmetic, and a round-off term, 10 ε × the larger of the RMS force and |E|/N per Å at the
   model's precision ε (rotated inputs round differently; :func:`~symprobe.bench.metrics.numerical_floor`); a model breaks
   rotational symmetry above its floor when the walk's mean force difference exceeds ``FLOOR_FACTOR`` × that floor.
+
+With ``--cluster`` each model on each structure is one task on the cluster (:mod:`.run`, :mod:`symprobe.cluster`).
 """
 
-from symprobe.bench.metrics import (DEFAULT_GRID, FLOOR_FACTOR, bench, bench_model, numerical_floor, resumable, walk_metric,
-                                    walk_rotations)
+from symprobe.bench.metrics import (DEFAULT_GRID, FLOOR_FACTOR, bench, bench_header, bench_model, bench_structure, merged_model,
+                                    numerical_floor, resumable, walk_metric, walk_rotations)
 from symprobe.bench.report import render_bench, write_bench
+from symprobe.bench.run import farmed_bench
 from symprobe.bench.structures import BUILDERS, builtin_set
 
-__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_model", "builtin_set", "numerical_floor",
-           "render_bench", "resumable", "walk_metric", "walk_rotations", "write_bench"]
+__all__ = ["BUILDERS", "DEFAULT_GRID", "FLOOR_FACTOR", "bench", "bench_header", "bench_model", "bench_structure", "builtin_set",
+           "farmed_bench", "merged_model", "numerical_floor", "render_bench", "resumable", "walk_metric", "walk_rotations",
+           "write_bench"]

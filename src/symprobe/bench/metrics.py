@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -100,42 +100,58 @@ def numerical_floor(model: Model, atoms: Atoms, seed: int = 0) -> dict[str, Any]
             "set_by": FLOOR_TERMS[moved >= roundoff_force], "precision": dtype}
 
 
+def bench_structure(model: Model, name: str, atoms: Atoms, grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
+    """Audit, ml-peg walk and floor of ``model`` on one structure: ``{"row": …, "audit": …}`` (the row and the
+    structure's full audit), or ``{"skipped": …}`` when its species are not the model's."""
+    from symprobe.audit import audit_structure
+
+    try:
+        check_structure(atoms, label=name, species=model.species)
+    except StructureError as error:
+        return {"skipped": {"structure": name, "reason": str(error)}}
+    structure = audit_structure(model, atoms, grid, lmax, [])
+    result = asdict(structure)
+    walk, floor = walk_metric(model, atoms), numerical_floor(model, atoms)
+    return {"row": {"audit": _audit_row(result), "walk": walk, "floor": floor,
+                    "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300),
+                    **structure_verdict([structure], grid, lmax)},
+            "audit": result}
+
+
 def bench_model(model: Model, structures: dict[str, Atoms], grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
     """Audit, ml-peg walk and floor of ``model`` on ``structures``; those it cannot take are listed in ``skipped``."""
-    from symprobe.audit import audit
+    outcomes = {name: bench_structure(model, name, atoms, grid, lmax) for name, atoms in structures.items()}
+    return merged_model(getattr(model, "name", type(model).__name__), outcomes, grid, lmax)
 
-    kept, skipped = {}, []
-    for name, atoms in structures.items():
-        try:
-            check_structure(atoms, label=name, species=model.species)
-            kept[name] = atoms
-        except StructureError as error:
-            skipped.append({"structure": name, "reason": str(error)})
-    rows, verdict = {}, []
-    if kept:
-        audited = audit(model, list(kept.values()), grid=grid, lmax=lmax, convergence_grids=[])
-        report, verdict = audited.to_dict(), audited.summary["verdict"]
-        for name, result, structure in zip(kept, report["structures"], audited.structures):
-            walk, floor = walk_metric(model, kept[name]), numerical_floor(model, kept[name])
-            rows[name] = {"audit": _audit_row(result), "walk": walk, "floor": floor,
-                          "above_floor": walk["mean_dF_meV_per_A"] > FLOOR_FACTOR * max(floor["dF_meV_per_A"], 1e-300),
-                          **structure_verdict(structure, audited.grid, lmax)}
+
+def merged_model(model_name: str, outcomes: dict[str, dict[str, Any]], grid: str = DEFAULT_GRID, lmax: int = 2) -> dict[str, Any]:
+    """One model's bench from its :func:`bench_structure` outcomes by structure name (in the bench's order),
+    with the verdict over all its structures."""
+    from symprobe.audit.results import StructureAudit
+
+    rows = {name: outcome["row"] for name, outcome in outcomes.items() if "row" in outcome}
+    skipped = [outcome["skipped"] for outcome in outcomes.values() if "skipped" in outcome]
     walks = [rows[n]["walk"] for n in rows]
     overall = (Differences(np.concatenate([w["dE_meV_per_atom"] for w in walks]), np.concatenate([w["dF_meV_per_A"] for w in walks])).summary()
                if walks else None)
-    return {"model": getattr(model, "name", type(model).__name__), "structures": rows, "skipped": skipped, "walk_overall": overall,
+    audited = [StructureAudit.from_dict(outcome["audit"]) for outcome in outcomes.values() if "audit" in outcome]
+    return {"model": model_name, "structures": rows, "skipped": skipped, "walk_overall": overall,
             "breaks_above_floor": [n for n in rows if rows[n]["above_floor"]],
-            "inversion_broken_on": [n for n in rows if rows[n]["channels"]["inversion"]["broken_on"]], "verdict": verdict}
+            "inversion_broken_on": [n for n in rows if rows[n]["channels"]["inversion"]["broken_on"]],
+            "verdict": structure_verdict(audited, grid, lmax)["verdict"] if audited else []}
 
 
-def structure_verdict(structure, grid, lmax: int) -> dict[str, Any]:
-    """One audited structure's channels (:func:`~symprobe.audit.channels.channel_summary`) and verdict sentences."""
+def structure_verdict(structures: list, grid, lmax: int) -> dict[str, Any]:
+    """The channels (:func:`~symprobe.audit.channels.channel_summary`) and verdict sentences of audited
+    structures (``StructureAudit``) on ``grid`` (a name or a quadrature)."""
+    from symprobe import so3
     from symprobe.audit.channels import channel_summary
+    from symprobe.audit.results import GridInfo
     from symprobe.audit.summary import model_error_summary
     from symprobe.audit.verdict import verdict
 
-    channels = channel_summary([structure], grid, model_error_summary([structure]))
-    return {"channels": channels, "verdict": verdict({"n_structures": 1, "channels": channels}, lmax)}
+    channels = channel_summary(structures, GridInfo.of(so3.get(grid)), model_error_summary(structures))
+    return {"channels": channels, "verdict": verdict({"n_structures": len(structures), "channels": channels}, lmax)}
 
 
 def _audit_row(result: dict[str, Any]) -> dict[str, Any]:
@@ -153,9 +169,7 @@ def bench(models: dict[str, Model | None], structures: dict[str, Atoms], grid: s
 
     ``done`` is an earlier bench of the same grid and structures (:func:`resumable`): its models (None in ``models``)
     are kept, not run again. ``on_model`` is called with the result so far after each model."""
-    result: dict[str, Any] = {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
-                              "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
-                              "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
+    result = bench_header(grid, structures)
     for k, (spec, model) in enumerate(models.items()):
         if done is not None and spec in done["models"]:
             progress(f"[bench] {spec} ({k + 1}/{len(models)}): kept from the bench already in the output directory")
@@ -168,6 +182,13 @@ def bench(models: dict[str, Model | None], structures: dict[str, Atoms], grid: s
         if on_model is not None:
             on_model(result)
     return result
+
+
+def bench_header(grid: str, structures: dict[str, Atoms]) -> dict[str, Any]:
+    """A bench document without models yet: the settings, the structures' names, empty ``models`` and ``seconds``."""
+    return {"grid": grid, "walk_orientations": len(WALK_STEPS_DEG) + WALK_RANDOM, "walk_seed": WALK_SEED,
+            "floor_factor": FLOOR_FACTOR, "structures": list(structures), "models": {}, "seconds": {},
+            "units": "energy meV/atom, forces meV/Å, stress meV/Å³, torque eV, spectrum eV²"}
 
 
 def resumable(saved: dict[str, Any], grid: str, structures: dict[str, Atoms]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from ase import Atoms, units
 
 from symprobe import so3
 from symprobe.analysis import observables, statistics
-from symprobe.study.variants import REPEAT, curve, read_trajectory, run_variants, scalar
+from symprobe.study.variants import REPEAT, GroupRunner, curve, read_trajectory, run_groups, scalar
 from symprobe.models.base import Model
 from symprobe.structures import water_monomer
 
@@ -105,14 +105,15 @@ def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.n
 
 def angular_momentum_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, n_inner: int,
-    seed: int, trajectory_stride: int, mts_grid: str | None = None, progress: bool = True,
+    seed: int, trajectory_stride: int, mts_grid: str | None = None, progress: bool = True, runner: GroupRunner | None = None,
 ) -> dict[str, Any]:
-    """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start); see module docstring."""
+    """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start), all variants stepped together or each
+    variant's molecules a task of ``runner``; see module docstring."""
     from symprobe.md import read_log
 
-    runs = run_variants(model, nve_starts(variants, n_molecules, seed), Path(directory), grid=grid, n_inner=n_inner,
-                        mts_grid=mts_grid, ensemble=NVE, steps=steps, timestep_fs=0.5, seed=seed,
-                        trajectory_stride=trajectory_stride, progress=progress)
+    settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": NVE, "steps": steps, "timestep_fs": 0.5,
+                "seed": seed, "trajectory_stride": trajectory_stride}
+    runs = run_groups(model, nve_starts(variants, n_molecules, seed), directory, settings, runner, progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "timestep_fs": 0.5, "steps": steps, "variants": {}}
     for variant in variants:
         times, L = _molecule_angular_momenta(read_trajectory(runs[variant]))
@@ -307,15 +308,18 @@ def orientation_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, seed: int,
     trajectory_stride: int, bandwidth: float, n_inner: int = 10, mts_grid: str | None = None,
     equilibration_fraction: float = 0.2, n_averaged_molecules: int | None = None, progress: bool = True,
+    runner: GroupRunner | None = None,
 ) -> dict[str, Any]:
     """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of isolated molecules per variant; orientation maps
     F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
     The MTS variant acts with the Langevin thermostat at the outer level (see :mod:`symprobe.md.batched`).
-    The averaged variant, 36 copies per step, may run on only the first ``n_averaged_molecules``."""
+    The averaged variant, 36 copies per step, may run on only the first ``n_averaged_molecules``. Each variant's
+    molecules may be a task of ``runner``."""
     starts = nvt_starts(variants, n_molecules, seed, n_averaged_molecules)
     count = {v: len(molecules) for v, molecules in starts.items()}
-    runs = run_variants(model, starts, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid, ensemble=NVT, steps=steps,
-                        timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, progress=progress)
+    settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": NVT, "steps": steps, "timestep_fs": 0.5,
+                "seed": seed, "trajectory_stride": trajectory_stride}
+    runs = run_groups(model, starts, directory, settings, runner, progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "molecules_per_variant": count, "steps": steps, "bandwidth_rad": bandwidth,
                                "thermostat": "Langevin (BAOAB), 300 K, tau 100 fs", "variants": {}}
     directions: dict[str, np.ndarray] = {}

@@ -131,29 +131,43 @@ def ice_study(raw: Model, averaged: Model, cells: Sequence[Atoms], fmax: float, 
     model averaged on each grid at the raw-relaxed structures, and their mean absolute change from the
     reference's (meV/H2O), under ``grid_convergence``; evaluated with ``grid_model`` (default ``raw``; the
     changes are small: give the raw model in float64)."""
-    rows, on_grids = [], []
-    for atoms in cells:
-        n = len(atoms) // 3
-        e_raw = raw.predict(atoms).energy
-        e_avg = averaged.predict(atoms).energy
-        relaxed_raw, r_raw, steps_raw, f_raw = relax(raw, atoms, fmax, max_steps)
-        relaxed_avg, r_avg, steps_avg, f_avg = relax(averaged, atoms, fmax, max_steps)
-        same_geometry = averaged.predict(relaxed_raw).energy
-        if grids:
-            energies = (grid_model or raw).predict_rotated(relaxed_raw, np.concatenate([q.rotations for q in grids])).energies
-            bounds = np.cumsum([0] + [len(q) for q in grids])
-            on_grids.append([1000 * q.weights @ energies[a:b] / n for q, a, b in zip(grids, bounds[:-1], bounds[1:])])
-        rows.append({
-            "cell": atoms.info["name"], "n_molecules": n, "n_atoms": len(atoms),
-            "energy_raw_meV_per_H2O": 1000 * e_raw / n, "energy_averaged_meV_per_H2O": 1000 * e_avg / n,
-            "difference_eV_per_atom": (e_raw - e_avg) / len(atoms),
-            "relaxed_raw_meV_per_H2O": 1000 * r_raw / n, "relaxed_averaged_meV_per_H2O": 1000 * r_avg / n,
-            "averaged_at_raw_relaxed_meV_per_H2O": 1000 * same_geometry / n,
-            "relaxation_energy_raw_eV_per_atom": (r_raw - e_raw) / len(atoms),
-            "relaxation_energy_averaged_eV_per_atom": (r_avg - e_avg) / len(atoms),
-            "relaxation_difference_eV_per_atom": ((r_raw - e_raw) - (r_avg - e_avg)) / len(atoms),
-            "steps_raw": steps_raw, "steps_averaged": steps_avg, "fmax_raw": f_raw, "fmax_averaged": f_avg,
-        })
+    return combined_cells([ice_cell(raw, averaged, atoms, fmax, max_steps, grids, grid_model) for atoms in cells], fmax,
+                          max_steps, grids)
+
+
+def ice_cell(raw: Model, averaged: Model, atoms: Atoms, fmax: float, max_steps: int, grids: Sequence[so3.Quadrature] = (),
+             grid_model: Model | None = None) -> dict[str, Any]:
+    """One cell of :func:`ice_study`: ``{"row": …, "on_grids": …}``, its energies and relaxations (meV/H2O, eV/atom)
+    and the energy averaged on each of ``grids`` at the raw-relaxed structure (meV/H2O; empty without grids)."""
+    n = len(atoms) // 3
+    e_raw = raw.predict(atoms).energy
+    e_avg = averaged.predict(atoms).energy
+    relaxed_raw, r_raw, steps_raw, f_raw = relax(raw, atoms, fmax, max_steps)
+    relaxed_avg, r_avg, steps_avg, f_avg = relax(averaged, atoms, fmax, max_steps)
+    same_geometry = averaged.predict(relaxed_raw).energy
+    on_grids = []
+    if grids:
+        energies = (grid_model or raw).predict_rotated(relaxed_raw, np.concatenate([q.rotations for q in grids])).energies
+        bounds = np.cumsum([0] + [len(q) for q in grids])
+        on_grids = [float(1000 * q.weights @ energies[a:b] / n) for q, a, b in zip(grids, bounds[:-1], bounds[1:])]
+    row = {
+        "cell": atoms.info["name"], "n_molecules": n, "n_atoms": len(atoms),
+        "energy_raw_meV_per_H2O": 1000 * e_raw / n, "energy_averaged_meV_per_H2O": 1000 * e_avg / n,
+        "difference_eV_per_atom": (e_raw - e_avg) / len(atoms),
+        "relaxed_raw_meV_per_H2O": 1000 * r_raw / n, "relaxed_averaged_meV_per_H2O": 1000 * r_avg / n,
+        "averaged_at_raw_relaxed_meV_per_H2O": 1000 * same_geometry / n,
+        "relaxation_energy_raw_eV_per_atom": (r_raw - e_raw) / len(atoms),
+        "relaxation_energy_averaged_eV_per_atom": (r_avg - e_avg) / len(atoms),
+        "relaxation_difference_eV_per_atom": ((r_raw - e_raw) - (r_avg - e_avg)) / len(atoms),
+        "steps_raw": steps_raw, "steps_averaged": steps_avg, "fmax_raw": f_raw, "fmax_averaged": f_avg,
+    }
+    return {"row": row, "on_grids": on_grids}
+
+
+def combined_cells(cells: Sequence[dict[str, Any]], fmax: float, max_steps: int,
+                   grids: Sequence[so3.Quadrature] = ()) -> dict[str, Any]:
+    """:func:`ice_study`'s result from its cells (:func:`ice_cell` of each, in order)."""
+    rows, on_grids = [cell["row"] for cell in cells], [cell["on_grids"] for cell in cells]
     converged = all(max(r["fmax_raw"], r["fmax_averaged"]) <= fmax for r in rows)
     result: dict[str, Any] = {"fmax_eV_per_A": fmax, "max_steps": max_steps, "converged": converged, "cells": rows}
     if len(rows) >= 2:

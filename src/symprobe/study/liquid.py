@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe.analysis import observables, statistics
-from symprobe.study.variants import REPEAT, curve, read_trajectory, run_variants, scalar
+from symprobe.study.variants import REPEAT, GroupRunner, curve, read_trajectory, run_groups, run_variants, scalar
 from symprobe.models.base import Model
 from symprobe.structures import read_structures, shared_data_dir, water_box
 
@@ -177,10 +177,11 @@ def _dipole_orientations(u: np.ndarray, decay_fs: float | None) -> dict[str, Any
 def liquid_runs(
     model: Model, starts: Mapping[str, Sequence[Atoms]], directory: Path, *, steps: int, equilibration_steps: int,
     grid: str, n_inner: int, seed: int, trajectory_stride: int, n_blocks: int, mts_grid: str | None = None,
-    progress: bool = True,
+    progress: bool = True, runner: GroupRunner | None = None,
 ) -> dict[str, Any]:
     """NVT runs of every variant from its starting boxes (``starts``: variant → one box per independent replica;
-    velocities at 300 K), all stepped together; the first ``equilibration_steps`` are discarded from the
+    velocities at 300 K), all stepped together (or each replica a task of ``runner``,
+    :func:`symprobe.study.tasks.group_farm`); the first ``equilibration_steps`` are discarded from the
     analysis. Errors come from the replicas' scatter when a variant has two or more (:func:`combine_replicas`),
     else from ``n_blocks`` blocks of its one run. Returns per-variant observables and the wall time."""
     import time
@@ -190,10 +191,10 @@ def liquid_runs(
     results: dict[str, Any] = {"n_molecules": len(first_box) // 3, "steps": steps, "equilibration_steps": equilibration_steps,
                                "replicas": {variant: len(boxes) for variant, boxes in starts.items()},
                                "timestep_fs": 0.5, "thermostat": "Bussi SVR, 300 K, tau 10 fs", "variants": {}}
+    settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": ENSEMBLE, "steps": steps, "timestep_fs": 0.5,
+                "seed": seed, "trajectory_stride": trajectory_stride, "initial_temperature_K": 300.0}
     begin = time.perf_counter()
-    runs = run_variants(model, groups, Path(directory), grid=grid, n_inner=n_inner, mts_grid=mts_grid, ensemble=ENSEMBLE,
-                        steps=steps, timestep_fs=0.5, seed=seed, trajectory_stride=trajectory_stride, initial_temperature_K=300.0,
-                        progress=progress)
+    runs = run_groups(model, groups, directory, settings, runner, progress)
     results["wall_s"] = time.perf_counter() - begin
     for variant, boxes in starts.items():
         analysed = [_analysed_run(runs[f"{variant}/{k}"], equilibration_steps, trajectory_stride) for k in range(len(boxes))]

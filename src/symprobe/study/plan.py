@@ -106,6 +106,52 @@ def estimate_s(plan: Plan, costs: dict[str, float]) -> dict[str, float]:
     }
 
 
+FARMED_STAGES = ("gas_nve", "gas_nvt", "liquid", "ice")  # stages whose pieces run as tasks with --cluster (study.tasks)
+
+
+def liquid_task_s(plan: Plan, costs: dict[str, float]) -> list[float]:
+    """Estimated seconds of each liquid task (one replica of one variant, equilibration included) run alone."""
+    scale = 8 if plan.liquid_shared_512 else 1
+    return [(plan.liquid_steps + plan.liquid_equilibration) * scale
+            * (costs["liquid_mts_step_s"] if variant == "mts" else costs["liquid_raw_step_s"])
+            for variant in plan.liquid_variants for _ in range(plan.liquid_replicas)]
+
+
+def gas_task_s(plan: Plan, stage_s: float, stage: str) -> list[float]:
+    """Estimated seconds of each task of a gas stage (one variant's molecules) from the stage's batched estimate
+    ``stage_s``, split in proportion to the model calls per step: one copy per molecule (raw, random and the repeat),
+    the grid's copies (averaged), one plus the MTS grid's copies every ``n_inner`` steps (mts); the averaged variant
+    of the NVT stage on its own, smaller set of molecules."""
+    molecules = plan.gas_nve_molecules if stage == "gas_nve" else plan.gas_nvt_molecules
+    averaged = molecules if stage == "gas_nve" else min(molecules, plan.gas_nvt_averaged_molecules)
+    weights = {"raw": molecules, "random": molecules, REPEAT: molecules,
+               "averaged": averaged * len(so3.paper_grid(plan.grid)),
+               "mts": molecules * (1 + len(so3.get(plan.mts_grid)) / plan.n_inner)}
+    total = sum(weights.values())
+    return [stage_s * weight / total for weight in weights.values()]
+
+
+def makespan_s(task_s: list[float], workers: int) -> float:
+    """Wall time (s) of tasks of ``task_s`` seconds on ``workers`` workers, each task given to the first free worker,
+    longest first (Graham's LPT list schedule: within 4/3 of the optimum)."""
+    import heapq
+
+    free = [0.0] * max(1, workers)
+    for seconds in sorted(task_s, reverse=True):
+        heapq.heappush(free, heapq.heappop(free) + seconds)
+    return max(free)
+
+
+def estimate_on_workers(plan: Plan, costs: dict[str, float], workers: int) -> dict[str, float]:
+    """Estimated seconds of wall time of each stage on ``workers`` one-task workers like the device the costs were
+    measured on: the farmed stages (:data:`FARMED_STAGES`) as the LPT schedule of their tasks (the ice cells equal), the
+    others in turn on the client as on one machine (their estimate unchanged). Tasks run alone, not batched: extrapolated."""
+    stages = estimate_s(plan, costs)
+    tasks = {"liquid": liquid_task_s(plan, costs), "ice": [stages["ice"] / len(plan.ice_frames)] * len(plan.ice_frames),
+             **{stage: gas_task_s(plan, stages[stage], stage) for stage in ("gas_nve", "gas_nvt")}}
+    return {**stages, **{stage: makespan_s(task_s, workers) for stage, task_s in tasks.items()}}
+
+
 def make_plan(quick: bool, costs: dict[str, float], budget_s: float = 330.0, mts_grid: str = "2i", n_inner: int = 10) -> Plan:
     """Quick: sizes and lengths that fit ``budget_s`` seconds at the measured ``costs`` (:func:`quick_plan`); full:
     the paper's protocols. MTS averages over ``mts_grid`` every ``n_inner`` steps (the paper: 2i, 10)."""

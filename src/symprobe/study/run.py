@@ -21,9 +21,18 @@ from symprobe.study import stages
 from symprobe.study.calibration import run_gate
 from symprobe.study.findings import findings
 from symprobe.study.paper import PAPER
-from symprobe.study.plan import Plan, costs_key, make_plan, measure_costs, parse_mts
+from symprobe.study.plan import (
+    FARMED_STAGES,
+    Plan,
+    costs_key,
+    estimate_on_workers,
+    make_plan,
+    measure_costs,
+    parse_mts,
+)
 from symprobe.study.report import write_report
 from symprobe.study.stages import Context, StageCache
+from symprobe.study.tasks import StudyFarm
 from symprobe.study.variants import VARIANTS
 
 SCHEMA = "symprobe-study/1"
@@ -46,9 +55,11 @@ def _model_info(model: Model, spec: str | None) -> dict[str, Any]:
             "cutoff_A": getattr(model, "cutoff", None)}
 
 
-def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: str = "cpu", progress: bool = True,
+               workers: int | None = None) -> dict[str, Any]:
     """The paper's full protocols (:func:`make_plan`, ``quick=False``) with the estimated wall time of each stage
-    from call costs measured on ``device`` (cached in ``out/stages/costs.json``); written to ``out/plan.json``."""
+    from call costs measured on ``device`` (cached in ``out/stages/costs.json``); written to ``out/plan.json``. With
+    ``workers``, also each stage's wall time on that many workers (:func:`estimate_on_workers`, ``on_workers_s``)."""
     from symprobe.md import load_model
 
     model = load_model(model, device)
@@ -61,6 +72,12 @@ def plan_study(model: Model | str, out: str | Path, mts: str = "2i/10", device: 
                 "total_h": sum(plan.estimate_s.values()) / 3600.0,
                 "note": "estimated from batched MD steps and static calls timed on this device at small sizes, "
                         "scaled linearly to the protocols' sizes (study.plan.estimate_s)"}
+    if workers is not None:
+        on_workers = estimate_on_workers(plan, costs, workers)
+        document.update({"workers": workers, "on_workers_s": on_workers, "on_workers_total_h": sum(on_workers.values()) / 3600.0,
+                         "on_workers_note": f"extrapolated: the pieces of {', '.join(FARMED_STAGES)} (a liquid replica, a "
+                         f"variant's gas molecules, an ice cell) as tasks on {workers} workers each as fast as this device, longest "
+                         "first; the other stages in turn as here"})
     write_json(Path(out) / "plan.json", document)
     return document
 
@@ -77,6 +94,7 @@ def run_study(
     stop_after: str | None = None,
     mts: str = "2i/10",
     device: str = "cpu",
+    farm: StudyFarm | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study of ``model`` into ``out``; return the results dict (also results.json).
 
@@ -86,13 +104,16 @@ def run_study(
     ``control`` is an invariant model run as a control (the bundled invariant twin); ``note`` is a
     sentence for the report (e.g. why a fallback model is used); ``plan`` overrides the planned lengths;
     ``stop_after`` ends after that stage (for tests of resumption; no results.json then). ``device`` is where
-    model specs are loaded (model objects run where they are).
+    model specs are loaded (model objects run where they are). With ``farm`` each liquid replica of each variant is a
+    task (:mod:`symprobe.study.tasks`) on its cluster, or in turn here, the model loaded from the farm's spec.
     """
     from symprobe.md import load_model
 
     if stop_after is not None and stop_after not in STAGES:
         raise ValueError(f"stop_after: unknown stage {stop_after!r} (one of {', '.join(STAGES)})")
     spec = model if isinstance(model, str) else None
+    if farm is not None and farm.spec != spec:
+        raise ValueError(f"run_study: the farm's model {farm.spec!r} is not the study's {spec!r} (workers load it from its spec)")
     model = load_model(model, device)
     control_model = None if control is None else load_model(control, device)
     out = Path(out)
@@ -112,7 +133,8 @@ def run_study(
         print(f"[study] {'quick' if plan.quick else 'full'} mode, model {model.name}: estimated time "
               f"{total / 60:.1f} min ({', '.join(f'{k} {v / 60:.1f}' for k, v in plan.estimate_s.items())} min)", flush=True)
     context = Context(model, plan, out / "md" / plan.key(), progress, control_model,
-                      None if control_model is None else _model_info(control_model, control if isinstance(control, str) else None))
+                      None if control_model is None else _model_info(control_model, control if isinstance(control, str) else None),
+                      farm=farm)
     results: dict[str, Any] = {}
     for name, stage in stages.STAGES.items():
         results[name] = cache.run(name, lambda: stage(context))

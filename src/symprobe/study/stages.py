@@ -20,8 +20,9 @@ from symprobe.files import write_json
 from symprobe.models.base import Model
 from symprobe.structures import density_g_cm3, read_structures, shared_data_dir
 from symprobe.study import gas, ice, liquid
-from symprobe.study.plan import ICE_GRIDS, Plan
-from symprobe.study.variants import REPEAT, VARIANTS, read_trajectory
+from symprobe.study.plan import FARMED_STAGES, ICE_GRIDS, Plan
+from symprobe.study.tasks import StudyFarm, group_farm, ice_farm, task_id
+from symprobe.study.variants import REPEAT, VARIANTS, GroupRunner, read_trajectory
 from symprobe.symmetrize import GridAverage
 
 
@@ -71,10 +72,26 @@ class Context:
     progress: bool = True
     control: Model | None = None
     control_info: dict[str, Any] | None = None
+    farm: StudyFarm | None = None  # MD groups as tasks (symprobe.study.tasks), in turn or on a cluster
 
-    def frames(self, run: str) -> list[Atoms]:
-        """The trajectory of the MD run ``run`` (relative to :attr:`md_root`)."""
-        return read_trajectory(self.md_root / run)
+    def frames(self, stage: str, group: str) -> list[Atoms]:
+        """The trajectory of MD group ``group`` of ``stage`` (:meth:`run`)."""
+        return read_trajectory(self.run(stage, group))
+
+    def run(self, stage: str, group: str) -> Path:
+        """The directory of MD group ``group`` (``raw``, ``raw/0``) of ``stage``: in ``md_root/STAGE`` where all groups
+        ran together, or in the group's task directory (farmed stages)."""
+        if self.farm is None or stage not in FARMED_STAGES:
+            return self.md_root / stage / group
+        return self.tasks(stage) / task_id(stage, group) / group
+
+    def tasks(self, stage: str) -> Path:
+        """Where the tasks of a farmed stage (MD groups, ice cells) live."""
+        return self.md_root / f"{stage}_tasks"
+
+    def runner(self, stage: str) -> GroupRunner | None:
+        """The ``runner`` of a farmed stage's MD (None: all groups together here)."""
+        return None if self.farm is None else group_farm(self.farm, self.tasks(stage), stage)
 
 
 def gas_nve(c: Context) -> dict[str, Any]:
@@ -82,7 +99,7 @@ def gas_nve(c: Context) -> dict[str, Any]:
     p = c.plan
     return gas.angular_momentum_runs(c.model, c.md_root / "gas_nve", (*VARIANTS, REPEAT), n_molecules=p.gas_nve_molecules,
                                      steps=p.gas_nve_steps, grid=p.grid, n_inner=p.n_inner, mts_grid=p.mts_grid,
-                                     seed=p.seed, trajectory_stride=4, progress=c.progress)
+                                     seed=p.seed, trajectory_stride=4, progress=c.progress, runner=c.runner("gas_nve"))
 
 
 def gas_torque(c: Context) -> dict[str, Any]:
@@ -94,19 +111,19 @@ def gas_torque(c: Context) -> dict[str, Any]:
         if q.name not in names:
             grids.append(q)
             names.add(q.name)
-    return gas.torque_convergence(in_float64(c.model), c.frames("gas_nve/raw"), grids, c.plan.torque_samples, c.plan.seed)
+    return gas.torque_convergence(in_float64(c.model), c.frames("gas_nve", "raw"), grids, c.plan.torque_samples, c.plan.seed)
 
 
 def gas_orientation_grid(c: Context) -> dict[str, Any]:
     """The molecule's static orientation-energy profile against the paper's grids (float64)."""
     grids = [so3.paper_grid(label) for label in so3.PAPER_LABELS]
-    return gas.orientation_energy_convergence(in_float64(c.model), c.frames("gas_nve/raw"), grids, c.plan.orientation_snapshots)
+    return gas.orientation_energy_convergence(in_float64(c.model), c.frames("gas_nve", "raw"), grids, c.plan.orientation_snapshots)
 
 
 def gas_spectra(c: Context) -> dict[str, Any]:
     """Power spectra of V and of V − V_averaged along the raw NVE trajectory."""
     averaged = GridAverage(c.model, so3.paper_grid(c.plan.grid))
-    return gas.potential_spectra(c.model, averaged, c.frames("gas_nve/raw"), timestep_fs=2.0)
+    return gas.potential_spectra(c.model, averaged, c.frames("gas_nve", "raw"), timestep_fs=2.0)
 
 
 def gas_nvt(c: Context) -> dict[str, Any]:
@@ -116,7 +133,7 @@ def gas_nvt(c: Context) -> dict[str, Any]:
     return gas.orientation_runs(c.model, c.md_root / "gas_nvt", (*VARIANTS, REPEAT), n_molecules=p.gas_nvt_molecules,
                                 n_averaged_molecules=p.gas_nvt_averaged_molecules, steps=p.gas_nvt_steps, grid=p.grid,
                                 seed=p.seed, trajectory_stride=10, bandwidth=p.gas_bandwidth, n_inner=p.n_inner,
-                                mts_grid=p.mts_grid, progress=c.progress)
+                                mts_grid=p.mts_grid, progress=c.progress, runner=c.runner("gas_nvt"))
 
 
 def liquid_stage(c: Context) -> dict[str, Any]:
@@ -127,7 +144,7 @@ def liquid_stage(c: Context) -> dict[str, Any]:
     data = liquid.liquid_runs(c.model, starts, c.md_root / "liquid", steps=p.liquid_steps,
                               equilibration_steps=p.liquid_equilibration, grid=p.grid, n_inner=p.n_inner,
                               mts_grid=p.mts_grid, seed=p.seed, trajectory_stride=p.liquid_stride, n_blocks=8,
-                              progress=c.progress)
+                              progress=c.progress, runner=c.runner("liquid"))
     data["start"] = [description for _, description in boxes[:n]]
     data["repeat_start"] = [description for _, description in boxes[n:]]
     data.update(liquid.compare_variants(data))
@@ -136,7 +153,7 @@ def liquid_stage(c: Context) -> dict[str, Any]:
 
 def rotational_errors(c: Context) -> dict[str, Any]:
     """The paper's rotational-error table (see :func:`rotational_error_table`)."""
-    return rotational_error_table(c.model, c.md_root, c.plan)
+    return rotational_error_table(c.model, c.plan, c.run("liquid", f"{c.plan.liquid_variants[0]}/0"), c.run("gas_nve", "raw"))
 
 
 def ice_stage(c: Context) -> dict[str, Any]:
@@ -146,8 +163,12 @@ def ice_stage(c: Context) -> dict[str, Any]:
     if not cells:
         return {"skipped": description}
     grids = [so3.paper_grid(label) for label in ICE_GRIDS]
-    averaged = GridAverage(c.model, so3.paper_grid(p.grid))
-    data = ice.ice_study(c.model, averaged, cells, p.ice_fmax, p.ice_max_steps, grids, in_float64(c.model))
+    if c.farm is None:
+        averaged = GridAverage(c.model, so3.paper_grid(p.grid))
+        data = ice.ice_study(c.model, averaged, cells, p.ice_fmax, p.ice_max_steps, grids, in_float64(c.model))
+    else:
+        farmed = ice_farm(c.farm, c.tasks("ice"), cells, p.grid, p.ice_fmax, p.ice_max_steps, ICE_GRIDS)
+        data = ice.combined_cells(farmed, p.ice_fmax, p.ice_max_steps, grids)
     data["source"] = description
     return data
 
@@ -160,7 +181,7 @@ def control_stage(c: Context) -> dict[str, Any]:
     nve = gas.angular_momentum_runs(c.control, c.md_root / "control_nve", ("raw",), n_molecules=p.gas_nve_molecules,
                                     steps=min(p.gas_nve_steps, 2000), grid=p.grid, n_inner=p.n_inner,
                                     seed=p.seed, trajectory_stride=4, progress=c.progress)
-    torques = gas.torque_convergence(in_float64(c.control), c.frames("control_nve/raw"),
+    torques = gas.torque_convergence(in_float64(c.control), c.frames("control_nve", "raw"),
                                      [so3.paper_grid("0"), so3.paper_grid("2i")], min(p.torque_samples, 8), p.seed)
     return {"model": c.control_info, "gas_nve": nve, "torque": torques}
 
@@ -198,19 +219,19 @@ def liquid_start(md_root: Path, plan: Plan, progress: bool, index: int = 0) -> t
                                plan.liquid_shared_512, plan.liquid_pre_steps, plan.seed + index, progress, fresh=index > 0)
 
 
-def rotational_error_table(model: Model, md_root: Path, plan: Plan) -> dict[str, Any]:
+def rotational_error_table(model: Model, plan: Plan, liquid_run: Path, gas_run: Path) -> dict[str, Any]:
     """Mean absolute deviation of the raw and coarse-grid predictions from the reference grid's average
-    (the paper's measure) on test cells, bulk MD frames and isolated molecules, per grid label, from one audit per
-    set (:func:`~symprobe.audit.audit`), which also gives each set's breaking by channel (proper rotations,
-    inversion) and its verdict."""
+    (the paper's measure) on test cells, bulk MD frames (of the liquid run in ``liquid_run``) and isolated molecules
+    (of the gas run in ``gas_run``), per grid label, from one audit per set (:func:`~symprobe.audit.audit`), which
+    also gives each set's breaking by channel (proper rotations, inversion) and its verdict."""
     model = in_float64(model)
     labels = [label for label in ("0", "i", "2", "2i", "3") if label != plan.error_reference]
     candidates = [so3.paper_grid(label) for label in labels]
     reference = so3.paper_grid(plan.error_reference)
     sets: dict[str, list] = {"test cells": [atoms for _, atoms in shared_liquid_cells(190)][: plan.error_cells]}
-    frames = read_trajectory(md_root / "liquid" / f"{plan.liquid_variants[0]}/0")
+    frames = read_trajectory(liquid_run)
     sets["bulk MD"] = frames[-1 :: -max(1, len(frames) // plan.error_cells)][: plan.error_cells]
-    gas_frames = read_trajectory(md_root / "gas_nve" / "raw")
+    gas_frames = read_trajectory(gas_run)
     sets["isolated molecule"] = [
         Atoms(frame.numbers[:3], positions=frame.get_positions()[3 * (k % 2): 3 * (k % 2) + 3], pbc=False)
         for k, frame in ((k, gas_frames[(k * 7) % len(gas_frames)]) for k in range(min(4 * plan.error_cells, 8)))]

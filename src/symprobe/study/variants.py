@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -155,6 +155,19 @@ def run_variants(
                 resume=checkpoint.exists(), strides=strides, progress=progress)
     write_json(marker, done)
     return groups
+
+
+GroupRunner = Callable[[Mapping[str, Sequence[Atoms]], dict[str, Any]], dict[str, Path]]
+"""Runs MD groups (name → structures) with :func:`run_variants` settings elsewhere (one task per group,
+:func:`symprobe.study.tasks.group_farm`); returns each group's run directory."""
+
+
+def run_groups(model: Model, starts: Mapping[str, Sequence[Atoms]], directory: Path, settings: dict[str, Any],
+               runner: GroupRunner | None = None, progress: bool = True) -> dict[str, Path]:
+    """:func:`run_variants` of every group together in ``directory``, or each group by ``runner``."""
+    if runner is None:
+        return run_variants(model, starts, Path(directory), **settings, progress=progress)
+    return runner(starts, settings)
 
 
 def read_trajectory(directory: Path) -> list[Atoms]:
