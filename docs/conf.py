@@ -33,6 +33,7 @@ exclude_patterns = ["_build", "tutorials_src", "concepts_src", "Thumbs.db", ".DS
 myst_heading_anchors = 3
 
 autosummary_generate = True
+templates_path = ["_templates"]  # module pages titled by their last name under their package
 autosummary_imported_members = False
 autodoc_default_options = {"members": True, "ignore-module-all": True}  # each object documented in its own module
 autodoc_typehints = "description"
@@ -52,9 +53,11 @@ sphinx_gallery_conf = {
     "min_reported_time": 1,
 }
 
+smartquotes = False  # options such as --fail-above stay as typed
 html_theme = "furo"
 html_title = f"symprobe {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["symprobe.css"]
 html_theme_options = {"sidebar_hide_name": False}
 
 

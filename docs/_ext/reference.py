@@ -12,8 +12,18 @@ import argparse
 import dataclasses
 import functools
 import inspect
+import itertools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+
+def rst_text(text: str) -> str:
+    """Plain text (help strings, comments, results) as reStructuredText: `code` becomes a literal, markup
+    characters are escaped, whitespace is collapsed."""
+    parts = re.split(r"`([^`]+)`", " ".join(text.split()))
+    return "".join(f"``{part}``" if odd else re.sub(r"([\\*|_<>@`])", r"\\\1", part)
+                   for odd, part in zip(itertools.cycle((False, True)), parts))
 
 
 def _literal(text: str) -> list[str]:
@@ -21,7 +31,7 @@ def _literal(text: str) -> list[str]:
 
 
 def _cell(text: Any) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|") or " "
+    return " ".join(str(text).split()) or " "
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
@@ -59,7 +69,7 @@ def _argument_rows(parser: argparse.ArgumentParser) -> list[tuple[str, str, str]
             name += f" ``{' '.join(metavar) if isinstance(metavar, tuple) else metavar}``"
         default = "" if action.default in (None, argparse.SUPPRESS, False) or not action.option_strings else f"``{action.default}``"
         help_text = (action.help or "") % {"default": action.default, "prog": parser.prog} if action.help else ""
-        rows.append((name, help_text, default))
+        rows.append((name, rst_text(help_text), default))
     return rows
 
 
@@ -68,17 +78,17 @@ def cli_rst() -> list[str]:
     from symprobe.cli import build_parser
 
     parser = build_parser()
-    lines = ["``symprobe``", "-" * 12, "", _cell(parser.description), ""]
-    lines += _literal(parser.format_usage()) + [_cell(parser.epilog), ""]
+    lines = ["``symprobe``", "-" * 12, "", rst_text(parser.description), ""]
+    lines += _literal(parser.format_usage()) + [rst_text(parser.epilog), ""]
     for name, sub in subcommands(parser).items():
         title = f"``symprobe {name}``"
         lines += [f".. _cli-{name}:", "", title, "-" * len(title), ""]
         if sub.description:
-            lines += [_cell(sub.description), ""]
+            lines += [rst_text(sub.description), ""]
         lines += _literal(sub.format_usage().replace("usage: ", ""))
         lines += table(("argument", "meaning", "default"), _argument_rows(sub))
         if sub.epilog:
-            lines += [_cell(sub.epilog), ""]
+            lines += [rst_text(sub.epilog), ""]
     return lines
 
 
@@ -130,22 +140,53 @@ def train_config_rst() -> list[str]:
     return lines + table(("key", "accepted values", "default"), rows)
 
 
+def example_comments(example: str) -> dict[str, str]:
+    """The comment of each top-level key of an annotated YAML example (continuation comment lines joined)."""
+    comments: dict[str, str] = {}
+    key = None
+    for line in example.splitlines():
+        code, _, comment = line.partition("#")
+        if code[:1].strip():
+            key = code.split(":")[0].strip()
+            comments[key] = comment.strip()
+        elif key and not code.strip() and comment:
+            comments[key] += " " + comment.strip()
+    return comments
+
+
+_MD_MEANINGS = {"time_ps": "the run length in ps, instead of steps", "output": "the output.* keys below",
+                            "steps": "the run length in (inner) time steps, instead of time_ps",
+                            "seed": "seed of the start velocities, thermostats and random rotations (replica k: seed + k)"}
+
+
 def md_config_rst() -> list[str]:
-    """The keys of an MD config (:mod:`symprobe.md.config`): the annotated example and every section's keys."""
+    """The keys of an MD config (:mod:`symprobe.md.config`): the annotated example and every key with what it
+    means (the example's comment), the section kinds it belongs to, and its default."""
     from symprobe.md import config
 
     lines = ["The annotated example (:data:`symprobe.md.EXAMPLE`):", "", ".. code-block:: yaml", ""]
     lines += ["   " + line for line in config.EXAMPLE.rstrip().splitlines()] + [""]
-    rows = [(f"``{key}``", "", "") for key in sorted(config._TOP_KEYS)]  # noqa: SLF001
+    comments = example_comments(config.EXAMPLE)
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                for f in dataclasses.fields(config.MDConfig)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    required = {"structure", "model", "timestep_fs"}
+    rows = []
+    for key in sorted(config._TOP_KEYS):  # noqa: SLF001
+        default = "required" if key in required else "one of steps, time_ps" if key in ("steps", "time_ps") else \
+            f"``{defaults[key]!r}``" if key in defaults else ""
+        rows.append((f"``{key}``", rst_text(_MD_MEANINGS.get(key) or comments[key]), default))
     for section, kinds in (("symmetrizer", config._SYMMETRIZER_KEYS), ("ensemble", config._ENSEMBLE_KEYS)):  # noqa: SLF001
-        for kind, keys in kinds.items():
-            rows += [(f"``{section}.{key}``", f"kind ``{kind}``", "") for key in sorted(keys - {"kind"})]
-        rows.append((f"``{section}.kind``", ", ".join(f"``{k}``" for k in kinds), ""))
-    defaults = {f.name: f.default for f in dataclasses.fields(config.OutputConfig)}
-    rows += [(f"``output.{key}``", "", "" if defaults.get(key) is dataclasses.MISSING else f"``{defaults.get(key, 'md')!r}``")
-             for key in sorted(config._OUTPUT_KEYS)]  # noqa: SLF001
-    rows.append(("``engine``", ", ".join(f"``{e}``" for e in config.ENGINES), "``'ase'``"))
-    return lines + ["Every key :func:`~symprobe.md.validate_config` accepts:", ""] + table(("key", "for", "default"), rows)
+        rows.append((f"``{section}.kind``", "one of " + ", ".join(f"``{k}``" for k in kinds), f"``{defaults[section]['kind']!r}``"))
+        for key in sorted({k for keys in kinds.values() for k in keys} - {"kind"}):
+            used = [kind for kind, keys in kinds.items() if key in keys]
+            rows.append((f"``{section}.{key}``", "with kind " + ", ".join(f"``{k}``" for k in used), ""))
+    output = {f.name: f.default for f in dataclasses.fields(config.OutputConfig)}
+    for key in sorted(config._OUTPUT_KEYS):  # noqa: SLF001
+        default = output.get(key, dataclasses.MISSING)
+        meaning = "time steps between writes (a multiple of n_inner for MTS)" if key.endswith("_stride") else ""
+        rows.append((f"``output.{key}``", meaning, "``'md'``" if key == "directory" else f"``{default!r}``"))
+    return lines + ["Every key :func:`~symprobe.md.validate_config` accepts:", ""] + table(("key", "meaning", "default"), rows)
 
 
 def study_plan_rst() -> list[str]:

@@ -244,7 +244,7 @@ TABLES = [
 
 
 def _md_cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
 
 
 def markdown(rows: list[Row], link: Callable[[str], str], sources: bool = True) -> list[str]:

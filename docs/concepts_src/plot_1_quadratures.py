@@ -21,9 +21,20 @@ import matplotlib.pyplot as plt
 
 from symprobe import so3
 
-for name in ("identity", "T", "T+i", "O", "O+i", "I", "paper-2", "paper-2i", "paper-3i"):
+for name in (
+    "identity",
+    "T",
+    "T+i",
+    "O",
+    "O+i",
+    "I",
+    "paper-2",
+    "paper-2i",
+    "paper-3i",
+):
     q = so3.get(name)
-    print(f"{name:>9}: {len(q.weights):4d} rotations, proven degree {so3.measured_degree(q, lmax=8)}")
+    degree = so3.measured_degree(q, lmax=8)
+    print(f"{name:>9}: {len(q.weights):4d} rotations, proven degree {degree}")
 
 # %%
 # Error against evaluations
@@ -32,15 +43,39 @@ for name in ("identity", "T", "T+i", "O", "O+i", "I", "paper-2", "paper-2i", "pa
 # force error of each rule against a much larger reference rule, on a molecule and on liquid cells
 # (``results/symmetrize_cost_b.json``). More evaluations of a rule of higher degree give less error, but
 # the families differ: the point groups reach a degree with the fewest rotations.
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())  # the repository
-errors = json.loads((ROOT / "results" / "symmetrize_cost_b.json").read_text())["errors"]
+ROOT = next(
+    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
+)  # the repository
+errors = json.loads((ROOT / "results" / "symmetrize_cost_b.json").read_text())[
+    "errors"
+]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
 for ax, structures in zip(axes, sorted({e["structures"] for e in errors})):
     for family in sorted({e["family"] for e in errors}):
-        rows = sorted((e for e in errors if e["structures"] == structures and e["family"] == family and e["evaluations"] > 1),
-                      key=lambda e: e["evaluations"])
+        rows = sorted(
+            (
+                e
+                for e in errors
+                if e["structures"] == structures
+                and e["family"] == family
+                and e["evaluations"] > 1
+            ),
+            key=lambda e: e["evaluations"],
+        )
         if rows:
-            ax.plot([r["evaluations"] for r in rows], [r["force_meV_per_A"] for r in rows], "o-", label=family, ms=4)
-    ax.set(xscale="log", yscale="log", xlabel="evaluations per structure", ylabel="force error (meV/Å)", title=structures)
+            ax.plot(
+                [r["evaluations"] for r in rows],
+                [r["force_meV_per_A"] for r in rows],
+                "o-",
+                label=family,
+                ms=4,
+            )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="evaluations per structure",
+        ylabel="force error (meV/Å)",
+        title=structures,
+    )
     ax.legend(fontsize=8)
 fig.tight_layout()

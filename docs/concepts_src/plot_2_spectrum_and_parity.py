@@ -30,9 +30,17 @@ for l, even, odd in zip(lam, spectrum.power_even_eV2, spectrum.power_odd_eV2):
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.4))
-ax.bar(lam - 0.2, np.maximum(spectrum.power_even_eV2, 1e-32), width=0.4, label="even")
+ax.bar(
+    lam - 0.2, np.maximum(spectrum.power_even_eV2, 1e-32), width=0.4, label="even"
+)
 ax.bar(lam + 0.2, np.maximum(spectrum.power_odd_eV2, 1e-32), width=0.4, label="odd")
-ax.set(yscale="log", xlabel="λ", ylabel="power (eV²)", xticks=lam, title="known terms at ℓ = 1, 2")
+ax.set(
+    yscale="log",
+    xlabel="λ",
+    ylabel="power (eV²)",
+    xticks=lam,
+    title="known terms at ℓ = 1, 2",
+)
 ax.legend()
 fig.tight_layout()
 

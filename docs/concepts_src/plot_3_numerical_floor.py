@@ -21,8 +21,12 @@ box = water_box(2)  # 8 molecules, periodic
 floors = {}
 for model in ("builtin:water-pet-twin", "builtin:water-pet"):
     for dtype in (torch.float32, torch.float64):
-        report = audit(load_model(model, dtype=dtype), [box], grid="T", convergence_grids=[])
-        floors[(model.split(":")[1], str(dtype).split(".")[1])] = report.structures[0].force_deviation_rms_meV_per_A
+        report = audit(
+            load_model(model, dtype=dtype), [box], grid="T", convergence_grids=[]
+        )
+        floors[(model.split(":")[1], str(dtype).split(".")[1])] = report.structures[
+            0
+        ].force_deviation_rms_meV_per_A
 for key, value in floors.items():
     print(key, f"{value:.3g} meV/Å")
 
@@ -32,7 +36,15 @@ for key, value in floors.items():
 # that learned its symmetry well needs float64 to be told apart from round-off.
 fig, ax = plt.subplots(figsize=(6, 3.4))
 labels = [f"{m}\n{d}" for m, d in floors]
-ax.bar(labels, list(floors.values()), color=["tab:blue", "tab:cyan", "tab:red", "tab:orange"])
-ax.set(yscale="log", ylabel="rotational force deviation (meV/Å)", title="8 water molecules, grid T")
+ax.bar(
+    labels,
+    list(floors.values()),
+    color=["tab:blue", "tab:cyan", "tab:red", "tab:orange"],
+)
+ax.set(
+    yscale="log",
+    ylabel="rotational force deviation (meV/Å)",
+    title="8 water molecules, grid T",
+)
 ax.tick_params(axis="x", labelsize=8)
 fig.tight_layout()

@@ -26,20 +26,31 @@ from scipy.stats import norm
 
 samples = np.array([2, 5, 10, 27, 100, 512])
 alpha, power = 0.05, 0.8
-detectable = (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(2 / samples)  # two sets, unit spread each
+detectable = (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(
+    2 / samples
+)  # two sets, unit spread each
 for n, d in zip(samples, detectable):
     print(f"{n:4d} samples per set: detects a difference ≥ {d:.2f} σ")
 
 fig, ax = plt.subplots(figsize=(6, 3.4))
 ax.plot(samples, detectable, "o-")
-ax.set(xscale="log", yscale="log", xlabel="independent samples per set", ylabel="detectable difference (σ)",
-       title="80 % power at 95 % confidence")
+ax.set(
+    xscale="log",
+    yscale="log",
+    xlabel="independent samples per set",
+    ylabel="detectable difference (σ)",
+    title="80 % power at 95 % confidence",
+)
 fig.tight_layout()
 
 # %%
 # In the 60-minute study, each finding states its null comparison and what it could detect:
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())  # the repository
-findings = json.loads((ROOT / "results" / "study_60min" / "results.json").read_text())["findings"]
+ROOT = next(
+    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
+)  # the repository
+findings = json.loads(
+    (ROOT / "results" / "study_60min" / "results.json").read_text()
+)["findings"]
 for finding in findings:
     if "detect" in finding["evidence"]:
         print(f"- {finding['claim']}:\n  {finding['evidence'][:300]}\n")

@@ -39,7 +39,8 @@ dimer.extend(molecule.copy())
 dimer.positions[3:] += [2.9, 0.3, 0.1]  # Å
 tip3p = CalculatorModel(TIP3P(rc=6.0))
 report = audit(tip3p, [dimer], grid="O+i", convergence_grids=[])
-print(f"TIP3P: force deviation {report.structures[0].force_deviation_rms_meV_per_A:.2e} meV/Å")
+floor = report.structures[0].force_deviation_rms_meV_per_A
+print(f"TIP3P: force deviation {floor:.2e} meV/Å")
 
 # %%
 # The bundled PET-style model
@@ -51,20 +52,29 @@ import torch
 pet = load_model("builtin:water-pet", dtype=torch.float64)
 report = audit(pet, [molecule], grid="O+i", convergence_grids=["T", "O", "O+i"])
 result = report.structures[0]
-print(f"water-pet: energy deviation {result.energy_deviation_meV:.3f} meV, "
-      f"force deviation {result.force_deviation_rms_meV_per_A:.3f} meV/Å (RMS), torque {result.torque_raw_eV:.2e} eV")
+print(f"water-pet: energy deviation {result.energy_deviation_meV:.3f} meV")
+print(f"force deviation {result.force_deviation_rms_meV_per_A:.3f} meV/Å (RMS)")
+print(f"net torque {result.torque_raw_eV:.2e} eV")
 
 # %%
 # The energy over the 48 rotations, and the λ spectrum of that function of the rotation: λ = 0 (even) is the
 # invariant part, everything else is breaking.
 spectrum = result.spectrum
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-left.plot(1000 * (np.array(result.energies_eV) - np.mean(result.energies_eV)), "o", ms=4)
-left.set(xlabel="rotation of the O+i grid", ylabel="E(R x) − mean (meV)", title="energy over rotations")
+left.plot(
+    1000 * (np.array(result.energies_eV) - np.mean(result.energies_eV)), "o", ms=4
+)
+left.set(
+    xlabel="rotation of the O+i grid",
+    ylabel="E(R x) − mean (meV)",
+    title="energy over rotations",
+)
 lam = np.arange(len(spectrum.power_eV2))
 right.bar(lam - 0.2, spectrum.power_even_eV2, width=0.4, label="even")
 right.bar(lam + 0.2, spectrum.power_odd_eV2, width=0.4, label="odd")
-right.set(yscale="log", xlabel="λ", ylabel="power (eV²)", title="λ spectrum", xticks=lam)
+right.set(
+    yscale="log", xlabel="λ", ylabel="power (eV²)", title="λ spectrum", xticks=lam
+)
 right.legend()
 fig.tight_layout()
 
@@ -79,7 +89,13 @@ from symprobe.models.export import export_metatomic
 workdir = Path(tempfile.mkdtemp())
 export_metatomic(load_model("builtin:water-pet"), workdir / "water-pet.pt")
 exported = load_model(f"metatomic:{workdir / 'water-pet.pt'}", dtype=torch.float64)
-print("metatomic file:", audit(exported, [molecule], grid="O+i", convergence_grids=[]).structures[0].energy_deviation_meV, "meV")
+print(
+    "metatomic file:",
+    audit(exported, [molecule], grid="O+i", convergence_grids=[])
+    .structures[0]
+    .energy_deviation_meV,
+    "meV",
+)
 
 # %%
 # ``module:attribute``
@@ -87,7 +103,11 @@ print("metatomic file:", audit(exported, [molecule], grid="O+i", convergence_gri
 # Your own code needs no plug-in: name an importable attribute. A module in the current directory is found
 # without ``PYTHONPATH``, and ``FILE.py:attribute`` names a file directly. The attribute may be a calculator,
 # a function returning one, or a symprobe ``Model``:
-(workdir / "mycalc.py").write_text("from ase.calculators.tip3p import TIP3P\n\n\ndef make_calc():\n    return TIP3P(rc=4.0)\n")
+(workdir / "mycalc.py").write_text(
+    "from ase.calculators.tip3p import TIP3P\n\n\n"
+    "def make_calc():\n"
+    "    return TIP3P(rc=4.0)\n"
+)
 mine = load_model(f"{workdir / 'mycalc.py'}:make_calc")
 print(type(mine).__name__, "from", f"{workdir.name}/mycalc.py:make_calc")
 

@@ -31,12 +31,15 @@ labelled = write_labelled_water(workdir / "labelled.extxyz", n_boxes=2)
 # The known-answer model with a lab-frame term (``symprobe.testing``), given as a ``FILE.py:attribute`` spec:
 (workdir / "broken.py").write_text(
     "from symprobe.testing import anisotropic_qtip4pf\n\n\ndef model():\n"
-    "    return anisotropic_qtip4pf({1: 0.02, 2: 0.01})\n")
+    "    return anisotropic_qtip4pf({1: 0.02, 2: 0.01})\n"
+)
 
+options = "--grid T --convergence none --fail-above 0.1".split()
+models = {"broken": f"{workdir / 'broken.py'}:model", "exact": "builtin:qtip4pf"}
 codes = {}
-for name, spec in (("broken", f"{workdir / 'broken.py'}:model"), ("exact", "builtin:qtip4pf")):
-    codes[name] = main(["audit", spec, str(labelled), "--grid", "T", "--convergence", "none",
-                        "--out", str(workdir / name), "--fail-above", "0.1"])
+for name, spec in models.items():
+    out = str(workdir / name)
+    codes[name] = main(["audit", spec, str(labelled), *options, "--out", out])
 print(codes)
 
 # %%
@@ -45,11 +48,18 @@ print(codes)
 ratios = {}
 for name in codes:
     summary = json.loads((workdir / name / "audit.json").read_text())["summary"]
-    ratios[name] = summary["rotational_force_mae_meV_per_A"] / summary["model_error"]["force_mae_meV_per_A"]
+    ratios[name] = (
+        summary["rotational_force_mae_meV_per_A"]
+        / summary["model_error"]["force_mae_meV_per_A"]
+    )
     print(name, f"rotational / own force MAE = {ratios[name]:.3g}")
 
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.bar(list(ratios), list(ratios.values()), color=["tab:red" if codes[n] == 3 else "tab:green" for n in ratios])
+ax.bar(
+    list(ratios),
+    list(ratios.values()),
+    color=["tab:red" if codes[n] == 3 else "tab:green" for n in ratios],
+)
 ax.axhline(0.1, color="k", ls="--", label="--fail-above 0.1")
 ax.set(yscale="log", ylabel="rotational / own force error", title="the CI gate")
 ax.legend()

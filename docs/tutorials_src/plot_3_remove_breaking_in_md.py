@@ -31,25 +31,51 @@ import numpy as np
 from symprobe.md import read_log, run_md
 
 workdir = Path(tempfile.mkdtemp())
-symmetrizers = {"raw": {"kind": "none"}, "averaged T": {"kind": "grid", "grid": "T"},
-                "random": {"kind": "random"}, "MTS T/14": {"kind": "mts", "grid": "T", "n_inner": 14}}
+symmetrizers = {
+    "raw": {"kind": "none"},
+    "averaged T": {"kind": "grid", "grid": "T"},
+    "random": {"kind": "random"},
+    "MTS T/14": {"kind": "mts", "grid": "T", "n_inner": 14},
+}
 logs = {}
 for name, symmetrizer in symmetrizers.items():
-    config = {"structure": "builtin:water-monomer", "model": "builtin:water-pet", "symmetrizer": symmetrizer,
-              "ensemble": {"kind": "nve"}, "initial_temperature_K": 300, "timestep_fs": 0.5, "steps": 280, "seed": 0,
-              "engine": "ase", "output": {"directory": str(workdir / name.replace(" ", "_").replace("/", "-")),
-                                          "log_stride": 14, "trajectory_stride": 140, "checkpoint_stride": 280,
-                                          "progress": False}}
+    config = {
+        "structure": "builtin:water-monomer",
+        "model": "builtin:water-pet",
+        "symmetrizer": symmetrizer,
+        "ensemble": {"kind": "nve"},
+        "initial_temperature_K": 300,
+        "timestep_fs": 0.5,
+        "steps": 280,
+        "seed": 0,
+        "engine": "ase",
+        "output": {
+            "directory": str(workdir / name.replace(" ", "_").replace("/", "-")),
+            "log_stride": 14,
+            "trajectory_stride": 140,
+            "checkpoint_stride": 280,
+            "progress": False,
+        },
+    }
     logs[name] = read_log(run_md(config))
-print(sorted(logs["raw"]))
+for name, log in logs.items():
+    change = 1000 * (log["conserved_eV"][-1] - log["conserved_eV"][0])
+    print(f"{name:>10}: conserved energy changed by {change:+.2f} meV in 140 fs")
 
 # %%
-# The conserved energy along each run. Over 140 fs the differences are small; the drift the symmetrizers
-# cause shows over picoseconds, below.
+# The conserved energy along each run. A random rotation per step changes the model the integrator sees
+# at every step, so the conserved energy jumps; MTS applies its correction every 14 steps (7 fs), and its
+# error oscillates with that period; the grid average behaves like a smooth model. The drift each
+# symmetrizer causes shows over picoseconds, below.
 fig, ax = plt.subplots(figsize=(6, 3.2))
-for name, log in logs.items():
-    ax.plot(log["time_fs"], 1000 * (log["conserved_eV"] - log["conserved_eV"][0]), label=name)
-ax.set(xlabel="time (fs)", ylabel="conserved energy − start (meV)", title="140 fs of NVE, one molecule")
+for (name, log), style in zip(logs.items(), ("-", "--", "-", "-")):
+    energy = 1000 * (log["conserved_eV"] - log["conserved_eV"][0])
+    ax.plot(log["time_fs"], energy, style, label=name)
+ax.set(
+    xlabel="time (fs)",
+    ylabel="conserved energy − start (meV)",
+    title="140 fs of NVE, one molecule",
+)
 ax.legend()
 fig.tight_layout()
 
@@ -58,16 +84,28 @@ fig.tight_layout()
 # -----------------------------------------------
 # ``python benchmarks/symmetrize_cost.py --parts d --long --systems molecule`` ran the same four for 10 ps
 # (hours on 2 cores); its JSON holds the conserved-energy traces:
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())  # the repository
+ROOT = next(
+    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
+)  # the repository
 results = ROOT / "results"
-runs = json.loads((results / "symmetrize_cost_molecule_10ps.json").read_text())["dynamics"]
-fig, ax = plt.subplots(figsize=(6, 3.2))
+runs = json.loads((results / "symmetrize_cost_molecule_10ps.json").read_text())[
+    "dynamics"
+]
+fig, ax = plt.subplots(figsize=(8, 3.4))
 for run in runs:
     trace = run["trace"]
-    ax.plot(trace["time_ps"], trace["conserved_meV_per_molecule"],
-            label=f"{run['strategy']}: {run['drift_meV_per_molecule_per_ps']:.2g} meV/ps")
-ax.set(xlabel="time (ps)", ylabel="conserved energy (meV per molecule)", yscale="symlog", title="10 ps of NVE")
-ax.legend(fontsize=8)
+    ax.plot(
+        trace["time_ps"],
+        trace["conserved_meV_per_molecule"],
+        label=f"{run['strategy']}: {run['drift_meV_per_molecule_per_ps']:.2g} meV/ps",
+    )
+ax.set(
+    xlabel="time (ps)",
+    ylabel="conserved energy (meV per molecule)",
+    yscale="symlog",
+    title="10 ps of NVE, one molecule",
+)
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="drift")
 fig.tight_layout()
 
 # %%
@@ -80,9 +118,13 @@ from symprobe.structures import water_monomer
 from symprobe.symmetrize import GridAverage
 
 atoms = water_monomer()
-atoms.calc = GridAverage(load_model("builtin:water-pet"), so3.smallest(3, improper=True)).as_calculator()
-print(f"averaged over O+i: E = {atoms.get_potential_energy():.6f} eV, |F| max = "
-      f"{np.abs(atoms.get_forces()).max():.4f} eV/Å")
+atoms.calc = GridAverage(
+    load_model("builtin:water-pet"), so3.smallest(3, improper=True)
+).as_calculator()
+print(
+    f"averaged over O+i: E = {atoms.get_potential_energy():.6f} eV, |F| max = "
+    f"{np.abs(atoms.get_forces()).max():.4f} eV/Å"
+)
 
 # %%
 # In i-PI
@@ -98,9 +140,17 @@ print((ROOT / "configs" / "md_gas_mts_ipi.yaml").read_text())
 # TorchScript file, so any engine with a metatomic interface runs the symmetrized model without symprobe:
 from symprobe.models.export import export_metatomic
 
-path = export_metatomic(load_model("builtin:water-pet"), workdir / "water-pet-T.pt", grid="T")
+path = export_metatomic(
+    load_model("builtin:water-pet"), workdir / "water-pet-T.pt", grid="T"
+)
 averaged = load_model(f"metatomic:{path}")
-print(path.name, f"{path.stat().st_size / 1e6:.1f} MB;", "E =", averaged.predict(water_monomer()).energy, "eV")
+print(
+    path.name,
+    f"{path.stat().st_size / 1e6:.1f} MB;",
+    "E =",
+    averaged.predict(water_monomer()).energy,
+    "eV",
+)
 
 # %%
 # and in a LAMMPS input built with metatomic support (``pair_style metatomic``)::

@@ -20,10 +20,17 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())  # the repository
+ROOT = next(
+    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
+)  # the repository
 study = json.loads((ROOT / "results" / "study_60min" / "results.json").read_text())
-print(study["mode"], "study of", study["model"]["spec"] if isinstance(study["model"], dict) else study["model"],
-      f"in {study['timings_s']['total_this_run'] / 60:.0f} min; variants:", ", ".join(study["variants"]))
+print(
+    study["mode"],
+    "study of",
+    study["model"]["spec"] if isinstance(study["model"], dict) else study["model"],
+    f"in {study['timings_s']['total_this_run'] / 60:.0f} min; variants:",
+    ", ".join(study["variants"]),
+)
 
 # %%
 # The findings
@@ -31,23 +38,40 @@ print(study["mode"], "study of", study["model"]["spec"] if isinstance(study["mod
 # Each finding is a claim of the paper, tested on this model; ``holds`` is true, false, or null when the
 # run could not decide (for instance when its null comparison, two runs of the same variant, failed).
 MEANING = {
-    "gas_angular_momentum_drifts_raw": "a non-invariant model exerts a net torque on an isolated molecule, so "
-    "its angular momentum is not conserved: the molecule spins up or down by itself",
-    "gas_angular_momentum_fixed_by_averaging": "the grid average removes that torque to the grid's degree",
-    "gas_mts_reproduces_averaged": "multiple time stepping applies the average only every n steps, yet keeps L",
-    "gas_orientation_not_flat_raw": "the raw model prefers some orientations in the lab frame: a bias a "
-    "simulation of an isolated molecule or a surface would see",
+    "gas_angular_momentum_drifts_raw": (
+        "a non-invariant model exerts a net torque on an isolated molecule: "
+        "its angular momentum is not conserved, it spins up or down by itself"
+    ),
+    "gas_angular_momentum_fixed_by_averaging": (
+        "the grid average removes that torque to the grid's degree"
+    ),
+    "gas_mts_reproduces_averaged": (
+        "MTS applies the average only every n steps, yet keeps L as well"
+    ),
+    "gas_orientation_not_flat_raw": (
+        "the raw model prefers some orientations in the lab frame: a bias that "
+        "simulations of isolated molecules or surfaces would see"
+    ),
     "gas_orientation_flat_averaged": "averaging removes the orientational bias",
-    "gas_orientation_energy_flat_averaged": "the same, on the static energy profile (no sampling noise)",
-    "gas_orientation_flat_mts": "MTS removes the bias as well as the full average does",
-    "torque_falls_with_grid": "larger grids remove more of the breaking, as their degree predicts",
-    "liquid_indistinguishable": "in the bulk liquid the breaking does not change structure or dynamics within "
-    "the error bars: the liquid averages it out",
-    "ice_relative_energies_unchanged": "the energy ordering of ice polymorphs is not changed by averaging",
+    "gas_orientation_energy_flat_averaged": (
+        "the same, on the static energy profile (no sampling noise)"
+    ),
+    "gas_orientation_flat_mts": "MTS removes the bias as the full average does",
+    "torque_falls_with_grid": (
+        "larger grids remove more of the breaking, as their degree predicts"
+    ),
+    "liquid_indistinguishable": (
+        "in the bulk liquid the breaking changes neither structure nor dynamics "
+        "within the error bars: the liquid averages it out"
+    ),
+    "ice_relative_energies_unchanged": (
+        "averaging does not change the energy ordering of the ice cells"
+    ),
 }
+VERDICT = {True: "holds", False: "does not hold", None: "no verdict"}
 for finding in study["findings"]:
-    verdict = {True: "holds", False: "does not hold", None: "no verdict"}[finding["holds"]]
-    print(f"[{verdict}] {finding['claim']}\n    means: {MEANING.get(finding['id'], '')}\n")
+    print(f"[{VERDICT[finding['holds']]}] {finding['claim']}")
+    print(f"    means: {MEANING[finding['id']]}\n")
 
 # %%
 # Torque against grid size
@@ -56,18 +80,35 @@ for finding in study["findings"]:
 # (:doc:`/concepts/plot_1_quadratures`):
 rows = study["experiments"]["gas_torque"]["rows"]
 fig, ax = plt.subplots(figsize=(6, 3.4))
-ax.errorbar([r["evaluations"] for r in rows], [r["rms_torque"]["value"] for r in rows],
-            yerr=[r["rms_torque"]["error"] for r in rows], fmt="o-")
+ax.errorbar(
+    [r["evaluations"] for r in rows],
+    [r["rms_torque"]["value"] for r in rows],
+    yerr=[r["rms_torque"]["error"] for r in rows],
+    fmt="o-",
+)
 for r in rows:
-    ax.annotate(r["grid"], (r["evaluations"], r["rms_torque"]["value"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-ax.set(xscale="log", yscale="log", xlabel="evaluations per step", ylabel="RMS torque (eV)",
-       title="gas-phase torque against grid size")
+    ax.annotate(
+        r["grid"],
+        (r["evaluations"], r["rms_torque"]["value"]),
+        textcoords="offset points",
+        xytext=(4, 4),
+        fontsize=8,
+    )
+ax.set(
+    xscale="log",
+    yscale="log",
+    xlabel="evaluations per step",
+    ylabel="RMS torque (eV)",
+    title="gas-phase torque against grid size",
+)
 fig.tight_layout()
 
 # %%
 # Where the hour went
 # -------------------
-timings = {k: v / 60 for k, v in study["timings_s"].items() if k != "total_this_run"}
+timings = {
+    k: v / 60 for k, v in study["timings_s"].items() if k != "total_this_run"
+}
 fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.barh(list(timings), list(timings.values()))
 ax.set(xlabel="minutes on 2 CPU cores", title="stages of the 60-minute study")

@@ -27,7 +27,9 @@ import yaml
 from symprobe.training import load_config, make_config, train
 from symprobe.testing import write_labelled_water
 
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())  # the repository
+ROOT = next(
+    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
+)  # the repository
 print((ROOT / "configs" / "train_water_pet.yaml").read_text())
 
 # %%
@@ -36,10 +38,15 @@ print((ROOT / "configs" / "train_water_pet.yaml").read_text())
 # Labelled q-TIP4P/F boxes (a known answer), a small model, two epochs:
 workdir = Path(tempfile.mkdtemp())
 data = write_labelled_water(workdir / "water.extxyz", n_boxes=8)
-config = make_config({"name": "toy", "output_dir": str(workdir / "toy"),
-                      "data": {"path": str(data), "train": 5, "val": 2, "test": 1},
-                      "model": {"width": 16, "heads": 2, "blocks": 1, "cutoff": 3.5},
-                      "training": {"epochs": 2, "batch_size": 2, "threads": 1}})
+config = make_config(
+    {
+        "name": "toy",
+        "output_dir": str(workdir / "toy"),
+        "data": {"path": str(data), "train": 5, "val": 2, "test": 1},
+        "model": {"width": 16, "heads": 2, "blocks": 1, "cutoff": 3.5},
+        "training": {"epochs": 2, "batch_size": 2, "threads": 1},
+    }
+)
 print(yaml.safe_dump(config.as_dict()["training"], sort_keys=False))
 result = train(config)
 print("summary keys:", ", ".join(sorted(result)))
@@ -54,13 +61,24 @@ curve = json.loads((ROOT / "results" / "learning_curve.json").read_text())
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
 names = list(measured)
 left.bar(range(len(names)), [measured[n]["test"]["force_mae"] for n in names])
-left.set_xticks(range(len(names)), [n.split(" (")[0] for n in names], rotation=20, fontsize=8)
+left.set_xticks(
+    range(len(names)), [n.split(" (")[0] for n in names], rotation=20, fontsize=8
+)
 left.set(ylabel="test force MAE (meV/Å)", title="held-out accuracy")
 for model, runs in curve["models"].items():
     sizes = sorted(runs, key=int)
-    right.plot([int(n) for n in sizes], [runs[n]["test"]["force_mae"] for n in sizes], "o-", label=model)
-right.set(xscale="log", xlabel="training cells", ylabel="test force MAE (meV/Å)",
-          title=f"equal budget ({curve['steps']} steps)")
+    right.plot(
+        [int(n) for n in sizes],
+        [runs[n]["test"]["force_mae"] for n in sizes],
+        "o-",
+        label=model,
+    )
+right.set(
+    xscale="log",
+    xlabel="training cells",
+    ylabel="test force MAE (meV/Å)",
+    title=f"equal budget ({curve['steps']} steps)",
+)
 right.legend()
 fig.tight_layout()
 
