@@ -12,7 +12,7 @@ $(BIN)/symprobe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,metatomic,ipi,ice,pretrained,crystal]"
+	$(BIN)/pip install -q -e ".[test,metatomic,ipi,ice,pretrained,crystal,docs]"
 	touch $(BIN)/symprobe
 
 venv: $(BIN)/symprobe
@@ -31,7 +31,6 @@ test: venv
 	$(BIN)/python -m pytest -q -ra
 
 docs: venv
-	$(BIN)/pip install -q -e ".[docs]"
 	OMP_NUM_THREADS=1 $(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 clean:

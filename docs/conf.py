@@ -9,16 +9,14 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-sys.path[:0] = [str(DOCS / "_ext"), str(ROOT / "src")]
+sys.path[:0] = [str(DOCS / "_ext"), str(ROOT / "src")]  # the generators, and this checkout's symprobe
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-from symprobe import __version__  # noqa: E402
 
 project = "symprobe"
 author = "the symprobe developers"
 copyright = "2026, the symprobe developers"
-release = version = __version__
+release = version = re.search(r'__version__ = "(.+)"', (ROOT / "src" / "symprobe" / "__init__.py").read_text())[1]
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -54,14 +54,14 @@ def subcommands(parser: argparse.ArgumentParser | None = None) -> dict[str, argp
     from symprobe.cli import build_parser
 
     parser = parser or build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001 - argparse's only handle
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
 
 def _argument_rows(parser: argparse.ArgumentParser) -> list[tuple[str, str, str]]:
     rows = []
-    for action in parser._actions:  # noqa: SLF001
-        if isinstance(action, argparse._HelpAction):  # noqa: SLF001
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
             continue
         name = ", ".join(f"``{s}``" for s in action.option_strings) or f"``{action.metavar or action.dest}``"
         if action.option_strings and action.nargs != 0:
@@ -106,7 +106,7 @@ def describe_check(check: Callable[..., Any]) -> str:
             return "one of " + ", ".join(f"``{o}``" for o in keywords["options"])
         if check.func is checks.number:
             kind = "integer" if keywords.pop("integer", False) else "number"
-            bounds = checks._bounds(*(keywords.get(k) for k in ("minimum", "above", "maximum", "below")))  # noqa: SLF001
+            bounds = checks._bounds(*(keywords.get(k) for k in ("minimum", "above", "maximum", "below")))
             return f"{bounds} {kind}" if bounds in ("positive", "non-negative") else f"{kind} {bounds}".strip()
     if check is checks.positive:
         return "number > 0"
@@ -134,9 +134,9 @@ def train_config_rst() -> list[str]:
     from symprobe.training import config
 
     lines = ["Top-level keys: " + ", ".join(f"``{k}``" for k in sorted(config.TOP_KEYS)) + ".", ""]
-    rows = _section_rows("data", config._DATA_CHECKS, config.DATA_KEYS, ("path", "train", "val", "test"))  # noqa: SLF001
-    rows += _section_rows("model", config._MODEL_CHECKS, default_hypers())  # noqa: SLF001
-    rows += _section_rows("training", config._TRAINING_CHECKS, config.TRAINING_KEYS)  # noqa: SLF001
+    rows = _section_rows("data", config._DATA_CHECKS, config.DATA_KEYS, ("path", "train", "val", "test"))
+    rows += _section_rows("model", config._MODEL_CHECKS, default_hypers())
+    rows += _section_rows("training", config._TRAINING_CHECKS, config.TRAINING_KEYS)
     return lines + table(("key", "accepted values", "default"), rows)
 
 
@@ -172,17 +172,17 @@ def md_config_rst() -> list[str]:
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     required = {"structure", "model", "timestep_fs"}
     rows = []
-    for key in sorted(config._TOP_KEYS):  # noqa: SLF001
+    for key in sorted(config._TOP_KEYS):
         default = "required" if key in required else "one of steps, time_ps" if key in ("steps", "time_ps") else \
             f"``{defaults[key]!r}``" if key in defaults else ""
         rows.append((f"``{key}``", rst_text(_MD_MEANINGS.get(key) or comments[key]), default))
-    for section, kinds in (("symmetrizer", config._SYMMETRIZER_KEYS), ("ensemble", config._ENSEMBLE_KEYS)):  # noqa: SLF001
+    for section, kinds in (("symmetrizer", config._SYMMETRIZER_KEYS), ("ensemble", config._ENSEMBLE_KEYS)):
         rows.append((f"``{section}.kind``", "one of " + ", ".join(f"``{k}``" for k in kinds), f"``{defaults[section]['kind']!r}``"))
         for key in sorted({k for keys in kinds.values() for k in keys} - {"kind"}):
             used = [kind for kind, keys in kinds.items() if key in keys]
             rows.append((f"``{section}.{key}``", "with kind " + ", ".join(f"``{k}``" for k in used), ""))
     output = {f.name: f.default for f in dataclasses.fields(config.OutputConfig)}
-    for key in sorted(config._OUTPUT_KEYS):  # noqa: SLF001
+    for key in sorted(config._OUTPUT_KEYS):
         default = output.get(key, dataclasses.MISSING)
         meaning = "time steps between writes (a multiple of n_inner for MTS)" if key.endswith("_stride") else ""
         rows.append((f"``output.{key}``", meaning, "``'md'``" if key == "directory" else f"``{default!r}``"))
@@ -206,8 +206,8 @@ def config_keys() -> dict[str, list[str]]:
     from symprobe.study import Plan
     from symprobe.training import config as train
 
-    md_keys = sorted(md._TOP_KEYS) + [f"output.{k}" for k in md._OUTPUT_KEYS]  # noqa: SLF001
-    for section, kinds in (("symmetrizer", md._SYMMETRIZER_KEYS), ("ensemble", md._ENSEMBLE_KEYS)):  # noqa: SLF001
+    md_keys = sorted(md._TOP_KEYS) + [f"output.{k}" for k in md._OUTPUT_KEYS]
+    for section, kinds in (("symmetrizer", md._SYMMETRIZER_KEYS), ("ensemble", md._ENSEMBLE_KEYS)):
         md_keys += sorted({f"{section}.{k}" for keys in kinds.values() for k in keys})
     train_keys = sorted(train.TOP_KEYS) + [f"data.{k}" for k in train.DATA_KEYS] + [f"training.{k}" for k in train.TRAINING_KEYS]
     train_keys += [f"model.{k}" for k in default_hypers()]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import reference
+import results_tables
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
-
-import reference
-import results_tables
 
 
 class _Generated(SphinxDirective):

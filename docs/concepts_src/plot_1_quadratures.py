@@ -70,12 +70,7 @@ for ax, structures in zip(axes, sorted({e["structures"] for e in errors})):
                 label=family,
                 ms=4,
             )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="evaluations per structure",
-        ylabel="force error (meV/Å)",
-        title=structures,
-    )
+    ax.set(xscale="log", yscale="log", title=structures)
+    ax.set(xlabel="evaluations per structure", ylabel="force error (meV/Å)")
     ax.legend(fontsize=8)
 fig.tight_layout()

@@ -34,13 +34,8 @@ for n, d in zip(samples, detectable):
 
 fig, ax = plt.subplots(figsize=(6, 3.4))
 ax.plot(samples, detectable, "o-")
-ax.set(
-    xscale="log",
-    yscale="log",
-    xlabel="independent samples per set",
-    ylabel="detectable difference (σ)",
-    title="80 % power at 95 % confidence",
-)
+ax.set(xscale="log", yscale="log", title="80 % power at 95 % confidence")
+ax.set(xlabel="independent samples per set", ylabel="detectable difference (σ)")
 fig.tight_layout()
 
 # %%

@@ -34,7 +34,7 @@ labelled = write_labelled_water(workdir / "labelled.extxyz", n_boxes=2)
     "    return anisotropic_qtip4pf({1: 0.02, 2: 0.01})\n"
 )
 
-options = "--grid T --convergence none --fail-above 0.1".split()
+options = ["--grid", "T", "--convergence", "none", "--fail-above", "0.1"]
 models = {"broken": f"{workdir / 'broken.py'}:model", "exact": "builtin:qtip4pf"}
 codes = {}
 for name, spec in models.items():

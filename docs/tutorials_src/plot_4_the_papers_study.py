@@ -87,20 +87,10 @@ ax.errorbar(
     fmt="o-",
 )
 for r in rows:
-    ax.annotate(
-        r["grid"],
-        (r["evaluations"], r["rms_torque"]["value"]),
-        textcoords="offset points",
-        xytext=(4, 4),
-        fontsize=8,
-    )
-ax.set(
-    xscale="log",
-    yscale="log",
-    xlabel="evaluations per step",
-    ylabel="RMS torque (eV)",
-    title="gas-phase torque against grid size",
-)
+    point = (r["evaluations"], r["rms_torque"]["value"])
+    ax.annotate(r["grid"], point, textcoords="offset points", xytext=(4, 4))
+ax.set(xscale="log", yscale="log", title="gas-phase torque against grid size")
+ax.set(xlabel="evaluations per step", ylabel="RMS torque (eV)")
 fig.tight_layout()
 
 # %%

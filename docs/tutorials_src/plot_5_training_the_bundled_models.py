@@ -24,8 +24,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import yaml
 
-from symprobe.training import load_config, make_config, train
 from symprobe.testing import write_labelled_water
+from symprobe.training import make_config, train
 
 ROOT = next(
     p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
