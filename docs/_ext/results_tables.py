@@ -113,6 +113,38 @@ def training_rows() -> list[Row]:
     ]
 
 
+def penalty_rows() -> list[Row]:
+    """Fine-tunes of the PET-style model without and with a symmetry penalty."""
+    data = load("symmetry_penalty.json")
+    paper = load("train_water.json")["paper_PET"]
+    runs = {"start": data["start"], **data["runs"]}
+    cell = "; ".join(f"{name}: {g(run['test']['force_mae'], 4)} meV/Å MAE, rotational "
+                     f"{g(run['rotational_errors_float64']['force_rms'], 3)} meV/Å" for name, run in runs.items())
+    return [Row(f"fine-tuning the PET-style model for {data['epochs']} epochs with no penalty, the spread penalty and "
+                f"Equigrad (weight {g(data['weight'])}): test force MAE and rotational force error", cell,
+                f"rotational {g(paper['rotational_force_meV_per_A'])} meV/Å", "benchmarks/symmetry_penalty.py",
+                ["symmetry_penalty.json"])]
+
+
+def audit_rows() -> list[Row]:
+    """What an audit costs, and the audit of the liquid test set."""
+    rows = []
+    for name in ("audit_cost_qtip4pf/audit_cost.json", "audit_cost_pet/audit_cost.json"):
+        data = load(name)
+        cell = ", ".join(f"{r['structure']}: {g(r['speedup'], 2)}x" for r in data["results"])
+        model = data["results"][0]["model"]
+        rows.append(Row(f"one batched call against {data['rotations']['n']} single calls, {model}", cell, "",
+                        "benchmarks/audit_cost.py", [name, name.replace(".json", ".png")]))
+    liquid = load("audit_liquid/audit.json")
+    summary = liquid["summary"]
+    rows.append(Row(f"audit of {summary['n_structures']} liquid test cells, {liquid['model']['name']} "
+                    f"({liquid['model']['dtype']}) on {liquid['grid']['name']} ({liquid['grid']['evaluations']} evaluations)",
+                    f"rotational force MAE {g(summary['rotational_force_mae_meV_per_A'], 2)} meV/Å, energy MAE "
+                    f"{g(summary['rotational_energy_mae_meV'], 2)} meV: the float64 numerical floor of an invariant model",
+                    "", "benchmarks/audit_liquid.py", ["audit_liquid/audit.json", "audit_liquid/spectrum.png"]))
+    return rows
+
+
 def crystal_rows() -> list[Row]:
     """Space groups and Γ splittings of relaxed crystals, raw and averaged."""
     cu = load("crystal_symmetry.json")
@@ -230,6 +262,8 @@ def bench_rows() -> list[Row]:
 TABLES = [
     Table("Accuracy of the bundled models and their peers", accuracy_rows, headline=[0, 4]),
     Table("Training on CPUs", training_rows),
+    Table("Learning symmetry with a penalty", penalty_rows),
+    Table("The cost of an audit", audit_rows),
     Table("Crystals", crystal_rows),
     Table("The cost of removing the breaking", cost_rows, headline=[2, 3]),
     Table("The batched MD engine", engine_rows),

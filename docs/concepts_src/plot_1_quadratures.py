@@ -15,23 +15,15 @@ rotations (no degree); ``+i`` adds inversion (twice the evaluations, the parity-
 
 # %%
 import json
+from operator import itemgetter
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from symprobe import so3
 
-for name in (
-    "identity",
-    "T",
-    "T+i",
-    "O",
-    "O+i",
-    "I",
-    "paper-2",
-    "paper-2i",
-    "paper-3i",
-):
+names = ("identity", "T", "T+i", "O", "O+i", "I", "paper-2", "paper-2i", "paper-3i")
+for name in names:
     q = so3.get(name)
     degree = so3.measured_degree(q, lmax=8)
     print(f"{name:>9}: {len(q.weights):4d} rotations, proven degree {degree}")
@@ -43,33 +35,17 @@ for name in (
 # force error of each rule against a much larger reference rule, on a molecule and on liquid cells
 # (``results/symmetrize_cost_b.json``). More evaluations of a rule of higher degree give less error, but
 # the families differ: the point groups reach a degree with the fewest rotations.
-ROOT = next(
-    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
-)  # the repository
-errors = json.loads((ROOT / "results" / "symmetrize_cost_b.json").read_text())[
-    "errors"
-]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())
+errors = json.loads((ROOT / "results/symmetrize_cost_b.json").read_text())["errors"]
+evaluations = itemgetter("evaluations")
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, structures in zip(axes, sorted({e["structures"] for e in errors})):
     for family in sorted({e["family"] for e in errors}):
-        rows = sorted(
-            (
-                e
-                for e in errors
-                if e["structures"] == structures
-                and e["family"] == family
-                and e["evaluations"] > 1
-            ),
-            key=lambda e: e["evaluations"],
-        )
-        if rows:
-            ax.plot(
-                [r["evaluations"] for r in rows],
-                [r["force_meV_per_A"] for r in rows],
-                "o-",
-                label=family,
-                ms=4,
-            )
+        key = (structures, family)
+        ours = [e for e in errors if (e["structures"], e["family"]) == key]
+        ours = sorted([e for e in ours if e["evaluations"] > 1], key=evaluations)
+        x, y = [e["evaluations"] for e in ours], [e["force_meV_per_A"] for e in ours]
+        ax.plot(x, y, "o-", label=family, ms=4)
     ax.set(xscale="log", yscale="log", title=structures)
     ax.set(xlabel="evaluations per structure", ylabel="force error (meV/Å)")
     ax.legend(fontsize=8)
