@@ -29,18 +29,14 @@ for l, even, odd in zip(lam, spectrum.power_even_eV2, spectrum.power_odd_eV2):
     print(f"λ = {l}: even {even:.3e} eV², odd {odd:.3e} eV²")
 
 # %%
+floor = 1e-14  # eV²: anything below is round-off of the float64 evaluation
+even = np.maximum(spectrum.power_even_eV2, floor)
+odd = np.maximum(spectrum.power_odd_eV2, floor)
 fig, ax = plt.subplots(figsize=(6, 3.4))
-ax.bar(
-    lam - 0.2, np.maximum(spectrum.power_even_eV2, 1e-32), width=0.4, label="even"
-)
-ax.bar(lam + 0.2, np.maximum(spectrum.power_odd_eV2, 1e-32), width=0.4, label="odd")
-ax.set(
-    yscale="log",
-    xlabel="λ",
-    ylabel="power (eV²)",
-    xticks=lam,
-    title="known terms at ℓ = 1, 2",
-)
+ax.bar(lam - 0.2, even, width=0.4, label="even")
+ax.bar(lam + 0.2, odd, width=0.4, label="odd")
+ax.set(yscale="log", ylim=(floor, 1e-3), xticks=lam, title="known terms at ℓ = 1, 2")
+ax.set(xlabel="λ", ylabel="power (eV²)")
 ax.legend()
 fig.tight_layout()
 

@@ -36,15 +36,9 @@ for key, value in floors.items():
 # that learned its symmetry well needs float64 to be told apart from round-off.
 fig, ax = plt.subplots(figsize=(6, 3.4))
 labels = [f"{m}\n{d}" for m, d in floors]
-ax.bar(
-    labels,
-    list(floors.values()),
-    color=["tab:blue", "tab:cyan", "tab:red", "tab:orange"],
-)
-ax.set(
-    yscale="log",
-    ylabel="rotational force deviation (meV/Å)",
-    title="8 water molecules, grid T",
-)
+colours = ["tab:blue", "tab:cyan", "tab:red", "tab:orange"]
+ax.bar(labels, list(floors.values()), color=colours)
+ax.set(yscale="log", ylabel="rotational force deviation (meV/Å)")
+ax.set_title("8 water molecules, grid T")
 ax.tick_params(axis="x", labelsize=8)
 fig.tight_layout()

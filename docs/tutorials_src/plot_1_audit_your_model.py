@@ -61,14 +61,10 @@ print(f"net torque {result.torque_raw_eV:.2e} eV")
 # invariant part, everything else is breaking.
 spectrum = result.spectrum
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-left.plot(
-    1000 * (np.array(result.energies_eV) - np.mean(result.energies_eV)), "o", ms=4
-)
-left.set(
-    xlabel="rotation of the O+i grid",
-    ylabel="E(R x) − mean (meV)",
-    title="energy over rotations",
-)
+energies = 1000 * (np.array(result.energies_eV) - np.mean(result.energies_eV))  # meV
+left.plot(energies, "o", ms=4)
+left.set(xlabel="rotation of the O+i grid", ylabel="E(R x) − mean (meV)")
+left.set_title("energy over rotations")
 lam = np.arange(len(spectrum.power_eV2))
 right.bar(lam - 0.2, spectrum.power_even_eV2, width=0.4, label="even")
 right.bar(lam + 0.2, spectrum.power_odd_eV2, width=0.4, label="odd")
@@ -89,13 +85,8 @@ from symprobe.models.export import export_metatomic
 workdir = Path(tempfile.mkdtemp())
 export_metatomic(load_model("builtin:water-pet"), workdir / "water-pet.pt")
 exported = load_model(f"metatomic:{workdir / 'water-pet.pt'}", dtype=torch.float64)
-print(
-    "metatomic file:",
-    audit(exported, [molecule], grid="O+i", convergence_grids=[])
-    .structures[0]
-    .energy_deviation_meV,
-    "meV",
-)
+from_file = audit(exported, [molecule], grid="O+i", convergence_grids=[])
+print(f"metatomic file: {from_file.structures[0].energy_deviation_meV:.3f} meV")
 
 # %%
 # ``module:attribute``

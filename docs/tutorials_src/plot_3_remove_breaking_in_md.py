@@ -71,11 +71,8 @@ fig, ax = plt.subplots(figsize=(6, 3.2))
 for (name, log), style in zip(logs.items(), ("-", "--", "-", "-")):
     energy = 1000 * (log["conserved_eV"] - log["conserved_eV"][0])
     ax.plot(log["time_fs"], energy, style, label=name)
-ax.set(
-    xlabel="time (fs)",
-    ylabel="conserved energy − start (meV)",
-    title="140 fs of NVE, one molecule",
-)
+ax.set(xlabel="time (fs)", ylabel="conserved energy − start (meV)")
+ax.set_title("140 fs of NVE, one molecule")
 ax.legend()
 fig.tight_layout()
 
@@ -84,27 +81,16 @@ fig.tight_layout()
 # -----------------------------------------------
 # ``python benchmarks/symmetrize_cost.py --parts d --long --systems molecule`` ran the same four for 10 ps
 # (hours on 2 cores); its JSON holds the conserved-energy traces:
-ROOT = next(
-    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir()
-)  # the repository
-results = ROOT / "results"
-runs = json.loads((results / "symmetrize_cost_molecule_10ps.json").read_text())[
-    "dynamics"
-]
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "results").is_dir())
+saved = json.loads((ROOT / "results/symmetrize_cost_molecule_10ps.json").read_text())
+runs = saved["dynamics"]
 fig, ax = plt.subplots(figsize=(8, 3.4))
 for run in runs:
     trace = run["trace"]
-    ax.plot(
-        trace["time_ps"],
-        trace["conserved_meV_per_molecule"],
-        label=f"{run['strategy']}: {run['drift_meV_per_molecule_per_ps']:.2g} meV/ps",
-    )
-ax.set(
-    xlabel="time (ps)",
-    ylabel="conserved energy (meV per molecule)",
-    yscale="symlog",
-    title="10 ps of NVE, one molecule",
-)
+    label = f"{run['strategy']}: {run['drift_meV_per_molecule_per_ps']:.2g} meV/ps"
+    ax.plot(trace["time_ps"], trace["conserved_meV_per_molecule"], label=label)
+ax.set(xlabel="time (ps)", ylabel="conserved energy (meV per molecule)", yscale="symlog")
+ax.set_title("10 ps of NVE, one molecule")
 ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="drift")
 fig.tight_layout()
 

@@ -67,18 +67,10 @@ left.set_xticks(
 left.set(ylabel="test force MAE (meV/Å)", title="held-out accuracy")
 for model, runs in curve["models"].items():
     sizes = sorted(runs, key=int)
-    right.plot(
-        [int(n) for n in sizes],
-        [runs[n]["test"]["force_mae"] for n in sizes],
-        "o-",
-        label=model,
-    )
-right.set(
-    xscale="log",
-    xlabel="training cells",
-    ylabel="test force MAE (meV/Å)",
-    title=f"equal budget ({curve['steps']} steps)",
-)
+    mae = [runs[n]["test"]["force_mae"] for n in sizes]
+    right.plot([int(n) for n in sizes], mae, "o-", label=model)
+right.set(xscale="log", xlabel="training cells", ylabel="test force MAE (meV/Å)")
+right.set_title(f"equal budget ({curve['steps']} steps)")
 right.legend()
 fig.tight_layout()
 
