@@ -8,6 +8,7 @@ The site is built once per session as ``make docs`` builds it, the tutorials exe
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import html.parser
 import importlib
@@ -142,6 +143,11 @@ def test_every_cli_subcommand_and_config_key_is_in_the_reference():
             assert f"``{key}``" in text or f"``{leaf}``" in text or f"{leaf}:" in text, (config, key)
 
 
+@functools.cache
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
 class _Links(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -178,11 +184,13 @@ def test_built_site_has_no_broken_internal_link_or_missing_image(site: Path):
         parser.feed(page.read_text())
         for target in parser.links + parser.images:
             url = urlparse(target)
-            if url.scheme or target.startswith(("#", "mailto:")):
+            if url.scheme or target == "#":
                 continue
-            path = (page.parent / unquote(url.path)).resolve()
+            path = (page.parent / unquote(url.path)).resolve() if url.path else page
             if not path.exists():
                 broken.append(f"{page.relative_to(site)} → {target}")
+            elif url.fragment and path.suffix == ".html" and f'id="{unquote(url.fragment)}"' not in _read(path):
+                broken.append(f"{page.relative_to(site)} → {target} (no such anchor)")
     assert not broken, broken[:20]
 
 
