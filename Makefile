@@ -1,17 +1,18 @@
-# `make demo` runs the main job on built-in defaults; `make test` runs the test suite.
+# `make demo` runs the main job on built-in defaults; `make test` runs the test suite; `make docs` builds the
+# documentation (docs/_build/html/index.html: executed tutorials, warnings as errors, no network).
 # Both create .venv on first use. torch is installed first, pinned, so pip never pulls CUDA builds.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= symprobe-demo
 
-.PHONY: demo test venv venv-mace venv-metatrain clean
+.PHONY: demo test docs venv venv-mace venv-metatrain clean
 
 $(BIN)/symprobe: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,metatomic,ipi,ice,pretrained,crystal,cluster]"
+	$(BIN)/pip install -q -e ".[test,metatomic,ipi,ice,pretrained,crystal,cluster,docs]"
 	touch $(BIN)/symprobe
 
 venv: $(BIN)/symprobe
@@ -29,5 +30,8 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q -ra
 
+docs: venv
+	OMP_NUM_THREADS=1 $(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(OUT) docs/_build docs/tutorials docs/concepts docs/reference/generated docs/sg_execution_times.rst

@@ -30,7 +30,7 @@ check, held-out force MAE (meV/Å), energy MAE (meV/atom) and the bundling decis
 train at once, in two processes sharing the GPU (``--jobs 2``; a signal to this process is passed on to both).
 
 On a lent H200 (no network: ase and vesin come as wheels from ``benchmarks/gpu_wheels.sh``, the data file is
-copied into the ignored folder ``.data``; see the README's "Training on a GPU")::
+copied into the ignored folder ``.data``; see "Training on a GPU" in docs/about.md)::
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
     PYTHONPATH=/tmp/site:src python3 benchmarks/train_gpu.py --out runs/train_gpu \\

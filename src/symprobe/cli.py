@@ -803,6 +803,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``symprobe`` argument parser with one subparser per command (the CLI reference is generated from it)."""
     from symprobe import __version__
 
     parser = _Parser(prog="symprobe", description=" ".join(__doc__.split("\n\n")[0].split()),

@@ -34,6 +34,7 @@ class Deadline:
 
     @property
     def passed(self) -> bool:
+        """Whether the deadline is set and reached (monotonic clock)."""
         return self.at is not None and time.monotonic() >= self.at
 
 
@@ -45,6 +46,7 @@ class StopRequest:
 
     @property
     def requested(self) -> bool:
+        """Whether a stop signal (SIGINT or SIGTERM) has been received."""
         return self.signal is not None
 
     def interrupted(self, what: str) -> Interrupted:

@@ -276,7 +276,7 @@ class OrientationMap:
 def orientational_free_energy(unit_vectors: np.ndarray, bandwidth: float = 0.1, n_cos: int = 41, n_phi: int = 81) -> OrientationMap:
     """Orientational free energy of lab-frame unit vectors (n, 3) from a von Mises–Fisher KDE.
 
-    The kernel is exp(κ μ·x) with κ = 1/``bandwidth``² (bandwidth in rad; 0.1 as in the paper). Samples
+    The kernel is exp(κ μ·x) with κ = 1/bandwidth² (``bandwidth`` in rad; 0.1 as in the paper). Samples
     are first pooled into 3-D voxels of edge bandwidth/4 (each represented by its count and mean
     direction), which changes the estimate by far less than its statistical noise and keeps the cost
     independent of the number of samples.

@@ -26,6 +26,7 @@ class GridInfo:
 
     @classmethod
     def of(cls, quadrature) -> "GridInfo":
+        """The name, size, proven degree and improperness of ``quadrature``."""
         return cls(str(quadrature.name), len(quadrature), int(quadrature.degree), bool(quadrature.improper))
 
 

@@ -46,6 +46,7 @@ class Differences:
     force_mae_meV_per_A: np.ndarray
 
     def summary(self) -> dict[str, float]:
+        """Mean and largest energy (meV/atom) and force (meV/Å) differences over the structures."""
         return {"mean_dE_meV_per_atom": float(self.energy_meV_per_atom.mean()), "max_dE_meV_per_atom": float(self.energy_meV_per_atom.max()),
                 "mean_dF_meV_per_A": float(self.force_mae_meV_per_A.mean()), "max_dF_meV_per_A": float(self.force_mae_meV_per_A.max())}
 

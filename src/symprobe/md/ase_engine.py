@@ -95,6 +95,7 @@ class MultipleTimeStep(Checkpointable, MolecularDynamics):
 
     @property
     def transferred_energy(self) -> float:
+        """Energy the thermostat has put into the system so far (eV); 0 without one."""
         return 0.0 if self.thermostat is None else self.thermostat.transferred_energy
 
     @transferred_energy.setter
@@ -115,6 +116,8 @@ class MultipleTimeStep(Checkpointable, MolecularDynamics):
         self.slow_energy, self.slow_forces = float(arrays["slow_energy"]), np.array(arrays["slow_forces"])
 
     def step(self, forces=None):
+        """One outer step of r-RESPA: the thermostat (if any), half a slow kick, ``n_inner`` inner steps of the fast
+        model, then half a slow kick with the new slow forces."""
         if self.thermostat is not None:
             self.thermostat.scale_velocities()
         self.atoms.set_momenta(self.atoms.get_momenta() + 0.5 * self.dt * self.slow_forces, apply_constraint=False)

@@ -101,6 +101,7 @@ class ForceCall:
         self.atom_start = np.cumsum([0] + [len(a) for a in templates])
 
     def frames(self, x: np.ndarray, replicas: Sequence[int]) -> list[Atoms]:
+        """ASE structures of ``replicas`` at the stacked positions ``x`` (all atoms, Å)."""
         out = []
         for r in replicas:
             atoms = self.templates[r].copy()

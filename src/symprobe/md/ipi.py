@@ -321,6 +321,7 @@ class IpiDynamics(MolecularDynamics):
         return -float(heat) / ipi_units().energy
 
     def step(self, forces=None):
+        """One outer i-PI step (``n_inner`` inner steps under MTS); ``atoms`` then mirrors i-PI's state."""
         self.simulation.run_step(self.simulation.step)
         self.simulation.step += 1
         self._sync()

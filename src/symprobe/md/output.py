@@ -52,12 +52,15 @@ class Log:
             self.writer.writerow(columns(periodic))
 
     def write(self, row: list[str]) -> None:
+        """Append one row of the log (columns as in :data:`LOG_COLUMNS`)."""
         self.writer.writerow(row)
 
     def flush(self) -> None:
+        """Write buffered rows to the file."""
         self.handle.flush()
 
     def close(self) -> None:
+        """Close the log file."""
         self.handle.close()
 
 

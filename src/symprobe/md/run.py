@@ -340,6 +340,7 @@ class Strides:
 
     @classmethod
     def of(cls, config: MDConfig) -> "Strides":
+        """The log, trajectory and checkpoint strides (time steps) of ``config``."""
         return cls(config.output.log_stride, config.output.trajectory_stride, config.output.checkpoint_stride)
 
 

@@ -55,6 +55,7 @@ class PairVectorEnergy(torch.nn.Module):
         self.register_buffer("weights", weights)
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
+        """The one full neighbour list (cutoff in Å) the engine must provide."""
         return [self.neighbors]
 
     def forward(

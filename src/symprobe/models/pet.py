@@ -315,6 +315,7 @@ class PETModule(nn.Module):
 
     @property
     def species(self) -> list[int]:
+        """Atomic numbers the model knows."""
         return [int(z) for z in self.hypers["species"]]
 
     def forward(self, graph: Graph) -> torch.Tensor:
@@ -331,6 +332,7 @@ class PETModule(nn.Module):
         self.core.energy_scale.fill_(float(energy_scale))
 
     def n_parameters(self) -> int:
+        """Number of parameters (all of ``parameters()``, buffers not counted)."""
         return sum(p.numel() for p in self.parameters())
 
 

@@ -313,6 +313,7 @@ class WaterModel(TorchModel):
 
     @property
     def orientation_term(self) -> torch.nn.Module | None:
+        """The added orientation-dependent term (known-answer models), or None for plain q-TIP4P/F."""
         return self.module.orientation_term
 
 

@@ -52,6 +52,7 @@ class Graph:
 
     @property
     def n_structures(self) -> int:
+        """Number of structures in the graph."""
         return int(self.cells.shape[0])
 
     def edge_vectors(self) -> torch.Tensor:
@@ -190,6 +191,7 @@ class Structures:
 
     @property
     def n_structures(self) -> int:
+        """Number of structures."""
         return len(self.atom_start) - 1
 
 
@@ -246,6 +248,7 @@ class Copies:
 
     @property
     def n_copies(self) -> int:
+        """Number of rotated copies."""
         return len(self.atom_start) - 1
 
     def graph(self, structures: Structures, rotations: torch.Tensor, start: int, stop: int, dtype: torch.dtype) -> Graph:
@@ -352,6 +355,7 @@ class TorchModel(Model):
 
     @property
     def cutoff(self) -> float:
+        """Interaction cutoff of the module (Å)."""
         return float(self.module.cutoff)
 
     @property

@@ -41,6 +41,7 @@ def _pm(obs: dict[str, Any] | None, digits: int = 3) -> str:
 
 
 def fig_gas_angular_momentum(r: dict[str, Any]):
+    """Figure: angular momentum (eV·fs) of the gas NVE variants against time (ps), from a study's ``results.json`` dict ``r``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     variants = r["experiments"]["gas_nve"]["variants"]
@@ -64,6 +65,7 @@ def fig_gas_angular_momentum(r: dict[str, Any]):
 
 
 def fig_gas_torque(r: dict[str, Any]):
+    """Figure: RMS torque on the molecule (eV) against evaluations per grid, from ``r``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     rows = r["experiments"]["gas_torque"]["rows"]
@@ -84,6 +86,7 @@ def fig_gas_torque(r: dict[str, Any]):
 
 
 def fig_gas_spectra(r: dict[str, Any]):
+    """Figure: vibrational power spectra of the potential V and of the breaking ΔV (cm⁻¹), from ``r``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     s = r["experiments"]["gas_spectra"]
@@ -97,6 +100,7 @@ def fig_gas_spectra(r: dict[str, Any]):
 
 
 def fig_gas_orientation(r: dict[str, Any]):
+    """Figure: gas-phase orientational free energy (kT) of each NVT variant, from ``r``."""
     plt = _pyplot()
     variants = r["experiments"]["gas_nvt"]["variants"]
     fig, axes = plt.subplots(1, len(variants), figsize=(4.0 * len(variants) + 1.0, 3.4), squeeze=False, sharey=True,
@@ -113,6 +117,7 @@ def fig_gas_orientation(r: dict[str, Any]):
 
 
 def fig_liquid_rdf(r: dict[str, Any]):
+    """Figure: g_OO, g_OH and g_HH (r in Å) of each liquid variant with error bars, from ``r``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for ax, name in zip(axes, ("g_OO", "g_OH", "g_HH")):
@@ -124,6 +129,7 @@ def fig_liquid_rdf(r: dict[str, Any]):
 
 
 def fig_liquid_dipoles(r: dict[str, Any]):
+    """Figure: longitudinal and transverse dipole correlations c_L, c_T of each liquid variant, from ``r``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, name in zip(axes, ("c_L", "c_T")):
@@ -136,6 +142,7 @@ def fig_liquid_dipoles(r: dict[str, Any]):
 
 
 def fig_liquid_dynamics(r: dict[str, Any]):
+    """Figure: mean squared displacement (Å²) and orientational correlation c_uu(t) of each liquid variant against t (ps), from ``r``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for variant, data in r["experiments"]["liquid"]["variants"].items():
@@ -149,6 +156,7 @@ def fig_liquid_dynamics(r: dict[str, Any]):
 
 
 def fig_liquid_drift(r: dict[str, Any]):
+    """Figure: conserved-energy drift (meV per molecule) of each liquid variant against time (ps), from ``r``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for variant, data in r["experiments"]["liquid"]["variants"].items():
@@ -161,6 +169,7 @@ def fig_liquid_drift(r: dict[str, Any]):
 
 
 def fig_rotational_errors(r: dict[str, Any]):
+    """Figure: rotational energy (meV) and force (meV/Å) errors against grid evaluations, ours beside the paper's, from ``r``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     table = r["experiments"]["rotational_errors"]
@@ -181,6 +190,7 @@ def fig_rotational_errors(r: dict[str, Any]):
 
 
 def fig_ice(r: dict[str, Any]):
+    """Figure: relative energies of the ice cells (meV/H2O), raw against averaged, from ``r``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ice = r["experiments"]["ice"]
@@ -198,6 +208,7 @@ def fig_ice(r: dict[str, Any]):
 
 
 def fig_grid_convergence(r: dict[str, Any]):
+    """Figure: how the grid-dependent observables converge with evaluations per grid (torque, errors, ice), from ``r``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     exp, floor = r["experiments"], 1e-12

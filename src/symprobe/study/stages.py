@@ -35,6 +35,7 @@ class StageCache:
         self.computed: list[str] = []
 
     def path(self, name: str) -> Path:
+        """The JSON file of stage ``name``: ``OUT/stages/NAME.json``."""
         return self.out / "stages" / f"{name}.json"
 
     def run(self, name: str, compute: Callable[[], dict[str, Any]], key: str | None = None) -> dict[str, Any]:

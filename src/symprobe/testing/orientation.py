@@ -26,9 +26,11 @@ class OrientationTerm(torch.nn.Module):
     band_limit: int | None = None
 
     def per_molecule(self, u: torch.Tensor) -> torch.Tensor:
+        """g(û) for each molecule's unit bisector ``u`` (n, 3): its energy term (eV), shape (n,)."""
         raise NotImplementedError
 
     def coefficient_power(self, l: int) -> float:
+        """Σ_m b_ℓm² (eV²): the power of g in degree ``l``."""
         raise NotImplementedError
 
     def mean_per_molecule(self) -> float:

@@ -26,8 +26,10 @@ def expected_power(
     q-TIP4P/F energy of x plus N·(mean of g over the sphere); for a term alone, only the latter.
 
     For the orientation term E = Σ_i g(û_i) with g = Σ_ℓm b_ℓm Y_ℓm and ℓ ≥ 1, using
-    ∫ Y_ℓm(R u) Y_ℓm'(R v) dR = δ_mm' P_ℓ(u·v)/(4π):
+    ∫ Y_ℓm(R u) Y_ℓm'(R v) dR = δ_mm' P_ℓ(u·v)/(4π)::
+
         P_ℓ = (Σ_m b_ℓm²) · Σ_ij P_ℓ(û_i·û_j) / (4π)
+
     (P_ℓ on the right: Legendre polynomial; û_i: unit bisectors, :func:`unit_bisectors`). Under
     inversion f_ℓ(−R) = (−1)^ℓ f_ℓ(R): on O(3) (Haar, each component weight 1/2) all of P_ℓ lies in the
     sector of parity (−1)^ℓ and the other parity has zero power.

@@ -84,6 +84,7 @@ class TrainConfig:
     source: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The config as plain JSON values (what checkpoints record)."""
         return {"name": self.name, "output_dir": str(self.output_dir), "data": self.data, "model": self.model, "training": self.training}
 
 
