@@ -60,6 +60,7 @@ def claim_task_root(root: Path, identity: dict[str, Any], resume: bool) -> None:
 
 
 def finished(root: Path, task: Task) -> bool:
+    """Whether ``task`` has its result under ``root`` (it is then skipped on resume)."""
     return (Path(root) / task.id / RESULT).exists()
 
 

@@ -21,4 +21,5 @@ class TaskProgress:
         self.done = done
 
     def close(self) -> None:
+        """Close the bar (its last line stays)."""
         self.bar.close()

@@ -60,6 +60,7 @@ class ClusterSpec:
 
     @property
     def threads_per_task(self) -> int:
+        """torch threads each task runs with."""
         return self.slurm.threads_per_worker if self.slurm is not None else self.threads
 
 
