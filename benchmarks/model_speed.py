@@ -90,9 +90,7 @@ def _training_step(name: str):
     cells = [_liquid(192), _liquid(192)]
     cells[1].rattle(0.05, seed=1)
     graph = batch_graph(cells, module.cutoff, torch.float32)
-    with torch.no_grad():
-        energies, forces, _ = energy_forces_stress(module.eval(), graph)
-    module.train()
+    energies, forces, _ = energy_forces_stress(module, graph)
     target_e, target_f = energies.detach() + 0.1, forces.detach() * 1.1
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-6)
 
@@ -217,7 +215,9 @@ def peer_rates(threads: int, seconds: float) -> dict[str, dict[str, float]]:
     return rates
 
 
-def cases(toy: bool) -> list[str]:
+def cases(toy: bool, only: str | None = None) -> list[str]:
+    if only:
+        return only.split(",")
     if toy:
         return ["ef:water-pet:192", "ef:qtip4pf:192"]
     return ["ef:water-pet:192", "ef:water-pet:1536", "ef:water-pet-twin:192", "ef:water-pet-twin:1536",
@@ -236,7 +236,7 @@ def goal_of(case: str) -> float:
 
 def measure(args: argparse.Namespace, old_src: Path, new_src: Path) -> dict[str, Any]:
     """Alternating rounds of every case, old and new, then the profiles, the compile probe and the peers."""
-    samples: dict[str, dict[str, list[dict[str, Any]]]] = {case: {"old": [], "new": []} for case in cases(args.toy)}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {case: {"old": [], "new": []} for case in cases(args.toy, args.cases)}
     peers: list[dict[str, dict[str, float]]] = []
     for round_ in range(args.rounds):
         for case in samples:
@@ -245,7 +245,7 @@ def measure(args: argparse.Namespace, old_src: Path, new_src: Path) -> dict[str,
                 samples[case][which].append(run_worker(case, old_src if which == "old" else new_src, args.threads, args.seconds))
             old, new = (statistics.median(rate_of(r) for r in samples[case][w]) for w in ("old", "new"))
             print(f"round {round_ + 1}/{args.rounds} {case}: new/old {new / old:.2f}", file=sys.stderr, flush=True)
-        if not args.toy:
+        if not (args.toy or args.no_peers):
             peers.append(peer_rates(args.threads, args.seconds))
     rows = []
     for case, by in samples.items():
@@ -303,6 +303,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per worker (default: %(default)s)")
     parser.add_argument("--toy", action="store_true", help="two cases, for a quick check of the script")
+    parser.add_argument("--cases", default=None, help="comma-separated cases instead of all (e.g. ef:water-pet:192)")
+    parser.add_argument("--no-peers", action="store_true", help="leave out MACE and metatrain PET")
     args = parser.parse_args()
     from symprobe.files import atomic_write
 

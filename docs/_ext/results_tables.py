@@ -281,6 +281,22 @@ def inversion_rows() -> list[Row]:
     return rows
 
 
+def kernel_rows() -> list[Row]:
+    """The model kernels against the landed implementation they replaced, timed alternately in one run."""
+    speed = load("model_speed.json")
+    rows = [Row(f"{case['case']}: new against baseline {speed['baseline']} ({speed['threads']} threads; goal {g(case['goal'], 2)}x)",
+                f"{g(case['ratio'], 3)}x ({g(case['new'], 4)} against {g(case['old'], 4)} per s)", "",
+                "benchmarks/model_speed.py", ["model_speed.json", "model_speed.png"]) for case in speed["cases"]]
+    peers = speed.get("peers_atom_steps_per_s", {})
+    if peers:
+        ours = {case["case"]: case["new"] for case in speed["cases"]}
+        rows.append(Row("atom-steps/s at 192 and 1536 atoms, PET-style / twin / " + " / ".join(peers) + " (same run)",
+                        " / ".join(f"{g(ours[f'ef:{m}:192'], 4)} and {g(ours[f'ef:{m}:1536'], 4)}" for m in ("water-pet", "water-pet-twin"))
+                        + " / " + " / ".join(f"{g(r['192'], 4)} and {g(r['1536'], 4)}" for r in peers.values()), "",
+                        "benchmarks/model_speed.py", ["model_speed.json"]))
+    return rows
+
+
 TABLES = [
     Table("Accuracy of the bundled models and their peers", accuracy_rows, headline=[0, 4]),
     Table("Training on CPUs", training_rows),
@@ -288,6 +304,7 @@ TABLES = [
     Table("The cost of an audit", audit_rows),
     Table("Crystals", crystal_rows),
     Table("The cost of removing the breaking", cost_rows, headline=[2, 3]),
+    Table("The model kernels", kernel_rows),
     Table("The batched MD engine", engine_rows),
     Table("Energy drift of symmetrized dynamics", drift_rows),
     Table("The paper's study", study_rows, headline=[1]),
