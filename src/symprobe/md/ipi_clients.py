@@ -71,7 +71,7 @@ class SocketAddress:
 
     @property
     def ipi_address(self) -> str:
-        """The ``<address>`` of i-PI's ``<ffsocket>``: the host, or the UNIX socket's name after /tmp/ipi_ (i-PI 3.3
+        """The ``<address>`` of i-PI's ``<ffsocket>``: the host, or the UNIX socket's name after ``/tmp/ipi_`` (i-PI 3.3
         binds a nested ``<ffsocket>`` there whatever the simulation's ``sockets_prefix``)."""
         if self.transport == "inet":
             return self.host
