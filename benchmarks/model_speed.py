@@ -35,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -188,7 +189,7 @@ def run_worker(case: str, source: Path, threads: int, seconds: float, timeout_s:
     """Run ``case`` in a fresh process whose ``symprobe`` comes from ``source`` (a src/ folder)."""
     env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run([sys.executable, __file__, "worker", case, "--threads", str(threads), "--seconds", str(seconds)],
-                          env=env, capture_output=True, text=True, timeout=timeout_s)
+                          env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
     if done.returncode:
         raise SystemExit(f"worker {case} ({source}) failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -315,7 +316,7 @@ def main() -> None:
         try:
             result = measure(args, tree / "src", ROOT / "src")
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True, check=False)
     result.update(baseline=args.baseline, rounds=args.rounds, threads=args.threads, seconds_per_worker=args.seconds,
                   load_before=load_before, load_after=os.getloadavg(), units={
                       "atom_steps_per_s": "atoms × energy+forces(+stress) calls per second",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,14 +80,14 @@ class TransformerLayer(nn.Module):
         # coefficients of the angular attention bias Σ_p c_hp cos^p (twin only; zero-size otherwise)
         self.angular = nn.Parameter(torch.zeros(heads, angular_degree))
 
-    def forward(self, tokens: torch.Tensor, groups: List[Tuple[int, int, int]], log_weights: List[torch.Tensor],
-                cos_powers: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, groups: list[tuple[int, int, int]], log_weights: list[torch.Tensor],
+                cos_powers: list[torch.Tensor]) -> torch.Tensor:
         """tokens (R, d); per group: log_weights (n, t) log cutoff weights of the keys (−inf on padding) and
         cos_powers (n, P, t, t) (empty for the PET-style model)."""
         d = tokens.shape[1]
         head_width = d // self.heads
         qkv = self.qkv(self.norm_attention(tokens))
-        mixed: List[torch.Tensor] = []
+        mixed: list[torch.Tensor] = []
         # split, not slices: a slice's backward would fill a zero tensor of all rows per group
         for g, rows in enumerate(qkv.split([n * t for _, n, t in groups])):
             n, t = groups[g][1], groups[g][2]
@@ -102,7 +102,7 @@ class TransformerLayer(nn.Module):
         return tokens + self.mlp(self.norm_mlp(tokens))
 
 
-def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[Tuple[int, int, int]]]:
+def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int, int]]]:
     """Rows of the token matrix: one centre token per atom followed by one token per edge of that atom.
 
     Atoms are sorted by their number of edges and padded to a multiple of ``granularity`` tokens, and
@@ -122,10 +122,10 @@ def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> Tu
     edge_row = centre_row[edge_i] + 1 + slot
     row_atom = torch.repeat_interleave(atom_order, padded)
     lengths, sizes = torch.unique_consecutive(padded, return_counts=True)
-    groups: List[Tuple[int, int, int]] = []
+    groups: list[tuple[int, int, int]] = []
     start = 0
-    length_list: List[int] = lengths.tolist()
-    size_list: List[int] = sizes.tolist()
+    length_list: list[int] = lengths.tolist()
+    size_list: list[int] = sizes.tolist()
     for t, n in zip(length_list, size_list):
         groups.append((start, n, t))
         start += n * t
@@ -217,7 +217,7 @@ class PETCore(nn.Module):
         numbers: torch.Tensor,
         structure: torch.Tensor,
         n_structures: int,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Energies (S,) eV and, per token row (:func:`token_layout`), the last block's tokens (R, d), the
         cutoff weights (R,), vectors r_ij (R, 3) Å and lengths (R,) Å (all zero on centre and padding rows)
         and the atom of the row (R,)."""
@@ -243,7 +243,7 @@ class PETCore(nn.Module):
         # geometric features of each neighbour token
         width_rbf = self.cutoff / self.radial_basis
         rbf = torch.exp(-(((length[:, None] - self.rbf_centres) / width_rbf) ** 2))
-        cos_groups: List[torch.Tensor] = []
+        cos_groups: list[torch.Tensor] = []
         if self.invariant:
             geometry_in = rbf
             unit = r / torch.where(present > 0, length, torch.ones_like(length))[:, None]  # zero on centre and padding rows

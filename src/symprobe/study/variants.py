@@ -19,8 +19,9 @@ non-finite points dropped. Variants of a model:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
