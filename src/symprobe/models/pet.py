@@ -64,9 +64,9 @@ def smooth_cutoff(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
 class TransformerLayer(nn.Module):
     """Pre-norm transformer layer whose attention weights are multiplied by per-token cutoff weights.
 
-    Tokens come as rows (R, d) in groups of atoms padded to one length (see :func:`token_layout`): group
-    (start, n, t) holds n atoms of t token rows each from row ``start``; attention mixes the t rows of each
-    atom. Only the attention needs the groups; every other operation runs on all rows at once.
+    Tokens come as rows (R, d) in consecutive groups of atoms padded to one length (see :func:`token_layout`):
+    group (n, t) holds n atoms of t token rows each; attention mixes the t rows of each atom. Only the
+    attention needs the groups; every other operation runs on all rows at once.
     """
 
     def __init__(self, width: int, heads: int, angular_degree: int, feedforward: int):
@@ -80,7 +80,7 @@ class TransformerLayer(nn.Module):
         # coefficients of the angular attention bias Σ_p c_hp cos^p (twin only; zero-size otherwise)
         self.angular = nn.Parameter(torch.zeros(heads, angular_degree))
 
-    def forward(self, tokens: torch.Tensor, groups: list[tuple[int, int, int]], log_weights: list[torch.Tensor],
+    def forward(self, tokens: torch.Tensor, groups: list[tuple[int, int]], log_weights: list[torch.Tensor],
                 cos_powers: list[torch.Tensor]) -> torch.Tensor:
         """tokens (R, d); per group: log_weights (n, t) log cutoff weights of the keys (−inf on padding) and
         cos_powers (n, P, t, t) (empty for the PET-style model)."""
@@ -89,8 +89,8 @@ class TransformerLayer(nn.Module):
         qkv = self.qkv(self.norm_attention(tokens))
         mixed: list[torch.Tensor] = []
         # split, not slices: a slice's backward would fill a zero tensor of all rows per group
-        for g, rows in enumerate(qkv.split([n * t for _, n, t in groups])):
-            n, t = groups[g][1], groups[g][2]
+        for g, rows in enumerate(qkv.split([n * t for n, t in groups])):
+            n, t = groups[g]
             q, k, v = rows.view(n, t, 3, self.heads, head_width).permute(2, 0, 3, 1, 4).reshape(3, n * self.heads, t, head_width).unbind(0)
             if self.angular.shape[1] > 0:
                 bias = (log_weights[g][:, None, None, :] + torch.einsum("hp,aptu->ahtu", self.angular, cos_powers[g])).reshape(n * self.heads, t, t)
@@ -102,13 +102,13 @@ class TransformerLayer(nn.Module):
         return tokens + self.mlp(self.norm_mlp(tokens))
 
 
-def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int, int]]]:
+def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
     """Rows of the token matrix: one centre token per atom followed by one token per edge of that atom.
 
     Atoms are sorted by their number of edges and padded to a multiple of ``granularity`` tokens, and
     atoms of one padded length form a group, so padding stays below ``granularity`` rows per atom while
     attention runs on a few dense blocks. ``edge_i`` must be sorted. Returns the row of each atom's centre
-    token (A,), the row of each edge (E,), the atom of each row (R,) and the groups (start row, atoms,
+    token (A,), the row of each edge (E,), the atom of each row (R,) and the groups in row order (atoms,
     tokens per atom).
     """
     counts = torch.bincount(edge_i, minlength=n_atoms)
@@ -122,13 +122,11 @@ def token_layout(edge_i: torch.Tensor, n_atoms: int, granularity: int = 4) -> tu
     edge_row = centre_row[edge_i] + 1 + slot
     row_atom = torch.repeat_interleave(atom_order, padded)
     lengths, sizes = torch.unique_consecutive(padded, return_counts=True)
-    groups: list[tuple[int, int, int]] = []
-    start = 0
+    groups: list[tuple[int, int]] = []
     length_list: list[int] = lengths.tolist()
     size_list: list[int] = sizes.tolist()
     for t, n in zip(length_list, size_list):
-        groups.append((start, n, t))
-        start += n * t
+        groups.append((n, t))
     return centre_row, edge_row, row_atom, groups
 
 
@@ -238,8 +236,8 @@ class PETCore(nn.Module):
         weights = fc.index_fill(0, centre_row, 1.0)  # the centre token always has weight 1
         # attention ∝ f_c · exp(logit); the clamp keeps gradients finite where f_c = 0 exactly
         log_weights = torch.where(weights > 0, torch.log(weights.clamp_min(1e-30)), torch.full_like(weights, -math.inf))
-        group_rows = [n * t for _, n, t in groups]
-        log_weight_groups = [w.view(n, t) for w, (_, n, t) in zip(log_weights.split(group_rows), groups)]
+        group_rows = [n * t for n, t in groups]
+        log_weight_groups = [w.view(n, t) for w, (n, t) in zip(log_weights.split(group_rows), groups)]
         # geometric features of each neighbour token
         width_rbf = self.cutoff / self.radial_basis
         rbf = torch.exp(-(((length[:, None] - self.rbf_centres) / width_rbf) ** 2))
@@ -247,7 +245,7 @@ class PETCore(nn.Module):
         if self.invariant:
             geometry_in = rbf
             unit = r / torch.where(present > 0, length, torch.ones_like(length))[:, None]  # zero on centre and padding rows
-            for u, (_, n, t) in zip(unit.split(group_rows), groups):
+            for u, (n, t) in zip(unit.split(group_rows), groups):
                 u = u.view(n, t, 3)
                 cos = u @ u.transpose(1, 2)  # (n, t, t); no angular bias to or from the centre token
                 cos_groups.append(torch.stack([cos ** (p + 1) for p in range(self.angular_degree)], dim=1))
