@@ -88,6 +88,9 @@ def run_task(task: Task, root: str, threads: int | None, worker: str) -> dict[st
 def _run_on_worker(task: Task, root: str, threads: int) -> dict[str, Any]:
     from distributed import get_worker
 
+    from symprobe.cluster.worker import restore_allocator
+
+    restore_allocator()
     return run_task(task, root, threads, str(get_worker().name))
 
 
