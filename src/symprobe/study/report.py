@@ -143,9 +143,14 @@ def fig_liquid_dipoles(r: dict[str, Any]):
 
 def fig_liquid_dynamics(r: dict[str, Any]):
     """Figure: mean squared displacement (Å²) and orientational correlation c_uu(t) of each liquid variant against t (ps), from ``r``."""
+    return liquid_dynamics_figure(r["experiments"]["liquid"]["variants"])
+
+
+def liquid_dynamics_figure(variants: dict[str, Any]):
+    """Figure: the MSD (Å²) and c_uu(t) of each variant (name → its ``msd_O`` and ``c_uu`` curves) against t (ps)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for variant, data in r["experiments"]["liquid"]["variants"].items():
+    for variant, data in variants.items():
         _band(axes[0], data["msd_O"], variant, COLOURS.get(variant), 1e-3)
         _band(axes[1], data["c_uu"], variant, COLOURS.get(variant), 1e-3)
     axes[0].set(xlabel="t (ps)", ylabel="MSD O (Å²)", title="oxygen mean-squared displacement")

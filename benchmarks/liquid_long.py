@@ -1,0 +1,57 @@
+"""Long liquid runs in the background: ``results/liquid_long/`` (JSON, figure, report section).
+
+    .venv/bin/python benchmarks/liquid_long.py                    # 20 ps each of raw, random, MTS T/14 on local:2
+    .venv/bin/python benchmarks/liquid_long.py --cluster local:1   # one worker (leave a core free)
+    .venv/bin/python benchmarks/liquid_long.py --toy --out /tmp/l  # toy size (q-TIP4P/F, 0.2 ps; what the test runs)
+
+Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live under ``--runs`` (default
+``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. When all three
+have reached their length, :func:`symprobe.study.liquid_long.summarise` writes ``liquid_long.json`` and its figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="builtin:water-pet")
+    parser.add_argument("--ps", type=float, default=20.0, help="length of each run in ps (default 20)")
+    parser.add_argument("--mts", default="T/14")
+    parser.add_argument("--cluster", default="local:2", help="where the three runs go ('none': in turn here)")
+    parser.add_argument("--runs", default=str(REPO / "runs" / "liquid_long"))
+    parser.add_argument("--out", default=str(REPO / "results" / "liquid_long"))
+    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.2 ps (seconds)")
+    args = parser.parse_args(argv)
+
+    from symprobe.cluster.spec import parse_cluster
+    from symprobe.files import write_json
+    from symprobe.md import load_model
+    from symprobe.study.liquid_long import long_liquid_plan, run_long_liquid, write_figure
+
+    model_spec, length_ps = ("builtin:qtip4pf", 0.2) if args.toy else (args.model, args.ps)
+    plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.02 if args.toy else 1.0)
+    cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)
+    load_before = os.getloadavg()
+    begin = time.perf_counter()
+    summary = run_long_liquid(model_spec, load_model(model_spec), Path(args.runs), plan, cluster)
+    out = Path(args.out)
+    document = {"benchmark": "liquid_long", "model": model_spec, "cluster": args.cluster, "runs": str(args.runs),
+                "wall_s_this_invocation": time.perf_counter() - begin, "cpu_count": os.cpu_count(),
+                "load_average_before": load_before, "load_average_after": os.getloadavg(), **summary}
+    write_json(out / "liquid_long.json", document)
+    write_figure(summary, out / "liquid_long.png")
+    print(f"wrote {out / 'liquid_long.json'} and its figure")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO / "src"))
+    sys.exit(main())

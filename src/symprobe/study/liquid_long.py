@@ -1,0 +1,100 @@
+"""Long liquid runs: raw, random and MTS, one 64-molecule box each, run as tasks (:mod:`symprobe.cluster`) in the
+background and resumed from run to run; their dynamics against each other and against the paper.
+
+:func:`long_liquid_plan` is the study's liquid protocol with one replica per variant and a long run;
+:func:`run_long_liquid` runs (or resumes) it through the study's own liquid stage and returns
+:func:`summarise` of it: the diffusion coefficient D from the diffusive regime beside the paper's, the c_uu
+decay time, and a verdict on each against raw with the smallest difference the runs could have seen.
+Errors come from the two halves of each run (one replica per variant)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from symprobe.analysis import observables, statistics
+from symprobe.cluster import ClusterSpec
+from symprobe.models.base import Model
+from symprobe.study.liquid import compare_scalars
+from symprobe.study.paper import PAPER
+from symprobe.study.plan import Plan, parse_mts
+from symprobe.study.stages import Context, StageCache, liquid_stage
+from symprobe.study.tasks import StudyFarm
+
+LONG_LIQUID_VARIANTS = ("raw", "random", "mts")
+TIMESTEP_FS = 0.5
+DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
+
+
+def long_liquid_plan(length_ps: float = 20.0, mts: str = "T/14", equilibration_ps: float = 1.0, seed: int = 0) -> Plan:
+    """The study's liquid protocol for :data:`LONG_LIQUID_VARIANTS`: one 64-molecule box (a revPBE0-D3 snapshot of
+    the shared data, else a generated box) per variant, NVT at 300 K for ``length_ps`` (ps) in all, of which the
+    first ``equilibration_ps`` are discarded; MTS as GRID/N_INNER."""
+    mts_grid, n_inner = parse_mts(mts)
+    steps = int(round(length_ps * 1000.0 / TIMESTEP_FS))
+    return Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, seed=seed, liquid_n_per_side=4, liquid_shared_512=False,
+                liquid_steps=steps, liquid_equilibration=int(round(equilibration_ps * 1000.0 / TIMESTEP_FS)),
+                liquid_stride=20, liquid_variants=LONG_LIQUID_VARIANTS, liquid_replicas=1)
+
+
+def run_long_liquid(spec: str, model: Model, out: Path, plan: Plan, cluster: ClusterSpec | None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) ``plan``'s liquid stage of ``model`` (loaded on workers from ``spec``) under ``out`` (MD in
+    ``out/md/<plan id>``, each variant's run a task on ``cluster``, or in turn here) and return :func:`summarise`."""
+    out = Path(out)
+    farm = StudyFarm(spec, "cpu", cluster, progress)
+    context = Context(model, plan, out / "md" / plan.key(), progress, farm=farm)
+    stage = StageCache(out, plan.key(), progress).run("liquid", lambda: liquid_stage(context))
+    return summarise(stage, context)
+
+
+def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
+    """D and the c_uu decay time of each variant with their errors (two halves of each run), each against raw."""
+    variants: dict[str, Any] = {}
+    for variant, data in stage["variants"].items():
+        frames = context.frames("liquid", f"{variant}/0")
+        kept = [f for f in frames if float(f.info["time_fs"]) >= stage["equilibration_steps"] * TIMESTEP_FS]
+        variants[variant] = {"diffusion": data["diffusion"], "diffusion_regime": data["diffusion_regime"],
+                             "c_uu_decay": decay_time(kept, data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
+                             "temperature": data["temperature"]}
+    verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"),
+                          "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1)}
+                for variant in variants if variant != "raw"}
+    return {"n_molecules": stage["n_molecules"], "length_ps": stage["steps"] * TIMESTEP_FS / 1000.0,
+            "equilibration_ps": stage["equilibration_steps"] * TIMESTEP_FS / 1000.0, "thermostat": stage["thermostat"],
+            "mts": f"{context.plan.mts_grid}/{context.plan.n_inner}", "wall_s": stage["wall_s"], "variants": variants,
+            "verdicts": verdicts, "paper": {"diffusion_1e-5_cm2_s": PAPER["liquid_diffusion_1e-5_cm2_s"]},
+            "errors_from": "the two halves of each run (one replica per variant): 1 degree of freedom"}
+
+
+def decay_time(frames: list, frame_dt_fs: float) -> dict[str, Any] | None:
+    """The 1/e decay time (fs) of the dipole autocorrelation c_uu of ``frames``, with the standard error of the decay
+    times of the run's two halves; None when c_uu stays above 1/e in a half."""
+    from symprobe.analysis.observables import dipole_directions, persistent_molecules, trajectory_arrays
+
+    positions, cells = trajectory_arrays(frames)
+    u = dipole_directions(positions, persistent_molecules(frames), cells)
+    half = len(u) // 2
+    times = []
+    for part in (u[:half], u[half:2 * half]):
+        cuu = observables.orientational_autocorrelation(part, frame_dt_fs, max(2, int(0.4 * len(part))), n_segments=1)
+        times.append(observables.decay_time(cuu.lags, cuu.mean))
+    if any(t is None for t in times):
+        return None
+    mean, error = statistics.mean_and_error(times)
+    return {"value": float(mean), "error": float(error), "unit": "fs", "halves_fs": [float(t) for t in times]}
+
+
+def write_figure(summary: dict[str, Any], path: Path) -> Path:
+    """The MSD and c_uu(t) of each variant of ``summary`` (:func:`summarise`) as a PNG at ``path``."""
+    from symprobe.pages import pyplot
+    from symprobe.study.report import liquid_dynamics_figure
+
+    fig = liquid_dynamics_figure(summary["variants"])
+    fig.suptitle(f"{summary['n_molecules']} H2O, {summary['length_ps']:g} ps per variant (first "
+                 f"{summary['equilibration_ps']:g} ps discarded), MTS {summary['mts']}", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return Path(path)
