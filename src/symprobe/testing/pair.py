@@ -11,6 +11,8 @@ potential, exactly invariant, plus optional terms whose breaking is known exactl
   bond vectors. E(x) − E(−x) = 2·c·T(x) for every orientation; T vanishes on achiral structures.
 
 f_c(r) = ½(1 + cos πr/r_c) below the cutoff r_c. Forces and stress come from torch autograd (float64).
+:func:`morse_model` is the Morse part alone as a batched :class:`~symprobe.models.torch_model.TorchModel` (exactly
+invariant, fast enough for MD of many replicas in tests).
 """
 
 from __future__ import annotations
@@ -80,9 +82,7 @@ class KnownAnswerCalculator(Calculator):
         r = vectors.norm(dim=1)
         cut = 0.5 * (1 + torch.cos(math.pi * r / self.cutoff))
         numbers = torch.as_tensor(atoms.numbers)
-        r0 = torch.tensor(covalent_radii[atoms.numbers], dtype=torch.float64)
-        x = torch.exp(-MORSE_WIDTH_PER_A * (r - r0[i] - r0[j]))
-        energy = 0.5 * (MORSE_DEPTH_EV * (x * x - 2 * x) * cut).sum()  # every pair is listed twice
+        energy = 0.5 * morse_pair_energies(r, numbers[i], numbers[j], self.cutoff).sum()  # every pair is listed twice
         if self.degree is not None and self.amplitude != 0.0 and len(r):
             harmonic = real_spherical_harmonics(self.degree, vectors / r[:, None])[self.degree] @ torch.tensor(self.coefficients)
             sign = torch.sign(numbers[j] - numbers[i]).to(torch.float64) if self.degree % 2 else torch.ones_like(r)
@@ -103,3 +103,37 @@ class KnownAnswerCalculator(Calculator):
         sums = [torch.zeros(len(atoms), 3, dtype=torch.float64).index_add(0, i, cut * weight**p) for p in range(3)]
         return torch.linalg.det(torch.stack(sums, dim=2)).sum()
 
+
+
+def morse_pair_energies(r: torch.Tensor, numbers_i: torch.Tensor, numbers_j: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """The Morse energy (eV) of each pair at distance ``r`` (Å) of elements ``numbers_i``, ``numbers_j``: depth 0.5 eV
+    at the sum of their covalent radii, times f_c(r) below ``cutoff`` Å."""
+    radii = torch.as_tensor(covalent_radii, dtype=r.dtype, device=r.device)
+    x = torch.exp(-MORSE_WIDTH_PER_A * (r - radii[numbers_i] - radii[numbers_j]))
+    return MORSE_DEPTH_EV * (x * x - 2 * x) * 0.5 * (1 + torch.cos(math.pi * r / cutoff))
+
+
+class MorseModule(torch.nn.Module):
+    """The Morse pair potential of :class:`KnownAnswerCalculator` as a torch energy module (``forward(Graph)`` →
+    energies (S,) eV), on a half neighbour list."""
+
+    half_list = True
+
+    def __init__(self, cutoff: float = 4.0):
+        super().__init__()
+        self.cutoff = float(cutoff)
+
+    def forward(self, graph) -> torch.Tensor:
+        r = graph.edge_vectors().norm(dim=1)
+        inside = r < self.cutoff
+        energies = morse_pair_energies(r[inside], graph.numbers[graph.edge_i[inside]], graph.numbers[graph.edge_j[inside]],
+                                       self.cutoff)
+        total = torch.zeros(graph.n_structures, dtype=energies.dtype, device=energies.device)
+        return total.index_add(0, graph.structure[graph.edge_i[inside]], energies)
+
+
+def morse_model(cutoff: float = 4.0):
+    """:class:`MorseModule` as a batched :class:`~symprobe.models.torch_model.TorchModel` (float64, any elements)."""
+    from symprobe.models.torch_model import TorchModel
+
+    return TorchModel(MorseModule(cutoff), name="Morse pair potential (symprobe.testing.pair)")
