@@ -8,7 +8,8 @@ every species with D where the run reaches the diffusive regime (else the MSD at
 said), and, where bonded connectivity finds molecules, the autocorrelation c_uu(t) and orientation bias of each
 molecule's axis (:func:`~symprobe.analysis.observables.molecular_axes`). Errors come from the replicas' scatter;
 comparisons are :func:`~symprobe.study.liquid.compare_variants`'s, with margins for this system
-(:func:`bulk_margins`). Density under NPT is not run: symprobe's MD engines have no barostat.
+(:func:`bulk_margins`). Where the model gives stress, the density under NPT of each variant and of the null set
+comes from ASE's barostat (:mod:`.npt`; at the structure's ``info["pressure_bar"]``, else 1 bar).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe.analysis import observables, statistics
+from symprobe import so3
 from symprobe.models.base import Model
 from symprobe.study.liquid import (
     MIN_NULL_REPLICAS,
@@ -38,16 +40,17 @@ from symprobe.study.liquid import (
     orientation_correlation,
     orientation_statistics,
 )
+from symprobe.study.npt import density_runs, gives_stress
 from symprobe.study.plan import batched_stepper, timed
 from symprobe.study.stages import StageCache
 from symprobe.study.variants import REPEAT, VARIANTS, run_groups, scalar
 
 DEFAULT_TEMPERATURE_K = 300.0
 MIN_HALF_WIDTH_A = 2.0  # g(r) needs a cell at least 4 Å wide in every direction
-NPT_NOT_RUN = ("not run: no barostat (the batched engine of symprobe.md.batched evaluates forces only, and the ASE engine "
-               "offers NVE and NVT), so the density under NPT is not measured")
-QUICK_STEPS = (100, 20_000)  # fewest and most steps per replica a quick plan gives
-FULL_STEPS = 40_000
+DEFAULT_PRESSURE_BAR = 1.0
+QUICK_STEPS = (100, 20_000)  # fewest and most steps per replica a quick plan gives, NVT and NPT alike
+FULL_STEPS = {"nvt": 40_000, "npt": 20_000}
+BUDGET_SHARES = {"nvt": 0.55, "npt": 0.3}  # of a quick plan's budget; the rest is for the analysis
 
 
 @dataclass
@@ -62,6 +65,9 @@ class BulkPlan:
     steps: int = 1000
     equilibration_steps: int = 200
     stride: int = 5
+    npt_steps: int = 400
+    npt_equilibration_steps: int = 100
+    pressure_bar: float = DEFAULT_PRESSURE_BAR
     replicas: int = MIN_NULL_REPLICAS
     grid: str = "2i"
     mts_grid: str = "2i"
@@ -105,23 +111,28 @@ def default_timestep_fs(atoms: Atoms) -> float:
 
 def measure_bulk_costs(model: Model, atoms: Atoms, plan: BulkPlan) -> dict[str, float]:
     """Seconds of wall time per step of one replica of every set (the variants and the null set) stepped together,
-    averaged over ``n_inner`` steps (one MTS correction)."""
+    averaged over ``n_inner`` steps (one MTS correction), and per call of the model on ``atoms`` (an NPT step)."""
     starts = {f"{variant}/0": [atoms] for variant in (*plan.variants, REPEAT)}
     step = batched_stepper(model, starts, plan.ensemble(), plan.grid, plan.mts_grid, plan.n_inner)
-    return {"step_s_one_replica_per_set": timed(step, plan.n_inner)}
+    return {"step_s_one_replica_per_set": timed(step, plan.n_inner), "call_s": timed(lambda: model.predict(atoms), 3)}
 
 
 def make_bulk_plan(atoms: Atoms, quick: bool, costs: dict[str, float], budget_s: float, seed: int) -> BulkPlan:
-    """The plan for ``atoms``: quick, the steps that 85 % of ``budget_s`` buys at the measured cost (within
-    :data:`QUICK_STEPS`); full, :data:`FULL_STEPS` per replica. A fifth is equilibration; about 200 frames are kept."""
+    """The plan for ``atoms``: quick, the NVT and NPT steps that :data:`BUDGET_SHARES` of ``budget_s`` buy at the
+    measured costs (within :data:`QUICK_STEPS`); full, :data:`FULL_STEPS` per replica. A fifth is equilibration;
+    about 200 frames are kept."""
     plan = BulkPlan(quick=quick, timestep_fs=default_timestep_fs(atoms), seed=seed,
-                    temperature_K=float(atoms.info.get("temperature_K", DEFAULT_TEMPERATURE_K)))
+                    temperature_K=float(atoms.info.get("temperature_K", DEFAULT_TEMPERATURE_K)),
+                    pressure_bar=float(atoms.info.get("pressure_bar", DEFAULT_PRESSURE_BAR)))
     if quick:
-        per_step = costs["step_s_one_replica_per_set"] * plan.replicas
-        plan.steps = int(min(max(0.85 * budget_s / per_step, QUICK_STEPS[0]), QUICK_STEPS[1]))
+        per_step = {"nvt": costs["step_s_one_replica_per_set"] * plan.replicas,
+                    "npt": costs["call_s"] * plan.replicas * (3 + len(so3.get(plan.grid)))}  # raw, random, repeat, averaged
+        steps = {kind: int(min(max(BUDGET_SHARES[kind] * budget_s / per_step[kind], QUICK_STEPS[0]), QUICK_STEPS[1]))
+                 for kind in per_step}
     else:
-        plan.steps = FULL_STEPS
-    plan.equilibration_steps = plan.steps // 5
+        steps = FULL_STEPS
+    plan.steps, plan.npt_steps = steps["nvt"], steps["npt"]
+    plan.equilibration_steps, plan.npt_equilibration_steps = plan.steps // 5, plan.npt_steps // 5
     plan.stride = max(1, plan.steps // 200)
     return plan
 
@@ -147,10 +158,20 @@ def run_bulk(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, budge
     if plan.replicas < 2:
         raise ValueError(f"bulk study: {plan.replicas} replica(s) per set; errors from their scatter need at least two")
     key = plan.key(start)
-    bulk = StageCache(out, key, progress).run("bulk", lambda: bulk_runs(model, start, out / "md" / key / "bulk", plan, progress))
-    experiments = {"bulk": bulk, "density_npt": {"skipped": NPT_NOT_RUN}}
+    cache = StageCache(out, key, progress)
+    bulk = cache.run("bulk", lambda: bulk_runs(model, start, out / "md" / key / "bulk", plan, progress))
+    if gives_stress(model, start):
+        npt = cache.run("bulk_npt", lambda: density_runs(
+            model, start, out / "md" / key / "bulk_npt", replicas=plan.replicas, temperature_K=plan.temperature_K,
+            pressure_bar=plan.pressure_bar, timestep_fs=plan.timestep_fs, steps=plan.npt_steps,
+            equilibration_steps=plan.npt_equilibration_steps, stride=max(1, plan.npt_steps // 200), grid=plan.grid, seed=plan.seed,
+            progress=progress))
+    else:
+        npt = {"skipped": f"not run: {model.name} gives no stress for {system}, so no barostat can drive it"}
+    experiments = {"bulk": bulk, "density_npt": npt}
+    null_tests = {**bulk["verdicts"].get(REPEAT, {}), **npt.get("verdicts", {}).get(REPEAT, {})}
     return {"kind": "bulk", "system": system, "plan": asdict(plan), "experiments": experiments,
-            "null_tests": bulk["verdicts"].get(REPEAT, {}), "findings": bulk_findings(system, experiments)}
+            "null_tests": null_tests, "findings": bulk_findings(system, experiments)}
 
 
 def bulk_runs(model: Model, atoms: Atoms, directory: Path, plan: BulkPlan, progress: bool = True) -> dict[str, Any]:
@@ -309,9 +330,26 @@ def bulk_findings(system: str, experiments: dict[str, Any]) -> list[dict[str, An
         bias = raw["axis_bias"]
         add("bulk_axis_unbiased", claim, not bias["significant"],
             f"largest |F| of the ℓ ≤ 2 fit {_value(bias['bias_kT'])} kT (Hotelling T², p = {bias['p_value']:.2g})")
-    add("bulk_density_npt", f"The density of {system} under NPT agrees between raw and the symmetrized variants", None,
-        experiments["density_npt"]["skipped"])
+    add("bulk_density_npt", *_density_finding(system, experiments["density_npt"]))
     return out
+
+
+def _density_finding(system: str, npt: dict[str, Any]) -> tuple[str, bool | None, str]:
+    """(claim, holds, evidence) of the densities under NPT."""
+    if "skipped" in npt:
+        return f"The density of {system} under NPT agrees between raw and the symmetrized variants", None, npt["skipped"]
+    variants = [v for v in npt["verdicts"] if v != REPEAT]
+    claim = f"The density of {system} under NPT ({npt['barostat']}) of the {', '.join(variants)} runs agrees with raw"
+    calibration = npt["calibration"]
+    if calibration is None or not calibration["passed"]:
+        return claim, None, "no verdict: the null comparison is " + (calibration["verdict"] if calibration else "missing")
+    tests = {v: npt["verdicts"][v]["density"] for v in variants if "density" in npt["verdicts"][v]}
+    family = statistics.family_significance(tests) if tests else None
+    raw = npt["variants"]["raw"]["density"]
+    evidence = (f"raw {_value(raw, 4)} g/cm³; " + "; ".join(f"{v} {_value(npt['variants'][v]['density'], 4)} g/cm³ "
+                                                             f"(p = {tests[v]['p_value']:.2g})" for v in tests)
+                + f"; null comparison {calibration['verdict']}")
+    return claim, None if family is None else not family["significant"], evidence
 
 
 def _value(obs: dict[str, Any] | None, digits: int = 3) -> str:
@@ -362,7 +400,17 @@ def bulk_section(result: dict[str, Any]) -> str:
                     _value(raw.get(f"diffusion_{s}"))] for s, r in raw["diffusion_regime"].items()]
     parts.append(table("bulk-regime", f"{system}: the raw runs' dynamics per species",
                        ["species", "diffusive regime", "longest lag (fs)", "MSD there (Å²)", "D (1e-5 cm²/s)"], regime_rows))
-    parts.append(f"<p>Density under NPT: {html.escape(result['experiments']['density_npt']['skipped'])}.</p>")
+    npt = result["experiments"]["density_npt"]
+    if "skipped" in npt:
+        parts.append(f"<p>Density under NPT: {html.escape(npt['skipped'])}.</p>")
+    else:
+        parts.append(f"<figure><img alt='bulk density' src='data:image/png;base64,{png_base64(density_figure(npt))}'></figure>")
+        rows = [[variant, _value(data["density"], 4), "–" if variant == "raw" else
+                 html.escape(npt["verdicts"][variant]["density"]["verdict"]) if "density" in npt["verdicts"].get(variant, {}) else "–"]
+                for variant, data in npt["variants"].items()]
+        parts.append(table("bulk-density", f"{system}: density under NPT ({npt['barostat']}; {npt['replicas']} replicas of "
+                           f"{npt['steps']} steps of {npt['timestep_fs']:g} fs, the first {npt['equilibration_steps']} discarded); "
+                           f"{npt['not_run']['mts']}", ["set", "density (g/cm³)", "against raw"], rows))
     findings = [[html.escape(f["claim"]), "not tested" if f["holds"] is None else ("holds" if f["holds"] else "does NOT hold"),
                  html.escape(f["evidence"])] for f in result["findings"]]
     parts.append(table("bulk-findings", f"Findings for {system}", ["finding", "here", "evidence"], findings))
@@ -405,4 +453,17 @@ def dynamics_figure(bulk: dict[str, Any]):
             _band(ax, data["c_uu"], variant, COLOURS.get(variant), 1e-3)
         ax.set(xlabel="t (ps)", ylabel="c_uu(t)", title="molecular-axis autocorrelation")
         ax.legend(fontsize=7)
+    return fig
+
+
+def density_figure(npt: dict[str, Any]):
+    """Figure: the density (g/cm³) under NPT of every set against t (ps), mean over replicas with its error band."""
+    from symprobe.pages import pyplot
+    from symprobe.study.report import COLOURS, _band
+
+    fig, ax = pyplot().subplots(figsize=(6, 3.4))
+    for variant, data in npt["variants"].items():
+        _band(ax, data["density_curve"], variant, COLOURS.get(variant), 1e-3)
+    ax.set(xlabel="t (ps)", ylabel="density (g/cm³)", title="density under NPT")
+    ax.legend(fontsize=7)
     return fig
