@@ -228,12 +228,13 @@ def _closes_through_boundary(bonds: list[list[tuple[int, np.ndarray]]], start: i
 
 
 def molecular_axes(positions: np.ndarray, molecules: Sequence[np.ndarray], masses: np.ndarray,
-                   cell: np.ndarray | None = None, min_length: float = 0.1) -> np.ndarray:
+                   cell: np.ndarray | None = None, min_balance: float = 0.2) -> np.ndarray:
     """Unit vectors (..., n_molecules, 3) of each molecule's axis: from its anchor (the heaviest atom, the first of
-    equals) to its centre of mass, or, where that is shorter than ``min_length`` Å in the first frame (a symmetric
-    top such as CH4), from the anchor to the molecule's first other atom. For water this is the dipole
-    direction (the centre of mass lies on the H–O–H bisector). ``positions`` (..., n_atoms, 3) Å, ``masses``
-    (n_atoms,) amu; atoms are taken at their minimum image from the anchor (molecules under half a cell wide)."""
+    equals) to its centre of mass, or, where the other atoms nearly balance around the anchor in the first frame
+    (|Σ m_i r_i| < ``min_balance`` Σ m_i |r_i| about the anchor: a symmetric top such as CH4), from the anchor to the
+    molecule's first other atom. For water this is the dipole direction (the centre of mass lies on the H–O–H
+    bisector). ``positions`` (..., n_atoms, 3) Å, ``masses`` (n_atoms,) amu; atoms are taken at their minimum image
+    from the anchor (molecules under half a cell wide)."""
     positions = np.asarray(positions, dtype=np.float64)
     masses = np.asarray(masses, dtype=np.float64)
     if len(molecules) == 0:
@@ -245,10 +246,9 @@ def molecular_axes(positions: np.ndarray, molecules: Sequence[np.ndarray], masse
             raise ValueError(f"molecule {members.tolist()} has fewer than two atoms, so it has no axis")
         anchor = members[np.argmax(masses[members])]
         relative = minimum_image(positions[..., members, :] - positions[..., anchor, None, :], cell)
-        weights = masses[members] / masses[members].sum()
-        vector = np.einsum("...ik,i->...k", relative, weights)
-        first = vector.reshape(-1, 3)[0]
-        if np.linalg.norm(first) < min_length:
+        vector = np.einsum("...ik,i->...k", relative, masses[members])  # parallel to anchor → centre of mass
+        first = relative.reshape(-1, len(members), 3)[0]
+        if np.linalg.norm(vector.reshape(-1, 3)[0]) < min_balance * np.sum(masses[members] * np.linalg.norm(first, axis=1)):
             vector = relative[..., int(np.flatnonzero(members != anchor)[0]), :]
         axes.append(vector / np.linalg.norm(vector, axis=-1, keepdims=True))
     return np.stack(axes, axis=-2)

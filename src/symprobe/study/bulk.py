@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
-from symprobe.analysis import observables, statistics
 from symprobe import so3
+from symprobe.analysis import observables, statistics
 from symprobe.models.base import Model
 from symprobe.study.liquid import (
     MIN_NULL_REPLICAS,

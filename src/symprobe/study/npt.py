@@ -8,8 +8,9 @@ so an interrupted set of runs resumes at the first unfinished replica.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -19,7 +20,13 @@ from symprobe.files import write_json
 from symprobe.models.base import Model
 from symprobe.structures import density_g_cm3
 from symprobe.study.liquid import combine_scalars, compare_variants
-from symprobe.study.variants import REPEAT, curve, replica_seed, scalar, variant_potential
+from symprobe.study.variants import (
+    REPEAT,
+    curve,
+    replica_seed,
+    scalar,
+    variant_potential,
+)
 
 NPT_VARIANTS = ("raw", "averaged", "random")
 DENSITY_MARGIN = 0.01  # equivalence margin of the density, relative to raw's

@@ -1,0 +1,162 @@
+"""The bulk study for any elements (symprobe.study.bulk) on an exactly invariant Morse solid, and its pieces with known
+answers: molecules from bonded connectivity, molecular axes, species pairs, the dynamics of rotating molecules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from symprobe.analysis import observables
+from symprobe.structures import water_box
+from symprobe.study.bulk import (
+    BulkPlan,
+    bulk_section,
+    check_bulk,
+    combine_bulk_replicas,
+    replica_observables,
+    run_bulk,
+)
+from symprobe.study.variants import REPEAT
+from symprobe.testing.pair import morse_model
+
+# 5 replicas per set (the fewest for a conclusive null comparison); grid "i" averages an invariant model exactly
+TINY = BulkPlan(steps=100, equilibration_steps=20, stride=2, npt_steps=50, npt_equilibration_steps=10, grid="i", mts_grid="i",
+                n_inner=4)
+
+
+def cu3au() -> Atoms:
+    """A 32-atom Cu3Au cell (fcc, a = 3.75 Å), rattled by 0.02 Å."""
+    atoms = bulk("Cu", "fcc", a=3.75, cubic=True) * (2, 2, 2)
+    atoms.symbols[::4] = "Au"
+    atoms.rattle(0.02, seed=1)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def solid(tmp_path_factory):
+    """(directory, result, seconds of the second, cached call) of the tiny bulk study of the Morse Cu3Au solid."""
+    import time
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bulk")
+    result = run_bulk(morse_model(), cu3au(), out, plan=TINY, progress=False)
+    begin = time.perf_counter()
+    again = run_bulk(morse_model(), cu3au(), out, plan=TINY, progress=False)
+    assert json.dumps(again, sort_keys=True) == json.dumps(result, sort_keys=True)
+    return out, result, time.perf_counter() - begin
+
+
+def test_invariant_solid_no_variant_differs_and_the_null_comparison_passes(solid):
+    """Exactly invariant Morse model: every variant agrees with raw family-wise (NVT and NPT), the raw-repeat null
+    comparison is conclusive and calibrated, and every null test carries a p-value for the run's gate."""
+    from symprobe.analysis.statistics import calibration_gate
+
+    _, result, _ = solid
+    bulk_ = result["experiments"]["bulk"]
+    assert result["kind"] == "bulk" and result["system"] == "Au8Cu24"
+    assert set(bulk_["variants"]) == {"raw", "averaged", "random", "mts", REPEAT}
+    assert {name for name in bulk_["variants"]["raw"] if name.startswith("g_")} == {"g_CuCu", "g_CuAu", "g_AuAu"}
+    assert bulk_["calibration"]["conclusive"] and bulk_["calibration"]["passed"]
+    for variant in ("averaged", "random", "mts"):
+        assert not any(test["significant"] for test in bulk_["verdicts"][variant].values()), variant
+        assert all(test["detectable_effect"] > 0 for test in bulk_["verdicts"][variant].values())
+    npt = result["experiments"]["density_npt"]
+    assert npt["calibration"]["passed"] and not npt["verdicts"]["averaged"]["density"]["significant"]
+    assert 10.0 < npt["variants"]["raw"]["density"]["value"] < 20.0  # g/cm³ of this dense Morse solid
+    assert set(result["null_tests"]) == {"g_CuCu", "g_CuAu", "g_AuAu", "msd_last_Cu", "msd_last_Au", "density"}
+    assert calibration_gate({"bulk": result["null_tests"]})["passed"]
+    findings = {f["key"]: f for f in result["findings"]}
+    assert findings["bulk_variants_agree"]["holds"] is True and findings["bulk_density_npt"]["holds"] is True
+    assert all("water" not in f["claim"] + f["evidence"] for f in result["findings"])
+
+
+def test_solid_regime_and_molecules_are_stated(solid):
+    """A 200 fs run of a solid is not diffusive: no D, the MSD at the longest lag instead; no molecules in a
+    metal, with the reason."""
+    _, result, _ = solid
+    bulk_ = result["experiments"]["bulk"]
+    raw = bulk_["variants"]["raw"]
+    assert raw["diffusion_Cu"] is None and not raw["diffusion_regime"]["Cu"]["reached"]
+    assert 0 < raw["diffusion_regime"]["Au"]["msd_at_longest_lag_A2"] < 0.1
+    findings = {f["key"]: f for f in result["findings"]}
+    assert findings["bulk_diffusive"]["holds"] is False and "not diffusive within the run" in findings["bulk_diffusive"]["evidence"]
+    assert bulk_["molecules"]["n"] == 0 and bulk_["molecules"]["extended"] == 1
+    assert findings["bulk_axis_unbiased"]["holds"] is None and "no molecules" in findings["bulk_axis_unbiased"]["evidence"]
+
+
+def test_bulk_study_is_cached_and_its_section_renders(solid):
+    """The second call loads the cached stages (in a fraction of the run's time); the HTML section holds the figures,
+    the comparison, density and findings tables, worded for the system."""
+    out, result, seconds = solid
+    assert (out / "stages" / "bulk.json").exists() and (out / "stages" / "bulk_npt.json").exists() and seconds < 5
+    section = bulk_section(result)
+    assert section.count("<img") == 3 and "Bulk Au8Cu24" in section
+    for table in ("bulk-comparisons", "bulk-regime", "bulk-density", "bulk-findings"):
+        assert f'id="table-{table}"' in section
+    assert "water" not in section.lower()
+
+
+@pytest.mark.parametrize("atoms, message", [
+    (molecule("CH4"), "not periodic"),
+    (bulk("Cu", "fcc", a=3.6) * (2, 1, 1), "wide at its narrowest"),
+    (Atoms("Cu", cell=[5, 5, 5], pbc=True), "at least two"),
+])
+def test_bulk_study_refuses_what_is_not_a_bulk_system(atoms, message):
+    with pytest.raises(ValueError, match=message):
+        check_bulk(atoms)
+
+
+def test_bonded_molecules_of_water_metal_and_gas():
+    """Water: each H2O a molecule, none across the boundary; fcc Cu: one network through the cell; a dilute Ar lattice:
+    single atoms."""
+    found = observables.bonded_molecules(water_box(2, seed=0))
+    assert len(found.members) == 8 and all(len(m) == 3 for m in found.members) and found.extended == 0
+    metal = observables.bonded_molecules(bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2))
+    assert metal.members == [] and metal.extended == 1 and metal.single_atoms == 0
+    gas = observables.bonded_molecules(bulk("Ar", "sc", a=6.0) * (2, 2, 2))
+    assert gas.members == [] and gas.single_atoms == 8
+
+
+def test_molecular_axes_are_the_water_dipole_and_a_bond_of_methane():
+    box = water_box(2, seed=0)
+    triples = observables.water_molecules(box).triples
+    axes = observables.molecular_axes(box.get_positions(), [t for t in triples], box.get_masses(), box.cell.array)
+    dipoles = observables.dipole_directions(box.get_positions(), triples, box.cell.array)
+    np.testing.assert_allclose(axes, dipoles, atol=1e-12)
+    methane = molecule("CH4")
+    axis = observables.molecular_axes(methane.get_positions(), [np.arange(5)], methane.get_masses())
+    bond = methane.positions[1] - methane.positions[0]
+    np.testing.assert_allclose(axis[0], bond / np.linalg.norm(bond), atol=1e-12)
+
+
+def test_species_pairs_in_order_of_atomic_number():
+    atoms = Atoms("OHHNa", positions=np.eye(4, 3) * 3, cell=[8, 8, 8], pbc=True)
+    assert observables.species_pairs(atoms) == [("H", "H"), ("H", "O"), ("H", "Na"), ("O", "Na")]
+
+
+def test_rotating_dimers_give_the_known_axis_correlation():
+    """N2 molecules spinning at ω about z in a box: c_uu(t) = cos ωt, so the 1/e decay time is arccos(1/e)/ω; the
+    atoms do not diffuse (MSD bounded by the bond)."""
+    omega, dt, n_frames = 2 * np.pi / 400.0, 5.0, 120  # rad/fs, fs
+    centres = np.array([[2.5, 2.5, 2.5], [7.5, 2.5, 2.5], [2.5, 7.5, 7.5], [7.5, 7.5, 7.5]])
+    frames = []
+    for k in range(n_frames):
+        angle = omega * k * dt + np.arange(4)
+        u = np.stack([np.cos(angle), np.sin(angle), np.zeros(4)], axis=1)
+        positions = np.concatenate([centres - 0.55 * u, centres + 0.55 * u])
+        frames.append(Atoms("N8", positions=positions, cell=[10, 10, 10], pbc=True))
+    log = {"time_fs": np.arange(n_frames) * dt, "conserved_eV": np.zeros(n_frames), "temperature_K": np.full(n_frames, 300.0)}
+    molecules = observables.bonded_molecules(frames[0]).members
+    assert sorted(m.tolist() for m in molecules) == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    replicas = [replica_observables(frames, log, dt, molecules) for _ in range(2)]
+    out = combine_bulk_replicas([o for o, _ in replicas], [u for _, u in replicas])
+    lags = np.asarray(out["c_uu"]["x"])
+    np.testing.assert_allclose(out["c_uu"]["y"], np.cos(omega * lags), atol=1e-12)
+    assert out["c_uu_decay_fs"] == pytest.approx(np.arccos(np.exp(-1)) / omega, rel=1e-3)
+    assert out["diffusion_N"] is None and out["diffusion_regime"]["N"]["msd_at_longest_lag_A2"] <= 4 * 0.55**2
+    assert out["axis_bias"]["testable"]
