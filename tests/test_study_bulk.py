@@ -160,3 +160,20 @@ def test_rotating_dimers_give_the_known_axis_correlation():
     assert out["c_uu_decay_fs"] == pytest.approx(np.arccos(np.exp(-1)) / omega, rel=1e-3)
     assert out["diffusion_N"] is None and out["diffusion_regime"]["N"]["msd_at_longest_lag_A2"] <= 4 * 0.55**2
     assert out["axis_bias"]["testable"]
+
+
+def test_quick_plan_buys_its_steps_with_the_budget():
+    """Known costs: the NVT share of the budget over (cost per step of one replica per set × replicas) steps, the NPT
+    share over replicas × (3 raw calls + 1 averaged call); a costly model gets the fewest steps, with its estimate."""
+    from symprobe.study.bulk import BUDGET_SHARES, QUICK_STEPS, make_bulk_plan, measure_bulk_costs
+
+    atoms = cu3au()
+    costs = {"step_s_one_replica_per_set": 0.01, "call_s": 0.002, "averaged_call_s": 0.014}
+    plan = make_bulk_plan(atoms, True, costs, 100.0, seed=3)
+    assert plan.steps == int(BUDGET_SHARES["nvt"] * 100.0 / 0.05) and plan.npt_steps == int(BUDGET_SHARES["npt"] * 100.0 / 0.1)
+    assert plan.equilibration_steps == plan.steps // 5 and plan.timestep_fs == 1.0 and plan.seed == 3
+    assert sum(plan.estimate_s.values()) <= 0.85 * 100.0 + 1e-9
+    costly = make_bulk_plan(atoms, True, {k: 100 * v for k, v in costs.items()}, 100.0, seed=0)
+    assert (costly.steps, costly.npt_steps) == (QUICK_STEPS[0], QUICK_STEPS[0]) and costly.estimate_s["nvt"] == 100 * 5.0
+    measured = measure_bulk_costs(morse_model(), atoms, BulkPlan(grid="i", mts_grid="i", n_inner=2))
+    assert all(value > 0 for value in measured.values())

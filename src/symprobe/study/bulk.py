@@ -18,7 +18,7 @@ import hashlib
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,11 @@ class BulkPlan:
     n_inner: int = 10
     variants: tuple[str, ...] = VARIANTS
     seed: int = 0
+    estimate_s: dict[str, float] = field(default_factory=dict)  # of the NVT and NPT runs, from the measured costs
 
     def key(self, atoms: Atoms) -> str:
         """A short id of the plan and the structure (cached stages and MD directories are keyed by it)."""
-        data = asdict(self) | {"structure": _structure_hash(atoms)}
+        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"} | {"structure": _structure_hash(atoms)}
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     def ensemble(self) -> dict[str, Any]:
@@ -112,10 +113,15 @@ def default_timestep_fs(atoms: Atoms) -> float:
 
 def measure_bulk_costs(model: Model, atoms: Atoms, plan: BulkPlan) -> dict[str, float]:
     """Seconds of wall time per step of one replica of every set (the variants and the null set) stepped together,
-    averaged over ``n_inner`` steps (one MTS correction), and per call of the model on ``atoms`` (an NPT step)."""
+    averaged over ``n_inner`` steps (one MTS correction), and per call of the model and of its average over the grid on
+    ``atoms`` (NPT steps)."""
+    from symprobe.symmetrize import GridAverage
+
     starts = {f"{variant}/0": [atoms] for variant in (*plan.variants, REPEAT)}
     step = batched_stepper(model, starts, plan.ensemble(), plan.grid, plan.mts_grid, plan.n_inner)
-    return {"step_s_one_replica_per_set": timed(step, plan.n_inner), "call_s": timed(lambda: model.predict(atoms), 3)}
+    averaged = GridAverage(model, so3.get(plan.grid))
+    return {"step_s_one_replica_per_set": timed(step, plan.n_inner), "call_s": timed(lambda: model.predict(atoms), 3),
+            "averaged_call_s": timed(lambda: averaged.predict(atoms), 1)}
 
 
 def make_bulk_plan(atoms: Atoms, quick: bool, costs: dict[str, float], budget_s: float, seed: int) -> BulkPlan:
@@ -125,9 +131,9 @@ def make_bulk_plan(atoms: Atoms, quick: bool, costs: dict[str, float], budget_s:
     plan = BulkPlan(quick=quick, timestep_fs=default_timestep_fs(atoms), seed=seed,
                     temperature_K=float(atoms.info.get("temperature_K", DEFAULT_TEMPERATURE_K)),
                     pressure_bar=float(atoms.info.get("pressure_bar", DEFAULT_PRESSURE_BAR)))
+    per_step = {"nvt": costs["step_s_one_replica_per_set"] * plan.replicas,
+                "npt": plan.replicas * (3 * costs["call_s"] + costs["averaged_call_s"])}  # raw, random, repeat; averaged
     if quick:
-        per_step = {"nvt": costs["step_s_one_replica_per_set"] * plan.replicas,
-                    "npt": costs["call_s"] * plan.replicas * (3 + len(so3.get(plan.grid)))}  # raw, random, repeat, averaged
         steps = {kind: int(min(max(BUDGET_SHARES[kind] * budget_s / per_step[kind], QUICK_STEPS[0]), QUICK_STEPS[1]))
                  for kind in per_step}
     else:
@@ -135,6 +141,7 @@ def make_bulk_plan(atoms: Atoms, quick: bool, costs: dict[str, float], budget_s:
     plan.steps, plan.npt_steps = steps["nvt"], steps["npt"]
     plan.equilibration_steps, plan.npt_equilibration_steps = plan.steps // 5, plan.npt_steps // 5
     plan.stride = max(1, plan.steps // 200)
+    plan.estimate_s = {"nvt": plan.steps * per_step["nvt"], "npt": plan.npt_steps * per_step["npt"]}
     return plan
 
 
@@ -156,6 +163,9 @@ def run_bulk(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, budge
         key = f"bulk-costs:{model.name}:{_structure_hash(start)}:{probe.grid}:{probe.mts_grid}/{probe.n_inner}"
         costs = StageCache(out, key, progress).run("bulk_costs", lambda: measure_bulk_costs(model, start, probe), key=key)
         plan = make_bulk_plan(start, quick, costs, budget_s, seed)
+        if progress:
+            print(f"[bulk] {system}: {plan.steps} NVT and {plan.npt_steps} NPT steps per replica, {plan.replicas} replicas per "
+                  f"set, estimated {sum(plan.estimate_s.values()) / 60:.1f} min", flush=True)
     if plan.replicas < 2:
         raise ValueError(f"bulk study: {plan.replicas} replica(s) per set; errors from their scatter need at least two")
     key = plan.key(start)

@@ -124,6 +124,7 @@ class MorseModule(torch.nn.Module):
         self.cutoff = float(cutoff)
 
     def forward(self, graph) -> torch.Tensor:
+        """The Morse energy (eV) of each structure of ``graph`` (a :class:`~symprobe.models.torch_model.Graph`)."""
         r = graph.edge_vectors().norm(dim=1)
         inside = r < self.cutoff
         energies = morse_pair_energies(r[inside], graph.numbers[graph.edge_i[inside]], graph.numbers[graph.edge_j[inside]],
