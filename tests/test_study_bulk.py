@@ -165,7 +165,12 @@ def test_rotating_dimers_give_the_known_axis_correlation():
 def test_quick_plan_buys_its_steps_with_the_budget():
     """Known costs: the NVT share of the budget over (cost per step of one replica per set × replicas) steps, the NPT
     share over replicas × (3 raw calls + 1 averaged call); a costly model gets the fewest steps, with its estimate."""
-    from symprobe.study.bulk import BUDGET_SHARES, QUICK_STEPS, make_bulk_plan, measure_bulk_costs
+    from symprobe.study.bulk import (
+        BUDGET_SHARES,
+        QUICK_STEPS,
+        make_bulk_plan,
+        measure_bulk_costs,
+    )
 
     atoms = cu3au()
     costs = {"step_s_one_replica_per_set": 0.01, "call_s": 0.002, "averaged_call_s": 0.014}
