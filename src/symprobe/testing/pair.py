@@ -48,8 +48,7 @@ class KnownAnswerCalculator(Calculator):
             raise ValueError(f"KnownAnswerCalculator: cutoff must be positive, got {cutoff}")
         self.degree, self.amplitude, self.pseudoscalar_coefficient = degree, float(amplitude), float(pseudoscalar)
         self.cutoff = float(cutoff)
-        c = np.random.default_rng([seed, degree or 0]).standard_normal(2 * (degree or 0) + 1)
-        self.coefficients = c / np.linalg.norm(c)
+        self.coefficients = lab_frame_coefficients(degree or 0, seed)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -80,13 +79,11 @@ class KnownAnswerCalculator(Calculator):
         strain = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
         i, j, vectors = self._bonds(atoms, strain, positions)
         r = vectors.norm(dim=1)
-        cut = 0.5 * (1 + torch.cos(math.pi * r / self.cutoff))
         numbers = torch.as_tensor(atoms.numbers)
         energy = 0.5 * morse_pair_energies(r, numbers[i], numbers[j], self.cutoff).sum()  # every pair is listed twice
         if self.degree is not None and self.amplitude != 0.0 and len(r):
-            harmonic = real_spherical_harmonics(self.degree, vectors / r[:, None])[self.degree] @ torch.tensor(self.coefficients)
-            sign = torch.sign(numbers[j] - numbers[i]).to(torch.float64) if self.degree % 2 else torch.ones_like(r)
-            energy = energy + 0.5 * self.amplitude * (cut * sign * harmonic).sum()
+            energy = energy + 0.5 * lab_frame_pair_energies(vectors, numbers[i], numbers[j], self.degree, self.amplitude,
+                                                            self.coefficients, self.cutoff).sum()
         if self.pseudoscalar_coefficient != 0.0:
             energy = energy + self.pseudoscalar_coefficient * self._triple_products(atoms, i, j, vectors)
         if not energy.requires_grad:  # no atom within the cutoff of another
@@ -113,28 +110,51 @@ def morse_pair_energies(r: torch.Tensor, numbers_i: torch.Tensor, numbers_j: tor
     return MORSE_DEPTH_EV * (x * x - 2 * x) * 0.5 * (1 + torch.cos(math.pi * r / cutoff))
 
 
+def lab_frame_coefficients(degree: int, seed: int) -> np.ndarray:
+    """The lab-frame term's fixed random unit vector c_m (2ℓ + 1,) for ``degree`` ℓ and ``seed``."""
+    c = np.random.default_rng([seed, degree]).standard_normal(2 * degree + 1)
+    return c / np.linalg.norm(c)
+
+
+def lab_frame_pair_energies(vectors: torch.Tensor, numbers_i: torch.Tensor, numbers_j: torch.Tensor, degree: int,
+                            amplitude: float, coefficients: np.ndarray, cutoff: float) -> torch.Tensor:
+    """The lab-frame term's energy (eV) of each pair i → j (bond ``vectors`` r_j − r_i, Å): A f_c(r) s_ij Σ_m c_m Y_ℓm(r̂),
+    s_ij = sign(Z_j − Z_i) for odd ℓ, else 1 (module docstring); the same for j → i."""
+    r = vectors.norm(dim=1)
+    harmonic = real_spherical_harmonics(degree, vectors / r[:, None])[degree] @ torch.as_tensor(coefficients, dtype=vectors.dtype)
+    sign = torch.sign(numbers_j - numbers_i).to(vectors.dtype) if degree % 2 else torch.ones_like(r)
+    return amplitude * 0.5 * (1 + torch.cos(math.pi * r / cutoff)) * sign * harmonic
+
+
 class MorseModule(torch.nn.Module):
-    """The Morse pair potential of :class:`KnownAnswerCalculator` as a torch energy module (``forward(Graph)`` →
-    energies (S,) eV), on a half neighbour list."""
+    """The Morse pair potential of :class:`KnownAnswerCalculator`, with its lab-frame term of ``degree`` ℓ and
+    ``amplitude`` A eV when given, as a torch energy module (``forward(Graph)`` → energies (S,) eV) on a half
+    neighbour list."""
 
     half_list = True
 
-    def __init__(self, cutoff: float = 4.0):
+    def __init__(self, cutoff: float = 4.0, degree: int | None = None, amplitude: float = 0.0, seed: int = 0):
         super().__init__()
-        self.cutoff = float(cutoff)
+        self.cutoff, self.degree, self.amplitude = float(cutoff), degree, float(amplitude)
+        self.coefficients = lab_frame_coefficients(degree or 0, seed)
 
     def forward(self, graph) -> torch.Tensor:
-        """The Morse energy (eV) of each structure of ``graph`` (a :class:`~symprobe.models.torch_model.Graph`)."""
-        r = graph.edge_vectors().norm(dim=1)
-        inside = r < self.cutoff
-        energies = morse_pair_energies(r[inside], graph.numbers[graph.edge_i[inside]], graph.numbers[graph.edge_j[inside]],
-                                       self.cutoff)
+        """The energy (eV) of each structure of ``graph`` (a :class:`~symprobe.models.torch_model.Graph`)."""
+        vectors = graph.edge_vectors()
+        inside = vectors.norm(dim=1) < self.cutoff
+        vectors, i, j = vectors[inside], graph.edge_i[inside], graph.edge_j[inside]
+        energies = morse_pair_energies(vectors.norm(dim=1), graph.numbers[i], graph.numbers[j], self.cutoff)
+        if self.degree is not None and self.amplitude != 0.0:  # each pair once: i → j and j → i give equal terms
+            energies = energies + lab_frame_pair_energies(vectors, graph.numbers[i], graph.numbers[j], self.degree,
+                                                          self.amplitude, self.coefficients, self.cutoff)
         total = torch.zeros(graph.n_structures, dtype=energies.dtype, device=energies.device)
-        return total.index_add(0, graph.structure[graph.edge_i[inside]], energies)
+        return total.index_add(0, graph.structure[i], energies)
 
 
-def morse_model(cutoff: float = 4.0):
-    """:class:`MorseModule` as a batched :class:`~symprobe.models.torch_model.TorchModel` (float64, any elements)."""
+def morse_model(cutoff: float = 4.0, degree: int | None = None, amplitude: float = 0.0, seed: int = 0):
+    """:class:`MorseModule` as a batched :class:`~symprobe.models.torch_model.TorchModel` (float64, any elements): exactly
+    invariant without the lab-frame term, and with it broken exactly as :class:`KnownAnswerCalculator` is."""
     from symprobe.models.torch_model import TorchModel
 
-    return TorchModel(MorseModule(cutoff), name="Morse pair potential (symprobe.testing.pair)")
+    name = "Morse pair potential" + ("" if degree is None or amplitude == 0.0 else f" + lab-frame ℓ = {degree} term")
+    return TorchModel(MorseModule(cutoff, degree, amplitude, seed), name=f"{name} (symprobe.testing.pair)")
