@@ -111,6 +111,14 @@ def test_bulk_study_refuses_what_is_not_a_bulk_system(atoms, message):
         check_bulk(atoms)
 
 
+def test_bulk_study_refuses_elements_the_model_does_not_know(tmp_path):
+    from symprobe.models.qtip4pf import qtip4pf
+
+    with pytest.raises(ValueError, match="unknown species Cu, Au for this model"):
+        run_bulk(qtip4pf(), cu3au(), tmp_path, plan=TINY, progress=False)
+    assert not (tmp_path / "stages").exists()
+
+
 def test_bonded_molecules_of_water_metal_and_gas():
     """Water: each H2O a molecule, none across the boundary; fcc Cu: one network through the cell; a dilute Ar lattice:
     single atoms."""

@@ -92,10 +92,14 @@ def _structure_hash(atoms: Atoms) -> str:
     return hashlib.sha1(np.round(data, 8).tobytes()).hexdigest()[:12]
 
 
-def check_bulk(atoms: Atoms) -> None:
-    """Raise a one-line ValueError unless ``atoms`` is a bulk system the study can run: periodic in all three
-    directions, at least two atoms, a cell at least 4 Å wide."""
+def check_bulk(atoms: Atoms, model: Model | None = None) -> None:
+    """Raise a one-line ValueError unless ``atoms`` is a bulk system the study can run: a sound structure
+    (:func:`~symprobe.structures.check_structure`) of elements ``model`` knows, periodic in all three directions, at
+    least two atoms, a cell at least 4 Å wide."""
+    from symprobe.structures import check_structure
+
     name = atoms.get_chemical_formula() or "the structure"
+    check_structure(atoms, f"bulk study: {name}", None if model is None else getattr(model, "species", None))
     if len(atoms) < 2:
         raise ValueError(f"bulk study: {name} has {len(atoms)} atom(s); a bulk system needs at least two")
     if not atoms.pbc.all() or atoms.cell.rank < 3:
@@ -152,7 +156,7 @@ def run_bulk(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, budge
     cost and ``budget_s`` seconds, quick, or the full protocol). Returns the JSON-ready result: ``kind``, ``system``,
     ``plan``, ``experiments`` (``bulk``: the runs and comparisons; ``density_npt``: why it is not run),
     ``null_tests`` (raw against raw-repeat) and ``findings``."""
-    check_bulk(atoms)
+    check_bulk(atoms, model)
     start = atoms.copy()
     start.calc = None
     start.set_momenta(None)
