@@ -432,14 +432,27 @@ def bulk_section(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+PANELS_PER_ROW = 4
+
+
+def _panels(n: int):
+    """A figure of ``n`` panels, :data:`PANELS_PER_ROW` to a row, and its first ``n`` axes (the others hidden)."""
+    from symprobe.pages import pyplot
+
+    rows, columns = -(-n // PANELS_PER_ROW), min(n, PANELS_PER_ROW)
+    fig, axes = pyplot().subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.ravel()[:n])
+
+
 def rdf_figure(bulk: dict[str, Any]):
     """Figure: g(r) of every species pair (r in Å), one panel each, every set with its error band."""
-    from symprobe.pages import pyplot
     from symprobe.study.report import COLOURS, _band
 
     names = [name for name in bulk["variants"]["raw"] if name.startswith("g_")]
-    fig, axes = pyplot().subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = _panels(len(names))
+    for ax, name in zip(axes, names):
         for variant, data in bulk["variants"].items():
             _band(ax, data[name], variant, COLOURS.get(variant))
         ax.set(xlabel="r (Å)", ylabel="g(r)", title=name.replace("_", " "))
@@ -450,20 +463,19 @@ def rdf_figure(bulk: dict[str, Any]):
 def dynamics_figure(bulk: dict[str, Any]):
     """Figure: the MSD (Å²) of every species against t (ps), and c_uu(t) of the molecular axes where there are
     molecules, every set with its error band."""
-    from symprobe.pages import pyplot
     from symprobe.study.report import COLOURS, _band
 
     raw = bulk["variants"]["raw"]
     species = list(raw["diffusion_regime"])
     panels = len(species) + ("c_uu" in raw)
-    fig, axes = pyplot().subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
-    for ax, s in zip(axes[0], species):
+    fig, axes = _panels(panels)
+    for ax, s in zip(axes, species):
         for variant, data in bulk["variants"].items():
             _band(ax, data[f"msd_{s}"], variant, COLOURS.get(variant), 1e-3)
         ax.set(xlabel="t (ps)", ylabel="MSD (Å²)", title=f"{s} mean-squared displacement")
         ax.legend(fontsize=7)
     if "c_uu" in raw:
-        ax = axes[0][-1]
+        ax = axes[panels - 1]
         for variant, data in bulk["variants"].items():
             _band(ax, data["c_uu"], variant, COLOURS.get(variant), 1e-3)
         ax.set(xlabel="t (ps)", ylabel="c_uu(t)", title="molecular-axis autocorrelation")
