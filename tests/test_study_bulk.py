@@ -231,3 +231,20 @@ def test_lab_frame_term_biases_the_raw_molecular_axes_and_averaging_removes_it(t
     assert not bulk_["verdicts"][REPEAT]["axis_bias"]["significant"]
     findings = {f["key"]: f for f in result["findings"]}
     assert findings["bulk_variants_agree"]["holds"] is False and "averaged:axis_bias" in findings["bulk_variants_agree"]["evidence"]
+
+
+def test_npt_runs_resume_at_the_first_unfinished_replica(tmp_path):
+    """A replica whose series is lost is rerun alone, to the same densities (the MTK barostat is deterministic given
+    the replica's momenta); the finished ones are read back untouched."""
+    from symprobe.study.npt import density_runs
+
+    settings = {"replicas": 2, "temperature_K": 300.0, "pressure_bar": 1.0, "timestep_fs": 1.0, "steps": 10,
+                "equilibration_steps": 2, "stride": 1, "grid": "i", "seed": 0, "progress": False}
+    first = density_runs(morse_model(), cu3au(), tmp_path, **settings)
+    kept = tmp_path / "raw" / "0.json"
+    written = kept.stat().st_mtime_ns
+    (tmp_path / "averaged" / "1.json").unlink()
+    again = density_runs(morse_model(), cu3au(), tmp_path, **settings)
+    assert kept.stat().st_mtime_ns == written and (tmp_path / "averaged" / "1.json").exists()
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    assert first["variants"]["raw"]["per_replica_g_cm3"] != first["variants"]["raw-repeat"]["per_replica_g_cm3"]
