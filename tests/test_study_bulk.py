@@ -248,3 +248,14 @@ def test_npt_runs_resume_at_the_first_unfinished_replica(tmp_path):
     assert kept.stat().st_mtime_ns == written and (tmp_path / "averaged" / "1.json").exists()
     assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
     assert first["variants"]["raw"]["per_replica_g_cm3"] != first["variants"]["raw-repeat"]["per_replica_g_cm3"]
+
+
+def test_npt_runs_only_for_a_model_that_gives_stress():
+    """ASE's TIP3P gives no stress (no barostat can drive it); the Morse model does."""
+    from ase.calculators.tip3p import TIP3P
+
+    from symprobe.models.base import CalculatorModel
+    from symprobe.study.npt import gives_stress
+
+    assert not gives_stress(CalculatorModel(TIP3P(rc=3.0)), water_box(2, seed=0))
+    assert gives_stress(morse_model(), cu3au())
