@@ -96,7 +96,7 @@ def test_bulk_study_is_cached_and_its_section_renders(solid):
     assert (out / "stages" / "bulk.json").exists() and (out / "stages" / "bulk_npt.json").exists() and untouched
     section = bulk_section(result)
     assert section.count("<img") == 3 and "Bulk Au8Cu24" in section
-    for table in ("bulk-comparisons", "bulk-regime", "bulk-density", "bulk-findings"):
+    for table in ("bulk-comparisons", "bulk-sets", "bulk-regime", "bulk-density", "bulk-findings"):
         assert f'id="table-{table}"' in section
     assert "water" not in section.lower()
 

@@ -408,6 +408,13 @@ def bulk_section(result: dict[str, Any]) -> str:
             for variant, row in bulk["verdicts"].items() for name, test in row.items()]
     parts.append(table("bulk-comparisons", f"{system}: each set against raw (95 % confidence); raw-repeat is the null comparison",
                        ["set", "observable", "p", "differs", "equivalent", "margin", "detectable effect"], rows))
+    axes = "axis_bias" in bulk["variants"]["raw"]
+    rows = [[variant, _value(data["temperature"], 4), _value(data["drift_per_ps"], 2)]
+            + ([_value(data["axis_bias"]["bias_kT"], 2), data["c_uu_decay_fs"]] if axes else [])
+            for variant, data in bulk["variants"].items()]
+    parts.append(table("bulk-sets", f"{system}: each set's temperature, drift of the thermostat's conserved quantity"
+                       + (", and its molecular axes' orientation bias (ℓ ≤ 2) and c_uu 1/e time (– when not reached)" if axes else ""),
+                       ["set", "T (K)", "drift (meV/atom/ps)"] + (["axis bias (kT)", "c_uu decay (fs)"] if axes else []), rows))
     calibration = bulk.get("calibration")
     parts.append(f"<p id='bulk-null'>Null comparison: {html.escape(calibration['verdict'] if calibration else 'none')}.</p>")
     raw = bulk["variants"]["raw"]
