@@ -660,6 +660,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                    "model); refused when it cannot take water, named in a warning when its forces are far from the "
                    "study's revPBE0-D3 reference")
     p.add_argument("--out", default="study", help="output directory (default: ./study; stages are cached here and resume)")
+    p.add_argument("--long-liquid", type=float, default=None, metavar="PS",
+                   help="also run raw, random and MTS liquid water (one 64-molecule box each, MTS as --mts) for PS ps, and "
+                   "report D and the c_uu decay time against raw (20 ps: hours on 2 cores; resumes from checkpoints)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
@@ -677,7 +680,7 @@ def _run_study(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     cluster = _cluster(args)
     workers = _planned_workers(args.workers, cluster, args.plan)
-    for option in ("budget_min", "max_minutes"):
+    for option in ("budget_min", "max_minutes", "long_liquid"):
         if getattr(args, option) is not None and not getattr(args, option) > 0:
             raise ValueError(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     parse_mts(args.mts)
@@ -700,7 +703,7 @@ def _run_study(args: argparse.Namespace) -> int:
     farm = None if cluster is None else StudyFarm(model, str(device), cluster)
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, device=device, farm=farm, **budget)
+                            mts=args.mts, device=device, farm=farm, long_liquid_ps=args.long_liquid, **budget)
     _print_findings(results, args.out)
     return 0
 
