@@ -14,7 +14,11 @@ from ase.io import read
 from symprobe.checks import ConfigError
 from symprobe.cli import main
 from symprobe.models.qtip4pf import qtip4pf
-from symprobe.training.pretrain_data import generate, load_pretrain_data_config, rigid_molecule_deformation
+from symprobe.training.pretrain_data import (
+    generate,
+    load_pretrain_data_config,
+    rigid_molecule_deformation,
+)
 
 TOY = {"molecules_per_side": 2, "temperatures_K": [250, 400], "densities_g_cm3": [0.9, 1.1], "equilibration_steps": 10,
        "frame_stride_steps": 2, "frames_per_chunk": 2, "chunks": 2, "strained_fraction": 0.25, "compressed_fraction": 0.25}

@@ -25,15 +25,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
-from symprobe.checks import ConfigError, check_keys, check_section, number, positive, read_yaml, text
+from symprobe.checks import (
+    ConfigError,
+    check_keys,
+    check_section,
+    number,
+    positive,
+    read_yaml,
+    text,
+)
 from symprobe.files import atomic_write, replacing, write_json
 
 SET_FILE = "pretrain.extxyz"
@@ -157,7 +166,7 @@ def deformed_frames(frames: Sequence[Atoms], g: dict[str, Any], rng: np.random.G
     """Strained and compressed copies of randomly chosen ``frames`` (``g``: the generation settings)."""
     out = []
     for kind, fraction in (("strained", g["strained_fraction"]), ("compressed", g["compressed_fraction"])):
-        chosen = np.sort(rng.choice(len(frames), size=int(round(fraction * len(frames))), replace=False))
+        chosen = np.sort(rng.choice(len(frames), size=round(fraction * len(frames)), replace=False))
         for k in chosen:
             if kind == "strained":
                 strain = rng.uniform(-g["max_strain"], g["max_strain"], (3, 3))
