@@ -409,7 +409,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
-    from symprobe.training import bundle, load_config, train
+    from symprobe.training import bundle, load_config, train_stages
 
     config = load_config(args.config)
     if args.device is not None:
@@ -418,7 +418,7 @@ def _run_train(args: argparse.Namespace) -> int:
         card = bundle(config, args.bundle)
         print(json.dumps(card["test"], indent=2))
         return 0
-    summary = train(config, resume=args.resume)
+    summary = train_stages(config, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "split"}, indent=2))
     return 0
 

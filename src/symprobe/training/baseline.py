@@ -3,8 +3,9 @@ on the energy residuals during training and on the training set for a saved mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
