@@ -31,7 +31,7 @@ from symprobe.training import (
 )
 from symprobe.training.pretrain_data import generate, load_pretrain_data_config
 
-SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
+SMALL_MODEL = {"width": 16, "heads": 2, "blocks": 2, "layers_per_block": 1, "radial_basis": 6, "angular_degree": 2, "cutoff": 3.5}
 ZERO_SHIFT = {8: -430.0, 1: -13.5}  # eV per atom: the fine-tune labels' zero of energy differs from q-TIP4P/F's
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,7 +95,7 @@ def test_pretraining_then_fine_tuning_resumes_bit_for_bit_from_the_checkpoint_be
 
 
 def test_fine_tune_refits_the_reference_energies_on_labels_with_another_zero(label_sets, tmp_path):
-    pretrain_path, fine_path = label_sets
+    _pretrain_path, fine_path = label_sets
     cfg = make_config(_raw(label_sets, tmp_path / "a", epochs=1))
     train(pretrain_stage(cfg), progress=False)
     best = tmp_path / "a" / "pretrain" / "best.pt"

@@ -10,8 +10,8 @@ Haar rotation per structure per epoch (inverted with probability ½). ``training
 weights of a saved model (fine-tuning, or pretraining on cheap labels first); its per-species reference
 energies are then re-fitted on the new training data (``training.energy_reference: refit``; ``keep`` keeps the
 source's), and ``training.freeze_blocks`` stops training the first blocks' token layers (readout heads stay
-trainable); a ``pretrain`` section runs both stages from one config (:mod:`.stages`); ``data.train_subset`` trains on a prefix of the training split with the same
-validation and test structures (learning curves). Validation runs every epoch without
+trainable); a ``pretrain`` section runs both stages from one config (:mod:`.stages`); ``data.train_subset``
+trains on a prefix of the training split with the same validation and test structures (learning curves). Validation runs every epoch without
 augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
 atomically every epoch, and inside an epoch when SIGINT/SIGTERM or ``training.max_hours`` stops the run, which
 is checked before every step) holds everything needed for ``--resume`` to continue exactly, on any device.
@@ -30,75 +30,16 @@ fine-tuning from one config: :func:`train_stages`), :mod:`.pretrain_data` (the q
 """
 
 from symprobe.checks import ConfigError
-from symprobe.training.baseline import (
-           fit_baseline,
-           refit_baseline,
-           refit_best,
-           refit_offset,
-)
+from symprobe.training.baseline import fit_baseline, refit_baseline, refit_best, refit_offset
 from symprobe.training.bundling import bundle, model_card_markdown, training_stages
-from symprobe.training.config import (
-           DATA_KEYS,
-           TOP_KEYS,
-           TRAINING_KEYS,
-           TrainConfig,
-           device_for,
-           load_config,
-           make_config,
-)
-from symprobe.training.data import (
-           Sample,
-           load_samples,
-           make_batch,
-           module_device,
-           random_o3,
-           split_indices,
-           training_split,
-)
+from symprobe.training.config import DATA_KEYS, TOP_KEYS, TRAINING_KEYS, TrainConfig, device_for, load_config, make_config
+from symprobe.training.data import Sample, load_samples, make_batch, module_device, random_o3, split_indices, training_split
 from symprobe.training.evaluation import evaluate, rotation_gradient, rotational_errors
-from symprobe.training.loop import (
-           block_prefixes,
-           freeze_early_blocks,
-           hardware,
-           init_weights,
-           plot_learning_curve,
-           train,
-)
+from symprobe.training.loop import block_prefixes, freeze_early_blocks, hardware, init_weights, plot_learning_curve, train
 from symprobe.training.stages import fine_tune_stage, pretrain_stage, train_stages
 
-__all__ = [
-           "DATA_KEYS",
-           "TOP_KEYS",
-           "TRAINING_KEYS",
-           "ConfigError",
-           "Sample",
-           "TrainConfig",
-           "block_prefixes",
-           "bundle",
-           "device_for",
-           "evaluate",
-           "fine_tune_stage",
-           "fit_baseline",
-           "freeze_early_blocks",
-           "hardware",
-           "init_weights",
-           "load_config",
-           "load_samples",
-           "make_batch",
-           "make_config",
-           "model_card_markdown",
-           "module_device",
-           "plot_learning_curve",
-           "pretrain_stage",
-           "random_o3",
-           "refit_baseline",
-           "refit_best",
-           "refit_offset",
-           "rotation_gradient",
-           "rotational_errors",
-           "split_indices",
-           "train",
-           "train_stages",
-           "training_split",
-           "training_stages",
-]
+__all__ = ["DATA_KEYS", "TOP_KEYS", "TRAINING_KEYS", "ConfigError", "Sample", "TrainConfig", "block_prefixes", "bundle", "device_for",
+           "evaluate", "fine_tune_stage", "fit_baseline", "freeze_early_blocks", "hardware", "init_weights", "load_config",
+           "load_samples", "make_batch", "make_config", "model_card_markdown", "module_device", "plot_learning_curve",
+           "pretrain_stage", "random_o3", "refit_baseline", "refit_best", "refit_offset", "rotation_gradient", "rotational_errors",
+           "split_indices", "train", "train_stages", "training_split", "training_stages"]

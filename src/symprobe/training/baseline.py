@@ -3,9 +3,8 @@ on the energy residuals during training and on the training set for a saved mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch

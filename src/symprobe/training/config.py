@@ -11,20 +11,8 @@ from typing import Any
 
 import torch
 
-from symprobe.checks import (
-    Check,
-    ConfigError,
-    check_keys,
-    check_section,
-    choice,
-    flag,
-    mapping,
-    number,
-    optional,
-    positive,
-    read_yaml,
-    text,
-)
+from symprobe.checks import (Check, ConfigError, check_keys, check_section, choice, flag, mapping, number, optional, positive,
+                             read_yaml, text)
 from symprobe.models.device import PRECISIONS
 from symprobe.models.pet import default_hypers
 from symprobe.structures import shared_data_dir

@@ -4,9 +4,9 @@ alike (energies eV, forces eV/Å, stress eV/Å³)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch

@@ -3,7 +3,7 @@ predictions over random rotations (meV/cell, meV/Å), and its energy's rotation 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Sequence
 
 import numpy as np
 import torch

@@ -8,9 +8,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -21,21 +20,9 @@ from symprobe.interrupt import StopRequest, deferred_signals
 from symprobe.models.device import device_name, precision
 from symprobe.models.pet import PETModule, load_module, save_model
 from symprobe.models.torch_model import Graph, energy_forces_stress
-from symprobe.training.baseline import (
-    fit_baseline,
-    refit_baseline,
-    refit_best,
-    refit_offset,
-)
+from symprobe.training.baseline import fit_baseline, refit_baseline, refit_best, refit_offset
 from symprobe.training.config import TrainConfig, device_for
-from symprobe.training.data import (
-    Sample,
-    load_samples,
-    make_batch,
-    module_device,
-    random_o3,
-    training_split,
-)
+from symprobe.training.data import Sample, load_samples, make_batch, module_device, random_o3, training_split
 from symprobe.training.evaluation import evaluate, rotation_gradient
 
 
