@@ -47,7 +47,13 @@ import torch
 from symprobe.checks import ConfigError, read_yaml
 from symprobe.files import check_writable, save_figure, write_json
 from symprobe.interrupt import Interrupted
-from symprobe.training import TrainConfig, load_samples, make_config, train, training_split
+from symprobe.training import (
+    TrainConfig,
+    load_samples,
+    make_config,
+    train,
+    training_split,
+)
 from symprobe.training.tracking import train_tracking_rotation
 
 ROOT = Path(__file__).resolve().parents[1]

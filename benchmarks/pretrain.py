@@ -46,7 +46,14 @@ from symprobe.checks import ConfigError, read_yaml
 from symprobe.files import check_writable, save_figure, write_json
 from symprobe.interrupt import Interrupted
 from symprobe.models.pet import load_module
-from symprobe.training import TrainConfig, load_samples, make_config, rotational_errors, train_stages, training_split
+from symprobe.training import (
+    TrainConfig,
+    load_samples,
+    make_config,
+    rotational_errors,
+    train_stages,
+    training_split,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"water-pet": "train_water_pet.yaml", "water-pet-twin": "train_water_pet_twin.yaml"}
