@@ -37,7 +37,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from symprobe.training import (
     train,
     training_split,
 )
+from symprobe.training.jobs import run_trainings
 from symprobe.training.tracking import train_tracking_rotation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,11 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         costs = {name: calibrate(name, args) for name in args.models}
         points = [(name, n, seed) for n in sorted(args.sizes, reverse=True) for name in args.models for seed in args.seeds]
-        if args.jobs == 1:
-            done = [train_point(name, n, seed, args, costs[name]) for name, n, seed in points]
-        else:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                done = list(pool.map(train_point, *zip(*points), [args] * len(points), [costs[name] for name, _, _ in points]))
+        done = run_trainings(train_point, [(name, n, seed, args, costs[name]) for name, n, seed in points], args.jobs)
     except (Interrupted, KeyboardInterrupt) as stopped:
         print(f"learning_curve_qtip4pf.py: interrupted ({stopped}); rerun the same command to resume", file=sys.stderr)
         return 130

@@ -36,7 +36,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from symprobe.training import (
     train_stages,
     training_split,
 )
+from symprobe.training.jobs import run_trainings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"water-pet": "train_water_pet.yaml", "water-pet-twin": "train_water_pet_twin.yaml"}
@@ -210,11 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretrain.py: error: {error}", file=sys.stderr)
         return 2
     try:
-        if args.jobs == 1:
-            done = [train_recipe(name, recipe, args) for name, recipe in runs]
-        else:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                done = list(pool.map(train_recipe, *zip(*runs), [args] * len(runs)))
+        done = run_trainings(train_recipe, [(name, recipe, args) for name, recipe in runs], args.jobs)
     except (Interrupted, KeyboardInterrupt) as stopped:
         print(f"pretrain.py: interrupted ({stopped}); rerun the same command to resume", file=sys.stderr)
         return 130
