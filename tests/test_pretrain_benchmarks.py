@@ -10,10 +10,8 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 
 from symprobe.testing import write_labelled_water
-from symprobe.training.pretrain_data import generate, load_pretrain_data_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,14 +26,9 @@ def _script(name: str):
 
 
 @pytest.fixture(scope="module")
-def label_sets(tmp_path_factory) -> tuple[Path, Path]:
-    """(a toy q-TIP4P/F set of 24 cells from symprobe pretrain-data, 12 labelled 8-molecule boxes standing for DFT)."""
-    root = tmp_path_factory.mktemp("labels")
-    spec = {"name": "toy", "output_dir": str(root / "pretrain"), "molecules_per_side": 2, "temperatures_K": [250, 400],
-            "densities_g_cm3": [0.95, 1.05], "equilibration_steps": 10, "frame_stride_steps": 2, "frames_per_chunk": 2, "chunks": 2}
-    (root / "pretrain.yaml").write_text(yaml.safe_dump(spec))
-    generate(load_pretrain_data_config(root / "pretrain.yaml"), progress=False)
-    return root / "pretrain" / "pretrain.extxyz", write_labelled_water(root / "water.extxyz", 12)
+def label_sets(toy_pretrain_set, tmp_path_factory) -> tuple[Path, Path]:
+    """(the toy q-TIP4P/F set of symprobe pretrain-data, 12 labelled 8-molecule boxes standing for DFT)."""
+    return toy_pretrain_set, write_labelled_water(tmp_path_factory.mktemp("labels") / "water.extxyz", 12)
 
 
 def test_pretrain_recipes_at_toy_size_train_equal_steps_and_resume(label_sets, tmp_path):
@@ -67,7 +60,7 @@ def test_pretrain_recipes_at_toy_size_train_equal_steps_and_resume(label_sets, t
 
 def test_qtip4pf_learning_curve_at_toy_size_fits_exponents_and_resumes(label_sets, tmp_path):
     pretrain_data, _ = label_sets
-    argv = ["--toy", "--data", str(pretrain_data), "--hours", "0.0002", "--every", "20", "--rotations", "2", "--jobs", "1",
+    argv = ["--toy", "--data", str(pretrain_data), "--hours", "0.0001", "--every", "20", "--rotations", "2", "--jobs", "1",
             "--out", str(tmp_path / "curve.json"), "--work", str(tmp_path / "work")]
     script = _script("learning_curve_qtip4pf")
     assert script.main(argv) == 0
@@ -79,7 +72,7 @@ def test_qtip4pf_learning_curve_at_toy_size_fits_exponents_and_resumes(label_set
         cost = first["calibration"][name]
         for p in points:  # the epochs that fill the budget at the calibrated cost, all trained
             per_epoch = math.ceil(p["n_train"] / 2)
-            assert p["epochs_planned"] == max(1, int(3600 * 0.0002 / (per_epoch * cost["step_seconds"] + cost["validation_seconds"])))
+            assert p["epochs_planned"] == max(1, int(3600 * 0.0001 / (per_epoch * cost["step_seconds"] + cost["validation_seconds"])))
             assert p["finished"] and p["epochs"] == p["epochs_planned"] and p["test"]["force_mae"] > 0
         assert points[0]["test"] != points[1]["test"]  # two seeds, two trainings
         fitted = first["fits"][name]

@@ -29,7 +29,6 @@ from symprobe.training import (
     train,
     train_stages,
 )
-from symprobe.training.pretrain_data import generate, load_pretrain_data_config
 
 SMALL_MODEL = {"width": 16, "heads": 2, "blocks": 2, "layers_per_block": 1, "radial_basis": 6, "angular_degree": 2, "cutoff": 3.5}
 ZERO_SHIFT = {8: -430.0, 1: -13.5}  # eV per atom: the fine-tune labels' zero of energy differs from q-TIP4P/F's
@@ -38,19 +37,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def label_sets(tmp_path_factory) -> tuple[Path, Path]:
-    """(a toy q-TIP4P/F pre-training set with stress, 12 boxes with energies shifted by ZERO_SHIFT per atom)."""
+def label_sets(toy_pretrain_set, tmp_path_factory) -> tuple[Path, Path]:
+    """(the toy q-TIP4P/F pre-training set, with stress; 12 boxes with energies shifted by ZERO_SHIFT per atom)."""
     root = tmp_path_factory.mktemp("labels")
-    spec = {"name": "toy", "output_dir": str(root / "pretrain"), "molecules_per_side": 2, "temperatures_K": [250, 400],
-            "densities_g_cm3": [0.95, 1.05], "equilibration_steps": 10, "frame_stride_steps": 2, "frames_per_chunk": 2, "chunks": 2}
-    (root / "pretrain.yaml").write_text(yaml.safe_dump(spec))
-    generate(load_pretrain_data_config(root / "pretrain.yaml"), progress=False)
     frames = read(write_labelled_water(root / "water.extxyz", 12), index=":")
     for atoms in frames:
         shift = sum(ZERO_SHIFT[int(z)] for z in atoms.numbers)
         atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy() + shift, forces=atoms.get_forces())
     write(root / "shifted.extxyz", frames)
-    return root / "pretrain" / "pretrain.extxyz", root / "shifted.extxyz"
+    return toy_pretrain_set, root / "shifted.extxyz"
 
 
 def _raw(label_sets, out: Path, **training) -> dict:
