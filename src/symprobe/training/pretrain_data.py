@@ -77,7 +77,7 @@ GENERATION_KEYS = {
     "strained_fraction": 0.2,
     "max_strain": 0.04,
     "compressed_fraction": 0.1,
-    "compression": [0.93, 0.98],
+    "compression": [0.95, 0.99],
 }
 _CHECKS = {
     "seed": _SEED, "molecules_per_side": partial(number, integer=True, minimum=2), "timestep_fs": positive,
