@@ -409,7 +409,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
-    from symprobe.training import bundle, load_config, train
+    from symprobe.training import bundle, load_config, train_stages
 
     config = load_config(args.config)
     if args.device is not None:
@@ -418,8 +418,27 @@ def _run_train(args: argparse.Namespace) -> int:
         card = bundle(config, args.bundle)
         print(json.dumps(card["test"], indent=2))
         return 0
-    summary = train(config, resume=args.resume)
+    summary = train_stages(config, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "split"}, indent=2))
+    return 0
+
+
+# --- pretrain-data ---------------------------------------------------------------------------------
+def _add_pretrain_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain-data", help="make a pre-training set of q-TIP4P/F labels (MD of water boxes) from a YAML config",
+                       description="q-TIP4P/F NVT of water boxes over the config's temperatures and densities, plus strained and "
+                       "compressed frames, labelled with energies (eV), forces (eV/Å) and stress (eV/Å³); resumable by chunks "
+                       "(run the same command again). Output: OUTPUT_DIR/pretrain.extxyz and manifest.json.")
+    p.add_argument("config", help="pre-training data config (YAML), e.g. configs/pretrain_qtip4pf.yaml")
+
+
+def _run_pretrain_data(args: argparse.Namespace) -> int:
+    import json
+
+    from symprobe.training.pretrain_data import generate, load_pretrain_data_config
+
+    manifest = generate(load_pretrain_data_config(args.config))
+    print(json.dumps({k: manifest[k] for k in ("file", "cells", "by_kind", "sha256", "wall_seconds_this_call")}, indent=2))
     return 0
 
 
@@ -796,6 +815,7 @@ COMMANDS = {
     "grids": (_add_grids, _run_grids),
     "audit": (_add_audit, _run_audit),
     "train": (_add_train, _run_train),
+    "pretrain-data": (_add_pretrain_data, _run_pretrain_data),
     "export": (_add_export, _run_export),
     "bench": (_add_bench, _run_bench),
     "md": (_add_md, _run_md),
