@@ -682,6 +682,10 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--long-liquid", type=float, default=None, metavar="PS",
                    help="also run raw, random and MTS liquid water (one 64-molecule box each, MTS as --mts) for PS ps, and "
                    "report D and the c_uu decay time against raw (20 ps: hours on 2 cores; resumes from checkpoints)")
+    for kind, what in (("molecule", "one molecule: its orientation bias and angular-momentum drift in the gas phase"),
+                       ("bulk", "a periodic bulk system"), ("crystal", "a periodic crystal")):
+        p.add_argument(f"--{kind}", metavar="FILE", default=None,
+                       help=f"study your own system instead of water: {what} (any file ASE reads; the last structure)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
@@ -705,6 +709,9 @@ def _run_study(args: argparse.Namespace) -> int:
     parse_mts(args.mts)
     check_writable(args.out)
     budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+    systems = {kind: getattr(args, kind) for kind in ("molecule", "bulk", "crystal") if getattr(args, kind) is not None}
+    if systems:
+        return _run_user_study(args, systems, device, cluster, budget)
     model, control, note = _study_model(args.model)
     if args.plan:
         from symprobe.study import plan_study
@@ -723,6 +730,26 @@ def _run_study(args: argparse.Namespace) -> int:
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
                             mts=args.mts, device=device, farm=farm, long_liquid_ps=args.long_liquid, **budget)
+    _print_findings(results, args.out)
+    return 0
+
+
+def _run_user_study(args: argparse.Namespace, files: dict[str, str], device, cluster, budget: dict[str, float]) -> int:
+    """``symprobe study --molecule/--bulk/--crystal``: each file's study (:mod:`symprobe.study.user_system`)."""
+    from symprobe.md.run import load_model, load_structure
+    from symprobe.study.user_system import check_kinds, check_systems, run_user_study
+
+    check_kinds(files)
+    for option, given in (("--plan", args.plan), ("--cluster", cluster is not None), ("--mts", args.mts != "2i/10"),
+                          ("--long-liquid", args.long_liquid is not None)):
+        if given:
+            raise ValueError(f"{option} goes with the water study, not with --{', --'.join(files)} (not available in this version)")
+    model = load_model(args.model, str(device))
+    systems = {kind: load_structure(path) for kind, path in files.items()}
+    check_systems(model, systems)
+    with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
+        results = run_user_study(model, systems, args.out, quick=args.quick or args.budget_min is not None, spec=args.model,
+                                 **budget)
     _print_findings(results, args.out)
     return 0
 

@@ -322,11 +322,11 @@ def orientation_runs(
     trajectory_stride: int, bandwidth: float, n_inner: int = 10, mts_grid: str | None = None,
     equilibration_fraction: float = 0.2, n_averaged_molecules: int | None = None, progress: bool = True,
     runner: GroupRunner | None = None, template: Atoms | None = None,
-    directions: Callable[[np.ndarray], np.ndarray] | None = None,
+    direction_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of isolated molecules (copies of ``template``, default H2O) per
     variant; orientation maps F(cos θ, φ)/kT of a body-fixed direction and their low-order bias (see
-    :func:`harmonic_orientation_bias`). ``directions`` maps positions (frames, atoms, 3) Å to unit vectors (frames,
+    :func:`harmonic_orientation_bias`). ``direction_of`` maps positions (frames, atoms, 3) Å to unit vectors (frames,
     molecules, 3); default: the H–O–H bisector of each (O, H, H). The MTS variant acts with the Langevin thermostat at
     the outer level (see :mod:`symprobe.md.batched`). The averaged variant, 36 copies per step, may run on only the
     first ``n_averaged_molecules``. Each variant's molecules may be a task of ``runner``. A finished run is read again,
@@ -343,7 +343,7 @@ def orientation_runs(
         frames = read_trajectory(runs[variant])
         frames = frames[int(len(frames) * equilibration_fraction):]
         positions = np.stack([f.get_positions() for f in frames])
-        u = (directions or water_bisectors)(positions)  # (frames, molecules, 3)
+        u = (direction_of or water_bisectors)(positions)  # (frames, molecules, 3)
         omap = observables.orientational_free_energy(u.reshape(-1, 3), bandwidth=bandwidth, n_cos=25, n_phi=49)
         results["variants"][variant] = {
             "map": {"cos_theta": omap.cos_theta.tolist(), "phi": omap.phi.tolist(),
