@@ -22,17 +22,25 @@ whether the error bars are calibrated.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
 
 from symprobe import so3
 from symprobe.analysis import observables, statistics
-from symprobe.study.variants import REPEAT, GroupRunner, curve, read_trajectory, run_groups, scalar
 from symprobe.models.base import Model
 from symprobe.structures import water_monomer
+from symprobe.study.variants import (
+    REPEAT,
+    GroupRunner,
+    curve,
+    read_trajectory,
+    run_groups,
+    scalar,
+)
 
 KT_300K = units.kB * 300.0  # eV
 NVE = {"kind": "nve"}

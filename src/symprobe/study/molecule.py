@@ -18,12 +18,11 @@ Run lengths come from a wall-time budget (quick) or the paper's gas-phase protoc
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -33,7 +32,8 @@ from symprobe.analysis import statistics
 from symprobe.models.base import Model
 from symprobe.pages import png_base64, pyplot, table
 from symprobe.study import gas
-from symprobe.study.plan import batched_stepper, timed
+from symprobe.study.plan import Plan, batched_stepper, plan_key, timed
+from symprobe.study.report import COLOURS
 from symprobe.study.stages import StageCache
 from symprobe.study.variants import REPEAT, VARIANTS
 
@@ -42,31 +42,30 @@ AXES = ("a", "b", "c")  # principal axes of inertia, smallest moment first
 PROTOCOL = 1  # raised when an experiment's protocol changes, so that no cached stage of an older one is reused
 COST_MOLECULES = 8  # molecules per variant at which a batched step is timed
 RUN_SHARES = {"nve": 0.3, "nvt": 0.6}  # shares of a quick budget (the rest: relaxation, costs, analysis)
-COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60", "raw-repeat": "#e59866"}
 
 
 @dataclass
 class MoleculePlan:
-    """Sizes and lengths of one molecule study (steps of 0.5 fs); the defaults are the paper's gas-phase protocols."""
+    """Sizes and lengths of one molecule study (steps of 0.5 fs); the defaults are the paper's gas-phase protocols, as
+    in the water study's full :class:`~symprobe.study.plan.Plan`."""
 
     quick: bool
-    grid: str = "2i"
-    mts_grid: str = "2i"
-    n_inner: int = 10
+    grid: str = Plan.grid
+    mts_grid: str = Plan.mts_grid
+    n_inner: int = Plan.n_inner
     seed: int = 0
-    nve_molecules: int = 40
-    nve_steps: int = 50_000
-    nvt_molecules: int = 27
-    nvt_averaged_molecules: int = 27
-    nvt_steps: int = 500_000
-    bandwidth: float = 0.1  # rad, of the orientation maps
+    nve_molecules: int = Plan.gas_nve_molecules
+    nve_steps: int = Plan.gas_nve_steps
+    nvt_molecules: int = Plan.gas_nvt_molecules
+    nvt_averaged_molecules: int = Plan.gas_nvt_averaged_molecules
+    nvt_steps: int = Plan.gas_nvt_steps
+    bandwidth: float = Plan.gas_bandwidth  # rad, of the orientation maps
     relax_fmax: float = 0.01  # eV/Å
     relax_steps: int = 500
 
     def key(self) -> str:
         """A short id of the plan and of :data:`PROTOCOL` (MD directories and cached stages are keyed by it)."""
-        data = asdict(self) | {"protocol": PROTOCOL}
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        return plan_key(asdict(self), PROTOCOL)
 
 
 def quick_plan(costs: dict[str, float], budget_s: float, seed: int = 0) -> MoleculePlan:
@@ -277,22 +276,32 @@ def angular_momentum_figure(nve: dict[str, Any]):
     return fig
 
 
+def _figure(alt: str, fig, caption: str) -> str:
+    return (f"<figure><img alt='{alt}' src='data:image/png;base64,{png_base64(fig)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _protocol(result: dict[str, Any]) -> str:
+    """The section's first paragraph: the relaxed molecule and the runs."""
+    exp, formula, plan = result["experiments"], html.escape(result["system"]), result["plan"]
+    relaxation = exp["relaxation"]
+    moments = ", ".join(f"{m:.3g}" for m in relaxation["moments_amu_A2"])
+    return (f"<p>{formula} ({result['n_atoms']} atoms) relaxed with the raw model in {relaxation['steps']} BFGS steps "
+            f"(largest force {relaxation['largest_force_eV_per_A']:.3g} eV/Å, energy change {relaxation['energy_change_eV']:.3g} "
+            f"eV); principal moments {moments} amu·Å² (axes a, b, c). NVE: {exp['nve']['n_molecules']} molecules per variant "
+            f"for {plan['nve_steps'] * 0.5 / 1000:.3g} ps from 300 K; NVT (Langevin, 300 K): {plan['nvt_molecules']} molecules "
+            f"per variant for {plan['nvt_steps'] * 0.5 / 1000:.3g} ps. Averaged: the {html.escape(plan['grid'])} grid "
+            f"({result['grid']['evaluations']} evaluations).</p>")
+
+
 def molecule_section(result: dict[str, Any]) -> str:
     """The report's HTML section of a molecule study (:func:`run_molecule`'s result)."""
     exp, formula = result["experiments"], html.escape(result["system"])
-    relaxation, plan = exp["relaxation"], result["plan"]
-    parts = [f"<h2>Isolated molecule: {formula}</h2>",
-             f"<p>{formula} ({result['n_atoms']} atoms) relaxed with the raw model in {relaxation['steps']} BFGS steps "
-             f"(largest force {relaxation['largest_force_eV_per_A']:.3g} eV/Å, energy change {relaxation['energy_change_eV']:.3g} eV); "
-             f"principal moments {', '.join(f'{m:.3g}' for m in relaxation['moments_amu_A2'])} amu·Å² (axes a, b, c). "
-             f"NVE: {exp['nve']['n_molecules']} molecules per variant for {plan['nve_steps'] * 0.5 / 1000:.3g} ps from 300 K; "
-             f"NVT (Langevin, 300 K): {plan['nvt_molecules']} molecules per variant for {plan['nvt_steps'] * 0.5 / 1000:.3g} ps. "
-             f"Averaged: the {html.escape(plan['grid'])} grid ({result['grid']['evaluations']} evaluations).</p>",
-             f"<figure><img alt='orientation maps' src='data:image/png;base64,{png_base64(orientation_figure(exp['nvt']))}'>"
-             "<figcaption>Orientational free energy F/kT of the principal axes in the lab frame (uniform: 0 everywhere)."
-             "</figcaption></figure>",
-             f"<figure><img alt='angular momentum' src='data:image/png;base64,{png_base64(angular_momentum_figure(exp['nve']))}'>"
-             "<figcaption>Change of each molecule's angular momentum in NVE (conserved by an invariant model).</figcaption></figure>"]
+    parts = [f"<h2>Isolated molecule: {formula}</h2>", _protocol(result),
+             _figure("orientation maps", orientation_figure(exp["nvt"]),
+                     "Orientational free energy F/kT of the principal axes in the lab frame (uniform: 0 everywhere)."),
+             _figure("angular momentum", angular_momentum_figure(exp["nve"]),
+                     "Change of each molecule's angular momentum in NVE (conserved by an invariant model).")]
     rows = []
     for axis, data in exp["nvt"].items():
         for variant, v in data["variants"].items():

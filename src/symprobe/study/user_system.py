@@ -34,7 +34,7 @@ def unknown_elements(model: Model, systems: Mapping[str, Atoms]) -> str | None:
     all, or does not say which it covers)."""
     if model.species is None:
         return None
-    missing = {kind: sorted(set(int(z) for z in atoms.numbers) - set(model.species)) for kind, atoms in systems.items()}
+    missing = {kind: sorted({int(z) for z in atoms.numbers} - set(model.species)) for kind, atoms in systems.items()}
     missing = {kind: numbers for kind, numbers in missing.items() if numbers}
     if not missing:
         return None
@@ -115,10 +115,10 @@ def render_user_report(document: dict[str, Any]) -> str:
     """The report of :func:`run_user_study` as a self-contained HTML string."""
     model = html.escape(document["model"]["name"])
     systems = ", ".join(f"{kind} {html.escape(formula)}" for kind, formula in document["systems"].items())
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>symprobe study: {model}</title><style>{CSS}</style>"
-             f"</head><body><h1>symprobe study of {model} on {systems}</h1>",
-             f"<p>Model spec <code>{html.escape(document['model']['spec'])}</code>; {document['mode']} mode; verdicts at "
-             f"{100 * document['confidence']:g} % confidence.</p>"]
+    head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>symprobe study: {model}</title><style>{CSS}</style>"
+            f"</head><body><h1>symprobe study of {model} on {systems}</h1>")
+    parts = [head, (f"<p>Model spec <code>{html.escape(document['model']['spec'])}</code>; {document['mode']} mode; verdicts at "
+                    f"{100 * document['confidence']:g} % confidence.</p>")]
     state = {None: "not tested (withheld)", True: "holds", False: "does not hold"}
     parts.append(table("findings", "Findings", ["system", "claim", "result", "evidence"],
                        [[f"{f['kind']} {html.escape(document['systems'][f['kind']])}", html.escape(f["claim"]), state[f["holds"]],
