@@ -16,7 +16,7 @@ from ase.io import write
 from symprobe import so3
 from symprobe.cli import main
 from symprobe.study.gas import isolated_molecules
-from symprobe.study.molecule import orientations, principal_frame
+from symprobe.study.molecule import MoleculePlan, estimate_s, orientations, principal_frame, quick_plan
 
 MODEL = """from symprobe.testing.pair import known_answer_model
 
@@ -101,6 +101,7 @@ def test_results_and_report_are_written_and_a_rerun_loads_them(cof2_study):
     (["--model", "builtin:water-pet"], "does not know the elements C, F in the molecule CF2O (it covers H, O)"),
     (["--bulk", "cof2.xyz"], "--bulk: not available in this version"),
     (["--crystal", "cof2.xyz"], "--crystal: not available in this version"),
+    (["--model", "ase.calculators.emt:EMT"], "cannot evaluate the molecule CF2O"),
     (["--plan"], "--plan goes with the water study")])
 def test_refused_on_one_line_with_exit_2(tmp_path, capsys, extra, message):
     write(tmp_path / "cof2.xyz", molecule("COF2"))
@@ -115,3 +116,14 @@ def test_unreadable_molecule_file_exit_2(tmp_path, capsys):
     assert main(["study", "--molecule", str(tmp_path / "bad.xyz"), "--quick", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.xyz: cannot read structures" in err and "\n" not in err
+
+
+def test_quick_plans_fill_their_budget_and_full_plans_follow_the_paper():
+    """A quick plan's estimated NVE and NVT time is its share of the budget (90 %, to rounding, below the caps); a
+    longer budget buys longer runs; the full plan is the paper's gas-phase protocol (40 molecules x 25 ps in NVE)."""
+    costs = {"nve_step_s": 0.05, "nvt_step_s": 0.1}
+    plan = quick_plan(costs, 300.0)
+    assert sum(estimate_s(plan, costs).values()) == pytest.approx(0.9 * 300.0, rel=0.02)
+    assert quick_plan(costs, 1200.0).nvt_steps > plan.nvt_steps
+    full = MoleculePlan(quick=False)
+    assert full.nve_molecules * full.nve_steps * 0.5 >= 1e6 and full.grid == "2i"

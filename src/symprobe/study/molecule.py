@@ -19,6 +19,8 @@ Run lengths come from a wall-time budget (quick) or the paper's gas-phase protoc
 from __future__ import annotations
 
 import html
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,15 +34,16 @@ from symprobe.analysis import statistics
 from symprobe.models.base import Model
 from symprobe.pages import png_base64, pyplot, table
 from symprobe.study import gas
-from symprobe.study.plan import Plan, batched_stepper, plan_key, timed
+from symprobe.study.plan import Plan, plan_key
 from symprobe.study.report import COLOURS
 from symprobe.study.stages import StageCache
-from symprobe.study.variants import REPEAT, VARIANTS
+from symprobe.study.variants import REPEAT, VARIANTS, run_variants
 
 KIND = "molecule"
 AXES = ("a", "b", "c")  # principal axes of inertia, smallest moment first
 PROTOCOL = 1  # raised when an experiment's protocol changes, so that no cached stage of an older one is reused
 COST_MOLECULES = 8  # molecules per variant at which a batched step is timed
+TRAJECTORY_STRIDES = {"nve": 4, "nvt": 10}  # steps between the frames the runs write
 RUN_SHARES = {"nve": 0.3, "nvt": 0.6}  # shares of a quick budget (the rest: relaxation, costs, analysis)
 
 
@@ -74,9 +77,23 @@ def quick_plan(costs: dict[str, float], budget_s: float, seed: int = 0) -> Molec
     scale = max(1.0, budget_s / 300.0)
     plan = MoleculePlan(quick=True, seed=seed, nve_molecules=COST_MOLECULES, nvt_molecules=2 * COST_MOLECULES,
                         nvt_averaged_molecules=2 * COST_MOLECULES, bandwidth=0.3, relax_fmax=0.05, relax_steps=200)
-    plan.nve_steps = _rounded(RUN_SHARES["nve"] * budget_s / costs["nve_step_s"], 200, 6000 * scale)
-    plan.nvt_steps = _rounded(RUN_SHARES["nvt"] * budget_s / (2 * costs["nvt_step_s"]), 400, 20000 * scale)
+    per_step = step_s(plan, costs)
+    plan.nve_steps = _rounded(RUN_SHARES["nve"] * budget_s / per_step["nve"], 200, 6000 * scale)
+    plan.nvt_steps = _rounded(RUN_SHARES["nvt"] * budget_s / per_step["nvt"], 400, 20000 * scale)
     return plan
+
+
+def step_s(plan: MoleculePlan, costs: dict[str, float]) -> dict[str, float]:
+    """Estimated seconds per 0.5 fs step of the NVE and NVT runs of ``plan``: the measured ``costs`` at
+    :data:`COST_MOLECULES` molecules per variant, scaled linearly with the molecules."""
+    return {"nve": costs["nve_step_s"] * plan.nve_molecules / COST_MOLECULES,
+            "nvt": costs["nvt_step_s"] * max(plan.nvt_molecules, plan.nvt_averaged_molecules) / COST_MOLECULES}
+
+
+def estimate_s(plan: MoleculePlan, costs: dict[str, float]) -> dict[str, float]:
+    """Estimated seconds of the NVE and NVT runs of ``plan`` (:func:`step_s`)."""
+    per_step = step_s(plan, costs)
+    return {"nve": per_step["nve"] * plan.nve_steps, "nvt": per_step["nvt"] * plan.nvt_steps}
 
 
 def _rounded(n: float, lo: int, hi: float, multiple: int = 10) -> int:
@@ -85,13 +102,24 @@ def _rounded(n: float, lo: int, hi: float, multiple: int = 10) -> int:
 
 def measure_costs(model: Model, molecule: Atoms, grid: str = "2i", mts_grid: str = "2i", n_inner: int = 10) -> dict[str, float]:
     """Seconds of wall time per 0.5 fs step of the batched NVE and NVT runs of :data:`COST_MOLECULES` copies of
-    ``molecule`` per variant (every variant and the second raw set)."""
+    ``molecule`` per variant (every variant and the second raw set), logs and trajectories written as the study's
+    runs write them: the difference of runs of 4·``n_inner`` and ``n_inner`` steps (start-up costs cancel)."""
     variants = (*VARIANTS, REPEAT)
     starts = {"nve": gas.nve_starts(variants, COST_MOLECULES, 0, molecule),
               "nvt": gas.nvt_starts(variants, COST_MOLECULES, 0, template=molecule)}
     ensembles = {"nve": gas.NVE, "nvt": gas.NVT}
-    return {f"{run}_step_s": timed(batched_stepper(model, starts[run], ensembles[run], grid, mts_grid, n_inner), n_inner)
-            for run in ("nve", "nvt")}
+    costs = {}
+    with tempfile.TemporaryDirectory(prefix="symprobe-costs-") as scratch:
+        for run in ("nve", "nvt"):
+            seconds = []
+            for steps in (n_inner, 4 * n_inner):
+                begin = time.perf_counter()
+                run_variants(model, starts[run], Path(scratch) / f"{run}-{steps}", grid=grid, n_inner=n_inner, mts_grid=mts_grid,
+                             ensemble=ensembles[run], steps=steps, timestep_fs=0.5, seed=0,
+                             trajectory_stride=TRAJECTORY_STRIDES[run], progress=False)
+                seconds.append(time.perf_counter() - begin)
+            costs[f"{run}_step_s"] = max(seconds[1] - seconds[0], seconds[1] / 4) / (3 * n_inner)
+    return costs
 
 
 def principal_frame(atoms: Atoms) -> tuple[Atoms, np.ndarray]:
@@ -152,13 +180,13 @@ def run_molecule(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, b
     ``findings``."""
     out = Path(out)
     formula = atoms.get_chemical_formula(mode="hill")
-    if plan is None:
-        costs_key = f"costs:{model.name}:{formula}:{COST_MOLECULES}:{PROTOCOL}"
-        if quick:
-            costs = StageCache(out, costs_key, progress).run("costs", lambda: measure_costs(model, principal_frame(atoms)[0]))
-            plan = quick_plan(costs, budget_s, seed)
-        else:
-            plan = MoleculePlan(quick=False, seed=seed)
+    costs_key = f"costs:{model.name}:{formula}:{COST_MOLECULES}:{PROTOCOL}:runs"
+    costs = StageCache(out, costs_key, progress).run("costs", lambda: measure_costs(model, principal_frame(atoms)[0]))
+    plan = plan or (quick_plan(costs, budget_s, seed) if quick else MoleculePlan(quick=False, seed=seed))
+    estimate = estimate_s(plan, costs)
+    if progress:
+        print(f"[study] molecule {formula}: {'quick' if plan.quick else 'full'} mode, estimated "
+              f"{sum(estimate.values()) / 60:.1f} min (NVE {estimate['nve'] / 60:.1f}, NVT {estimate['nvt'] / 60:.1f} min)", flush=True)
     cache = StageCache(out, plan.key(), progress)
     md = out / "md" / plan.key()
 
@@ -174,23 +202,25 @@ def run_molecule(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, b
     variants = (*VARIANTS, REPEAT)
     nve = cache.run("nve", lambda: gas.angular_momentum_runs(
         model, md / "nve", variants, n_molecules=plan.nve_molecules, steps=plan.nve_steps, grid=plan.grid,
-        n_inner=plan.n_inner, mts_grid=plan.mts_grid, seed=plan.seed, trajectory_stride=4, progress=progress,
+        n_inner=plan.n_inner, mts_grid=plan.mts_grid, seed=plan.seed, trajectory_stride=TRAJECTORY_STRIDES["nve"], progress=progress,
         template=reference))
     nvt = cache.run("nvt", lambda: {axis: gas.orientation_runs(
         model, md / "nvt", variants, n_molecules=plan.nvt_molecules, n_averaged_molecules=plan.nvt_averaged_molecules,
-        steps=plan.nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=10, bandwidth=plan.bandwidth,
+        steps=plan.nvt_steps, grid=plan.grid, seed=plan.seed, trajectory_stride=TRAJECTORY_STRIDES["nvt"], bandwidth=plan.bandwidth,
         n_inner=plan.n_inner, mts_grid=plan.mts_grid, progress=progress, template=reference,
         direction_of=axis_directions(reference, k)) for k, axis in enumerate(AXES)})
     experiments = {"relaxation": relaxation_result, "nve": nve, "nvt": nvt}
     grid = so3.get(plan.grid)
-    return {"kind": KIND, "system": formula, "n_atoms": len(atoms), "plan": asdict(plan),
+    return {"kind": KIND, "system": formula, "n_atoms": len(atoms), "plan": asdict(plan), "costs_s_per_step": costs,
+            "estimate_s": estimate,
             "grid": {"name": plan.grid, "evaluations": len(grid), "degree": grid.degree},
             "experiments": experiments, "null_tests": null_tests(experiments), "findings": findings(formula, experiments, plan)}
 
 
 def null_tests(experiments: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The null comparisons (raw against the second raw set) by name: the NVE ones and one per principal axis."""
-    tests = {f"NVE: {name}": test for name, test in experiments["nve"].get("null", {}).items()}
+    names = {"L_change_final": "|L(T) − L(0)|", "energy_drift_per_molecule": "energy drift"}
+    tests = {f"NVE: {names.get(name, name)}": test for name, test in experiments["nve"].get("null", {}).items()}
     for axis, result in experiments["nvt"].items():
         for test in result.get("null", {}).values():
             tests[f"NVT: orientation of axis {axis} (ℓ ≤ 2)"] = test

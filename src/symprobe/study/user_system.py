@@ -60,11 +60,19 @@ def check_kinds(kinds: Iterable[str]) -> None:
 
 
 def check_systems(model: Model, systems: Mapping[str, Atoms]) -> None:
-    """Raise ``ValueError`` (one line) for an unknown kind, an empty request or elements the model does not know."""
+    """Raise ``ValueError`` (one line) for an unknown kind, an empty request or elements the model does not know (a model
+    that does not list its elements must evaluate each system once)."""
     check_kinds(systems)
     problem = unknown_elements(model, systems)
     if problem:
         raise ValueError(problem)
+    if model.species is None:  # a model that does not say which elements it covers: one evaluation of each system
+        for kind, atoms in systems.items():
+            try:
+                model.predict(atoms)
+            except Exception as error:  # a model's own code raises whatever it raises on elements it does not know
+                raise ValueError(f"model {model.name!r} cannot evaluate the {kind} {atoms_formula(atoms)} "
+                                 f"({type(error).__name__}: {error})") from error
 
 
 def withheld(result: dict[str, Any], gate: dict[str, Any] | None, kind: str) -> list[dict[str, Any]]:
