@@ -10,19 +10,26 @@ import time
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import molecule
 from ase.io import write
 
 from symprobe import so3
 from symprobe.cli import main
 from symprobe.study.gas import isolated_molecules
-from symprobe.study.molecule import MoleculePlan, estimate_s, orientations, principal_frame, quick_plan
+from symprobe.study.molecule import (
+    MoleculePlan,
+    estimate_s,
+    orientations,
+    principal_frame,
+    quick_plan,
+)
 
-MODEL = """from symprobe.testing.pair import known_answer_model
+MODEL = """from symprobe.testing.pair import known_answer_pair_model
 
 
 def make():
-    return known_answer_model(degree=2, amplitude=0.5)
+    return known_answer_pair_model(degree=2, amplitude=0.5)
 """
 
 
@@ -127,3 +134,10 @@ def test_quick_plans_fill_their_budget_and_full_plans_follow_the_paper():
     assert quick_plan(costs, 1200.0).nvt_steps > plan.nvt_steps
     full = MoleculePlan(quick=False)
     assert full.nve_molecules * full.nve_steps * 0.5 >= 1e6 and full.grid == "2i"
+
+
+def test_a_single_atom_is_refused(tmp_path, capsys):
+    write(tmp_path / "ar.xyz", Atoms("Ar"))
+    assert main(["study", "--molecule", str(tmp_path / "ar.xyz"), "--model", "symprobe.testing:KnownAnswerCalculator",
+                 "--quick", "--out", str(tmp_path / "out")]) == 2
+    assert "a molecule needs at least 2 atoms" in capsys.readouterr().err

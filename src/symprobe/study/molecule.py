@@ -180,6 +180,8 @@ def run_molecule(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, b
     ``findings``."""
     out = Path(out)
     formula = atoms.get_chemical_formula(mode="hill")
+    if len(atoms) < 2:
+        raise ValueError(f"--molecule {formula}: a molecule needs at least 2 atoms to have an orientation")
     costs_key = f"costs:{model.name}:{formula}:{COST_MOLECULES}:{PROTOCOL}:runs"
     costs = StageCache(out, costs_key, progress).run("costs", lambda: measure_costs(model, principal_frame(atoms)[0]))
     plan = plan or (quick_plan(costs, budget_s, seed) if quick else MoleculePlan(quick=False, seed=seed))
@@ -252,7 +254,7 @@ def findings(formula: str, experiments: dict[str, Any], plan: MoleculePlan) -> l
                         f"p = {p_raw:.3g} over the {len(AXES)} principal axes"}]
     for variant, name in names.items():
         p, axis, h = _orientation_p(experiments, variant)
-        out.append({"key": f"{variant}_removes_bias", "claim": f"with {name}, isolated {formula} molecules show no orientation bias",
+        out.append({"key": f"{variant}_removes_bias", "claim": f"with {name}, isolated {formula} molecules show no detectable orientation bias",
                     "holds": bool(p >= alpha),
                     "evidence": f"largest bias {h['bias_kT']['value']:.3g} ± {h['bias_kT']['error'] or 0:.2g} kT (axis {axis}); "
                                 f"p = {p:.3g} against none"})

@@ -11,6 +11,10 @@ potential, exactly invariant, plus optional terms whose breaking is known exactl
   bond vectors. E(x) − E(−x) = 2·c·T(x) for every orientation; T vanishes on achiral structures.
 
 f_c(r) = ½(1 + cos πr/r_c) below the cutoff r_c. Forces and stress come from torch autograd (float64).
+
+:class:`KnownAnswerModule` is the energy on a graph of many structures; :func:`known_answer_pair_model` runs it on the
+batched engine (:class:`~symprobe.models.torch_model.TorchModel`: rotated copies of many structures in one pass, for MD
+of many molecules and grid averages); :class:`KnownAnswerCalculator` is the same as an ASE calculator.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ class KnownAnswerModule(torch.nn.Module):
         return torch.zeros(graph.n_structures, dtype=r.dtype, device=r.device).index_add(0, graph.structure, per_atom)
 
 
-def known_answer_model(degree: int | None = None, amplitude: float = 0.0, pseudoscalar: float = 0.0, cutoff: float = 4.0,
+def known_answer_pair_model(degree: int | None = None, amplitude: float = 0.0, pseudoscalar: float = 0.0, cutoff: float = 4.0,
                        seed: int = 0) -> TorchModel:
     """:class:`KnownAnswerModule` as a batched :class:`~symprobe.models.torch_model.TorchModel` (float64): rotated
     copies of many structures in one pass, for MD with many molecules and grid averages."""
@@ -101,7 +105,7 @@ class KnownAnswerCalculator(Calculator):
     def __init__(self, degree: int | None = None, amplitude: float = 0.0, pseudoscalar: float = 0.0,
                  cutoff: float = 4.0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.model = known_answer_model(degree, amplitude, pseudoscalar, cutoff, seed)
+        self.model = known_answer_pair_model(degree, amplitude, pseudoscalar, cutoff, seed)
         module = self.model.module
         self.degree, self.amplitude, self.pseudoscalar_coefficient = module.degree, module.amplitude, module.pseudoscalar_coefficient
         self.cutoff, self.coefficients = module.cutoff, module.coefficients
