@@ -109,7 +109,8 @@ def test_results_and_report_are_written_and_a_rerun_loads_them(cof2_study):
     (["--bulk", "cof2.xyz"], "--bulk: not available in this version"),
     (["--crystal", "cof2.xyz"], "--crystal: not available in this version"),
     (["--model", "ase.calculators.emt:EMT"], "cannot evaluate the molecule CF2O"),
-    (["--plan"], "--plan goes with the water study")])
+    (["--plan"], "--plan goes with the water study"),
+    (["--long-liquid", "5"], "--long-liquid goes with the water study")])
 def test_refused_on_one_line_with_exit_2(tmp_path, capsys, extra, message):
     write(tmp_path / "cof2.xyz", molecule("COF2"))
     assert main(["study", "--molecule", str(tmp_path / "cof2.xyz"), "--quick", "--out", str(tmp_path / "out"),
