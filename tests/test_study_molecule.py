@@ -142,3 +142,19 @@ def test_a_single_atom_is_refused(tmp_path, capsys):
     assert main(["study", "--molecule", str(tmp_path / "ar.xyz"), "--model", "symprobe.testing:KnownAnswerCalculator",
                  "--quick", "--out", str(tmp_path / "out")]) == 2
     assert "a molecule needs at least 2 atoms" in capsys.readouterr().err
+
+
+def test_a_kind_that_fails_the_gate_has_its_findings_withheld():
+    """One Holm gate over all kinds' null tests: a kind with a significant null test (p = 1e-6 among 3 tests) gets
+    its tested findings withheld (holds None, the failing test named); a kind that passes keeps its own."""
+    from symprobe.analysis import statistics
+    from symprobe.study.user_system import withheld
+
+    failing = {"null_tests": {"NVE: energy drift": {"p_value": 1e-6}, "NVT: orientation of axis a (ℓ ≤ 2)": {"p_value": 0.4}},
+               "findings": [{"key": "orientation_bias", "claim": "c", "holds": True, "evidence": "e"}]}
+    passing = {"null_tests": {"g(r)": {"p_value": 0.5}}, "findings": [{"key": "k", "claim": "c", "holds": False, "evidence": "e"}]}
+    gate = statistics.calibration_gate({"molecule": failing["null_tests"], "bulk": passing["null_tests"]})
+    assert not gate["passed"] and gate["n_tests"] == 3
+    [finding] = withheld(failing, gate, "molecule")
+    assert finding["holds"] is None and "molecule: NVE: energy drift" in finding["evidence"]
+    assert withheld(passing, gate, "bulk")[0]["holds"] is False
