@@ -188,7 +188,9 @@ def run_molecule(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, b
     estimate = estimate_s(plan, costs)
     if progress:
         print(f"[study] molecule {formula}: {'quick' if plan.quick else 'full'} mode, estimated "
-              f"{sum(estimate.values()) / 60:.1f} min (NVE {estimate['nve'] / 60:.1f}, NVT {estimate['nvt'] / 60:.1f} min)", flush=True)
+              f"{sum(estimate.values()) / 60:.1f} min (NVE {estimate['nve'] / 60:.1f}, NVT {estimate['nvt'] / 60:.1f} min)"
+              + (f", past the budget of {budget_s / 60:.1f} min: the shortest runs it makes (NVE 200, NVT 400 steps)"
+                 if plan.quick and sum(estimate.values()) > budget_s else ""), flush=True)
     cache = StageCache(out, plan.key(), progress)
     md = out / "md" / plan.key()
 
