@@ -5,6 +5,8 @@ through the command line serves the end-to-end tests."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 
@@ -35,15 +37,20 @@ def make():
 
 @pytest.fixture(scope="module")
 def cof2_study(tmp_path_factory):
-    """(directory, seconds) of ``symprobe study --molecule cof2.xyz`` on the known-answer model at toy size."""
+    """(directory, argv, seconds of the run that finished, stderr of its first part) of ``symprobe study --molecule
+    cof2.xyz`` on the known-answer model at toy size: stopped by ``--max-minutes 0.05``, then continued to the end."""
     root = tmp_path_factory.mktemp("molecule")
     (root / "lab_term.py").write_text(MODEL)
     write(root / "cof2.xyz", molecule("COF2"))
     argv = ["study", "--molecule", str(root / "cof2.xyz"), "--model", f"{root / 'lab_term.py'}:make", "--budget-min", "0.1",
             "--out", str(root / "out")]
+    stopped = io.StringIO()
+    with contextlib.redirect_stderr(stopped):
+        code = main([*argv, "--max-minutes", "0.05"])
+    assert code == 75, stopped.getvalue()[-2000:]
     begin = time.perf_counter()
     assert main(argv) == 0
-    return root, argv, time.perf_counter() - begin
+    return root, argv, time.perf_counter() - begin, stopped.getvalue()
 
 
 def _results(cof2_study) -> dict:
@@ -88,10 +95,20 @@ def test_the_averaged_molecule_keeps_its_angular_momentum(cof2_study):
     assert {f["key"]: f["holds"] for f in r["findings"]}["angular_momentum"] is True
 
 
+def test_a_study_stopped_at_its_time_limit_says_where_it_kept_its_stages(cof2_study):
+    """--max-minutes: exit 75 (checked by the fixture) and one line naming the molecule's stage and MD directories;
+    the same command then finished (the other tests read its results)."""
+    root, _, _, stderr = cof2_study
+    [line] = [line for line in stderr.splitlines() if line.startswith("symprobe study:")]
+    assert line.startswith("symprobe study: time limit of 0.05 min reached; finished stages kept in "
+                           f"{root / 'out' / 'molecule' / 'stages'} (costs")
+    assert f"checkpoint in {root / 'out' / 'molecule' / 'md'}; run the same command again" in line
+
+
 def test_results_and_report_are_written_and_a_rerun_loads_them(cof2_study):
     """results.json names the system and kind; report.html has the molecule's section with its two figures; the same
     command again loads every stage from its cache and gives the same findings."""
-    root, argv, seconds = cof2_study
+    root, argv, seconds, _ = cof2_study
     r = _results(cof2_study)
     assert r["schema"] == "symprobe-user-study/1" and r["systems"] == {"molecule": "CF2O"}
     assert r["kinds"]["molecule"]["experiments"]["relaxation"]["converged"]

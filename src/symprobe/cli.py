@@ -747,7 +747,7 @@ def _run_user_study(args: argparse.Namespace, files: dict[str, str], device, clu
     model = load_model(args.model, str(device))
     systems = {kind: load_structure(path) for kind, path in files.items()}
     check_systems(model, systems)
-    with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
+    with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes, tuple(files)):
         results = run_user_study(model, systems, args.out, quick=args.quick or args.budget_min is not None, spec=args.model,
                                  **budget)
     _print_findings(results, args.out)
@@ -770,9 +770,10 @@ def _planned_workers(workers: int | None, cluster, plan: bool) -> int | None:
 
 
 @contextmanager
-def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
+def _keeping_stages(out: str, seconds: float | None = None, kinds: tuple[str, ...] = ()) -> Iterator[None]:
     """Turn an interrupt of a study (SIGINT, SIGTERM, or the end of ``seconds`` of wall time) into one line: the
-    finished stages kept in OUT/stages, an MD run in progress checkpointed by its engine, and how to go on."""
+    finished stages kept in OUT/stages (OUT/KIND/stages for each of ``kinds`` of the user's systems), an MD run in
+    progress checkpointed by its engine, and how to go on."""
     from pathlib import Path
 
     from symprobe.interrupt import Interrupted, TimeLimit, time_limit
@@ -781,12 +782,14 @@ def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
         try:
             yield
         except KeyboardInterrupt:
-            stages = Path(out) / "stages"
-            finished = sorted(path.stem for path in stages.glob("*.json"))
+            roots = [Path(out) / kind for kind in kinds] or [Path(out)]
+            stages = ", ".join(str(root / "stages") for root in roots)
+            finished = sorted(path.stem for root in roots for path in (root / "stages").glob("*.json"))
             why = f"time limit of {seconds / 60:g} min reached" if deadline.passed else "stopped"
             raise (TimeLimit if deadline.passed else Interrupted)(
                 f"{why}; finished stages kept in {stages} ({', '.join(finished) or 'none yet'}), an MD run in progress "
-                f"resumes from its checkpoint in {Path(out) / 'md'}; run the same command again to continue") from None
+                f"resumes from its checkpoint in {', '.join(str(root / 'md') for root in roots)}; run the same command again "
+                "to continue") from None
 
 
 def _study_model(spec: str) -> tuple[str, str | None, str | None]:
