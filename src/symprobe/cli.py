@@ -682,6 +682,10 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--long-liquid", type=float, default=None, metavar="PS",
                    help="also run raw, random and MTS liquid water (one 64-molecule box each, MTS as --mts) for PS ps, and "
                    "report D and the c_uu decay time against raw (20 ps: hours on 2 cores; resumes from checkpoints)")
+    for kind, what in (("molecule", "one molecule: its orientation bias and angular-momentum drift in the gas phase"),
+                       ("bulk", "a periodic bulk system"), ("crystal", "a periodic crystal")):
+        p.add_argument(f"--{kind}", metavar="FILE", default=None,
+                       help=f"study your own system instead of water: {what} (any file ASE reads; the last structure)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
@@ -705,6 +709,9 @@ def _run_study(args: argparse.Namespace) -> int:
     parse_mts(args.mts)
     check_writable(args.out)
     budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+    systems = {kind: getattr(args, kind) for kind in ("molecule", "bulk", "crystal") if getattr(args, kind) is not None}
+    if systems:
+        return _run_user_study(args, systems, device, cluster, budget)
     model, control, note = _study_model(args.model)
     if args.plan:
         from symprobe.study import plan_study
@@ -727,6 +734,26 @@ def _run_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_user_study(args: argparse.Namespace, files: dict[str, str], device, cluster, budget: dict[str, float]) -> int:
+    """``symprobe study --molecule/--bulk/--crystal``: each file's study (:mod:`symprobe.study.user_system`)."""
+    from symprobe.md.run import load_model, load_structure
+    from symprobe.study.user_system import check_kinds, check_systems, run_user_study
+
+    check_kinds(files)
+    for option, given in (("--plan", args.plan), ("--cluster", cluster is not None), ("--mts", args.mts != "2i/10"),
+                          ("--long-liquid", args.long_liquid is not None)):
+        if given:
+            raise ValueError(f"{option} goes with the water study, not with --{', --'.join(files)} (not available in this version)")
+    model = load_model(args.model, str(device))
+    systems = {kind: load_structure(path) for kind, path in files.items()}
+    check_systems(model, systems)
+    with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes, tuple(files)):
+        results = run_user_study(model, systems, args.out, quick=args.quick or args.budget_min is not None, spec=args.model,
+                                 **budget)
+    _print_findings(results, args.out)
+    return 0
+
+
 def _planned_workers(workers: int | None, cluster, plan: bool) -> int | None:
     """The workers a plan is made for: ``--workers``, else those of ``--cluster`` (local:N, or SLURM jobs × workers)."""
     if workers is not None:
@@ -743,9 +770,10 @@ def _planned_workers(workers: int | None, cluster, plan: bool) -> int | None:
 
 
 @contextmanager
-def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
+def _keeping_stages(out: str, seconds: float | None = None, kinds: tuple[str, ...] = ()) -> Iterator[None]:
     """Turn an interrupt of a study (SIGINT, SIGTERM, or the end of ``seconds`` of wall time) into one line: the
-    finished stages kept in OUT/stages, an MD run in progress checkpointed by its engine, and how to go on."""
+    finished stages kept in OUT/stages (OUT/KIND/stages for each of ``kinds`` of the user's systems), an MD run in
+    progress checkpointed by its engine, and how to go on."""
     from pathlib import Path
 
     from symprobe.interrupt import Interrupted, TimeLimit, time_limit
@@ -754,12 +782,14 @@ def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
         try:
             yield
         except KeyboardInterrupt:
-            stages = Path(out) / "stages"
-            finished = sorted(path.stem for path in stages.glob("*.json"))
+            roots = [Path(out) / kind for kind in kinds] or [Path(out)]
+            stages = ", ".join(str(root / "stages") for root in roots)
+            finished = sorted(path.stem for root in roots for path in (root / "stages").glob("*.json"))
             why = f"time limit of {seconds / 60:g} min reached" if deadline.passed else "stopped"
             raise (TimeLimit if deadline.passed else Interrupted)(
                 f"{why}; finished stages kept in {stages} ({', '.join(finished) or 'none yet'}), an MD run in progress "
-                f"resumes from its checkpoint in {Path(out) / 'md'}; run the same command again to continue") from None
+                f"resumes from its checkpoint in {', '.join(str(root / 'md') for root in roots)}; run the same command again "
+                "to continue") from None
 
 
 def _study_model(spec: str) -> tuple[str, str | None, str | None]:
