@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/study_bulk.py            # both systems, about 3 minutes on 2 cores
     .venv/bin/python benchmarks/study_bulk.py --out /tmp/b
 
-* ``cu3au_morse``: a rattled 32-atom Cu3Au cell of the Morse pair potential (``symprobe.testing.pair.morse_model``),
+* ``cu3au_morse``: a rattled 32-atom Cu3Au cell of the Morse pair potential (``symprobe.testing.pair.known_answer_pair_model``),
   exactly invariant: no variant may differ, and the null comparison must pass;
 * ``n2_gas_l2``: 8 N2 dimers that do not feel each other (cutoff 2 Å) with a lab-frame ℓ = 2 bond term of 0.5 eV: the
   raw molecular axes are biased, and the averaged (group T, exact to degree 2), random and MTS runs remove it.
@@ -31,7 +31,7 @@ def systems():
     from ase.build import bulk
 
     from symprobe.study.bulk import BulkPlan
-    from symprobe.testing.pair import morse_model
+    from symprobe.testing.pair import known_answer_pair_model
 
     solid = bulk("Cu", "fcc", a=3.75, cubic=True) * (2, 2, 2)
     solid.symbols[::4] = "Au"
@@ -42,10 +42,10 @@ def systems():
     u /= np.linalg.norm(u, axis=1)[:, None]
     gas = Atoms("N16", positions=np.concatenate([centres - 0.71 * u, centres + 0.71 * u]), cell=[12, 12, 12], pbc=True)
     return [
-        ("cu3au_morse", morse_model(), solid,
+        ("cu3au_morse", known_answer_pair_model(), solid,
          BulkPlan(steps=100, equilibration_steps=20, stride=2, npt_steps=50, npt_equilibration_steps=10, grid="i", mts_grid="i",
                   n_inner=4)),
-        ("n2_gas_l2", morse_model(cutoff=2.0, degree=2, amplitude=0.5, seed=1), gas,
+        ("n2_gas_l2", known_answer_pair_model(degree=2, amplitude=0.5, cutoff=2.0, seed=1), gas,
          BulkPlan(seed=1, steps=200, equilibration_steps=40, stride=2, npt_steps=20, npt_equilibration_steps=4, grid="T",
                   mts_grid="T", n_inner=4)),
     ]

@@ -22,7 +22,7 @@ from symprobe.study.bulk import (
     run_bulk,
 )
 from symprobe.study.variants import REPEAT
-from symprobe.testing.pair import morse_model
+from symprobe.testing.pair import known_answer_pair_model
 
 # 5 replicas per set (the fewest for a conclusive null comparison); grid "i" averages an invariant model exactly
 TINY = BulkPlan(steps=100, equilibration_steps=20, stride=2, npt_steps=50, npt_equilibration_steps=10, grid="i", mts_grid="i",
@@ -43,10 +43,10 @@ def solid(tmp_path_factory):
     Cu3Au solid."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bulk")
-    result = run_bulk(morse_model(), cu3au(), out, plan=TINY, progress=False)
+    result = run_bulk(known_answer_pair_model(), cu3au(), out, plan=TINY, progress=False)
     stages = sorted((out / "stages").glob("*.json"))
     written = [path.stat().st_mtime_ns for path in stages]
-    again = run_bulk(morse_model(), cu3au(), out, plan=TINY, progress=False)
+    again = run_bulk(known_answer_pair_model(), cu3au(), out, plan=TINY, progress=False)
     assert json.dumps(again, sort_keys=True) == json.dumps(result, sort_keys=True)
     return out, result, [path.stat().st_mtime_ns for path in stages] == written
 
@@ -188,24 +188,11 @@ def test_quick_plan_buys_its_steps_with_the_budget():
     assert sum(plan.estimate_s.values()) <= 0.85 * 100.0 + 1e-9
     costly = make_bulk_plan(atoms, True, {k: 100 * v for k, v in costs.items()}, 100.0, seed=0)
     assert (costly.steps, costly.npt_steps) == (QUICK_STEPS[0], QUICK_STEPS[0]) and costly.estimate_s["nvt"] == 100 * 5.0
-    measured = measure_bulk_costs(morse_model(), atoms, BulkPlan(grid="i", mts_grid="i", n_inner=2))
+    measured = measure_bulk_costs(known_answer_pair_model(), atoms, BulkPlan(grid="i", mts_grid="i", n_inner=2))
     assert all(value > 0 for value in measured.values())
-
-
-@pytest.mark.parametrize("degree", [None, 1, 2, 3])
-def test_batched_morse_model_is_the_known_answer_calculator(degree):
-    """The batched TorchModel of testing.pair gives the KnownAnswerCalculator's energy, forces and stress (Morse, and
-    its lab-frame term of each degree) on a rattled binary cell."""
-    from symprobe.models.base import CalculatorModel
-    from symprobe.testing.pair import KnownAnswerCalculator
-
-    atoms = cu3au()
-    atoms.rattle(0.1, seed=2)
-    expected = CalculatorModel(KnownAnswerCalculator(degree=degree, amplitude=0.1, seed=2)).predict(atoms)
-    got = morse_model(degree=degree, amplitude=0.1, seed=2).predict(atoms)
-    assert got.energy == pytest.approx(expected.energy, abs=1e-12)
-    np.testing.assert_allclose(got.forces, expected.forces, atol=1e-12)
-    np.testing.assert_allclose(got.stress, expected.stress, atol=1e-12)
+    keys = {BulkPlan().key(structure, model) for structure in (atoms, cu3au() * (2, 1, 1))
+            for model in (known_answer_pair_model(), known_answer_pair_model(degree=2, amplitude=0.1))}
+    assert len(keys) == 4  # cached stages are never reused for another structure or model
 
 
 def test_lab_frame_term_biases_the_raw_molecular_axes_and_averaging_removes_it(tmp_path):
@@ -220,7 +207,7 @@ def test_lab_frame_term_biases_the_raw_molecular_axes_and_averaging_removes_it(t
     gas = Atoms("N16", positions=np.concatenate([centres - 0.71 * u, centres + 0.71 * u]), cell=[12, 12, 12], pbc=True)
     plan = BulkPlan(seed=1, steps=200, equilibration_steps=40, stride=2, npt_steps=20, npt_equilibration_steps=4, grid="T",
                     mts_grid="T", n_inner=4)
-    result = run_bulk(morse_model(cutoff=2.0, degree=2, amplitude=0.5, seed=1), gas, tmp_path, plan=plan, progress=False)
+    result = run_bulk(known_answer_pair_model(degree=2, amplitude=0.5, cutoff=2.0, seed=1), gas, tmp_path, plan=plan, progress=False)
     bulk_ = result["experiments"]["bulk"]
     assert bulk_["molecules"]["n"] == 8 and bulk_["calibration"]["passed"]
     raw_bias = bulk_["variants"]["raw"]["axis_bias"]["bias_kT"]["value"]
@@ -240,11 +227,11 @@ def test_npt_runs_resume_at_the_first_unfinished_replica(tmp_path):
 
     settings = {"replicas": 2, "temperature_K": 300.0, "pressure_bar": 1.0, "timestep_fs": 1.0, "steps": 10,
                 "equilibration_steps": 2, "stride": 1, "grid": "i", "seed": 0, "progress": False}
-    first = density_runs(morse_model(), cu3au(), tmp_path, **settings)
+    first = density_runs(known_answer_pair_model(), cu3au(), tmp_path, **settings)
     kept = tmp_path / "raw" / "0.json"
     written = kept.stat().st_mtime_ns
     (tmp_path / "averaged" / "1.json").unlink()
-    again = density_runs(morse_model(), cu3au(), tmp_path, **settings)
+    again = density_runs(known_answer_pair_model(), cu3au(), tmp_path, **settings)
     assert kept.stat().st_mtime_ns == written and (tmp_path / "averaged" / "1.json").exists()
     assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
     assert first["variants"]["raw"]["per_replica_g_cm3"] != first["variants"]["raw-repeat"]["per_replica_g_cm3"]
@@ -258,4 +245,4 @@ def test_npt_runs_only_for_a_model_that_gives_stress():
     from symprobe.study.npt import gives_stress
 
     assert not gives_stress(CalculatorModel(TIP3P(rc=3.0)), water_box(2, seed=0))
-    assert gives_stress(morse_model(), cu3au())
+    assert gives_stress(known_answer_pair_model(), cu3au())

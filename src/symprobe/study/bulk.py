@@ -77,9 +77,11 @@ class BulkPlan:
     seed: int = 0
     estimate_s: dict[str, float] = field(default_factory=dict)  # of the NVT and NPT runs, from the measured costs
 
-    def key(self, atoms: Atoms) -> str:
-        """A short id of the plan and the structure (cached stages and MD directories are keyed by it)."""
-        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"} | {"structure": _structure_hash(atoms)}
+    def key(self, atoms: Atoms, model: Model) -> str:
+        """A short id of the plan, the structure and the model's name (cached stages and MD directories are keyed by
+        it)."""
+        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"} | {"structure": _structure_hash(atoms),
+                                                                               "model": model.name}
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     def ensemble(self) -> dict[str, Any]:
@@ -172,7 +174,7 @@ def run_bulk(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, budge
                   f"set, estimated {sum(plan.estimate_s.values()) / 60:.1f} min", flush=True)
     if plan.replicas < 2:
         raise ValueError(f"bulk study: {plan.replicas} replica(s) per set; errors from their scatter need at least two")
-    key = plan.key(start)
+    key = plan.key(start, model)
     cache = StageCache(out, key, progress)
     bulk = cache.run("bulk", lambda: bulk_runs(model, start, out / "md" / key / "bulk", plan, progress))
     if gives_stress(model, start):

@@ -42,8 +42,11 @@ TRAINING_KEYS = {
     "device": "cpu",
     "init_from": None,
     "forces": "conservative",
+    "energy_reference": "refit",
+    "freeze_blocks": 0,
 }
-TOP_KEYS = {"name", "output_dir", "data", "model", "training"}
+TOP_KEYS = {"name", "output_dir", "data", "model", "training", "pretrain"}
+PRETRAIN_KEYS = {"data", "training", "model"}
 
 _COUNT, _SEED = partial(number, integer=True, minimum=1), partial(number, integer=True, minimum=0)
 _WEIGHT = partial(number, minimum=0)
@@ -57,6 +60,7 @@ _TRAINING_CHECKS: dict[str, Check] = {
     "max_hours": optional(positive), "threads": optional(_COUNT), "dtype": partial(choice, options=("float32", "float64")),
     "precision": partial(choice, options=PRECISIONS), "device": text, "init_from": optional(text),
     "forces": partial(choice, options=("conservative", "direct")),
+    "energy_reference": partial(choice, options=("refit", "keep")), "freeze_blocks": _SEED,
 }
 _MODEL_CHECKS: dict[str, Check] = {
     "species": lambda value, key: [_COUNT(z, f"{key}[]") for z in _list(value, key)],
@@ -82,10 +86,12 @@ class TrainConfig:
     model: dict[str, Any]
     training: dict[str, Any]
     source: Path | None = None
+    pretrain: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The config as plain JSON values (what checkpoints record)."""
-        return {"name": self.name, "output_dir": str(self.output_dir), "data": self.data, "model": self.model, "training": self.training}
+        out = {"name": self.name, "output_dir": str(self.output_dir), "data": self.data, "model": self.model, "training": self.training}
+        return out if self.pretrain is None else {**out, "pretrain": self.pretrain}
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -101,14 +107,9 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
     try:
         raw = mapping(raw, "the config")
         check_keys(raw, TOP_KEYS, "config")
-        missing = [key for key in ("path", "train", "val", "test") if key not in mapping(raw.get("data") or {}, "data")]
-        if missing:
-            raise ConfigError(f"data: missing required key(s) {', '.join(missing)}")
-        data = check_section(raw.get("data") or {}, _DATA_CHECKS, DATA_KEYS, "data")
+        data = _data_section(raw.get("data") or {}, "data")
         training = check_section(raw.get("training") or {}, _TRAINING_CHECKS, TRAINING_KEYS, "training")
         model = check_section(raw.get("model") or {}, _MODEL_CHECKS, default_hypers(), "model")
-        if data["train_subset"] is not None and data["train_subset"] > data["train"]:
-            raise ConfigError(f"data.train_subset ({data['train_subset']}) must not exceed data.train ({data['train']})")
         if model["cutoff_width"] > model["cutoff"]:
             raise ConfigError(f"model.cutoff_width ({model['cutoff_width']}) must not exceed model.cutoff ({model['cutoff']})")
         if model["width"] % model["heads"]:
@@ -121,6 +122,11 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
             raise ConfigError("training.forces 'direct' needs model.direct_forces: true (a force head)")
         if training["forces"] == "direct" and training["stress_weight"] > 0:
             raise ConfigError("training.forces 'direct' has no stress: set training.stress_weight to 0")
+        if training["freeze_blocks"] > model["blocks"]:
+            raise ConfigError(f"training.freeze_blocks ({training['freeze_blocks']}) must not exceed model.blocks ({model['blocks']})")
+        pretrain = None if raw.get("pretrain") is None else _pretrain_section(raw["pretrain"], training, Path(base_dir))
+        if pretrain is not None and training["init_from"] is not None:
+            raise ConfigError("training.init_from and pretrain exclude each other: the fine-tune starts from the pretrain stage's best model")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", training["device"]):
             raise ConfigError(f"training.device must be 'cpu', 'cuda' or 'cuda:N', got {training['device']!r}")
         data["path"] = str(_resolve_data_path(data["path"], Path(base_dir)))
@@ -130,7 +136,36 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
         output = Path(raw.get("output_dir") or Path("runs") / name)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
-    return TrainConfig(name, output, data, model, training, source)
+    return TrainConfig(name, output, data, model, training, source, pretrain)
+
+
+def _data_section(raw: Any, where: str) -> dict[str, Any]:
+    """A checked ``data`` section (the required keys present)."""
+    missing = [key for key in ("path", "train", "val", "test") if key not in mapping(raw, where)]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
+    data = check_section(raw, _DATA_CHECKS, DATA_KEYS, where)
+    if data["train_subset"] is not None and data["train_subset"] > data["train"]:
+        raise ConfigError(f"{where}.train_subset ({data['train_subset']}) must not exceed {where}.train ({data['train']})")
+    return data
+
+
+def _pretrain_section(raw: Any, training: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """The ``pretrain`` section: ``data`` (a full data section: the pre-training labels), ``training`` (keys that
+    differ from the fine-tune's ``training``) and ``model`` (``direct_forces`` only), checked."""
+    raw = mapping(raw, "pretrain")
+    check_keys(raw, PRETRAIN_KEYS, "pretrain")
+    data = _data_section(raw.get("data") or {}, "pretrain.data")
+    data["path"] = str(_resolve_data_path(data["path"], base_dir))
+    overrides = mapping(raw.get("training") or {}, "pretrain.training")
+    check_keys(overrides, set(_TRAINING_CHECKS) - {"init_from", "freeze_blocks", "energy_reference"}, "pretrain.training")
+    stage = check_section(overrides, _TRAINING_CHECKS, {}, "pretrain.training")
+    if stage.get("lr_min", training["lr_min"]) > stage.get("lr", training["lr"]):
+        raise ConfigError("pretrain.training.lr_min must not exceed pretrain.training.lr")
+    model = check_section(raw.get("model") or {}, {"direct_forces": flag}, {}, "pretrain.model")
+    if stage.get("forces") == "direct" and not model.get("direct_forces"):
+        raise ConfigError("pretrain.training.forces 'direct' needs pretrain.model.direct_forces: true (a force head)")
+    return {"data": data, "training": stage, "model": model}
 
 
 def _resolve_data_path(path: str, base_dir: Path) -> Path:
