@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,13 +41,14 @@ from symprobe.study.liquid import (
     orientation_statistics,
 )
 from symprobe.study.npt import density_runs, gives_stress
-from symprobe.study.plan import batched_stepper, timed
+from symprobe.study.plan import batched_stepper, plan_key, timed
 from symprobe.study.stages import StageCache
 from symprobe.study.variants import REPEAT, VARIANTS, run_groups, scalar
 
 DEFAULT_TEMPERATURE_K = 300.0
 MIN_HALF_WIDTH_A = 2.0  # g(r) needs a cell at least 4 Å wide in every direction
 DEFAULT_PRESSURE_BAR = 1.0
+PROTOCOL = 1  # raised when an experiment's protocol changes, so that no cached stage of an older one is reused
 QUICK_STEPS = (100, 20_000)  # fewest and most steps per replica a quick plan gives, NVT and NPT alike
 FULL_STEPS = {"nvt": 40_000, "npt": 20_000}
 BUDGET_SHARES = {"nvt": 0.55, "npt": 0.3}  # of a quick plan's budget; the rest is for the analysis
@@ -80,9 +80,8 @@ class BulkPlan:
     def key(self, atoms: Atoms, model: Model) -> str:
         """A short id of the plan, the structure and the model's name (cached stages and MD directories are keyed by
         it)."""
-        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"} | {"structure": _structure_hash(atoms),
-                                                                               "model": model.name}
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        settings = {k: v for k, v in asdict(self).items() if k != "estimate_s"}
+        return plan_key(settings | {"structure": _structure_hash(atoms), "model": model.name}, PROTOCOL)
 
     def ensemble(self) -> dict[str, Any]:
         """The batched engine's ensemble: Bussi NVT."""
