@@ -70,6 +70,8 @@ def test_invariant_solid_no_variant_differs_and_the_null_comparison_passes(solid
     assert 10.0 < npt["variants"]["raw"]["density"]["value"] < 20.0  # g/cm³ of this dense Morse solid
     assert set(result["null_tests"]) == {"g_CuCu", "g_CuAu", "g_AuAu", "msd_last_Cu", "msd_last_Au", "density"}
     assert calibration_gate({"bulk": result["null_tests"]})["passed"]
+    gate = result["calibration_gate"]  # Holm over the NVT and NPT null tests together, as the findings read them
+    assert gate["passed"] and set(gate["adjusted_p"]) == {"bulk", "density_npt"} and gate["n_tests"] == 6
     findings = {f["key"]: f for f in result["findings"]}
     assert findings["bulk_variants_agree"]["holds"] is True and findings["bulk_density_npt"]["holds"] is True
     assert all("water" not in f["claim"] + f["evidence"] for f in result["findings"])
@@ -246,3 +248,22 @@ def test_npt_runs_only_for_a_model_that_gives_stress():
 
     assert not gives_stress(CalculatorModel(TIP3P(rc=3.0)), water_box(2, seed=0))
     assert gives_stress(known_answer_pair_model(), cu3au())
+
+
+def test_a_failing_null_test_withholds_the_bulk_verdicts(solid):
+    """The same results with one NVT null test made significant (p = 1e-4, below the Holm level 0.05/6): the gate fails
+    the NVT stage, so the agreement finding is withheld; the density keeps its verdict (its own stage passes)."""
+    import copy
+
+    from symprobe.analysis.statistics import calibration_gate
+    from symprobe.study.bulk import bulk_findings
+    from symprobe.study.calibration import gated
+
+    _, result, _ = solid
+    experiments = copy.deepcopy(result["experiments"])
+    experiments["bulk"]["verdicts"][REPEAT]["g_CuCu"].update(p_value=1e-4, significant=True)
+    gate = calibration_gate({stage: experiments[stage]["verdicts"][REPEAT] for stage in ("bulk", "density_npt")})
+    assert not gate["stage_passed"]["bulk"] and gate["stage_passed"]["density_npt"]
+    findings = {f["key"]: f for f in bulk_findings("Au8Cu24", gated(experiments, gate))}
+    assert findings["bulk_variants_agree"]["holds"] is None and "g_CuCu" in findings["bulk_variants_agree"]["evidence"]
+    assert findings["bulk_density_npt"]["holds"] is True

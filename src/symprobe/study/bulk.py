@@ -27,6 +27,7 @@ from ase import Atoms
 from symprobe import so3
 from symprobe.analysis import observables, statistics
 from symprobe.models.base import Model
+from symprobe.study.calibration import gated
 from symprobe.study.liquid import (
     MIN_NULL_REPLICAS,
     analysed_run,
@@ -185,9 +186,11 @@ def run_bulk(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, budge
     else:
         npt = {"skipped": f"not run: {model.name} gives no stress for {system}, so no barostat can drive it"}
     experiments = {"bulk": bulk, "density_npt": npt}
-    null_tests = {**bulk["verdicts"].get(REPEAT, {}), **npt.get("verdicts", {}).get(REPEAT, {})}
-    return {"kind": "bulk", "system": system, "plan": asdict(plan), "experiments": experiments,
-            "null_tests": null_tests, "findings": bulk_findings(system, experiments)}
+    stage_tests = {stage: found for stage, found in ((s, e.get("verdicts", {}).get(REPEAT)) for s, e in experiments.items()) if found}
+    gate = statistics.calibration_gate(stage_tests) if stage_tests else None
+    return {"kind": "bulk", "system": system, "plan": asdict(plan), "experiments": experiments, "calibration_gate": gate,
+            "null_tests": {name: test for tests in stage_tests.values() for name, test in tests.items()},
+            "findings": bulk_findings(system, gated(experiments, gate))}
 
 
 def bulk_runs(model: Model, atoms: Atoms, directory: Path, plan: BulkPlan, progress: bool = True) -> dict[str, Any]:
@@ -307,7 +310,8 @@ def bulk_margins(raw: dict[str, Any]) -> dict[str, float]:
 
 
 def bulk_findings(system: str, experiments: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bulk study's findings for ``system``: the variants agree with raw (family-wise, once the null comparison
+    """The bulk study's findings for ``system`` from its ``experiments`` (their calibrations under the study's gate,
+    :func:`~symprobe.study.calibration.gated`): the variants agree with raw (family-wise, once the null comparison
     passes), the regime of the dynamics, the molecular axes' orientation bias, and the density under NPT."""
     bulk = experiments["bulk"]
     out: list[dict[str, Any]] = []
@@ -389,10 +393,11 @@ def _regime_text(species: str, regime: dict[str, Any], diffusion: dict[str, Any]
 
 def bulk_section(result: dict[str, Any]) -> str:
     """The bulk study's HTML section: its setting, g(r), MSD and c_uu figures, the comparisons with raw, the null
-    comparison and the findings."""
+    comparison (under the study's gate) and the findings."""
     from symprobe.pages import png_base64, table
 
-    bulk = result["experiments"]["bulk"]
+    experiments = gated(result["experiments"], result.get("calibration_gate"))
+    bulk = experiments["bulk"]
     system = html.escape(result["system"])
     molecules = bulk["molecules"]
     parts = [f"<h2 id='bulk'>Bulk {system}</h2>",
@@ -423,7 +428,7 @@ def bulk_section(result: dict[str, Any]) -> str:
                     _value(raw.get(f"diffusion_{s}"))] for s, r in raw["diffusion_regime"].items()]
     parts.append(table("bulk-regime", f"{system}: the raw runs' dynamics per species",
                        ["species", "diffusive regime", "longest lag (fs)", "MSD there (Å²)", "D (1e-5 cm²/s)"], regime_rows))
-    npt = result["experiments"]["density_npt"]
+    npt = experiments["density_npt"]
     if "skipped" in npt:
         parts.append(f"<p>Density under NPT: {html.escape(npt['skipped'])}.</p>")
     else:
