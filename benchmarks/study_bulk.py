@@ -2,13 +2,16 @@
 
     .venv/bin/python benchmarks/study_bulk.py            # both systems, about 3 minutes on 2 cores
     .venv/bin/python benchmarks/study_bulk.py --out /tmp/b
+    .venv/bin/python benchmarks/study_bulk.py --null-seeds 12   # how often the null comparison passes (null_rate.json)
 
 * ``cu3au_morse``: a rattled 32-atom Cu3Au cell of the Morse pair potential (``symprobe.testing.pair.known_answer_pair_model``),
   exactly invariant: no variant may differ, and the null comparison must pass;
 * ``n2_gas_l2``: 8 N2 dimers that do not feel each other (cutoff 2 Å) with a lab-frame ℓ = 2 bond term of 0.5 eV: the
   raw molecular axes are biased, and the averaged (group T, exact to degree 2), random and MTS runs remove it.
 
-Both use the test suite's short plans (``tests/test_study_bulk.py``), 5 replicas per set; MD and stages are cached
+``--null-seeds N`` reruns both with seeds 0..N−1 and records, per seed, whether the study's calibration gate (Holm over
+its NVT and NPT null tests) passes: a correct comparison fails it at most 5 % of the time. Both use the test suite's
+short plans (``tests/test_study_bulk.py``), 5 replicas per set; MD and stages are cached
 under ``--runs`` (default ``runs/study_bulk``, not committed) and a rerun loads them.
 """
 
@@ -55,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "results" / "study_bulk"))
     parser.add_argument("--runs", default=str(REPO / "runs" / "study_bulk"))
+    parser.add_argument("--null-seeds", type=int, default=0, help="measure the null pass rate over this many seeds instead")
     args = parser.parse_args(argv)
+    if args.null_seeds:
+        return null_rate(args.null_seeds, Path(args.out), Path(args.runs))
 
     import torch
 
@@ -86,6 +92,34 @@ def main(argv: list[str] | None = None) -> int:
         for figure_name, figure in figures.items():
             figure.savefig(out / f"{name}_{figure_name}.png", dpi=90, bbox_inches="tight")
         print(f"{name}: " + "; ".join(f"{f['key']} {f['holds']}" for f in result["findings"]) + f" ({seconds:.0f} s)")
+    return 0
+
+
+def null_rate(n_seeds: int, out: Path, runs: Path) -> int:
+    """Write ``out/null_rate.json``: for each system and seed 0..n_seeds−1, whether the calibration gate passes and its
+    smallest Holm-adjusted p-value."""
+    import os
+    from dataclasses import replace
+
+    import torch
+
+    from symprobe.files import write_json
+    from symprobe.study.bulk import run_bulk
+
+    torch.set_num_threads(1)
+    document = {"script": "benchmarks/study_bulk.py --null-seeds", "n_seeds": n_seeds, "systems": {}}
+    for name, model, atoms, plan in systems():
+        rows = []
+        for seed in range(n_seeds):
+            result = run_bulk(model, atoms, runs / "null" / name / str(seed), plan=replace(plan, seed=seed), progress=False)
+            gate = result["calibration_gate"]
+            rows.append({"seed": seed, "passed": gate["passed"], "significant": gate["significant"],
+                         "min_adjusted_p": min(p for tests in gate["adjusted_p"].values() for p in tests.values())})
+            print(name, rows[-1], flush=True)
+        document["systems"][name] = {"passed": sum(r["passed"] for r in rows), "of": n_seeds, "n_tests": gate["n_tests"],
+                                     "seeds": rows}
+    document["load_average_1_5_15_min"] = list(os.getloadavg())
+    write_json(out / "null_rate.json", document)
     return 0
 
 
