@@ -68,6 +68,8 @@ def test_invariant_solid_no_variant_differs_and_the_null_comparison_passes(solid
     npt = result["experiments"]["density_npt"]
     assert npt["calibration"]["passed"] and not npt["verdicts"]["averaged"]["density"]["significant"]
     assert 10.0 < npt["variants"]["raw"]["density"]["value"] < 20.0  # g/cm³ of this dense Morse solid
+    assert not npt["variants"]["raw"]["settled"] and npt["variants"]["raw"]["drift"]["value"] > 0  # still compressing
+    assert "had not settled" in {f["key"]: f for f in result["findings"]}["bulk_density_npt"]["evidence"]
     assert set(result["null_tests"]) == {"g_CuCu", "g_CuAu", "g_AuAu", "msd_last_Cu", "msd_last_Au", "density"}
     assert calibration_gate({"bulk": result["null_tests"]})["passed"]
     gate = result["calibration_gate"]  # Holm over the NVT and NPT null tests together, as the findings read them

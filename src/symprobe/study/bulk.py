@@ -49,7 +49,7 @@ from symprobe.study.variants import REPEAT, VARIANTS, run_groups, scalar
 DEFAULT_TEMPERATURE_K = 300.0
 MIN_HALF_WIDTH_A = 2.0  # g(r) needs a cell at least 4 Å wide in every direction
 DEFAULT_PRESSURE_BAR = 1.0
-PROTOCOL = 1  # raised when an experiment's protocol changes, so that no cached stage of an older one is reused
+PROTOCOL = 2  # raised when an experiment's protocol changes, so that no cached stage of an older one is reused
 QUICK_STEPS = (100, 20_000)  # fewest and most steps per replica a quick plan gives, NVT and NPT alike
 FULL_STEPS = {"nvt": 40_000, "npt": 20_000}
 BUDGET_SHARES = {"nvt": 0.55, "npt": 0.3}  # of a quick plan's budget; the rest is for the analysis
@@ -366,9 +366,14 @@ def _density_finding(system: str, npt: dict[str, Any]) -> tuple[str, bool | None
     tests = {v: npt["verdicts"][v]["density"] for v in variants if "density" in npt["verdicts"][v]}
     family = statistics.family_significance(tests) if tests else None
     raw = npt["variants"]["raw"]["density"]
+    unsettled = [v for v, data in npt["variants"].items() if not data["settled"]]
     evidence = (f"raw {_value(raw, 4)} g/cm³; " + "; ".join(f"{v} {_value(npt['variants'][v]['density'], 4)} g/cm³ "
                                                              f"(p = {tests[v]['p_value']:.2g})" for v in tests)
-                + f"; null comparison {calibration['verdict']}")
+                + f"; null comparison {calibration['verdict']}"
+                + (f"; the density had not settled in {', '.join(unsettled)} (it changed by "
+                   f"{_value(npt['variants'][unsettled[0]]['drift'], 3)} g/cm³ from the first to the second half of the kept "
+                   "part), so these are averages over the approach to equilibrium, equal for every set only in expectation"
+                   if unsettled else ""))
     return claim, None if family is None else not family["significant"], evidence
 
 
@@ -433,12 +438,13 @@ def bulk_section(result: dict[str, Any]) -> str:
         parts.append(f"<p>Density under NPT: {html.escape(npt['skipped'])}.</p>")
     else:
         parts.append(f"<figure><img alt='bulk density' src='data:image/png;base64,{png_base64(density_figure(npt))}'></figure>")
-        rows = [[variant, _value(data["density"], 4), "–" if variant == "raw" else
+        rows = [[variant, _value(data["density"], 4), f"{'yes' if data['settled'] else 'no'} ({_value(data['drift'], 2)})",
+                 "–" if variant == "raw" else
                  html.escape(npt["verdicts"][variant]["density"]["verdict"]) if "density" in npt["verdicts"].get(variant, {}) else "–"]
                 for variant, data in npt["variants"].items()]
         parts.append(table("bulk-density", f"{system}: density under NPT ({npt['barostat']}; {npt['replicas']} replicas of "
                            f"{npt['steps']} steps of {npt['timestep_fs']:g} fs, the first {npt['equilibration_steps']} discarded); "
-                           f"{npt['not_run']['mts']}", ["set", "density (g/cm³)", "against raw"], rows))
+                           f"{npt['not_run']['mts']}", ["set", "density (g/cm³)", "settled (change between halves, g/cm³)", "against raw"], rows))
     findings = [[html.escape(f["claim"]), "not tested" if f["holds"] is None else ("holds" if f["holds"] else "does NOT hold"),
                  html.escape(f["evidence"])] for f in result["findings"]]
     parts.append(table("bulk-findings", f"Findings for {system}", ["finding", "here", "evidence"], findings))

@@ -95,16 +95,23 @@ def density_runs(model: Model, atoms: Atoms, directory: Path, *, replicas: int, 
 
 def combined_density(series: Sequence[dict[str, list[float]]], equilibrated_from_fs: float) -> dict[str, Any]:
     """One variant's density (g/cm³) from its replicas' series: each replica's mean from ``equilibrated_from_fs`` on,
-    their mean and the standard error of their scatter; the mean curve over replicas for the figure."""
+    their mean and the standard error of their scatter; the change from the first to the second half of that part
+    (``drift``, g/cm³) and whether the density has ``settled`` (that change within two of its standard errors); the
+    mean curve over replicas for the figure."""
     per_replica = []
     for run in series:
         time, density = np.asarray(run["time_fs"]), np.asarray(run["density_g_cm3"])
         kept = density[time >= equilibrated_from_fs]
+        half = len(kept) // 2
         per_replica.append({"density": scalar(kept.mean(), statistics.block_average(kept).stderr if len(kept) >= 16 else None,
-                                              "g/cm³")})
+                                              "g/cm³"),
+                            "drift": scalar(kept[half:].mean() - kept[:half].mean() if half else 0.0, None, "g/cm³")})
     length = min(len(run["time_fs"]) for run in series)
     curves = np.array([run["density_g_cm3"][:length] for run in series])
     mean, error = statistics.blocks_mean_and_error(curves)
+    combined = combine_scalars(per_replica, ("density", "drift"))
+    drift = combined["drift"]
     return {"n_replicas": len(series), "n_blocks": len(series), "errors_from": "replicas",
             "density_curve": curve(series[0]["time_fs"][:length], mean, error, "fs", "g/cm³"),
-            "per_replica_g_cm3": [r["density"]["value"] for r in per_replica], **combine_scalars(per_replica, ("density",))}
+            "per_replica_g_cm3": [r["density"]["value"] for r in per_replica], **combined,
+            "settled": bool(abs(drift["value"]) <= 2.0 * (drift["error"] or 0.0))}
