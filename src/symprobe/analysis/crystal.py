@@ -1,17 +1,23 @@
 """Symmetry of crystals: the space group a relaxation ends in, the displacement that breaks a reference's
-symmetry, and frequencies at Γ with the splitting of modes that symmetry makes degenerate.
+symmetry, the crystal's point group as a rotation rule to average a model over, and frequencies at Γ with the
+splitting of modes that symmetry makes degenerate.
 
 Lengths in Å, frequencies in cm⁻¹ (imaginary ones negative), tolerances ``symprec`` in Å as in spglib.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
 
+from symprobe import so3
+
 SPGLIB_DEFAULT = 1e-5  # Å, spglib's own default symprec
+TOLERANCES = {"loose": 1e-3, "default": SPGLIB_DEFAULT, "tight": 1e-6}  # Å: spglib's symprec of :func:`space_groups`
 TO_CM = units._hbar * 1e10 / np.sqrt(units._e * units._amu) / units.invcm  # √(eV/Å²/amu) → cm⁻¹
 DEGENERATE_CM = 0.5  # cm⁻¹: reference modes closer than this form one degenerate set
 
@@ -27,25 +33,75 @@ def space_group(atoms: Atoms, symprec: float = SPGLIB_DEFAULT) -> str:
     return str(spglib.get_spacegroup(_cell(atoms), symprec=symprec))
 
 
+def space_groups(atoms: Atoms) -> dict[str, str]:
+    """spglib's space group of ``atoms`` at each tolerance of :data:`TOLERANCES`, by its label (loose, default, tight)."""
+    return {label: space_group(atoms, symprec) for label, symprec in TOLERANCES.items()}
+
+
+def symmetrised(atoms: Atoms, symprec: float = TOLERANCES["loose"]) -> Atoms:
+    """A copy of ``atoms`` (no calculator) made exactly symmetric under the space group spglib finds at ``symprec``
+    Å: ASE's ``refine_symmetry`` projects cell and positions, keeping the orientation and the order of the atoms."""
+    from ase.spacegroup.symmetrize import refine_symmetry
+
+    out = atoms.copy()
+    out.calc = None
+    refine_symmetry(out, symprec=symprec)
+    return out
+
+
+def _operations(reference: Atoms, symprec: float) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """spglib's operations of ``reference``: fractional rotations W (G, 3, 3), translations t (G, 3), and for each
+    operation the atom it sends each atom i to."""
+    import spglib
+
+    operations = spglib.get_symmetry(_cell(reference), symprec=symprec) or {"rotations": np.eye(3, dtype=int)[None],
+                                                                            "translations": np.zeros((1, 3))}
+    ref = reference.get_scaled_positions()
+    images = []
+    for W, t in zip(operations["rotations"], operations["translations"]):
+        image = ref @ W.T + t
+        images.append([int(np.argmin(np.linalg.norm((image[i] - ref + 0.5) % 1 - 0.5, axis=1))) for i in range(len(ref))])
+    return operations["rotations"], operations["translations"], images
+
+
+def _cartesian(W: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """The Cartesian rotations (x → R x) of fractional rotations ``W`` (…, 3, 3) of a cell with rows ``cell``:
+    R = Aᵀ W A⁻ᵀ, made exactly orthogonal (the nearest orthogonal matrix)."""
+    R = cell.T @ W @ np.linalg.inv(cell.T)
+    U, _, Vt = np.linalg.svd(R)
+    return U @ Vt
+
+
 def symmetry_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> float:
     """RMS displacement (Å) of ``atoms`` from its projection onto the symmetry operations of ``reference`` (same
     atoms in the same order), after removing the rigid shift: the part of the structure that breaks the reference's
     space group. The operations act on fractional coordinates of ``atoms``' own cell; each maps atom i to the
     reference's image atom."""
-    import spglib
-
-    operations = spglib.get_symmetry(_cell(reference), symprec=symprec)
+    rotations, translations, images = _operations(reference, symprec)
     frac, ref = atoms.get_scaled_positions(wrap=False), reference.get_scaled_positions()
     frac = frac - np.mean((frac - ref + 0.5) % 1 - 0.5, axis=0)  # a rigid shift of the whole crystal breaks nothing
     projected = np.zeros_like(frac)
-    for W, t in zip(operations["rotations"], operations["translations"]):
-        image = ref @ W.T + t  # where the operation sends each reference atom
-        target = [int(np.argmin(np.linalg.norm((image[i] - ref + 0.5) % 1 - 0.5, axis=1))) for i in range(len(ref))]
+    for W, t, target in zip(rotations, translations, images):
         moved = frac @ W.T + t
         for i, j in enumerate(target):
             projected[j] += moved[i] - np.round(moved[i] - frac[j])
-    projected /= len(operations["rotations"])
+    projected /= len(rotations)
     return float(np.sqrt(np.mean(np.sum(((frac - projected) @ atoms.cell.array) ** 2, axis=1))))
+
+
+def point_group(reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> so3.Quadrature:
+    """The point group of ``reference``'s space group as a rotation rule in its Cartesian frame: each distinct
+    rotation of the operations (:func:`_cartesian`), equal weights, named by its Hermann–Mauguin symbol. A model
+    averaged over it is invariant under every operation of the space group (models ignore translations), so a
+    relaxation with it keeps the space group whatever the model's breaking."""
+    import spglib
+
+    rotations = np.unique(_operations(reference, symprec)[0], axis=0)
+    dataset = spglib.get_symmetry_dataset(_cell(reference), symprec=symprec)
+    symbol = "1" if dataset is None else dataset.pointgroup
+    rule = so3.Quadrature(f"point group {symbol}", _cartesian(rotations, reference.cell.array),
+                          np.full(len(rotations), 1.0 / len(rotations)), 0)
+    return dataclasses.replace(rule, degree=max(so3.measured_degree(rule), 0))
 
 
 def cell_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> float:
@@ -123,3 +179,50 @@ def degenerate_sets(reference: np.ndarray, tolerance: float = DEGENERATE_CM, flo
 def splittings(frequencies: np.ndarray, sets: list[list[int]]) -> list[float]:
     """The spread (max − min, cm⁻¹) of ``frequencies`` over each degenerate set of the reference."""
     return [float(frequencies[s].max() - frequencies[s].min()) for s in sets]
+
+
+def gamma_representation(reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> np.ndarray:
+    """(G, 3N, 3N): how each operation of ``reference``'s space group acts on displacements at Γ: the displacement
+    u of atom i becomes R u on the atom the operation sends i to (R Cartesian, translations included)."""
+    rotations, _, images = _operations(reference, symprec)
+    n = len(reference)
+    out = np.zeros((len(rotations), 3 * n, 3 * n))
+    for g, (R, target) in enumerate(zip(_cartesian(rotations, reference.cell.array), images)):
+        for i, j in enumerate(target):
+            out[g, 3 * j:3 * j + 3, 3 * i:3 * i + 3] = R
+    return out
+
+
+def symmetric_sets(hessian: np.ndarray, masses: np.ndarray, representation: np.ndarray, floor: float = 5.0,
+                   relative_tolerance: float = 1e-8) -> list[dict[str, Any]]:
+    """The Γ modes that the group of ``representation`` (:func:`gamma_representation`) makes degenerate, and how far
+    ``hessian`` (eV/Å², finite differences, at a structure near the symmetric one) splits them.
+
+    The group average of the mass-weighted Hessian, (1/G) Σ_g Γ_g D Γ_gᵀ, commutes with every operation: its
+    eigenspaces of two or more modes, above ``floor`` cm⁻¹ (the acoustic modes left out), are the degenerate sets
+    (eigenvalues equal to ``relative_tolerance`` of the largest). Per set: ``modes``, the symmetric frequency
+    ``frequency_cm`` (cm⁻¹), the frequencies of D within the set ``frequencies_cm`` (the eigenvalues of Vᵀ D V for
+    the set's modes V: first order in the breaking) and their spread ``splitting_cm``."""
+    mass = np.repeat(masses, 3)
+    dynamical = 0.5 * (hessian + hessian.T) / np.sqrt(np.outer(mass, mass))
+    symmetric = np.einsum("gab,bc,gdc->ad", representation, dynamical, representation) / len(representation)
+    omega2, modes = np.linalg.eigh(0.5 * (symmetric + symmetric.T))
+    tolerance = relative_tolerance * np.abs(omega2).max()
+    groups, current = [], [0]
+    for k in range(1, len(omega2)):
+        if omega2[k] - omega2[k - 1] < tolerance:
+            current.append(k)
+        else:
+            groups.append(current)
+            current = [k]
+    groups.append(current)
+    out = []
+    for group in groups:
+        frequency = float(to_wavenumber(np.mean(omega2[group])))
+        if len(group) < 2 or abs(frequency) < floor:
+            continue
+        V = modes[:, group]
+        within = to_wavenumber(np.linalg.eigvalsh(V.T @ dynamical @ V))
+        out.append({"modes": len(group), "frequency_cm": frequency, "frequencies_cm": within.tolist(),
+                    "splitting_cm": float(within.max() - within.min())})
+    return out

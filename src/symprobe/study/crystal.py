@@ -1,0 +1,230 @@
+"""The study of a crystal: does the model keep the crystal's space group, and the Γ-mode degeneracies it implies?
+
+The user's crystal is made exactly symmetric (spglib at 1e-3 Å, :func:`~symprobe.analysis.crystal.symmetrised`) and
+relaxed in positions and cell (BFGS with ASE's FrechetCellFilter, float64) by three variants of the model:
+
+* ``raw`` — the model as it is: from an exactly symmetric start only its own breaking can lower the symmetry;
+* ``averaged`` — averaged over the study grid (2i: 36 evaluations, exact to degree 2), which removes the breaking
+  up to its degree;
+* ``point-group`` — averaged over the crystal's own point group (spglib, in the crystal's orientation): invariant
+  under every operation of the space group by construction, so it keeps the group whatever the model's breaking.
+
+Per variant: spglib's space group at 1e-3, 1e-5 and 1e-6 Å, the displacement (Å, RMS) and strain that break the
+start's space group (projections onto its operations), and Γ frequencies of the relaxed cell (finite differences)
+with the splitting of each set of modes the space group makes degenerate (cm⁻¹). The point-group variant is exact
+under the group, so its splittings are the finite differences' own floor.
+
+The stage is deterministic: there is no sampling noise and so no null comparison (``null_tests`` is empty). Each
+variant is cached in ``out/stages/crystal_<variant>.json`` (:class:`~symprobe.study.stages.StageCache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from symprobe import so3
+from symprobe.analysis.crystal import (
+    TOLERANCES,
+    cell_residual,
+    gamma_hessian,
+    gamma_representation,
+    normal_modes,
+    point_group,
+    relax_crystal,
+    space_groups,
+    symmetric_sets,
+    symmetrised,
+    symmetry_residual,
+    to_wavenumber,
+)
+from symprobe.audit import in_float64
+from symprobe.models.base import Model
+from symprobe.pages import png_base64, pyplot, table
+from symprobe.study.plan import Plan
+from symprobe.study.stages import StageCache
+from symprobe.symmetrize import GridAverage
+
+CRYSTAL_VARIANTS = ("raw", "averaged", "point-group")
+FMAX_EV_PER_A = {True: 1e-5, False: 1e-6}  # relaxation target (quick, full): forces eV/Å, stress × volume / atoms eV
+MIN_STEPS, MAX_STEPS = 20, 2000  # relaxation steps per variant, within the budget
+SPLIT_FLOOR_FACTOR = 10.0  # a degenerate set is split when its spread exceeds this × the finite-difference floor
+SPLIT_ABSOLUTE_CM = 1e-4  # cm⁻¹: and exceeds this (the floor of an exactly invariant float64 model is ~1e-6)
+
+
+def run_crystal(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, budget_s: float = 300.0, seed: int = 0,
+                progress: bool = True) -> dict[str, Any]:
+    """The crystal study of ``model`` on ``atoms`` (a periodic cell) into ``out``: JSON-ready, cached per variant.
+
+    ``budget_s`` (s) sets the relaxation steps from the model's measured cost; ``quick`` relaxes to 1e-5 eV/Å
+    instead of 1e-6. ``seed`` is not used: nothing here is random."""
+    if not atoms.pbc.all() or atoms.cell.rank != 3:
+        raise ValueError(f"crystal study: {atoms.get_chemical_formula()} is not a crystal (periodic in three directions)")
+    model = in_float64(model)
+    start = symmetrised(atoms)
+    group = point_group(start)
+    variants = {"raw": model, "averaged": GridAverage(model, so3.paper_grid(Plan.grid)), "point-group": GridAverage(model, group)}
+    cache = StageCache(Path(out), _fingerprint(model, start, quick, budget_s), progress)
+    plan = cache.run("crystal_plan", lambda: _plan(model, start, variants, quick, budget_s))
+    rows = {name: cache.run(f"crystal_{name}", lambda name=name: relaxed_variant(variants[name], start, plan["fmax_eV_per_A"],
+                                                                                   plan["max_steps"]))
+            for name in CRYSTAL_VARIANTS}
+    experiment = {
+        "units": "lengths Å, energies eV/atom, forces eV/Å, frequencies cm⁻¹ (imaginary negative), strain dimensionless",
+        "tolerances_A": TOLERANCES, "plan": plan,
+        "input": {"space_groups": space_groups(atoms), "symmetrised_shift_A": symmetry_residual(atoms, start),
+                  "n_atoms": len(atoms)},
+        "start": {"space_groups": space_groups(start), "cell_parameters": start.cell.cellpar().tolist()},
+        "point_group": {"name": group.name, "operations": len(group), "degree": group.degree},
+        "grid": {"label": Plan.grid, "evaluations": len(variants["averaged"].quadrature),
+                 "degree": variants["averaged"].quadrature.degree},
+        "variants": rows, "floor_cm": _floor(rows),
+    }
+    system = f"{atoms.info.get('name', atoms.get_chemical_formula())} in {experiment['start']['space_groups']['default']}"
+    return {"kind": "crystal", "system": system, "experiments": {"crystal": experiment}, "null_tests": {},
+            "null_tests_note": "none: the crystal stage is deterministic (relaxations and finite differences, no sampling)",
+            "findings": crystal_findings(system, experiment)}
+
+
+def relaxed_variant(model: Model, start: Atoms, fmax: float, max_steps: int) -> dict[str, Any]:
+    """``start`` relaxed by ``model`` in positions and cell: space groups at :data:`TOLERANCES`, the displacement (Å)
+    and strain that break ``start``'s space group, energy (eV/atom), and the Γ sets the group makes degenerate."""
+    begin = time.perf_counter()
+    with warnings.catch_warnings():  # the cell filter's matrix logarithm near the identity, harmless
+        warnings.filterwarnings("ignore", message="logm result may be inaccurate")
+        relaxed, steps, converged = relax_crystal(start, model.as_calculator(), fmax, max_steps, optimizer="BFGS")
+    hessian = gamma_hessian(relaxed)
+    return {
+        "model": model.name, "space_groups": space_groups(relaxed), "displacement_A": symmetry_residual(relaxed, start),
+        "strain": cell_residual(relaxed, start), "energy_eV_per_atom": float(relaxed.get_potential_energy()) / len(relaxed),
+        "max_force_eV_per_A": float(np.linalg.norm(relaxed.get_forces(), axis=1).max()),
+        "cell_parameters": relaxed.cell.cellpar().tolist(), "steps": steps, "converged": converged,
+        "gamma_cm": to_wavenumber(normal_modes(hessian, relaxed.get_masses())[0]).tolist(),
+        "degenerate_sets": symmetric_sets(hessian, relaxed.get_masses(), gamma_representation(start)),
+        "seconds": time.perf_counter() - begin,
+    }
+
+
+def _plan(model: Model, start: Atoms, variants: dict[str, Model], quick: bool, budget_s: float) -> dict[str, Any]:
+    """Relaxation target and steps: the budget less the finite-difference Hessians (12 N + 1 calls per variant), shared
+    by the steps of all variants (one call each per step), from the raw model's measured cost per evaluation."""
+    model.predict(start)  # warm-up
+    begin = time.perf_counter()
+    model.predict(start)
+    per_call = time.perf_counter() - begin
+    evaluations = 1 + len(variants["averaged"].quadrature) + len(variants["point-group"].quadrature)
+    hessian_s = (12 * len(start) + 1) * evaluations * per_call
+    steps = int(np.clip((budget_s - hessian_s) / (evaluations * per_call), MIN_STEPS, MAX_STEPS))
+    return {"fmax_eV_per_A": FMAX_EV_PER_A[quick], "max_steps": steps, "seconds_per_evaluation": per_call,
+            "evaluations_per_step": evaluations, "hessians_s": hessian_s, "budget_s": budget_s}
+
+
+def _fingerprint(model: Model, start: Atoms, quick: bool, budget_s: float) -> str:
+    """The cache key: the model's name, the symmetrised structure and the settings."""
+    digest = hashlib.sha256(np.concatenate([start.numbers, start.positions.ravel(), start.cell.array.ravel()]).round(10).tobytes())
+    return f"{model.name}|{digest.hexdigest()[:16]}|quick={quick}|budget={budget_s:g}"
+
+
+def _floor(rows: dict[str, Any]) -> float:
+    """The splitting (cm⁻¹) of an exactly invariant model by the finite differences alone: the point-group variant's
+    largest (0 without degenerate sets)."""
+    return max((s["splitting_cm"] for s in rows["point-group"]["degenerate_sets"]), default=0.0)
+
+
+def is_split(row: dict[str, Any], floor: float) -> bool:
+    """Whether any degenerate set of ``row`` splits beyond the finite-difference floor (cm⁻¹)."""
+    return any(s["splitting_cm"] > max(SPLIT_FLOOR_FACTOR * floor, SPLIT_ABSOLUTE_CM) for s in row["degenerate_sets"])
+
+
+def keeps_group(row: dict[str, Any], start: dict[str, str], label: str = "tight") -> bool:
+    """Whether the relaxed structure of ``row`` has the start's space group at the tolerance ``label``."""
+    return row["space_groups"][label] == start[label]
+
+
+def crystal_findings(system: str, experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    """Findings worded for ``system``: each variant keeps the space group at 1e-6 Å, the raw and averaged models keep
+    the Γ degeneracies (holds None where the start has no symmetry to lose or no degenerate Γ set)."""
+    start, rows, floor = experiment["start"]["space_groups"], experiment["variants"], experiment["floor_cm"]
+    tight = f"{TOLERANCES['tight']:g} Å"
+    trivial = start["tight"].startswith("P1 ")
+    labels = {"raw": "the raw model", "averaged": f"the model averaged over the {experiment['grid']['label']} grid "
+              f"({experiment['grid']['evaluations']} evaluations)",
+              "point-group": f"the model averaged over its {experiment['point_group']['name']} "
+              f"({experiment['point_group']['operations']} evaluations)"}
+    out = []
+    for name in CRYSTAL_VARIANTS:
+        row = rows[name]
+        groups = ", ".join(f"{row['space_groups'][k]} at {v:g} Å" for k, v in TOLERANCES.items())
+        out.append({"key": f"crystal_{name.replace('-', '_')}_keeps_space_group",
+                    "claim": f"{system} relaxed with {labels[name]} keeps its space group at {tight}",
+                    "holds": None if trivial else keeps_group(row, start),
+                    "evidence": ("the start has no symmetry to lose (P1); " if trivial else "")
+                    + f"relaxed: {groups}; breaking displacement {row['displacement_A']:.2g} Å RMS, strain {row['strain']:.2g}; "
+                    f"{row['steps']} BFGS steps, {'converged' if row['converged'] else 'not converged'} to "
+                    f"{experiment['plan']['fmax_eV_per_A']:g} eV/Å"})
+    for name in ("raw", "averaged"):
+        row = rows[name]
+        sets = row["degenerate_sets"]
+        spreads = ", ".join(f"{s['splitting_cm']:.2g} cm⁻¹ ({s['modes']} modes at {s['frequency_cm']:.4g} cm⁻¹)" for s in sets)
+        out.append({"key": f"crystal_{name}_keeps_gamma_degeneracy",
+                    "claim": f"{labels[name][0].upper() + labels[name][1:]} keeps the Γ-mode degeneracies of {system}",
+                    "holds": None if not sets else not is_split(row, floor),
+                    "evidence": (f"splittings {spreads}, against a finite-difference floor of {floor:.2g} cm⁻¹ (the "
+                                 "point-group average, exact under the group)") if sets else
+                    "the space group makes no Γ mode of this cell degenerate (one-dimensional representations only)"})
+    return out
+
+
+def crystal_section(result: dict[str, Any]) -> str:
+    """The report's HTML section of a crystal study: what was run, a figure of the breaking displacement and the Γ
+    splittings per variant, and their tables."""
+    exp = result["experiments"]["crystal"]
+    rows, tolerances = exp["variants"], exp["tolerances_A"]
+    intro = (f"<p>{html.escape(result['system'])}: the input ({exp['input']['n_atoms']} atoms; "
+             f"{html.escape(', '.join(f'{g} at {tolerances[k]:g} Å' for k, g in exp['input']['space_groups'].items()))}) "
+             f"made exactly symmetric (moved by {exp['input']['symmetrised_shift_A']:.2g} Å RMS), then relaxed in positions and cell "
+             f"(BFGS, to {exp['plan']['fmax_eV_per_A']:g} eV/Å, at most {exp['plan']['max_steps']} steps, float64) by the raw "
+             f"model, its average over the {html.escape(exp['grid']['label'])} grid ({exp['grid']['evaluations']} evaluations, "
+             f"degree {exp['grid']['degree']}) and its average over the crystal's {html.escape(exp['point_group']['name'])} "
+             f"({exp['point_group']['operations']} operations). Deterministic: no null comparison.</p>")
+    structure = table("crystal-structure", "Space group after relaxation, and what breaks the start's",
+                      ["variant", *(f"space group at {v:g} Å" for v in tolerances.values()), "displacement (Å RMS)", "strain",
+                       "energy (eV/atom)", "steps", "converged"],
+                      [[name, *(row["space_groups"][k] for k in tolerances), row["displacement_A"], row["strain"],
+                        row["energy_eV_per_atom"], row["steps"], row["converged"]] for name, row in rows.items()])
+    gamma = table("crystal-gamma", f"Γ sets the space group makes degenerate (floor {exp['floor_cm']:.2g} cm⁻¹)",
+                  ["variant", "modes", "frequency (cm⁻¹)", "splitting (cm⁻¹)"],
+                  [[name, s["modes"], s["frequency_cm"], s["splitting_cm"]] for name, row in rows.items()
+                   for s in row["degenerate_sets"]])
+    figure = f"<figure id='figure-crystal'><img alt='crystal' src='data:image/png;base64,{png_base64(crystal_figure(exp))}'></figure>"
+    return f"<h2>Crystal: {html.escape(result['system'])}</h2>" + intro + figure + structure + gamma
+
+
+def crystal_figure(exp: dict[str, Any]):
+    """Per variant: the displacement that breaks the start's space group against spglib's tolerances, and the largest
+    Γ splitting against the finite-difference floor (log scales)."""
+    plt = pyplot()
+    rows = exp["variants"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = list(rows)
+    displacement = [max(rows[n]["displacement_A"], 1e-16) for n in names]
+    axes[0].bar(names, displacement, color=["#c0392b", "#2471a3", "#27ae60"][: len(names)])
+    for tolerance in exp["tolerances_A"].values():
+        axes[0].axhline(tolerance, color="k", lw=0.8, ls=":")
+        axes[0].annotate(f"spglib {tolerance:g} Å", (len(names) - 0.5, tolerance), ha="right", va="bottom", fontsize=7)
+    axes[0].set(yscale="log", ylabel="displacement breaking the start's group (Å)")
+    splitting = [max([s["splitting_cm"] for s in rows[n]["degenerate_sets"]], default=0.0) for n in names]
+    axes[1].bar(names, [max(s, 1e-12) for s in splitting], color=["#c0392b", "#2471a3", "#27ae60"][: len(names)])
+    axes[1].axhline(max(exp["floor_cm"], 1e-12), color="k", lw=0.8, ls=":")
+    axes[1].set(yscale="log", ylabel="largest Γ splitting (cm⁻¹)")
+    for ax in axes:
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
