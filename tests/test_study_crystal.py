@@ -126,3 +126,18 @@ def test_a_molecule_is_refused_in_one_line(tmp_path):
 
     with pytest.raises(ValueError, match=r"^crystal study: CH4 is not a crystal \(periodic in three directions\)$"):
         run_crystal(_model(0.0), Atoms("CH4", positions=np.random.default_rng(0).normal(size=(5, 3))), tmp_path)
+
+
+def test_gamma_sets_from_the_group_match_the_degenerate_frequencies_of_fcc_cu():
+    from ase.calculators.emt import EMT
+
+    from symprobe.analysis.crystal import degenerate_sets, gamma_frequencies
+
+    atoms = bulk("Cu", "fcc", a=3.5898, cubic=True)  # 4 atoms: Γ and the three X points of fcc
+    assert (point_group(atoms).name, len(point_group(atoms))) == ("point group m-3m", 48)
+    atoms.calc = EMT()
+    frequencies = gamma_frequencies(atoms)
+    by_frequency = degenerate_sets(frequencies)
+    by_group = symmetric_sets(gamma_hessian(atoms), atoms.get_masses(), gamma_representation(atoms))
+    assert [s["modes"] for s in by_group] == [len(s) for s in by_frequency] == [6, 3]
+    assert [s["frequency_cm"] for s in by_group] == pytest.approx([frequencies[s].mean() for s in by_frequency], abs=1e-3)

@@ -148,8 +148,13 @@ def gamma_hessian(atoms: Atoms, delta: float = 0.01) -> np.ndarray:
 def normal_modes(hessian: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues ω² (eV/Å²/amu, ascending) and columns of eigenvectors of the mass-weighted ``hessian``
     (eV/Å²; ``masses`` per atom, amu)."""
+    return np.linalg.eigh(mass_weighted(hessian, masses))
+
+
+def mass_weighted(hessian: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """The mass-weighted ``hessian`` (eV/Å²/amu; ``masses`` per atom, amu), H_ab / √(m_a m_b)."""
     mass = np.repeat(masses, 3)
-    return np.linalg.eigh(hessian / np.sqrt(np.outer(mass, mass)))
+    return hessian / np.sqrt(np.outer(mass, mass))
 
 
 def to_wavenumber(omega2: np.ndarray) -> np.ndarray:
@@ -165,15 +170,20 @@ def gamma_frequencies(atoms: Atoms, delta: float = 0.01) -> np.ndarray:
 def degenerate_sets(reference: np.ndarray, tolerance: float = DEGENERATE_CM, floor: float = 5.0) -> list[list[int]]:
     """Indices of the reference frequencies (sorted) that form degenerate sets of two or more, above ``floor``
     cm⁻¹ (the acoustic modes at Γ are left out)."""
-    sets, current = [], [0]
-    for k in range(1, len(reference)):
-        if reference[k] - reference[k - 1] < tolerance:
+    return [s for s in _close_runs(reference, tolerance) if len(s) > 1 and reference[s[0]] > floor]
+
+
+def _close_runs(values: np.ndarray, tolerance: float) -> list[list[int]]:
+    """Indices of ascending ``values`` in runs whose neighbours differ by less than ``tolerance``."""
+    runs, current = [], [0]
+    for k in range(1, len(values)):
+        if values[k] - values[k - 1] < tolerance:
             current.append(k)
         else:
-            sets.append(current)
+            runs.append(current)
             current = [k]
-    sets.append(current)
-    return [s for s in sets if len(s) > 1 and reference[s[0]] > floor]
+    runs.append(current)
+    return runs
 
 
 def splittings(frequencies: np.ndarray, sets: list[list[int]]) -> list[float]:
@@ -203,21 +213,11 @@ def symmetric_sets(hessian: np.ndarray, masses: np.ndarray, representation: np.n
     (eigenvalues equal to ``relative_tolerance`` of the largest). Per set: ``modes``, the symmetric frequency
     ``frequency_cm`` (cm⁻¹), the frequencies of D within the set ``frequencies_cm`` (the eigenvalues of Vᵀ D V for
     the set's modes V: first order in the breaking) and their spread ``splitting_cm``."""
-    mass = np.repeat(masses, 3)
-    dynamical = 0.5 * (hessian + hessian.T) / np.sqrt(np.outer(mass, mass))
+    dynamical = mass_weighted(0.5 * (hessian + hessian.T), masses)
     symmetric = np.einsum("gab,bc,gdc->ad", representation, dynamical, representation) / len(representation)
     omega2, modes = np.linalg.eigh(0.5 * (symmetric + symmetric.T))
-    tolerance = relative_tolerance * np.abs(omega2).max()
-    groups, current = [], [0]
-    for k in range(1, len(omega2)):
-        if omega2[k] - omega2[k - 1] < tolerance:
-            current.append(k)
-        else:
-            groups.append(current)
-            current = [k]
-    groups.append(current)
     out = []
-    for group in groups:
+    for group in _close_runs(omega2, relative_tolerance * np.abs(omega2).max()):
         frequency = float(to_wavenumber(np.mean(omega2[group])))
         if len(group) < 2 or abs(frequency) < floor:
             continue
