@@ -8,7 +8,6 @@ Lengths in Å, frequencies in cm⁻¹ (imaginary ones negative), tolerances ``sy
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -135,14 +134,26 @@ def relax_crystal(atoms: Atoms, calculator, fmax: float, steps: int = 20000, opt
 
 
 def gamma_hessian(atoms: Atoms, delta: float = 0.01) -> np.ndarray:
-    """The (3N, 3N) force-constant matrix at Γ of the periodic cell (eV/Å²) from central finite differences (four
-    points, ``delta`` Å) of the forces of ``atoms.calc`` (ASE's Vibrations)."""
-    from ase.vibrations import Vibrations
+    """The (3N, 3N) force-constant matrix at Γ of the periodic cell (eV/Å², symmetrised) from four-point central
+    differences (±``delta``, ±2 ``delta`` Å, as ASE's Vibrations with nfree=4) of the forces of ``atoms.calc``. All
+    12 N displaced cells go to the model in one batched call when the calculator is a symprobe model's
+    (:meth:`~symprobe.models.base.Model.as_calculator`: a grid average's copies of every cell share its passes);
+    any other calculator is called cell by cell."""
+    from symprobe.models.base import CalculatorModel, ModelCalculator
 
-    with tempfile.TemporaryDirectory() as cache:
-        vibrations = Vibrations(atoms, name=f"{cache}/vib", delta=delta, nfree=4)
-        vibrations.run()
-        return vibrations.get_vibrations().get_hessian_2d()
+    model = atoms.calc.model if isinstance(atoms.calc, ModelCalculator) else CalculatorModel(atoms.calc)
+    n = 3 * len(atoms)
+    steps, weights = (2, 1, -1, -2), np.array([-1.0, 8.0, -8.0, 1.0]) / (12 * delta)  # dF/dx from F(x + s δ)
+    displaced = []
+    for k in range(n):
+        for step in steps:
+            moved = atoms.copy()
+            moved.calc = None
+            moved.positions[k // 3, k % 3] += step * delta
+            displaced.append(moved)
+    forces = np.array([batch.forces[0].ravel() for batch in model.predict_many(displaced)]).reshape(n, len(steps), n)
+    hessian = -np.einsum("s,ksa->ka", weights, forces)
+    return 0.5 * (hessian + hessian.T)
 
 
 def normal_modes(hessian: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
