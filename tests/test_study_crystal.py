@@ -44,7 +44,7 @@ def broken(tmp_path_factory):
     from symprobe.study.crystal import run_crystal
 
     out = tmp_path_factory.mktemp("crystal")
-    return out, run_crystal(_model(0.02), _hcp(), out, budget_s=20.0, progress=False)
+    return out, run_crystal(_model(0.02), _hcp(), out, budget_s=600.0, progress=False)
 
 
 def test_point_group_of_a_turned_hcp_cell_maps_it_onto_itself():
@@ -114,7 +114,7 @@ def test_a_second_call_loads_every_stage_and_the_section_shows_them(broken):
     stages = sorted((out / "stages").glob("crystal_*.json"))
     assert [p.stem for p in stages] == ["crystal_averaged", "crystal_plan", "crystal_point-group", "crystal_raw"]
     written = [p.stat().st_mtime_ns for p in stages]
-    assert run_crystal(_model(0.02), _hcp(), out, budget_s=20.0, progress=False) == result
+    assert run_crystal(_model(0.02), _hcp(), out, budget_s=600.0, progress=False) == result
     assert [p.stat().st_mtime_ns for p in stages] == written
     section = crystal_section(result)
     assert "table-crystal-structure" in section and "table-crystal-gamma" in section and "data:image/png;base64," in section
@@ -141,3 +141,16 @@ def test_gamma_sets_from_the_group_match_the_degenerate_frequencies_of_fcc_cu():
     by_group = symmetric_sets(gamma_hessian(atoms), atoms.get_masses(), gamma_representation(atoms))
     assert [s["modes"] for s in by_group] == [len(s) for s in by_frequency] == [6, 3]
     assert [s["frequency_cm"] for s in by_group] == pytest.approx([frequencies[s].mean() for s in by_frequency], abs=1e-3)
+
+
+def test_a_quick_budget_below_the_hessians_leaves_gamma_out_and_says_why(tmp_path):
+    from symprobe.study.crystal import crystal_section, run_crystal
+
+    result = run_crystal(_model(0.0), _hcp(), tmp_path, budget_s=1e-3, progress=False)
+    exp = result["experiments"]["crystal"]
+    assert not exp["plan"]["gamma"] and exp["floor_cm"] is None and "exceed the quick budget" in exp["gamma_skipped"]
+    assert all("degenerate_sets" not in row for row in exp["variants"].values())
+    holds = {f["key"]: f["holds"] for f in result["findings"]}
+    assert holds["crystal_raw_keeps_space_group"] is True  # an exactly invariant model keeps the group raw
+    assert holds["crystal_raw_keeps_gamma_degeneracy"] is None
+    assert "Γ modes: not computed" in crystal_section(result)

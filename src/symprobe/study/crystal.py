@@ -49,10 +49,12 @@ from symprobe.audit import in_float64
 from symprobe.models.base import Model
 from symprobe.pages import png_base64, pyplot, table
 from symprobe.study.plan import Plan
+from symprobe.study.report import COLOURS as VARIANT_COLOURS
 from symprobe.study.stages import StageCache
 from symprobe.symmetrize import GridAverage
 
 CRYSTAL_VARIANTS = ("raw", "averaged", "point-group")
+COLOURS = {**VARIANT_COLOURS, "point-group": "#8e44ad"}
 FMAX_EV_PER_A = {True: 1e-5, False: 1e-6}  # relaxation target (quick, full): forces eV/Å, stress × volume / atoms eV
 MIN_STEPS, MAX_STEPS = 20, 2000  # relaxation steps per variant, within the budget
 SPLIT_FLOOR_FACTOR = 10.0  # a degenerate set is split when its spread exceeds this × the finite-difference floor
@@ -74,7 +76,7 @@ def run_crystal(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, bu
     cache = StageCache(Path(out), _fingerprint(model, start, quick, budget_s), progress)
     plan = cache.run("crystal_plan", lambda: _plan(start, variants, quick, budget_s))
     rows = {name: cache.run(f"crystal_{name}", lambda name=name: relaxed_variant(variants[name], start, plan["fmax_eV_per_A"],
-                                                                                   plan["max_steps"]))
+                                                                                   plan["max_steps"], plan["gamma"]))
             for name in CRYSTAL_VARIANTS}
     experiment = {
         "units": "lengths Å, energies eV/atom, forces eV/Å, frequencies cm⁻¹ (imaginary negative), strain dimensionless",
@@ -85,7 +87,10 @@ def run_crystal(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, bu
         "point_group": {"name": group.name, "operations": len(group), "degree": group.degree},
         "grid": {"label": Plan.grid, "evaluations": len(variants["averaged"].quadrature),
                  "degree": variants["averaged"].quadrature.degree},
-        "variants": rows, "floor_cm": _floor(rows),
+        "variants": rows, "floor_cm": _floor(rows) if plan["gamma"] else None,
+        "gamma_skipped": None if plan["gamma"] else (
+            f"the finite-difference Hessians at Γ ({12 * len(start) + 1} calls of each variant, about {plan['hessians_s']:.0f} s) "
+            f"exceed the quick budget of {budget_s:g} s: give a larger budget or run the full study"),
     }
     system = f"{atoms.info.get('name', atoms.get_chemical_formula())} in {experiment['start']['space_groups']['default']}"
     return {"kind": "crystal", "system": system, "experiments": {"crystal": experiment}, "null_tests": {},
@@ -93,28 +98,32 @@ def run_crystal(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, bu
             "findings": crystal_findings(system, experiment)}
 
 
-def relaxed_variant(model: Model, start: Atoms, fmax: float, max_steps: int) -> dict[str, Any]:
+def relaxed_variant(model: Model, start: Atoms, fmax: float, max_steps: int, gamma: bool = True) -> dict[str, Any]:
     """``start`` relaxed by ``model`` in positions and cell: space groups at :data:`TOLERANCES`, the displacement (Å)
-    and strain that break ``start``'s space group, energy (eV/atom), and the Γ sets the group makes degenerate."""
+    and strain that break ``start``'s space group, energy (eV/atom), and with ``gamma`` the Γ frequencies and the sets
+    the group makes degenerate."""
     begin = time.perf_counter()
     with warnings.catch_warnings():  # the cell filter's matrix logarithm near the identity, harmless
         warnings.filterwarnings("ignore", message="logm result may be inaccurate")
         relaxed, steps, converged = relax_crystal(start, model.as_calculator(), fmax, max_steps, optimizer="BFGS")
-    hessian = gamma_hessian(relaxed)
-    return {
+    row = {
         "model": model.name, "space_groups": space_groups(relaxed), "displacement_A": symmetry_residual(relaxed, start),
         "strain": cell_residual(relaxed, start), "energy_eV_per_atom": float(relaxed.get_potential_energy()) / len(relaxed),
         "max_force_eV_per_A": float(np.linalg.norm(relaxed.get_forces(), axis=1).max()),
         "cell_parameters": relaxed.cell.cellpar().tolist(), "steps": steps, "converged": converged,
-        "gamma_cm": to_wavenumber(normal_modes(hessian, relaxed.get_masses())[0]).tolist(),
-        "degenerate_sets": symmetric_sets(hessian, relaxed.get_masses(), gamma_representation(start)),
-        "seconds": time.perf_counter() - begin,
     }
+    if gamma:
+        hessian = gamma_hessian(relaxed)
+        row["gamma_cm"] = to_wavenumber(normal_modes(hessian, relaxed.get_masses())[0]).tolist()
+        row["degenerate_sets"] = symmetric_sets(hessian, relaxed.get_masses(), gamma_representation(start))
+    row["seconds"] = time.perf_counter() - begin
+    return row
 
 
 def _plan(start: Atoms, variants: dict[str, Model], quick: bool, budget_s: float) -> dict[str, Any]:
     """Relaxation target and steps: the budget less the finite-difference Hessians (12 N + 1 calls per variant), shared
-    by the steps of all variants (one call each per step), from each variant's measured cost per call (s)."""
+    by the steps of all variants (one call each per step), from each variant's measured cost per call (s). Quick
+    studies leave Γ out (``gamma`` false) when the Hessians alone exceed the budget."""
     costs = {}
     for name, model in variants.items():
         model.predict(start)  # warm-up
@@ -123,8 +132,9 @@ def _plan(start: Atoms, variants: dict[str, Model], quick: bool, budget_s: float
         costs[name] = time.perf_counter() - begin
     per_step = sum(costs.values())
     hessians_s = (12 * len(start) + 1) * per_step
-    steps = int(np.clip((budget_s - hessians_s) / per_step, MIN_STEPS, MAX_STEPS))
-    return {"fmax_eV_per_A": FMAX_EV_PER_A[quick], "max_steps": steps, "seconds_per_call": costs,
+    gamma = not quick or hessians_s <= budget_s
+    steps = int(np.clip((budget_s - hessians_s * gamma) / per_step, MIN_STEPS, MAX_STEPS))
+    return {"fmax_eV_per_A": FMAX_EV_PER_A[quick], "max_steps": steps, "gamma": gamma, "seconds_per_call": costs,
             "hessians_s": hessians_s, "budget_s": budget_s}
 
 
@@ -173,14 +183,14 @@ def crystal_findings(system: str, experiment: dict[str, Any]) -> list[dict[str, 
                     f"{experiment['plan']['fmax_eV_per_A']:g} eV/Å"})
     for name in ("raw", "averaged"):
         row = rows[name]
-        sets = row["degenerate_sets"]
+        sets = row.get("degenerate_sets", [])
         spreads = ", ".join(f"{s['splitting_cm']:.2g} cm⁻¹ ({s['modes']} modes at {s['frequency_cm']:.4g} cm⁻¹)" for s in sets)
         out.append({"key": f"crystal_{name}_keeps_gamma_degeneracy",
                     "claim": f"{labels[name][0].upper() + labels[name][1:]} keeps the Γ-mode degeneracies of {system}",
                     "holds": None if not sets else not is_split(row, floor),
-                    "evidence": (f"splittings {spreads}, against a finite-difference floor of {floor:.2g} cm⁻¹ (the "
-                                 "point-group average, exact under the group)") if sets else
-                    "the space group makes no Γ mode of this cell degenerate (one-dimensional representations only)"})
+                    "evidence": experiment["gamma_skipped"] or ((f"splittings {spreads}, against a finite-difference floor of "
+                                 f"{floor:.2g} cm⁻¹ (the point-group average, exact under the group)") if sets else
+                    "the space group makes no Γ mode of this cell degenerate (one-dimensional representations only)")})
     return out
 
 
@@ -201,32 +211,44 @@ def crystal_section(result: dict[str, Any]) -> str:
                        "energy (eV/atom)", "steps", "converged"],
                       [[name, *(row["space_groups"][k] for k in tolerances), row["displacement_A"], row["strain"],
                         row["energy_eV_per_atom"], row["steps"], row["converged"]] for name, row in rows.items()])
-    gamma = table("crystal-gamma", f"Γ sets the space group makes degenerate (floor {exp['floor_cm']:.2g} cm⁻¹)",
-                  ["variant", "modes", "frequency (cm⁻¹)", "splitting (cm⁻¹)"],
-                  [[name, s["modes"], s["frequency_cm"], s["splitting_cm"]] for name, row in rows.items()
-                   for s in row["degenerate_sets"]])
     figure = f"<figure id='figure-crystal'><img alt='crystal' src='data:image/png;base64,{png_base64(crystal_figure(exp))}'></figure>"
-    return f"<h2>Crystal: {html.escape(result['system'])}</h2>" + intro + figure + structure + gamma
+    return f"<h2>Crystal: {html.escape(result['system'])}</h2>" + intro + figure + structure + _gamma_table(exp)
+
+
+def _gamma_table(exp: dict[str, Any]) -> str:
+    """The Γ sets of each variant as a table, or why there is none."""
+    if exp["gamma_skipped"]:
+        return f"<p>Γ modes: not computed, {html.escape(exp['gamma_skipped'])}.</p>"
+    rows = [[name, s["modes"], s["frequency_cm"], s["splitting_cm"]] for name, row in exp["variants"].items()
+            for s in row["degenerate_sets"]]
+    if not rows:
+        return "<p>Γ modes: the space group makes none of this cell's modes degenerate (one-dimensional representations only).</p>"
+    return table("crystal-gamma", f"Γ sets the space group makes degenerate (finite-difference floor {exp['floor_cm']:.2g} cm⁻¹)",
+                 ["variant", "modes", "frequency (cm⁻¹)", "splitting (cm⁻¹)"], rows)
 
 
 def crystal_figure(exp: dict[str, Any]):
-    """Per variant: the displacement that breaks the start's space group against spglib's tolerances, and the largest
-    Γ splitting against the finite-difference floor (log scales)."""
+    """Per variant: the displacement that breaks the start's space group against spglib's tolerances, and (where Γ
+    has degenerate sets) the largest Γ splitting against the finite-difference floor; log scales."""
     plt = pyplot()
     rows = exp["variants"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     names = list(rows)
-    displacement = [max(rows[n]["displacement_A"], 1e-16) for n in names]
-    axes[0].bar(names, displacement, color=["#c0392b", "#2471a3", "#27ae60"][: len(names)])
+    colours = [COLOURS[n] for n in names]
+    splitting = [max([s["splitting_cm"] for s in rows[n].get("degenerate_sets", [])], default=None) for n in names]
+    with_gamma = all(s is not None for s in splitting)
+    fig, axes = plt.subplots(1, 1 + with_gamma, figsize=(5 + 5 * with_gamma, 3.6), squeeze=False)
+    axes = axes[0]
+    axes[0].bar(names, [max(rows[n]["displacement_A"], 1e-16) for n in names], color=colours)
     for tolerance in exp["tolerances_A"].values():
         axes[0].axhline(tolerance, color="k", lw=0.8, ls=":")
         axes[0].annotate(f"spglib {tolerance:g} Å", (len(names) - 0.5, tolerance), ha="right", va="bottom", fontsize=7)
     axes[0].set(yscale="log", ylabel="displacement breaking the start's group (Å)", title="relaxed structure")
-    splitting = [max([s["splitting_cm"] for s in rows[n]["degenerate_sets"]], default=0.0) for n in names]
-    axes[1].bar(names, [max(s, 1e-12) for s in splitting], color=["#c0392b", "#2471a3", "#27ae60"][: len(names)])
-    axes[1].axhline(max(exp["floor_cm"], 1e-12), color="k", lw=0.8, ls=":")
-    axes[1].annotate("finite-difference floor", (len(names) - 0.5, max(exp["floor_cm"], 1e-12)), ha="right", va="bottom", fontsize=7)
-    axes[1].set(yscale="log", ylabel="largest Γ splitting (cm⁻¹)", title="Γ sets the group makes degenerate")
+    if with_gamma:
+        floor = max(exp["floor_cm"], 1e-12)
+        axes[1].bar(names, [max(s, 1e-12) for s in splitting], color=colours)
+        axes[1].axhline(floor, color="k", lw=0.8, ls=":")
+        axes[1].annotate("finite-difference floor", (len(names) - 0.5, floor), ha="right", va="bottom", fontsize=7)
+        axes[1].set(yscale="log", ylabel="largest Γ splitting (cm⁻¹)", title="Γ sets the group makes degenerate")
     for ax in axes:
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
