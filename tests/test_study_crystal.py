@@ -154,3 +154,20 @@ def test_a_quick_budget_below_the_hessians_leaves_gamma_out_and_says_why(tmp_pat
     assert holds["crystal_raw_keeps_space_group"] is True  # an exactly invariant model keeps the group raw
     assert holds["crystal_raw_keeps_gamma_degeneracy"] is None
     assert "Γ modes: not computed" in crystal_section(result)
+
+
+def test_verdicts_below_the_numerical_floor_are_withheld(broken):
+    """Where the point-group average (exact but for round-off, e.g. of a float32 model) loses the group at a tolerance,
+    the other variants' verdicts at that tolerance say so instead of blaming the model."""
+    import copy
+
+    from symprobe.study.crystal import crystal_findings
+
+    _, result = broken
+    exp = copy.deepcopy(result["experiments"]["crystal"])
+    exp["variants"]["point-group"]["space_groups"]["tight"] = "P-1 (2)"
+    findings = {f["key"]: f for f in crystal_findings(result["system"], exp)}
+    assert findings["crystal_raw_keeps_space_group"]["holds"] is None
+    assert "below the model's numerical floor" in findings["crystal_averaged_keeps_space_group"]["evidence"]
+    assert findings["crystal_point_group_keeps_space_group"]["holds"] is False
+    assert findings["crystal_raw_keeps_space_group_loose"]["holds"] is False  # 1e-3 Å is above the floor

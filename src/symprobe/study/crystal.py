@@ -160,12 +160,23 @@ def keeps_group(row: dict[str, Any], start: dict[str, str], label: str = "tight"
     return row["space_groups"][label] == start[label]
 
 
+def _group_verdict(rows: dict[str, Any], start: dict[str, str], name: str, label: str) -> tuple[bool | None, str]:
+    """(holds, why it is withheld or ""): whether variant ``name`` keeps the start's space group at tolerance ``label``;
+    withheld where the start has no symmetry, or where the point-group average (exact under the group but for the
+    model's round-off) loses it too, so that the tolerance is below the model's numerical floor."""
+    if start[label].startswith("P1 "):
+        return None, "withheld: the start has no symmetry to lose (P1); "
+    if name != "point-group" and not keeps_group(rows["point-group"], start, label):
+        return None, (f"withheld: the point-group average, exact under the group but for round-off, loses it too at "
+                      f"{TOLERANCES[label]:g} Å: this tolerance is below the model's numerical floor; ")
+    return keeps_group(rows[name], start, label), ""
+
+
 def crystal_findings(system: str, experiment: dict[str, Any]) -> list[dict[str, Any]]:
     """Findings worded for ``system``: each variant keeps the space group at 1e-6 Å (and the raw model at 1e-3 Å, the
-    usual tolerance), the raw and averaged models keep the Γ degeneracies (holds None where the start has no symmetry
-    to lose or there is no degenerate Γ set)."""
+    usual tolerance; see :func:`_group_verdict`), the raw and averaged models keep the Γ degeneracies (holds None
+    where there is no degenerate Γ set)."""
     start, rows, floor = experiment["start"]["space_groups"], experiment["variants"], experiment["floor_cm"]
-    trivial = start["tight"].startswith("P1 ")
     labels = {"raw": "the raw model", "averaged": f"the model averaged over the {experiment['grid']['label']} grid "
               f"({experiment['grid']['evaluations']} evaluations)",
               "point-group": f"the model averaged over its {experiment['point_group']['name']} "
@@ -174,13 +185,13 @@ def crystal_findings(system: str, experiment: dict[str, Any]) -> list[dict[str, 
     for name, label in (*((n, "tight") for n in CRYSTAL_VARIANTS), ("raw", "loose")):
         row = rows[name]
         groups = ", ".join(f"{row['space_groups'][k]} at {v:g} Å" for k, v in TOLERANCES.items())
+        holds, withheld = _group_verdict(rows, start, name, label)
         out.append({"key": f"crystal_{name.replace('-', '_')}_keeps_space_group" + ("_loose" if label == "loose" else ""),
                     "claim": f"{system} relaxed with {labels[name]} keeps its space group at {TOLERANCES[label]:g} Å",
-                    "holds": None if trivial else keeps_group(row, start, label),
-                    "evidence": ("the start has no symmetry to lose (P1); " if trivial else "")
-                    + f"relaxed: {groups}; breaking displacement {row['displacement_A']:.2g} Å RMS, strain {row['strain']:.2g}; "
-                    f"{row['steps']} BFGS steps, {'converged' if row['converged'] else 'not converged'} to "
-                    f"{experiment['plan']['fmax_eV_per_A']:g} eV/Å"})
+                    "holds": holds,
+                    "evidence": withheld + f"relaxed: {groups}; breaking displacement {row['displacement_A']:.2g} Å RMS, "
+                    f"strain {row['strain']:.2g}; {row['steps']} BFGS steps, {'converged' if row['converged'] else 'not converged'} "
+                    f"to {experiment['plan']['fmax_eV_per_A']:g} eV/Å"})
     for name in ("raw", "averaged"):
         row = rows[name]
         sets = row.get("degenerate_sets", [])
