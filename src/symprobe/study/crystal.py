@@ -45,7 +45,7 @@ from symprobe.analysis.crystal import (
     symmetry_residual,
     to_wavenumber,
 )
-from symprobe.audit import in_float64
+from symprobe.audit import in_float64, model_dtype
 from symprobe.models.base import Model
 from symprobe.pages import png_base64, pyplot, table
 from symprobe.study.plan import Plan
@@ -80,7 +80,7 @@ def run_crystal(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, bu
             for name in CRYSTAL_VARIANTS}
     experiment = {
         "units": "lengths Å, energies eV/atom, forces eV/Å, frequencies cm⁻¹ (imaginary negative), strain dimensionless",
-        "tolerances_A": TOLERANCES, "plan": plan,
+        "tolerances_A": TOLERANCES, "plan": plan, "dtype": model_dtype(model),
         "input": {"space_groups": space_groups(atoms), "symmetrised_shift_A": symmetry_residual(atoms, start),
                   "n_atoms": len(atoms)},
         "start": {"space_groups": space_groups(start), "cell_parameters": start.cell.cellpar().tolist()},
@@ -213,15 +213,16 @@ def crystal_section(result: dict[str, Any]) -> str:
     intro = (f"<p>{html.escape(result['system'])}: the input ({exp['input']['n_atoms']} atoms; "
              f"{html.escape(', '.join(f'{g} at {tolerances[k]:g} Å' for k, g in exp['input']['space_groups'].items()))}) "
              f"made exactly symmetric (moved by {exp['input']['symmetrised_shift_A']:.2g} Å RMS), then relaxed in positions and cell "
-             f"(BFGS, to {exp['plan']['fmax_eV_per_A']:g} eV/Å, at most {exp['plan']['max_steps']} steps, float64) by the raw "
+             f"(BFGS, to {exp['plan']['fmax_eV_per_A']:g} eV/Å, at most {exp['plan']['max_steps']} steps, evaluated in {html.escape(exp['dtype'])}) by the raw "
              f"model, its average over the {html.escape(exp['grid']['label'])} grid ({exp['grid']['evaluations']} evaluations, "
              f"degree {exp['grid']['degree']}) and its average over the crystal's {html.escape(exp['point_group']['name'])} "
              f"({exp['point_group']['operations']} operations). Deterministic: no null comparison.</p>")
     structure = table("crystal-structure", "Space group after relaxation, and what breaks the start's",
                       ["variant", *(f"space group at {v:g} Å" for v in tolerances.values()), "displacement (Å RMS)", "strain",
-                       "energy (eV/atom)", "steps", "converged"],
+                       "energy − raw (meV/atom)", "steps", "converged"],
                       [[name, *(row["space_groups"][k] for k in tolerances), row["displacement_A"], row["strain"],
-                        row["energy_eV_per_atom"], row["steps"], row["converged"]] for name, row in rows.items()])
+                        1000 * (row["energy_eV_per_atom"] - rows["raw"]["energy_eV_per_atom"]), row["steps"], row["converged"]]
+                       for name, row in rows.items()])
     figure = f"<figure id='figure-crystal'><img alt='crystal' src='data:image/png;base64,{png_base64(crystal_figure(exp))}'></figure>"
     return f"<h2>Crystal: {html.escape(result['system'])}</h2>" + intro + figure + structure + _gamma_table(exp)
 
