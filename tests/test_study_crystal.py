@@ -171,3 +171,29 @@ def test_verdicts_below_the_numerical_floor_are_withheld(broken):
     assert "below the model's numerical floor" in findings["crystal_averaged_keeps_space_group"]["evidence"]
     assert findings["crystal_point_group_keeps_space_group"]["holds"] is False
     assert findings["crystal_raw_keeps_space_group_loose"]["holds"] is False  # 1e-3 Å is above the floor
+
+
+def test_an_improper_copy_keeps_a_right_handed_cell_spanning_the_same_lattice():
+    from symprobe.structures import rotate
+
+    atoms = _hcp()
+    inverted = rotate(atoms, -np.eye(3))
+    assert np.linalg.det(inverted.cell.array) > 0 and np.allclose(inverted.cell.array, atoms.cell.array)
+    assert np.allclose(inverted.positions, -atoms.positions)
+    key = lambda v: np.array(sorted(map(tuple, np.round(v, 8))))  # the interatomic vectors, inverted
+    assert np.abs(key(neighbor_list("D", inverted, 6.0)) - key(-neighbor_list("D", atoms, 6.0))).max() < 1e-7
+
+
+def test_a_cell_averaged_with_inversion_keeps_chgnets_stress():
+    """CHGNet takes the volume as det(cell): on a left-handed copy its stress changed sign, and the average over E and
+    inversion had none, so cell relaxations of the averaged model did not move (issue found by the crystal study)."""
+    pytest.importorskip("chgnet", reason="CHGNet is not installed (pip install 'symprobe[pretrained]')")
+    from symprobe import so3
+    from symprobe.models.external import load_model
+    from symprobe.symmetrize import GridAverage
+
+    model = load_model("chgnet:0.3.0")
+    atoms = bulk("Mg", "hcp", a=3.21, c=5.21)
+    raw = model.predict(atoms).stress
+    assert np.abs(raw).max() > 1e-3  # eV/Å³: far from CHGNet's minimum
+    assert GridAverage(model, so3.get("i")).predict(atoms).stress == pytest.approx(raw, abs=1e-6)  # CHGNet is invariant

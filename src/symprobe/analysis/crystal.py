@@ -107,9 +107,7 @@ def cell_residual(atoms: Atoms, reference: Atoms, symprec: float = SPGLIB_DEFAUL
     """The strain (dimensionless, largest component) that separates ``atoms``' cell from its projection onto the
     point operations of ``reference``: the metric G = A Aᵀ (rows of A: cell vectors) averaged as Wᵀ G W over the
     operations W (fractional)."""
-    import spglib
-
-    rotations = spglib.get_symmetry(_cell(reference), symprec=symprec)["rotations"]
+    rotations = _operations(reference, symprec)[0]
     metric = atoms.cell.array @ atoms.cell.array.T
     projected = np.mean([W.T @ metric @ W for W in rotations], axis=0)
     return float(np.abs(metric - projected).max() / (2 * np.mean(np.diag(projected))))
