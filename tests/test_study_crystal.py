@@ -197,3 +197,24 @@ def test_a_cell_averaged_with_inversion_keeps_chgnets_stress():
     raw = model.predict(atoms).stress
     assert np.abs(raw).max() > 1e-3  # eV/Å³: far from CHGNet's minimum
     assert GridAverage(model, so3.get("i")).predict(atoms).stress == pytest.approx(raw, abs=1e-6)  # CHGNet is invariant
+
+
+def test_the_point_group_average_removes_a_degree_the_grid_leaves():
+    """A lab-frame term of degree ℓ = 4 lies above the 2i grid's degree 2: its 2i average still pushes hcp out of
+    P6₃/mmc, while the average over 6/mmm, a group of the crystal, pushes only along its symmetry."""
+    from symprobe import so3
+    from symprobe.analysis.crystal import symmetry_residual
+    from symprobe.symmetrize import GridAverage
+
+    atoms = symmetrised(_hcp())
+    model = CalculatorModel(KnownAnswerCalculator(degree=4, amplitude=0.02, cutoff=CUTOFF))
+
+    def pushed(averaged) -> float:
+        """The part of a steepest-descent step (0.01 Å²/eV × forces) that breaks P6₃/mmc, Å RMS."""
+        moved = atoms.copy()
+        moved.positions += 0.01 * averaged.predict(atoms).forces
+        return symmetry_residual(moved, atoms)
+
+    assert pushed(model) > 1e-5
+    assert pushed(GridAverage(model, so3.paper_grid("2i"))) > 1e-6  # 6e-6 Å: round-off is 1e-15
+    assert pushed(GridAverage(model, point_group(atoms))) < 1e-12
