@@ -48,6 +48,19 @@ def symmetrised(atoms: Atoms, symprec: float = TOLERANCES["loose"]) -> Atoms:
     return out
 
 
+def _group_average(matrix: np.ndarray, operations: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(1/G) Σ_g Γ_g M Γ_gᵀ of a symmetric (3N, 3N) ``matrix``, Γ_g the action of :func:`gamma_operations` (block (a, b)
+    of M, rotated as R M_ab Rᵀ, moves to block (target[a], target[b]))."""
+    n = len(matrix) // 3
+    blocks = matrix.reshape(n, 3, n, 3)
+    out = np.zeros_like(blocks)
+    for R, target in operations:
+        source = np.argsort(target)  # the atom each atom's block comes from
+        out += np.einsum("ij,ajbk,lk->aibl", R, blocks, R)[source][:, :, source]
+    out = out.reshape(3 * n, 3 * n) / len(operations)
+    return 0.5 * (out + out.T)
+
+
 def _operations(reference: Atoms, symprec: float) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """spglib's operations of ``reference``: fractional rotations W (G, 3, 3), translations t (G, 3), and for each
     operation the atom it sends each atom i to."""
@@ -200,21 +213,16 @@ def splittings(frequencies: np.ndarray, sets: list[list[int]]) -> list[float]:
     return [float(frequencies[s].max() - frequencies[s].min()) for s in sets]
 
 
-def gamma_representation(reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> np.ndarray:
-    """(G, 3N, 3N): how each operation of ``reference``'s space group acts on displacements at Γ: the displacement
-    u of atom i becomes R u on the atom the operation sends i to (R Cartesian, translations included)."""
+def gamma_operations(reference: Atoms, symprec: float = SPGLIB_DEFAULT) -> list[tuple[np.ndarray, np.ndarray]]:
+    """How each operation of ``reference``'s space group acts on displacements at Γ, as (R, target): the displacement
+    u of atom i becomes R u on atom target[i] (R Cartesian; pure translations included, as permutations)."""
     rotations, _, images = _operations(reference, symprec)
-    n = len(reference)
-    out = np.zeros((len(rotations), 3 * n, 3 * n))
-    for g, (R, target) in enumerate(zip(_cartesian(rotations, reference.cell.array), images)):
-        for i, j in enumerate(target):
-            out[g, 3 * j:3 * j + 3, 3 * i:3 * i + 3] = R
-    return out
+    return [(R, np.asarray(target)) for R, target in zip(_cartesian(rotations, reference.cell.array), images)]
 
 
-def symmetric_sets(hessian: np.ndarray, masses: np.ndarray, representation: np.ndarray, floor: float = 5.0,
-                   relative_tolerance: float = 1e-8) -> list[dict[str, Any]]:
-    """The Γ modes that the group of ``representation`` (:func:`gamma_representation`) makes degenerate, and how far
+def symmetric_sets(hessian: np.ndarray, masses: np.ndarray, operations: list[tuple[np.ndarray, np.ndarray]],
+                   floor: float = 5.0, relative_tolerance: float = 1e-8) -> list[dict[str, Any]]:
+    """The Γ modes that the group of ``operations`` (:func:`gamma_operations`) makes degenerate, and how far
     ``hessian`` (eV/Å², finite differences, at a structure near the symmetric one) splits them.
 
     The group average of the mass-weighted Hessian, (1/G) Σ_g Γ_g D Γ_gᵀ, commutes with every operation: its
@@ -223,8 +231,7 @@ def symmetric_sets(hessian: np.ndarray, masses: np.ndarray, representation: np.n
     ``frequency_cm`` (cm⁻¹), the frequencies of D within the set ``frequencies_cm`` (the eigenvalues of Vᵀ D V for
     the set's modes V: first order in the breaking) and their spread ``splitting_cm``."""
     dynamical = mass_weighted(0.5 * (hessian + hessian.T), masses)
-    symmetric = np.einsum("gab,bc,gdc->ad", representation, dynamical, representation) / len(representation)
-    omega2, modes = np.linalg.eigh(0.5 * (symmetric + symmetric.T))
+    omega2, modes = np.linalg.eigh(_group_average(dynamical, operations))
     out = []
     for group in _close_runs(omega2, relative_tolerance * np.abs(omega2).max()):
         frequency = float(to_wavenumber(np.mean(omega2[group])))
@@ -235,3 +242,16 @@ def symmetric_sets(hessian: np.ndarray, masses: np.ndarray, representation: np.n
         out.append({"modes": len(group), "frequency_cm": frequency, "frequencies_cm": within.tolist(),
                     "splitting_cm": float(within.max() - within.min())})
     return out
+
+
+def _group_average(matrix: np.ndarray, operations: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(1/G) Σ_g Γ_g M Γ_gᵀ of a symmetric (3N, 3N) ``matrix``, Γ_g the action of :func:`gamma_operations` (block (a, b)
+    of M, rotated as R M_ab Rᵀ, moves to block (target[a], target[b]))."""
+    n = len(matrix) // 3
+    blocks = matrix.reshape(n, 3, n, 3)
+    out = np.zeros_like(blocks)
+    for R, target in operations:
+        source = np.argsort(target)  # the atom each atom's block comes from
+        out += np.einsum("ij,ajbk,lk->aibl", R, blocks, R)[source][:, :, source]
+    out = out.reshape(3 * n, 3 * n) / len(operations)
+    return 0.5 * (out + out.T)

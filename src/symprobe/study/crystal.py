@@ -35,7 +35,7 @@ from symprobe.analysis.crystal import (
     TOLERANCES,
     cell_residual,
     gamma_hessian,
-    gamma_representation,
+    gamma_operations,
     normal_modes,
     point_group,
     relax_crystal,
@@ -115,7 +115,7 @@ def relaxed_variant(model: Model, start: Atoms, fmax: float, max_steps: int, gam
     if gamma:
         hessian = gamma_hessian(relaxed)
         row["gamma_cm"] = to_wavenumber(normal_modes(hessian, relaxed.get_masses())[0]).tolist()
-        row["degenerate_sets"] = symmetric_sets(hessian, relaxed.get_masses(), gamma_representation(start))
+        row["degenerate_sets"] = symmetric_sets(hessian, relaxed.get_masses(), gamma_operations(start))
     row["seconds"] = time.perf_counter() - begin
     return row
 
