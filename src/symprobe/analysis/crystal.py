@@ -48,19 +48,6 @@ def symmetrised(atoms: Atoms, symprec: float = TOLERANCES["loose"]) -> Atoms:
     return out
 
 
-def _group_average(matrix: np.ndarray, operations: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """(1/G) Σ_g Γ_g M Γ_gᵀ of a symmetric (3N, 3N) ``matrix``, Γ_g the action of :func:`gamma_operations` (block (a, b)
-    of M, rotated as R M_ab Rᵀ, moves to block (target[a], target[b]))."""
-    n = len(matrix) // 3
-    blocks = matrix.reshape(n, 3, n, 3)
-    out = np.zeros_like(blocks)
-    for R, target in operations:
-        source = np.argsort(target)  # the atom each atom's block comes from
-        out += np.einsum("ij,ajbk,lk->aibl", R, blocks, R)[source][:, :, source]
-    out = out.reshape(3 * n, 3 * n) / len(operations)
-    return 0.5 * (out + out.T)
-
-
 def _operations(reference: Atoms, symprec: float) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """spglib's operations of ``reference``: fractional rotations W (G, 3, 3), translations t (G, 3), and for each
     operation the atom it sends each atom i to."""
