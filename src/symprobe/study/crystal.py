@@ -1,7 +1,8 @@
 """The study of a crystal: does the model keep the crystal's space group, and the Γ-mode degeneracies it implies?
 
 The user's crystal is made exactly symmetric (spglib at 1e-3 Å, :func:`~symprobe.analysis.crystal.symmetrised`) and
-relaxed in positions and cell (BFGS with ASE's FrechetCellFilter, float64) by three variants of the model:
+relaxed in positions and cell (BFGS with ASE's FrechetCellFilter; torch models in float64) by three variants of the
+model:
 
 * ``raw`` — the model as it is: from an exactly symmetric start only its own breaking can lower the symmetry;
 * ``averaged`` — averaged over the study grid (2i: 36 evaluations, exact to degree 2), which removes the breaking
@@ -12,7 +13,7 @@ relaxed in positions and cell (BFGS with ASE's FrechetCellFilter, float64) by th
 Per variant: spglib's space group at 1e-3, 1e-5 and 1e-6 Å, the displacement (Å, RMS) and strain that break the
 start's space group (projections onto its operations), and Γ frequencies of the relaxed cell (finite differences)
 with the splitting of each set of modes the space group makes degenerate (cm⁻¹). The point-group variant is exact
-under the group, so its splittings are the finite differences' own floor.
+under the group but for round-off, so its splittings are the floor of the finite differences and the model's precision.
 
 The stage is deterministic: there is no sampling noise and so no null comparison (``null_tests`` is empty). Each
 variant is cached in ``out/stages/crystal_<variant>.json`` (:class:`~symprobe.study.stages.StageCache`).
@@ -89,7 +90,7 @@ def run_crystal(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, bu
                  "degree": variants["averaged"].quadrature.degree},
         "variants": rows, "floor_cm": _floor(rows) if plan["gamma"] else None,
         "gamma_skipped": None if plan["gamma"] else (
-            f"the finite-difference Hessians at Γ ({12 * len(start) + 1} calls of each variant, about {plan['hessians_s']:.0f} s) "
+            f"the finite-difference Hessians at Γ ({12 * len(start)} calls of each variant, about {plan['hessians_s']:.0f} s) "
             f"exceed the quick budget of {budget_s:g} s: give a larger budget or run the full study"),
     }
     system = f"{atoms.info.get('name', atoms.get_chemical_formula())} in {experiment['start']['space_groups']['default']}"
@@ -121,7 +122,7 @@ def relaxed_variant(model: Model, start: Atoms, fmax: float, max_steps: int, gam
 
 
 def _plan(start: Atoms, variants: dict[str, Model], quick: bool, budget_s: float) -> dict[str, Any]:
-    """Relaxation target and steps: the budget less the finite-difference Hessians (12 N + 1 calls per variant), shared
+    """Relaxation target and steps: the budget less the finite-difference Hessians (12 N calls per variant), shared
     by the steps of all variants (one call each per step), from each variant's measured cost per call (s). Quick
     studies leave Γ out (``gamma`` false) when the Hessians alone exceed the budget."""
     costs = {}
@@ -131,7 +132,7 @@ def _plan(start: Atoms, variants: dict[str, Model], quick: bool, budget_s: float
         model.predict(start)
         costs[name] = time.perf_counter() - begin
     per_step = sum(costs.values())
-    hessians_s = (12 * len(start) + 1) * per_step
+    hessians_s = 12 * len(start) * per_step
     gamma = not quick or hessians_s <= budget_s
     steps = int(np.clip((budget_s - hessians_s * gamma) / per_step, MIN_STEPS, MAX_STEPS))
     return {"fmax_eV_per_A": FMAX_EV_PER_A[quick], "max_steps": steps, "gamma": gamma, "seconds_per_call": costs,
