@@ -568,14 +568,12 @@ def _add_md(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_md(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from symprobe.md import checkpoint_step, load_config, run_md, run_summary
     from symprobe.models.device import resolve_device
 
     config = load_config(args.config)
     if args.device is not None:
-        config = replace(config, device=str(resolve_device(args.device)))
+        config = config.model_copy(update={"device": str(resolve_device(args.device))})
     if args.resume and checkpoint_step(config) == config.steps:
         print(f"md: the run in {config.output.directory} is already finished ({config.steps} of {config.steps} steps); "
               "nothing to do (to go further, raise steps or time_ps in the config and run again with --resume)")

@@ -20,7 +20,7 @@ errors are always computed in ``training.dtype``. Outputs in
 ``output_dir``: ``log.csv``, ``log.json`` (every epoch), ``learning_curve.png`` (at the end of each session),
 ``test_metrics.json``, ``train.log``.
 
-Modules: :mod:`.config` (the YAML schema, :class:`TrainConfig`), :mod:`.data` (samples, the split,
+Modules: :mod:`.config` (the YAML schema :class:`TrainConfigFile`, :class:`TrainConfig`), :mod:`.data` (samples, the split,
 augmentation, batches), :mod:`.baseline` (per-species reference energies), :mod:`.evaluation` (test errors,
 rotational errors, the rotation gradient), :mod:`.loop` (:func:`train`) and :mod:`.bundling` (:func:`bundle`,
 model cards).
@@ -29,12 +29,12 @@ model cards).
 from symprobe.checks import ConfigError
 from symprobe.training.baseline import fit_baseline, refit_baseline, refit_best, refit_offset
 from symprobe.training.bundling import bundle, model_card_markdown, training_stages
-from symprobe.training.config import DATA_KEYS, TOP_KEYS, TRAINING_KEYS, TrainConfig, device_for, load_config, make_config
+from symprobe.training.config import TrainConfig, TrainConfigFile, device_for, load_config, make_config
 from symprobe.training.data import Sample, load_samples, make_batch, module_device, random_o3, split_indices, training_split
 from symprobe.training.evaluation import evaluate, rotation_gradient, rotational_errors
 from symprobe.training.loop import hardware, init_weights, plot_learning_curve, train
 
-__all__ = ["DATA_KEYS", "TOP_KEYS", "TRAINING_KEYS", "ConfigError", "Sample", "TrainConfig", "bundle", "device_for",
+__all__ = ["ConfigError", "Sample", "TrainConfig", "TrainConfigFile", "bundle", "device_for",
            "evaluate", "fit_baseline", "hardware", "init_weights", "load_config", "load_samples", "make_batch", "make_config",
            "model_card_markdown", "module_device", "plot_learning_curve", "random_o3", "refit_baseline", "refit_best",
            "refit_offset", "rotation_gradient", "rotational_errors", "split_indices", "train", "training_split",
