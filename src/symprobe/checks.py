@@ -2,8 +2,8 @@
 
 The configs are declared once as pydantic models (:mod:`symprobe.md.config`, :mod:`symprobe.training.config`);
 :func:`validate` checks a mapping against one and turns pydantic's errors into :class:`ConfigError` with one
-line that names the key, what it must be (:func:`accepted_values`, also used by the docs' reference) and the
-value given.
+line that names the key, what it must be (:func:`accepted_values`) and the value given. :func:`config_keys`
+lists every key of a config with its meaning, for the docs' reference.
 """
 
 from __future__ import annotations
@@ -177,13 +177,66 @@ def accepted_values(field: FieldInfo) -> str:
         return ("an " if wanted[0] in "aeiou" else "a ") + wanted + optional
     if annotation is str:
         return ("a non-empty string" if any(isinstance(m, annotated_types.MinLen) for m in field.metadata) else "a string") + optional
+    if annotation is Path:
+        return "a path" + optional
     if origin is list:
-        return "a non-empty list, each " + accepted_values(FieldInfo.from_annotation(args[0])) + optional
+        non_empty = "non-empty " if any(isinstance(m, annotated_types.MinLen) for m in field.metadata) else ""
+        return f"a {non_empty}list, each " + accepted_values(FieldInfo.from_annotation(args[0])) + optional
     if _kinds(field.annotation):
         return "a name or a mapping with kind " + ", ".join(_kinds(field.annotation)) + optional
     if _section_model(annotation) is not None:
         return "a mapping" + optional
+    if str in args:
+        return "a string" + optional  # the other members are objects of the Python API
     return "a " + " or ".join(getattr(a, "__name__", str(a)) for a in args or (annotation,)) + optional
+
+
+class ConfigKey(typing.NamedTuple):
+    """One key of a config as the reference lists it: the dotted ``key``, what it ``accepts`` in words, its
+    ``default`` ("required" when it has none), its ``meaning`` (with units) and the section ``kinds`` it belongs to
+    (empty: every kind)."""
+
+    key: str
+    accepts: str
+    default: str
+    meaning: str
+    kinds: tuple[str, ...] = ()
+
+
+def config_keys(schema: type[BaseModel], prefix: str = "") -> list[ConfigKey]:
+    """Every key of ``schema`` with its sections' keys (``output.log_stride``; a tagged section's keys once each,
+    with the kinds that take them), in declaration order."""
+    keys = []
+    for name, field in schema.model_fields.items():
+        key = prefix + name
+        keys.append(ConfigKey(key, accepted_values(field), _default(field), field.description or ""))
+        kinds, section = _kinds(field.annotation), _section_model(field.annotation)
+        if kinds:
+            members: dict[str, list[tuple[str, FieldInfo]]] = {}
+            for kind, member in kinds.items():
+                for sub, sub_field in member.model_fields.items():
+                    members.setdefault(sub, []).append((kind, sub_field))
+            for sub, found in members.items():
+                sub_field = found[0][1]
+                used = () if sub == "kind" else tuple(kind for kind, _ in found)
+                accepts = "one of " + ", ".join(kinds) if sub == "kind" else accepted_values(sub_field)
+                keys.append(ConfigKey(f"{key}.{sub}", accepts, "required" if sub == "kind" else _default(sub_field),
+                                      sub_field.description or "", used))
+        elif section is not None:
+            keys += config_keys(section, f"{key}.")
+    return keys
+
+
+def _default(field: FieldInfo) -> str:
+    """A field's default as YAML would write it ('required' without one, '' when a section builds it)."""
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None:
+        return ""
+    value = field.default
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_none=True)
+    return str(value) if isinstance(value, (str, Path)) else json.dumps(value, ensure_ascii=False)
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -583,6 +583,24 @@ def _run_md(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- schema ----------------------------------------------------------------------------------------
+def _add_schema(sub: argparse._SubParsersAction) -> None:
+    from symprobe.schemas import CONFIGS
+
+    p = sub.add_parser("schema", help="print the JSON schema of a config file (for editors)",
+                       description="Print the JSON schema of the md, train or SLURM config, generated from the models that "
+                       "validate it. With VS Code's YAML extension, a first line `# yaml-language-server: $schema=md.schema.json` "
+                       "in a config checks and completes it as you type.")
+    p.add_argument("config", choices=list(CONFIGS), help="which config: " + ", ".join(f"{k} ({v[2]})" for k, v in CONFIGS.items()))
+
+
+def _run_schema(args: argparse.Namespace) -> int:
+    from symprobe.schemas import schema_text
+
+    sys.stdout.write(schema_text(args.config))
+    return 0
+
+
 # --- serve -----------------------------------------------------------------------------------------
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -795,6 +813,7 @@ COMMANDS = {
     "bench": (_add_bench, _run_bench),
     "md": (_add_md, _run_md),
     "serve": (_add_serve, _run_serve),
+    "schema": (_add_schema, _run_schema),
     "study": (_add_study, _run_study),
     "demo": (_add_demo, _run_demo),
 }

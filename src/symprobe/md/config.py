@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from ase import Atoms
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from symprobe import so3
 from symprobe.checks import ConfigError, Section, read_yaml, validate
@@ -136,9 +143,12 @@ def _named(value: Any) -> Any:
     return {"kind": value} if isinstance(value, str) else value
 
 
-SymmetrizerSection = Annotated[NoSymmetrizer | GridSymmetrizer | RandomSymmetrizer | MTSSymmetrizer,
-                               Field(discriminator="kind"), BeforeValidator(_named)]
-EnsembleSection = Annotated[NVE | BussiNVT | LangevinNVT | GLENVT, Field(discriminator="kind"), BeforeValidator(_named)]
+_Symmetrizers = NoSymmetrizer | GridSymmetrizer | RandomSymmetrizer | MTSSymmetrizer
+_Ensembles = NVE | BussiNVT | LangevinNVT | GLENVT
+SymmetrizerSection = Annotated[_Symmetrizers, Field(discriminator="kind"),
+                               BeforeValidator(_named, json_schema_input_type=Literal["none", "random"] | _Symmetrizers)]
+EnsembleSection = Annotated[_Ensembles, Field(discriminator="kind"),
+                            BeforeValidator(_named, json_schema_input_type=Literal["nve"] | _Ensembles)]
 STRIDES = ("trajectory_stride", "log_stride", "checkpoint_stride")
 
 
