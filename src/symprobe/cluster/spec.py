@@ -35,7 +35,7 @@ class SlurmSettings(Section):
     job_script_prologue: tuple[str, ...] = Field((), strict=False, description="shell lines run first in each job script")
     queue: str | None = Field(None, description="SLURM partition (#SBATCH -p)")
     account: str | None = Field(None, description="SLURM account (#SBATCH -A)")
-    job_extra_directives: tuple[str, ...] = Field((), strict=False, description="extra #SBATCH lines, e.g. --qos=short")
+    job_extra_directives: tuple[str, ...] = Field((), strict=False, description="extra #SBATCH options without the prefix, e.g. --constraint=cpu")
     log_directory: str | None = Field(None, description="where the job logs go")
     local_directory: str | None = Field(None, description="the workers' scratch directory")
     python: str | None = Field(None, description="the Python the workers run (default: this one)")
