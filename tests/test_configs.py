@@ -11,7 +11,7 @@ import yaml
 
 from symprobe.checks import ConfigError, config_keys, validate
 from symprobe.cli import main
-from symprobe.md import validate_config
+from symprobe.md import EXAMPLE, validate_config
 from symprobe.models.pet import default_hypers
 from symprobe.schemas import CONFIGS, config_model, json_schema, schema_text
 from symprobe.training.config import ModelSection
@@ -50,6 +50,9 @@ def test_example_configs_pass_their_json_schema_and_bad_ones_do_not():
         with pytest.raises(ConfigError):
             validate_config(bad)
     jsonschema.validate({**GOOD_MD, "ensemble": "nve", "symmetrizer": "random"}, md)  # names for sections without keys
+    example = yaml.safe_load(EXAMPLE)  # the annotated example of the docs
+    jsonschema.validate(example, md)
+    assert validate_config(example).output.directory == Path("md")
 
 
 @pytest.mark.parametrize("change, message", [

@@ -21,10 +21,10 @@ from pydantic.fields import FieldInfo
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
-STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True,
-                    validate_default=False)
-"""The model config of every config section: no type coercion (``"3"`` is not 3, ``true`` is not 1), no
-unknown keys, no NaN or infinity."""
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+"""The model config of every config section: no type coercion (``"3"`` is not 3, ``true`` is not 1, an integer
+key refuses 2.0), no unknown keys, no NaN or infinity; objects (an ASE ``Atoms``, a model) where the Python API
+takes them."""
 
 
 class ConfigError(ValueError):
@@ -37,14 +37,14 @@ class Section(BaseModel):
     model_config = STRICT
 
     def as_dict(self) -> dict[str, Any]:
-        """The section as plain values, keys left unset and without a default omitted (what checkpoints record)."""
+        """The section as plain values, keys whose value is null left out (what checkpoints record)."""
         return self.model_dump(exclude_none=True)
 
 
 def validate(schema: type[Schema], data: Any, where: str = "config", prefixed: bool = False) -> Schema:
     """``data`` checked against ``schema``; :class:`ConfigError` with one line for the first problem
-    (unknown keys first, then missing keys, then values). ``where`` names the top level in messages, and
-    starts every message with ``prefixed`` (a file's name, say)."""
+    (unknown keys first, then missing keys, then values). ``where`` names the top level in messages (a file's
+    name, say); with ``prefixed``, every message starts with it."""
     try:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(data).__name__}")
