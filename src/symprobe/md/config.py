@@ -49,7 +49,7 @@ engine: ase                          # ase | batched (symprobe's batched engine:
 clients: 0                           # engine ipi: 0 runs the model inside i-PI; N > 0 starts N `symprobe serve`
                                      # clients on an i-PI socket (symmetrizer none, or grid averaged by i-PI's
                                      # <ffrotations> on a Legendre grid: 2, 2i, 3, 3i, legendre-L[+i])
-transport: unix                      # clients' socket: unix (a fresh socket file) | inet (127.0.0.1, a free port)
+# transport: unix                    # with clients > 0, their socket: unix (a fresh socket file) | inet (127.0.0.1)
 device: cpu                          # cpu | cuda | cuda:N: where the model runs (model specs only)
 replicas: 1                          # engine batched: independent copies stepped together (seeds seed..seed+N-1)
 output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, log_stride: 1,
