@@ -99,7 +99,9 @@ scale = json.loads((ROOT / "results" / "scale_out.json").read_text())
 sockets = json.loads((ROOT / "results" / "ipi_sockets.json").read_text())
 audit, replicas = scale["overhead_audit"], scale["replicas_workers_vs_threads"]
 print(f"audit of {audit['structures']} boxes: overhead of local:2 {100 * audit['overhead']:+.1f} %")
-rates = {row["variant"]: row["steps_per_s"] for row in sockets["rows"]}
+rates = {("i-PI in-process\n(<ffdirect>)" if row["clients"] == 0 else f"{row['clients']} clients, {row['transport']}"
+          + (f",\nbatches of {row['batch_size']}" if row["batch_size"] > 1 else "")): row["steps_per_s"]
+         for row in sockets["rows"]}
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
 bars = {"2 workers × 1 thread": replicas["workers_2x1_thread_s"],
@@ -108,5 +110,6 @@ bars = {"2 workers × 1 thread": replicas["workers_2x1_thread_s"],
 left.barh(list(bars), list(bars.values()), color=["tab:blue", "tab:gray", "tab:gray"])
 left.set(xlabel="wall time (s)", title=f"{replicas['replicas']} liquid replicas, {replicas['steps']} steps")
 right.bar(list(rates), list(rates.values()), color=["tab:gray"] + ["tab:blue"] * (len(rates) - 1))
-right.set(ylabel="MD steps per second", title=f"i-PI, {sockets['grid']} average, 2 clients")
+right.set(ylabel="MD steps per second", title=f"64 H2O, i-PI's {sockets['grid']} average")
+right.tick_params(axis="x", labelsize=7)
 fig.tight_layout()
