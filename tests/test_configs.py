@@ -37,8 +37,9 @@ def test_every_key_has_a_meaning_and_the_model_defaults_are_pets():
 
 def test_example_configs_pass_their_json_schema_and_bad_ones_do_not():
     jsonschema = pytest.importorskip("jsonschema", reason="the test extra is not installed")
-    files = {"md": sorted((ROOT / "configs").glob("md_*.yaml")), "train": sorted((ROOT / "configs").glob("train_*.yaml"))}
-    assert len(files["md"]) >= 4 and len(files["train"]) >= 4
+    files = {"md": sorted((ROOT / "configs").glob("md_*.yaml")), "train": sorted((ROOT / "configs").glob("train_*.yaml")),
+             "pretrain-data": sorted((ROOT / "configs").glob("pretrain_*.yaml"))}
+    assert len(files["md"]) >= 4 and len(files["train"]) >= 4 and files["pretrain-data"]
     for name, paths in files.items():
         for path in paths:
             jsonschema.validate(yaml.safe_load(path.read_text()), json_schema(name))

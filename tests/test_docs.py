@@ -136,7 +136,7 @@ def test_every_cli_subcommand_and_config_key_is_in_the_reference():
             for option in action.option_strings:
                 assert f"``{option}``" in cli, (name, option)
     keys = reference.config_keys()
-    assert set(keys) == set(reference.CONFIG_PAGES) == {"md", "train", "slurm", "study"}
+    assert set(keys) == set(reference.CONFIG_PAGES) == {"md", "train", "pretrain-data", "slurm", "study"}
     assert {"symmetrizer.n_inner", "ensemble.tau_fs", "output.log_stride", "transport"} <= set(keys["md"])
     assert {"data.path", "training.lr", "model.width", "model.direct_forces"} <= set(keys["train"])
     for config, names in keys.items():

@@ -1,7 +1,7 @@
 """The CLI and config reference as reStructuredText, generated from the code (no hand copy).
 
 * :func:`cli_rst`: every subcommand of :func:`symprobe.cli.build_parser`, its usage, description and arguments.
-* :func:`config_rst` (:data:`CONFIG_PAGES`): the keys of the md, train and SLURM configs, from the pydantic
+* :func:`config_rst` (:data:`CONFIG_PAGES`): the keys of the md, train, pretrain-data and SLURM configs, from the pydantic
   models that validate them (:data:`symprobe.schemas.CONFIGS`), and the fields of :class:`symprobe.study.Plan`
   that ``symprobe study`` sets.
 """
@@ -131,13 +131,13 @@ def study_plan_rst() -> list[str]:
     return table(("field", "type", "default (the paper's protocol)"), rows)
 
 
-CONFIG_PAGES = {"md": md_config_rst, "train": lambda: config_rst("train"), "slurm": lambda: config_rst("slurm"),
-                "study": study_plan_rst}
+CONFIG_PAGES = {"md": md_config_rst, "train": lambda: config_rst("train"), "pretrain-data": lambda: config_rst("pretrain-data"),
+                "slurm": lambda: config_rst("slurm"), "study": study_plan_rst}
 """The reference text of each config, by the argument of the ``symprobe-config`` directive."""
 
 
 def config_keys() -> dict[str, list[str]]:
-    """Every config key by config (``md``, ``train``, ``slurm``, ``study``), as the reference names them."""
+    """Every config key by config (``md``, ``train``, ``pretrain-data``, ``slurm``, ``study``), as the reference names them."""
     from symprobe.checks import config_keys as keys_of
     from symprobe.schemas import CONFIGS, config_model
     from symprobe.study import Plan

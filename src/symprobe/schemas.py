@@ -2,7 +2,7 @@
 
 Editors use them to check and complete a config as it is typed: with VS Code's YAML extension (or any
 yaml-language-server client), a first line ``# yaml-language-server: $schema=PATH/md.schema.json`` does it.
-``symprobe schema md|train|slurm`` prints one; the docs' reference links the files in docs/reference/schemas/.
+``symprobe schema md|train|pretrain-data|slurm`` prints one; the docs' reference links the files in docs/reference/schemas/.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 CONFIGS = {"md": ("symprobe.md.config", "MDConfig", "`symprobe md CONFIG.yaml`"),
            "train": ("symprobe.training.config", "TrainConfigFile", "`symprobe train CONFIG.yaml`"),
+           "pretrain-data": ("symprobe.training.pretrain_data", "PretrainDataFile", "`symprobe pretrain-data CONFIG.yaml`"),
            "slurm": ("symprobe.cluster.spec", "SlurmSettings", "`--cluster slurm:FILE.yaml`")}
 """Each config file by name: the module and class of its model, and the command that reads it."""
 

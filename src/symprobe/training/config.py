@@ -1,5 +1,8 @@
 """Training configs: the YAML schema declared once (:class:`TrainConfigFile` and its sections: every key with its
-type, range, default and meaning with units), :class:`TrainConfig`, and ``training.device`` as a torch device."""
+type, range, default and meaning with units), :class:`TrainConfig`, and ``training.device`` as a torch device.
+
+A ``pretrain`` section runs a pre-training stage first (:mod:`symprobe.training.stages`): its own ``data``, the
+``training`` keys that differ from the fine-tune's, and ``model.direct_forces``."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from symprobe.checks import ConfigError, Section, read_yaml, validate
 from symprobe.models.device import PRECISIONS
@@ -92,6 +96,10 @@ class TrainingSection(Section):
     device: str = Field("cpu", description="cpu, cuda or cuda:N")
     init_from: str | None = Field(None, min_length=1, description="start from the weights of this model file (.pt)")
     forces: Literal["conservative", "direct"] = Field("conservative", description="forces as −∇E, or from the force head")
+    energy_reference: Literal["refit", "keep"] = Field("refit", description="with init_from: re-fit the per-species "
+                                                      "reference energies (eV) on this data, or keep the source model's")
+    freeze_blocks: int = Field(0, ge=0, description="with init_from: do not train the token layers of the first N blocks "
+                               "(the readout heads stay trainable)")
 
     @field_validator("device")
     @classmethod
@@ -111,20 +119,61 @@ class TrainingSection(Section):
         return self
 
 
+FINE_TUNE_ONLY = ("init_from", "freeze_blocks", "energy_reference")
+"""``training`` keys of the fine-tune stage only (the pre-training stage starts from scratch)."""
+
+PretrainTraining = create_model(
+    "PretrainTraining", __base__=Section, __doc__="The ``training`` keys of the pre-training stage that differ from the "
+    "fine-tune's (each as in ``training``).",
+    **{name: (field.annotation | None, FieldInfo.merge_field_infos(field, default=None))
+       for name, field in TrainingSection.model_fields.items() if name not in FINE_TUNE_ONLY})
+
+
+class PretrainModel(Section):
+    """The ``model`` key of the pre-training stage that may differ from the fine-tune's."""
+
+    direct_forces: bool | None = Field(None, description="a force head for the pre-training stage (direct-force pre-training)")
+
+
+class PretrainSection(Section):
+    """A pre-training stage before the fine-tune: its data, and what differs in training and model."""
+
+    data: DataSection = Field(description="the pre-training labels (a data section: path, train, val, test, …)")
+    training: PretrainTraining = Field(default_factory=PretrainTraining, description="training.* keys that differ for "
+                                       "the pre-training stage (not init_from, freeze_blocks, energy_reference)")
+    model: PretrainModel = Field(default_factory=PretrainModel, description="model.direct_forces for the pre-training stage")
+
+
 class TrainConfigFile(Section):
-    """A training config file (YAML): the four sections and the run's name and output directory."""
+    """A training config file (YAML): the four sections (five with ``pretrain``), the run's name and output directory."""
 
     name: str | None = Field(None, min_length=1, description="the run's name (default: the config file's stem)")
     output_dir: str | None = Field(None, min_length=1, description="where checkpoints and the model go (default: runs/NAME)")
     data: DataSection = Field(description="the data.* keys")
     model: ModelSection = Field(default_factory=ModelSection, description="the model.* keys")
     training: TrainingSection = Field(default_factory=TrainingSection, description="the training.* keys")
+    pretrain: PretrainSection | None = Field(None, description="a pre-training stage run first (the pretrain.* keys)")
 
     @model_validator(mode="after")
-    def _force_head(self) -> TrainConfigFile:
+    def _stages_fit(self) -> TrainConfigFile:
         if self.training.forces == "direct" and not self.model.direct_forces:
             raise ConfigError("training.forces 'direct' needs model.direct_forces: true (a force head)")
+        if self.training.freeze_blocks > self.model.blocks:
+            raise ConfigError(f"training.freeze_blocks ({self.training.freeze_blocks}) must not exceed model.blocks "
+                              f"({self.model.blocks})")
+        if self.pretrain is not None:
+            if self.training.init_from is not None:
+                raise ConfigError("training.init_from and pretrain exclude each other: the fine-tune starts from the "
+                                  "pretrain stage's best model")
+            stage = validate(TrainingSection, self.pretrain_training(), "pretrain.training", prefixed=True)
+            direct = self.model.direct_forces if self.pretrain.model.direct_forces is None else self.pretrain.model.direct_forces
+            if stage.forces == "direct" and not direct:
+                raise ConfigError("pretrain.training.forces 'direct' needs pretrain.model.direct_forces: true (a force head)")
         return self
+
+    def pretrain_training(self) -> dict[str, Any]:
+        """The ``training`` keys of the pre-training stage: the fine-tune's, those of ``pretrain.training`` replacing them."""
+        return {**self.training.model_dump(), **self.pretrain.training.model_dump(exclude_unset=True)}
 
 
 @dataclass
@@ -137,10 +186,12 @@ class TrainConfig:
     model: dict[str, Any]
     training: dict[str, Any]
     source: Path | None = None
+    pretrain: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The config as plain JSON values (what checkpoints record)."""
-        return {"name": self.name, "output_dir": str(self.output_dir), "data": self.data, "model": self.model, "training": self.training}
+        out = {"name": self.name, "output_dir": str(self.output_dir), "data": self.data, "model": self.model, "training": self.training}
+        return out if self.pretrain is None else {**out, "pretrain": self.pretrain}
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -159,10 +210,15 @@ def make_config(raw: dict[str, Any], base_dir: str | Path = ".", source: Path | 
         data["path"] = str(_resolve_data_path(data["path"], Path(base_dir)))
         if training["init_from"] is not None and not Path(training["init_from"]).exists():
             raise ConfigError(f"training.init_from: model file {training['init_from']} does not exist")
+        pretrain = None
+        if checked.pretrain is not None:
+            pretrain = {key: getattr(checked.pretrain, key).model_dump(exclude_unset=key != "data") for key in ("data", "training", "model")}
+            pretrain["data"]["path"] = str(_resolve_data_path(pretrain["data"]["path"], Path(base_dir)))
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
     name = checked.name or (source.stem if source else "run")
-    return TrainConfig(name, Path(checked.output_dir or Path("runs") / name), data, checked.model.model_dump(), training, source)
+    return TrainConfig(name, Path(checked.output_dir or Path("runs") / name), data, checked.model.model_dump(), training, source,
+                       pretrain)
 
 
 def _resolve_data_path(path: str, base_dir: Path) -> Path:
