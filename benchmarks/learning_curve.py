@@ -32,7 +32,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,10 @@ import torch
 from symprobe.checks import ConfigError, read_yaml
 from symprobe.files import check_writable, save_figure, write_json
 from symprobe.interrupt import Interrupted
-from symprobe.models.pet import PETModule, load_module
-from symprobe.training import TrainConfig, evaluate, load_samples, make_config, rotational_errors, train, training_split
+from symprobe.models.pet import load_module
+from symprobe.training import TrainConfig, evaluate, load_samples, make_config, rotational_errors, training_split
+from symprobe.training.jobs import run_trainings
+from symprobe.training.tracking import train_tracking_rotation
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"water-pet": "train_water_pet.yaml", "water-pet-twin": "train_water_pet_twin.yaml"}
@@ -97,27 +98,12 @@ def train_point(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     config = point_config(name, n, args)
     run = Path(config.output_dir)
-    checkpoint, log = run / "checkpoint.pt", run / "rotational.json"
     steps_per_epoch = math.ceil(n / config.training["batch_size"])
-    chunk = max(1, round(args.every / steps_per_epoch))
     samples = load_samples(config.data["path"], float(config.model["cutoff"]))
     split = training_split(config, len(samples))
     test = [samples[k] for k in split["test"]]
-    along = json.loads(log.read_text()) if log.exists() else []
-    epoch = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]["epoch"] if checkpoint.exists() else 0
-    while epoch < config.training["epochs"]:
-        train(config, resume=checkpoint.exists(), stop_after_epochs=chunk, progress=False)
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        epoch = saved["state"]["epoch"]
-        module = PETModule(saved["hypers"])
-        module.load_state_dict(saved["model"])
-        along.append({"epoch": epoch, "step": epoch * steps_per_epoch, "wall_seconds": saved["state"]["wall_seconds"],
-                      **rotational_errors(module, test, args.rotations)})
-        write_json(log, along)
-        rate = saved["state"]["wall_seconds"] / epoch
-        print(f"[{config.name}] epoch {epoch}/{config.training['epochs']}, rotational force error {along[-1]['force_rms']:.3g} meV/Å, "
-              f"ETA {rate * (config.training['epochs'] - epoch) / 60:.1f} min", flush=True)
-    summary = train(config, resume=True, progress=False)  # finished: the test errors of the best model
+    chunk = max(1, round(args.every / steps_per_epoch))
+    summary, along = train_tracking_rotation(config, test, chunk, args.rotations, run / "rotational.json", steps_per_epoch)
     best = load_module(run / "best.pt").eval()
     history = json.loads((run / "log.json").read_text())
     return {
@@ -179,13 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as error:
         print(f"learning_curve.py: error: {error}", file=sys.stderr)
         return 2
-    points = [(name, n) for n in sorted(args.sizes, reverse=True) for name in args.models]  # the longest first
+    points = [(name, n, args) for n in sorted(args.sizes, reverse=True) for name in args.models]  # the longest first
     try:
-        if args.jobs == 1:
-            done = [train_point(name, n, args) for name, n in points]
-        else:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                done = list(pool.map(train_point, *zip(*points), [args] * len(points)))
+        done = run_trainings(train_point, points, args.jobs)
     except (Interrupted, KeyboardInterrupt) as stopped:
         print(f"learning_curve.py: interrupted ({stopped}); rerun the same command to resume", file=sys.stderr)
         return 130

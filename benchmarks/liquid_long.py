@@ -1,8 +1,8 @@
-"""Long liquid runs in the background: ``results/liquid_long/`` (JSON, figure, report section).
+"""Long liquid runs in the background: ``results/liquid_long/`` (JSON, figure and the study report's section).
 
     .venv/bin/python benchmarks/liquid_long.py                    # 20 ps each of raw, random, MTS T/14 on local:2
     .venv/bin/python benchmarks/liquid_long.py --cluster local:1   # one worker (leave a core free)
-    .venv/bin/python benchmarks/liquid_long.py --toy --out /tmp/l  # toy size (q-TIP4P/F, 0.2 ps; what the test runs)
+    .venv/bin/python benchmarks/liquid_long.py --toy --out /tmp/l  # toy size (q-TIP4P/F, 0.1 ps; what the test runs)
 
 Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live under ``--runs`` (default
 ``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. When all three
@@ -28,27 +28,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default="local:2", help="where the three runs go ('none': in turn here)")
     parser.add_argument("--runs", default=str(REPO / "runs" / "liquid_long"))
     parser.add_argument("--out", default=str(REPO / "results" / "liquid_long"))
-    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.2 ps (seconds)")
+    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.1 ps (seconds)")
     args = parser.parse_args(argv)
 
     from symprobe.cluster.spec import parse_cluster
-    from symprobe.files import write_json
+    from symprobe.files import atomic_write, write_json
+    from symprobe.pages import CSS
     from symprobe.md import load_model
     from symprobe.study.liquid_long import long_liquid_plan, run_long_liquid, write_figure
+    from symprobe.study.report import long_liquid_section
+    from symprobe.study.tasks import StudyFarm
 
-    model_spec, length_ps = ("builtin:qtip4pf", 0.2) if args.toy else (args.model, args.ps)
+    model_spec, length_ps = ("builtin:qtip4pf", 0.1) if args.toy else (args.model, args.ps)
     plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.02 if args.toy else 1.0)
     cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)
     load_before = os.getloadavg()
     begin = time.perf_counter()
-    summary = run_long_liquid(model_spec, load_model(model_spec), Path(args.runs), plan, cluster)
+    summary = run_long_liquid(load_model(model_spec), Path(args.runs), plan, StudyFarm(model_spec, "cpu", cluster))
     out = Path(args.out)
     document = {"benchmark": "liquid_long", "model": model_spec, "cluster": args.cluster, "runs": str(args.runs),
                 "wall_s_this_invocation": time.perf_counter() - begin, "cpu_count": os.cpu_count(),
                 "load_average_before": load_before, "load_average_after": os.getloadavg(), **summary}
     write_json(out / "liquid_long.json", document)
     write_figure(summary, out / "liquid_long.png")
-    print(f"wrote {out / 'liquid_long.json'} and its figure")
+    atomic_write(out / "report.html", f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>symprobe: long liquid runs</title>"
+                 f"<style>{CSS}</style></head><body>{long_liquid_section(summary)}</body></html>")
+    print(f"wrote {out / 'liquid_long.json'}, its figure and report.html")
     return 0
 
 

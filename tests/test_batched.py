@@ -167,3 +167,39 @@ def test_strides_must_fit_the_mts_blocks(tmp_path):
     replicas = replicas_of_every_variant(model())
     with pytest.raises(ConfigError, match="multiples of n_inner=4"):
         run_batched(replicas, [Group([0, 1, 2, 3], tmp_path)], 0.25, 40, tmp_path / "c.npz", strides=Strides(2, 8, 20))
+
+
+
+
+def test_a_replica_keeps_its_own_list_when_another_rebuilds():
+    """Two water molecules of replica 0, 0.05 Å beyond the list radius (cutoff + skin) apart when its list is built,
+    close in by 1.8 Å per move (0.9 Å each, under the skin/2 of 1 Å) while replica 1 rebuilds at the first move: after
+    the second move replica 0 has moved 1.8 Å since its list was built, which must be rebuilt, and the energies equal
+    those of fresh lists. (The reference of every replica used to move with any replica's rebuild, which missed the
+    pairs that had come inside the cutoff.)"""
+    import torch
+
+    from symprobe.md.batched import TorchForceCall
+
+    potential, skin = qtip4pf(cutoff=4.0), 2.0
+    dimer = water_box(1) + water_box(1)
+    dimer.set_cell([40.0, 40.0, 40.0])
+    cross = dimer.positions[3:, None, 0] - dimer.positions[None, :3, 0]
+    dimer.positions[3:, 0] += potential.cutoff + skin + 0.05 - cross.min()  # every cross pair beyond the list radius
+    templates = [dimer, dimer.copy()]
+    terms = [(r, np.eye(3)[None], np.ones(1)) for r in range(2)]
+    call = TorchForceCall(potential, templates, torch.device("cpu"), skin=skin)
+    x = torch.as_tensor(np.concatenate([t.positions for t in templates]))
+    call(x, terms)
+    for move_other in (True, False):
+        x = x.clone()
+        x[0:3, 0] += 0.9
+        x[3:6, 0] -= 0.9
+        if move_other:
+            x[6:9, 1] += 1.1  # replica 1 moves past skin/2 and rebuilds
+        energies, forces = call(x, terms)
+    fresh = TorchForceCall(potential, templates, torch.device("cpu"), skin=skin)
+    expected_energies, expected_forces = fresh(x, terms)
+    assert abs(float(expected_energies[0] - expected_energies[1])) > 1e-3  # the pairs that came inside count
+    np.testing.assert_allclose(energies.numpy(), expected_energies.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(forces.numpy(), expected_forces.numpy(), rtol=0, atol=1e-12)

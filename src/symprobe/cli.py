@@ -409,7 +409,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
-    from symprobe.training import bundle, load_config, train
+    from symprobe.training import bundle, load_config, train_stages
 
     config = load_config(args.config)
     if args.device is not None:
@@ -418,8 +418,27 @@ def _run_train(args: argparse.Namespace) -> int:
         card = bundle(config, args.bundle)
         print(json.dumps(card["test"], indent=2))
         return 0
-    summary = train(config, resume=args.resume)
+    summary = train_stages(config, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "split"}, indent=2))
+    return 0
+
+
+# --- pretrain-data ---------------------------------------------------------------------------------
+def _add_pretrain_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain-data", help="make a pre-training set of q-TIP4P/F labels (MD of water boxes) from a YAML config",
+                       description="q-TIP4P/F NVT of water boxes over the config's temperatures and densities, plus strained and "
+                       "compressed frames, labelled with energies (eV), forces (eV/Å) and stress (eV/Å³); resumable by chunks "
+                       "(run the same command again). Output: OUTPUT_DIR/pretrain.extxyz and manifest.json.")
+    p.add_argument("config", help="pre-training data config (YAML), e.g. configs/pretrain_qtip4pf.yaml")
+
+
+def _run_pretrain_data(args: argparse.Namespace) -> int:
+    import json
+
+    from symprobe.training.pretrain_data import generate, load_pretrain_data_config
+
+    manifest = generate(load_pretrain_data_config(args.config))
+    print(json.dumps({k: manifest[k] for k in ("file", "cells", "by_kind", "sha256", "wall_seconds_this_call")}, indent=2))
     return 0
 
 
@@ -568,20 +587,36 @@ def _add_md(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_md(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from symprobe.md import checkpoint_step, load_config, run_md, run_summary
     from symprobe.models.device import resolve_device
 
     config = load_config(args.config)
     if args.device is not None:
-        config = replace(config, device=str(resolve_device(args.device)))
+        config = config.model_copy(update={"device": str(resolve_device(args.device))})
     if args.resume and checkpoint_step(config) == config.steps:
         print(f"md: the run in {config.output.directory} is already finished ({config.steps} of {config.steps} steps); "
               "nothing to do (to go further, raise steps or time_ps in the config and run again with --resume)")
     else:
         run_md(config, resume=args.resume, overwrite=args.overwrite)
     print(run_summary(config))
+    return 0
+
+
+# --- schema ----------------------------------------------------------------------------------------
+def _add_schema(sub: argparse._SubParsersAction) -> None:
+    from symprobe.schemas import CONFIGS
+
+    p = sub.add_parser("schema", help="print the JSON schema of a config file (for editors)",
+                       description="Print the JSON schema of the md, train, pretrain-data or SLURM config, generated from the models that "
+                       "validate it. With VS Code's YAML extension, a first line `# yaml-language-server: $schema=md.schema.json` "
+                       "in a config checks and completes it as you type.")
+    p.add_argument("config", choices=list(CONFIGS), help="which config: " + ", ".join(f"{k} ({v[2]})" for k, v in CONFIGS.items()))
+
+
+def _run_schema(args: argparse.Namespace) -> int:
+    from symprobe.schemas import schema_text
+
+    sys.stdout.write(schema_text(args.config))
     return 0
 
 
@@ -660,6 +695,13 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                    "model); refused when it cannot take water, named in a warning when its forces are far from the "
                    "study's revPBE0-D3 reference")
     p.add_argument("--out", default="study", help="output directory (default: ./study; stages are cached here and resume)")
+    p.add_argument("--long-liquid", type=float, default=None, metavar="PS",
+                   help="also run raw, random and MTS liquid water (one 64-molecule box each, MTS as --mts) for PS ps, and "
+                   "report D and the c_uu decay time against raw (20 ps: hours on 2 cores; resumes from checkpoints)")
+    for kind, what in (("molecule", "one molecule: its orientation bias and angular-momentum drift in the gas phase"),
+                       ("bulk", "a periodic bulk system"), ("crystal", "a periodic crystal")):
+        p.add_argument(f"--{kind}", metavar="FILE", default=None,
+                       help=f"study your own system instead of water: {what} (any file ASE reads; the last structure)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
                    "N_INNER steps of 0.5 fs (default 2i/10, the paper's; T/14 costs about half as much)")
     _add_device(p)
@@ -677,12 +719,15 @@ def _run_study(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     cluster = _cluster(args)
     workers = _planned_workers(args.workers, cluster, args.plan)
-    for option in ("budget_min", "max_minutes"):
+    for option in ("budget_min", "max_minutes", "long_liquid"):
         if getattr(args, option) is not None and not getattr(args, option) > 0:
             raise ValueError(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     parse_mts(args.mts)
     check_writable(args.out)
     budget = {} if args.budget_min is None else {"budget_s": 60.0 * args.budget_min}
+    systems = {kind: getattr(args, kind) for kind in ("molecule", "bulk", "crystal") if getattr(args, kind) is not None}
+    if systems:
+        return _run_user_study(args, systems, device, cluster, budget)
     model, control, note = _study_model(args.model)
     if args.plan:
         from symprobe.study import plan_study
@@ -700,7 +745,27 @@ def _run_study(args: argparse.Namespace) -> int:
     farm = None if cluster is None else StudyFarm(model, str(device), cluster)
     with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes):
         results = run_study(model, args.out, quick=args.quick or args.budget_min is not None, control=control, note=note,
-                            mts=args.mts, device=device, farm=farm, **budget)
+                            mts=args.mts, device=device, farm=farm, long_liquid_ps=args.long_liquid, **budget)
+    _print_findings(results, args.out)
+    return 0
+
+
+def _run_user_study(args: argparse.Namespace, files: dict[str, str], device, cluster, budget: dict[str, float]) -> int:
+    """``symprobe study --molecule/--bulk/--crystal``: each file's study (:mod:`symprobe.study.user_system`)."""
+    from symprobe.md.run import load_model, load_structure
+    from symprobe.study.user_system import check_kinds, check_systems, run_user_study
+
+    check_kinds(files)
+    for option, given in (("--plan", args.plan), ("--cluster", cluster is not None), ("--mts", args.mts != "2i/10"),
+                          ("--long-liquid", args.long_liquid is not None)):
+        if given:
+            raise ValueError(f"{option} goes with the water study, not with --{', --'.join(files)} (not available in this version)")
+    model = load_model(args.model, str(device))
+    systems = {kind: load_structure(path) for kind, path in files.items()}
+    check_systems(model, systems)
+    with _keeping_stages(args.out, None if args.max_minutes is None else 60.0 * args.max_minutes, tuple(files)):
+        results = run_user_study(model, systems, args.out, quick=args.quick or args.budget_min is not None, spec=args.model,
+                                 **budget)
     _print_findings(results, args.out)
     return 0
 
@@ -721,9 +786,10 @@ def _planned_workers(workers: int | None, cluster, plan: bool) -> int | None:
 
 
 @contextmanager
-def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
+def _keeping_stages(out: str, seconds: float | None = None, kinds: tuple[str, ...] = ()) -> Iterator[None]:
     """Turn an interrupt of a study (SIGINT, SIGTERM, or the end of ``seconds`` of wall time) into one line: the
-    finished stages kept in OUT/stages, an MD run in progress checkpointed by its engine, and how to go on."""
+    finished stages kept in OUT/stages (OUT/KIND/stages for each of ``kinds`` of the user's systems), an MD run in
+    progress checkpointed by its engine, and how to go on."""
     from pathlib import Path
 
     from symprobe.interrupt import Interrupted, TimeLimit, time_limit
@@ -732,12 +798,14 @@ def _keeping_stages(out: str, seconds: float | None = None) -> Iterator[None]:
         try:
             yield
         except KeyboardInterrupt:
-            stages = Path(out) / "stages"
-            finished = sorted(path.stem for path in stages.glob("*.json"))
+            roots = [Path(out) / kind for kind in kinds] or [Path(out)]
+            stages = ", ".join(str(root / "stages") for root in roots)
+            finished = sorted(path.stem for root in roots for path in (root / "stages").glob("*.json"))
             why = f"time limit of {seconds / 60:g} min reached" if deadline.passed else "stopped"
             raise (TimeLimit if deadline.passed else Interrupted)(
                 f"{why}; finished stages kept in {stages} ({', '.join(finished) or 'none yet'}), an MD run in progress "
-                f"resumes from its checkpoint in {Path(out) / 'md'}; run the same command again to continue") from None
+                f"resumes from its checkpoint in {', '.join(str(root / 'md') for root in roots)}; run the same command again "
+                "to continue") from None
 
 
 def _study_model(spec: str) -> tuple[str, str | None, str | None]:
@@ -793,10 +861,12 @@ COMMANDS = {
     "grids": (_add_grids, _run_grids),
     "audit": (_add_audit, _run_audit),
     "train": (_add_train, _run_train),
+    "pretrain-data": (_add_pretrain_data, _run_pretrain_data),
     "export": (_add_export, _run_export),
     "bench": (_add_bench, _run_bench),
     "md": (_add_md, _run_md),
     "serve": (_add_serve, _run_serve),
+    "schema": (_add_schema, _run_schema),
     "study": (_add_study, _run_study),
     "demo": (_add_demo, _run_demo),
 }

@@ -150,9 +150,12 @@ class TorchForceCall(ForceCall):
             stale = np.maximum.reduceat(displacement, self.atom_start[:-1]) > 0.5 * self.skin
         if stale.any():
             frames = self.frames(x.cpu().numpy(), range(n))
+            if self.reference is None:
+                self.reference = x.clone()
             for r in np.flatnonzero(stale):
                 self.lists[r] = neighbour_list(frames[r], self.model.cutoff + self.skin, self.model.half_list)
-            self.reference = x.clone()
+                start, end = self.atom_start[r], self.atom_start[r + 1]
+                self.reference[start:end] = x[start:end]  # each replica's own list is what its displacement is measured from
             self.structures = Structures.of(frames, self.model.cutoff, self.device, edges=self.lists, half_list=self.model.half_list)
             counts = np.diff(self.structures.edge_start)
             self.edge_structure = torch.as_tensor(np.repeat(np.arange(n), counts), device=self.device)

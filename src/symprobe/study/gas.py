@@ -1,4 +1,5 @@
-"""Gas-phase water: the extrapolative case of the paper (an isolated molecule).
+"""Gas-phase molecules: the extrapolative case of the paper (an isolated molecule), water by default, any molecule
+given as a ``template`` (:mod:`symprobe.study.molecule`).
 
 Every molecule is a replica of its own (non-periodic, centre of mass at the origin, a random orientation),
 and the replicas of all variants are stepped together by the batched engine: ``n`` independent samples
@@ -21,50 +22,61 @@ whether the error bars are calibrated.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
 
 from symprobe import so3
 from symprobe.analysis import observables, statistics
-from symprobe.study.variants import REPEAT, GroupRunner, curve, read_trajectory, run_groups, scalar
 from symprobe.models.base import Model
 from symprobe.structures import water_monomer
+from symprobe.study.variants import (
+    REPEAT,
+    GroupRunner,
+    curve,
+    read_trajectory,
+    run_groups,
+    scalar,
+)
 
 KT_300K = units.kB * 300.0  # eV
 NVE = {"kind": "nve"}
 NVT = {"kind": "nvt-langevin", "temperature_K": 300.0, "tau_fs": 100.0}  # the paper's gas-phase thermostat
 
 
-def isolated_molecules(n: int, seed: int = 0) -> list[Atoms]:
-    """``n`` H2O (ordered O, H, H), each with its centre of mass at the origin in a random orientation; not
-    periodic (one replica each)."""
+def isolated_molecules(n: int, seed: int = 0, template: Atoms | None = None) -> list[Atoms]:
+    """``n`` copies of ``template`` (default H2O, ordered O, H, H), each with its centre of mass at the origin in a
+    random orientation; not periodic (one replica each)."""
     if n < 1:
         raise ValueError(f"isolated_molecules: need n ≥ 1, got {n}")
-    monomer = water_monomer(0.0)
+    monomer = water_monomer(0.0) if template is None else template
     local = monomer.get_positions() - monomer.get_center_of_mass()
+    formula = monomer.get_chemical_formula(mode="hill")
     molecules = []
     for k, R in enumerate(so3.haar_rotations(n, np.random.default_rng(seed))):
-        atoms = Atoms("OH2", positions=local @ R.T, pbc=False)
-        atoms.info["name"] = f"H2O #{k}"
+        atoms = Atoms(monomer.numbers, positions=local @ R.T, masses=monomer.get_masses(), pbc=False)
+        atoms.info["name"] = f"{formula} #{k}"
         molecules.append(atoms)
     return molecules
 
 
 def with_molecular_momenta(molecules: Sequence[Atoms], temperature_K: float, seed: int) -> list[Atoms]:
     """Copies of ``molecules`` with Maxwell–Boltzmann momenta at ``temperature_K``, each molecule's
-    centre-of-mass momentum removed and the total kinetic energy rescaled to 6 degrees of freedom per molecule."""
+    centre-of-mass momentum removed and the total kinetic energy rescaled to 3N − 3 degrees of freedom per molecule of
+    N atoms (all molecules alike)."""
     rng = np.random.default_rng([seed, 7])
     masses = np.concatenate([m.get_masses() for m in molecules])
+    size = len(molecules[0])
     momenta = rng.normal(size=(len(masses), 3)) * np.sqrt(masses * units.kB * temperature_K)[:, None]
-    by_molecule = momenta.reshape(-1, 3, 3)
-    m = masses.reshape(-1, 3)
+    by_molecule = momenta.reshape(-1, size, 3)
+    m = masses.reshape(-1, size)
     com_velocity = by_molecule.sum(axis=1) / m.sum(axis=1)[:, None]
     by_molecule -= m[:, :, None] * com_velocity[:, None, :]
     kinetic = 0.5 * np.sum(by_molecule.reshape(-1, 3) ** 2 / masses[:, None])
-    by_molecule *= np.sqrt(0.5 * 6 * len(molecules) * units.kB * temperature_K / kinetic)
+    by_molecule *= np.sqrt(0.5 * (3 * size - 3) * len(molecules) * units.kB * temperature_K / kinetic)
     out = []
     for molecule, p in zip(molecules, by_molecule):
         molecule = molecule.copy()
@@ -73,31 +85,34 @@ def with_molecular_momenta(molecules: Sequence[Atoms], temperature_K: float, see
     return out
 
 
-def nve_starts(variants: Sequence[str], n_molecules: int, seed: int) -> dict[str, list[Atoms]]:
-    """The NVE runs' molecules with 300 K momenta: one set shared by the variants (common random numbers), its own
-    for :data:`~symprobe.study.variants.REPEAT`."""
-    return {v: with_molecular_momenta(isolated_molecules(n_molecules, seed + (v == REPEAT)), 300.0, seed + (v == REPEAT))
+def nve_starts(variants: Sequence[str], n_molecules: int, seed: int, template: Atoms | None = None) -> dict[str, list[Atoms]]:
+    """The NVE runs' molecules (copies of ``template``, default H2O) with 300 K momenta: one set shared by the variants
+    (common random numbers), its own for :data:`~symprobe.study.variants.REPEAT`."""
+    return {v: with_molecular_momenta(isolated_molecules(n_molecules, seed + (v == REPEAT), template), 300.0, seed + (v == REPEAT))
             for v in variants}
 
 
-def nvt_starts(variants: Sequence[str], n_molecules: int, seed: int, n_averaged_molecules: int | None = None) -> dict[str, list[Atoms]]:
+def nvt_starts(variants: Sequence[str], n_molecules: int, seed: int, n_averaged_molecules: int | None = None,
+               template: Atoms | None = None) -> dict[str, list[Atoms]]:
     """The NVT runs' molecules: as :func:`nve_starts` (other seeds); the averaged variant (36 copies per step) may
     take only the first ``n_averaged_molecules``."""
     count = {v: n_molecules if v != "averaged" or n_averaged_molecules is None else min(n_molecules, n_averaged_molecules)
              for v in variants}
-    return {v: with_molecular_momenta(isolated_molecules(count[v], seed + 100 + 100 * (v == REPEAT)), 300.0,
+    return {v: with_molecular_momenta(isolated_molecules(count[v], seed + 100 + 100 * (v == REPEAT), template), 300.0,
                                       seed + 100 + 100 * (v == REPEAT)) for v in variants}
 
 
-def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray]:
-    """Times (fs) and per-molecule angular momenta about their centres (n_frames, n_molecules, 3) eV·fs."""
+def _molecule_angular_momenta(frames: Sequence[Atoms], size: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Times (fs) and per-molecule angular momenta about their centres (n_frames, n_molecules, 3) eV·fs of frames
+    that join molecules of ``size`` atoms each."""
     times = np.array([float(f.info.get("time_fs", 0.0)) for f in frames])
     positions = np.stack([f.get_positions() for f in frames])
     velocities = np.stack([f.get_velocities() for f in frames]) * units.fs  # Å/fs
-    masses = frames[0].get_masses()[:3]
-    n = len(frames[0]) // 3
+    masses = frames[0].get_masses()[:size]
+    n = len(frames[0]) // size
     L = np.stack(
-        [observables.angular_momentum(positions[:, 3 * i : 3 * i + 3], velocities[:, 3 * i : 3 * i + 3], masses) for i in range(n)],
+        [observables.angular_momentum(positions[:, size * i : size * (i + 1)], velocities[:, size * i : size * (i + 1)], masses)
+         for i in range(n)],
         axis=1,
     )
     return times, L * observables.EV_FS_PER_AMU_A2_PER_FS
@@ -106,17 +121,18 @@ def _molecule_angular_momenta(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.n
 def angular_momentum_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, n_inner: int,
     seed: int, trajectory_stride: int, mts_grid: str | None = None, progress: bool = True, runner: GroupRunner | None = None,
+    template: Atoms | None = None,
 ) -> dict[str, Any]:
-    """NVE of ``n_molecules`` isolated molecules per variant (0.5 fs, 300 K start), all variants stepped together or each
-    variant's molecules a task of ``runner``; see module docstring."""
+    """NVE of ``n_molecules`` isolated molecules (copies of ``template``, default H2O) per variant (0.5 fs, 300 K start),
+    all variants stepped together or each variant's molecules a task of ``runner``; see module docstring."""
     from symprobe.md import read_log
 
     settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": NVE, "steps": steps, "timestep_fs": 0.5,
                 "seed": seed, "trajectory_stride": trajectory_stride}
-    runs = run_groups(model, nve_starts(variants, n_molecules, seed), directory, settings, runner, progress)
+    runs = run_groups(model, nve_starts(variants, n_molecules, seed, template), directory, settings, runner, progress)
     results: dict[str, Any] = {"n_molecules": n_molecules, "timestep_fs": 0.5, "steps": steps, "variants": {}}
     for variant in variants:
-        times, L = _molecule_angular_momenta(read_trajectory(runs[variant]))
+        times, L = _molecule_angular_momenta(read_trajectory(runs[variant]), 3 if template is None else len(template))
         change = np.linalg.norm(L - L[:1], axis=-1)  # (frames, molecules)
         final = statistics.mean_and_error(change[-1])
         log = read_log(runs[variant])
@@ -304,18 +320,26 @@ def _sphere_points(n: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
+def water_bisectors(positions: np.ndarray) -> np.ndarray:
+    """Unit H–O–H bisectors (frames, molecules, 3) of frames of (O, H, H) molecules, positions (frames, atoms, 3) Å."""
+    return observables.dipole_directions(positions, np.arange(positions.shape[1]).reshape(-1, 3))
+
+
 def orientation_runs(
     model: Model, directory: Path, variants: Sequence[str], *, n_molecules: int, steps: int, grid: str, seed: int,
     trajectory_stride: int, bandwidth: float, n_inner: int = 10, mts_grid: str | None = None,
     equilibration_fraction: float = 0.2, n_averaged_molecules: int | None = None, progress: bool = True,
-    runner: GroupRunner | None = None,
+    runner: GroupRunner | None = None, template: Atoms | None = None,
+    direction_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of isolated molecules per variant; orientation maps
-    F(cos θ, φ)/kT of the bisector and their low-order bias (see :func:`harmonic_orientation_bias`).
-    The MTS variant acts with the Langevin thermostat at the outer level (see :mod:`symprobe.md.batched`).
-    The averaged variant, 36 copies per step, may run on only the first ``n_averaged_molecules``. Each variant's
-    molecules may be a task of ``runner``."""
-    starts = nvt_starts(variants, n_molecules, seed, n_averaged_molecules)
+    """Langevin NVT (300 K, τ = 100 fs, 0.5 fs) of isolated molecules (copies of ``template``, default H2O) per
+    variant; orientation maps F(cos θ, φ)/kT of a body-fixed direction and their low-order bias (see
+    :func:`harmonic_orientation_bias`). ``direction_of`` maps positions (frames, atoms, 3) Å to unit vectors (frames,
+    molecules, 3); default: the H–O–H bisector of each (O, H, H). The MTS variant acts with the Langevin thermostat at
+    the outer level (see :mod:`symprobe.md.batched`). The averaged variant, 36 copies per step, may run on only the
+    first ``n_averaged_molecules``. Each variant's molecules may be a task of ``runner``. A finished run is read again,
+    not rerun, so several directions of one run cost one run."""
+    starts = nvt_starts(variants, n_molecules, seed, n_averaged_molecules, template)
     count = {v: len(molecules) for v, molecules in starts.items()}
     settings = {"grid": grid, "n_inner": n_inner, "mts_grid": mts_grid, "ensemble": NVT, "steps": steps, "timestep_fs": 0.5,
                 "seed": seed, "trajectory_stride": trajectory_stride}
@@ -327,8 +351,7 @@ def orientation_runs(
         frames = read_trajectory(runs[variant])
         frames = frames[int(len(frames) * equilibration_fraction):]
         positions = np.stack([f.get_positions() for f in frames])
-        triples = np.arange(positions.shape[1]).reshape(-1, 3)
-        u = observables.dipole_directions(positions, triples)  # (frames, molecules, 3)
+        u = (direction_of or water_bisectors)(positions)  # (frames, molecules, 3)
         omap = observables.orientational_free_energy(u.reshape(-1, 3), bandwidth=bandwidth, n_cos=25, n_phi=49)
         results["variants"][variant] = {
             "map": {"cos_theta": omap.cos_theta.tolist(), "phi": omap.phi.tolist(),

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from ase import Atoms
+
 from symprobe.analysis import observables, statistics
-from symprobe.cluster import ClusterSpec
 from symprobe.models.base import Model
 from symprobe.study.liquid import compare_scalars
 from symprobe.study.paper import PAPER
@@ -21,7 +23,7 @@ from symprobe.study.plan import Plan, parse_mts
 from symprobe.study.stages import Context, StageCache, liquid_stage
 from symprobe.study.tasks import StudyFarm
 
-LONG_LIQUID_VARIANTS = ("raw", "random", "mts")
+LONG_LIQUID_VARIANTS = ("mts", "raw", "random")  # MTS, the longest, first: it runs beside the other two
 TIMESTEP_FS = 0.5
 DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
 
@@ -31,21 +33,21 @@ def long_liquid_plan(length_ps: float = 20.0, mts: str = "T/14", equilibration_p
     the shared data, else a generated box) per variant, NVT at 300 K for ``length_ps`` (ps) in all, of which the
     first ``equilibration_ps`` are discarded; MTS as GRID/N_INNER."""
     mts_grid, n_inner = parse_mts(mts)
-    steps = int(round(length_ps * 1000.0 / TIMESTEP_FS))
+    steps = round(length_ps * 1000.0 / TIMESTEP_FS)
     return Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, seed=seed, liquid_n_per_side=4, liquid_shared_512=False,
-                liquid_steps=steps, liquid_equilibration=int(round(equilibration_ps * 1000.0 / TIMESTEP_FS)),
+                liquid_steps=steps, liquid_equilibration=round(equilibration_ps * 1000.0 / TIMESTEP_FS),
                 liquid_stride=20, liquid_variants=LONG_LIQUID_VARIANTS, liquid_replicas=1)
 
 
-def run_long_liquid(spec: str, model: Model, out: Path, plan: Plan, cluster: ClusterSpec | None,
-                    progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) ``plan``'s liquid stage of ``model`` (loaded on workers from ``spec``) under ``out`` (MD in
-    ``out/md/<plan id>``, each variant's run a task on ``cluster``, or in turn here) and return :func:`summarise`."""
+def run_long_liquid(model: Model, out: Path, plan: Plan, farm: StudyFarm | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) ``plan``'s liquid stage of ``model`` under ``out`` (MD in ``out/md/<plan id>``; with ``farm``,
+    each variant's run a task on its cluster, the model loaded on the worker from the farm's spec) and return its
+    :func:`summarise`, cached in ``out/stages``."""
     out = Path(out)
-    farm = StudyFarm(spec, "cpu", cluster, progress)
     context = Context(model, plan, out / "md" / plan.key(), progress, farm=farm)
-    stage = StageCache(out, plan.key(), progress).run("liquid", lambda: liquid_stage(context))
-    return summarise(stage, context)
+    cache = StageCache(out, plan.key(), progress)
+    stage = cache.run("liquid", lambda: liquid_stage(context))
+    return cache.run("liquid_long", lambda: summarise(stage, context))
 
 
 def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
         frames = context.frames("liquid", f"{variant}/0")
         kept = [f for f in frames if float(f.info["time_fs"]) >= stage["equilibration_steps"] * TIMESTEP_FS]
         variants[variant] = {"diffusion": data["diffusion"], "diffusion_regime": data["diffusion_regime"],
-                             "c_uu_decay": decay_time(kept, data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
+                             "c_uu_decay": decay_time(_dipole_directions(kept), data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
                              "temperature": data["temperature"]}
     verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"),
                           "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1)}
@@ -67,22 +69,27 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
             "errors_from": "the two halves of each run (one replica per variant): 1 degree of freedom"}
 
 
-def decay_time(frames: list, frame_dt_fs: float) -> dict[str, Any] | None:
-    """The 1/e decay time (fs) of the dipole autocorrelation c_uu of ``frames``, with the standard error of the decay
-    times of the run's two halves; None when c_uu stays above 1/e in a half."""
-    from symprobe.analysis.observables import dipole_directions, persistent_molecules, trajectory_arrays
-
-    positions, cells = trajectory_arrays(frames)
-    u = dipole_directions(positions, persistent_molecules(frames), cells)
-    half = len(u) // 2
+def decay_time(directions: np.ndarray, frame_dt_fs: float) -> dict[str, Any] | None:
+    """The 1/e decay time (fs) of c_uu of unit vectors ``directions`` (n_frames, n_molecules, 3) ``frame_dt_fs`` apart,
+    with the standard error of the decay times of the run's two halves (lags up to half of each); None when c_uu stays
+    above 1/e in a half (or a half has fewer than 4 frames)."""
+    half = len(directions) // 2
+    if half < 4:
+        return None
     times = []
-    for part in (u[:half], u[half:2 * half]):
-        cuu = observables.orientational_autocorrelation(part, frame_dt_fs, max(2, int(0.4 * len(part))), n_segments=1)
+    for part in (directions[:half], directions[half:2 * half]):
+        cuu = observables.orientational_autocorrelation(part, frame_dt_fs, len(part) // 2, n_segments=1)
         times.append(observables.decay_time(cuu.lags, cuu.mean))
     if any(t is None for t in times):
         return None
     mean, error = statistics.mean_and_error(times)
     return {"value": float(mean), "error": float(error), "unit": "fs", "halves_fs": [float(t) for t in times]}
+
+
+def _dipole_directions(frames: list[Atoms]) -> np.ndarray:
+    """Dipole unit vectors (n_frames, n_molecules, 3) of the water molecules intact in every frame."""
+    positions, cells = observables.trajectory_arrays(frames)
+    return observables.dipole_directions(positions, observables.persistent_molecules(frames), cells)
 
 
 def write_figure(summary: dict[str, Any], path: Path) -> Path:

@@ -51,8 +51,12 @@ class Plan:
 
     def key(self) -> str:
         """A short id of the plan and of :data:`PROTOCOL` (MD directories and cached stages are keyed by it)."""
-        data = {k: v for k, v in asdict(self).items() if k != "estimate_s"} | {"protocol": PROTOCOL}
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        return plan_key({k: v for k, v in asdict(self).items() if k != "estimate_s"}, PROTOCOL)
+
+
+def plan_key(settings: dict[str, Any], protocol: int) -> str:
+    """A short id (10 hex digits) of a plan's ``settings`` and its ``protocol`` number."""
+    return hashlib.sha1(json.dumps(settings | {"protocol": protocol}, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _round(n: float, lo: int, hi: int, multiple: int = 10) -> int:

@@ -459,6 +459,30 @@ def _agreement(r: dict[str, Any]) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
+def long_liquid_section(summary: dict[str, Any]) -> str:
+    """The long liquid runs (:func:`symprobe.study.liquid_long.summarise`) as an HTML section: D from the diffusive
+    regime beside the paper's, the c_uu decay time, and each variant's verdict against raw with the smallest difference
+    the runs could have seen."""
+    paper_d = summary["paper"]["diffusion_1e-5_cm2_s"]
+    rows = []
+    for variant, data in summary["variants"].items():
+        regime = data["diffusion_regime"]
+        d = _pm(data["diffusion"]) if regime["reached"] else (
+            f"not reached (MSD {regime['msd_at_longest_lag_A2']:.3g} Å² at {regime['longest_lag_fs'] / 1000:.3g} ps)")
+        verdict = summary["verdicts"].get(variant, {})
+        words = "; ".join(f"{name}: {html.escape(test['verdict'])}" for name, test in verdict.items() if test is not None)
+        rows.append([variant, d, f"{paper_d:g} (paper)", _pm(data["c_uu_decay"]), _pm(data["temperature"]),
+                     words or ("reference" if variant == "raw" else "no test: a quantity was not reached")])
+    table = _table("liquid_long", "Long liquid runs: D (1e-5 cm²/s) and the c_uu 1/e decay time (fs); each variant against raw",
+                   ["variant", "D (1e-5 cm²/s)", "D, paper", "c_uu decay (fs)", "T (K)", "verdict against raw"], rows)
+    image = _png(liquid_dynamics_figure(summary["variants"]))
+    return (f"<h2 id='liquid-long'>Long liquid runs</h2><p>{summary['n_molecules']} H2O, {summary['length_ps']:g} ps per variant "
+            f"(the first {summary['equilibration_ps']:g} ps discarded), {html.escape(summary['thermostat'])}, MTS "
+            f"{html.escape(summary['mts'])}; errors from {html.escape(summary['errors_from'])}.</p>"
+            f"<figure id='figure-liquid-long'><img alt='liquid_long' src='data:image/png;base64,{image}'>"
+            "<figcaption>Oxygen MSD and dipole autocorrelation c_uu(t) of the long runs.</figcaption></figure>" + table)
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The report as an HTML string (figures embedded as base64 PNG)."""
     model, exp = results["model"], results["experiments"]
@@ -502,6 +526,8 @@ def render_report(results: dict[str, Any]) -> str:
             parts.append(f"<figure id='figure-{name}'><img alt='{name}' src='data:image/png;base64,{_png(maker(results))}'>"
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.extend(tables[t] for t in table_names)
+    if "liquid_long" in exp:
+        parts.append(long_liquid_section(exp["liquid_long"]))
     control = exp.get("control", {})
     parts.append("<h2>Control: the invariant twin</h2>")
     if "skipped" in control:

@@ -95,6 +95,7 @@ def run_study(
     mts: str = "2i/10",
     device: str = "cpu",
     farm: StudyFarm | None = None,
+    long_liquid_ps: float | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study of ``model`` into ``out``; return the results dict (also results.json).
 
@@ -106,6 +107,8 @@ def run_study(
     ``stop_after`` ends after that stage (for tests of resumption; no results.json then). ``device`` is where
     model specs are loaded (model objects run where they are). With ``farm`` each liquid replica of each variant is a
     task (:mod:`symprobe.study.tasks`) on its cluster, or in turn here, the model loaded from the farm's spec.
+    ``long_liquid_ps`` adds long liquid runs of raw, random and MTS (:mod:`symprobe.study.liquid_long`, one
+    64-molecule box each, that many ps) to the experiments and the report.
     """
     from symprobe.md import load_model
 
@@ -140,6 +143,11 @@ def run_study(
         results[name] = cache.run(name, lambda: stage(context))
         if stop_after == name:
             return results
+    if long_liquid_ps is not None:
+        from symprobe.study.liquid_long import long_liquid_plan, run_long_liquid
+
+        results["liquid_long"] = run_long_liquid(model, out / "liquid_long", long_liquid_plan(long_liquid_ps, mts, seed=plan.seed),
+                                                 farm, progress)
 
     document = {
         "schema": SCHEMA,

@@ -22,8 +22,11 @@ from symprobe.training.loop import hardware
 def bundle(config: TrainConfig, name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
     """Copy the best model of ``config``'s run into the package as built-in ``name`` (or into ``weights_dir``),
     with a model card (``name.json`` and ``name.md``) whose errors are computed here, on ``training.device``,
-    on the run's test structures."""
+    on the run's test structures; for a config with ``pretrain``, its fine-tune stage's model."""
     from symprobe.models.pet import BUILTIN_NAMES, WEIGHTS_DIR
+    from symprobe.training.stages import fine_tune_stage
+
+    config = fine_tune_stage(config)
 
     if weights_dir is None and name not in BUILTIN_NAMES:
         raise ConfigError(f"bundle name {name!r} is not a built-in name ({', '.join(BUILTIN_NAMES)})")

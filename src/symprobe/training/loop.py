@@ -49,16 +49,39 @@ def _loss(module: torch.nn.Module, graph: Graph, labels: dict[str, torch.Tensor]
     return loss, (labels["energy"] - energies).detach()
 
 
-def init_weights(module: PETModule, path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4) -> None:
+def init_weights(module: PETModule, path: Path, train_set: Sequence[Sample], dtype: torch.dtype, batch_size: int = 4,
+                 refit_reference: bool = True) -> None:
     """Load the weights of the model file at ``path`` into ``module`` (same hyper-parameters required, except
-    ``direct_forces``: a force head is dropped, or starts fresh) and re-fit its composition offset on ``train_set``."""
+    ``direct_forces``: a force head is dropped, or starts fresh), its energy scale and per-species reference
+    energies (eV/atom) with them; with ``refit_reference`` the references are re-fitted on ``train_set`` (least
+    squares of the residuals on composition: labels from another method, e.g. DFT after q-TIP4P/F)."""
     source = load_module(path)
     differ = sorted(k for k in module.hypers if k != "direct_forces" and source.hypers.get(k) != module.hypers[k])
     if differ:
         raise ConfigError(f"training.init_from {path}: hyper-parameters {differ} differ from the config's model section")
     target = module.state_dict()
     module.load_state_dict({**target, **{k: v for k, v in source.state_dict().items() if k in target}})
-    refit_offset(module, train_set, dtype, batch_size)
+    if refit_reference:
+        refit_offset(module, train_set, dtype, batch_size)
+
+
+def block_prefixes(block: int) -> list[str]:
+    """State-dict prefixes of the parameters that make message-passing block ``block``'s tokens: its species
+    embeddings, geometry encoder, transformer layers and the messages it receives (not its readout heads)."""
+    own = [f"core.{part}.{block}." for part in ("geometry", "neighbour_species", "centre_species", "layers")]
+    return own + ([f"core.message.{block - 1}.", f"core.centre_message.{block - 1}."] if block > 0 else [])
+
+
+def freeze_early_blocks(module: PETModule, blocks: int) -> int:
+    """Stop training the token-making parameters of the first ``blocks`` blocks (:func:`block_prefixes`); every
+    readout head stays trainable. Returns the number of frozen parameters."""
+    prefixes = tuple(p for block in range(blocks) for p in block_prefixes(block))
+    frozen = 0
+    for name, parameter in module.named_parameters():
+        if name.startswith(prefixes):
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
 
 
 def _schedule(t: dict[str, Any], steps_per_epoch: int):
@@ -118,8 +141,9 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
     module.set_baseline(torch.tensor(reference), scale)
     module.to(device)
     if t["init_from"] is not None and not resume:
-        init_weights(module, Path(t["init_from"]), train_set, dtype)
-    optimizer = torch.optim.Adam(module.parameters(), lr=t["lr"])
+        init_weights(module, Path(t["init_from"]), train_set, dtype, refit_reference=t["energy_reference"] == "refit")
+    frozen = freeze_early_blocks(module, int(t["freeze_blocks"]))
+    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=t["lr"])
     steps_per_epoch = math.ceil(len(train_set) / t["batch_size"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t, steps_per_epoch))
     warmup_steps = max(1, int(t["warmup_epochs"] * steps_per_epoch))
@@ -138,7 +162,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
             raise ConfigError(f"--resume: the data split of {checkpoint_path} differs from the config's")
     state["hardware"] = hardware(device, t)
     start_step = f", step {within['step'] // t['batch_size']}" if within else ""
-    print(f"[{config.name}] {module.n_parameters()} parameters, {len(train_set)} train / {len(val_set)} val structures, "
+    print(f"[{config.name}] {module.n_parameters()} parameters ({frozen} frozen), {len(train_set)} train / {len(val_set)} val structures, "
           f"{steps_per_epoch} steps per epoch, starting at epoch {state['epoch']}{start_step}", flush=True)
 
     def save_checkpoint(within_epoch: dict[str, Any] | None = None) -> None:
@@ -227,6 +251,7 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
 
     summary = {"name": config.name, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "best_val_force_mae": state["best_force_mae"], "wall_seconds": state["wall_seconds"], "parameters": module.n_parameters(),
+               "frozen_parameters": frozen,
                "split": split, "finished": state["epoch"] >= t["epochs"]}
     if (out / "best.pt").exists() and summary["finished"]:
         refit_best(out / "best.pt", train_set, dtype, device)
