@@ -18,8 +18,7 @@ from symprobe.analysis.crystal import (
     symmetric_sets,
     symmetrised,
 )
-from symprobe.models.base import CalculatorModel
-from symprobe.testing.pair import KnownAnswerCalculator
+from symprobe.testing.pair import KnownAnswerCalculator, known_answer_pair_model
 
 pytest.importorskip("spglib", reason="spglib is not installed (pip install 'symprobe[crystal]')")
 
@@ -35,8 +34,9 @@ def _hcp() -> Atoms:
     return atoms
 
 
-def _model(amplitude: float) -> CalculatorModel:
-    return CalculatorModel(KnownAnswerCalculator(degree=2, amplitude=amplitude, cutoff=CUTOFF))
+def _model(amplitude: float):
+    """The pair potential with a lab-frame term of degree 2 and ``amplitude`` eV, on the batched engine."""
+    return known_answer_pair_model(degree=2, amplitude=amplitude, cutoff=CUTOFF)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_the_point_group_average_removes_a_degree_the_grid_leaves():
     from symprobe.symmetrize import GridAverage
 
     atoms = symmetrised(_hcp())
-    model = CalculatorModel(KnownAnswerCalculator(degree=4, amplitude=0.02, cutoff=CUTOFF))
+    model = known_answer_pair_model(degree=4, amplitude=0.02, cutoff=CUTOFF)
 
     def pushed(averaged) -> float:
         """The part of a steepest-descent step (0.01 Å²/eV × forces) that breaks P6₃/mmc, Å RMS."""
