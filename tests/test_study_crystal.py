@@ -218,3 +218,16 @@ def test_the_point_group_average_removes_a_degree_the_grid_leaves():
     assert pushed(model) > 1e-5
     assert pushed(GridAverage(model, so3.paper_grid("2i"))) > 1e-6  # 6e-6 Å: round-off is 1e-15
     assert pushed(GridAverage(model, point_group(atoms))) < 1e-12
+
+
+def test_the_user_study_runs_the_crystal_and_reports_it_for_the_system(tmp_path):
+    """``--crystal`` through the user-system study: the results document and report name Mg2, never water."""
+    from symprobe.study.user_system import run_user_study
+
+    result = run_user_study(_model(0.02), {"crystal": _hcp()}, tmp_path, budget_s=600.0, progress=False)
+    assert result["systems"] == {"crystal": "Mg2 in P6_3/mmc (194)"}
+    claims = " ".join(f["claim"] for f in result["findings"])
+    assert "Mg2" in claims and "water" not in claims.lower()
+    report = (tmp_path / "report.html").read_text()
+    assert "Mg2" in report and "water" not in report.lower()
+    assert json.loads((tmp_path / "results.json").read_text())["findings"] == result["findings"]
