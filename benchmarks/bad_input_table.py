@@ -118,7 +118,7 @@ CASES = [
     Case("cluster-unknown-kind", "`--cluster pbs:jobs.yaml`", ["bench", "builtin:qtip4pf", "--cluster", "pbs:jobs.yaml"], 2,
          "not a cluster spec"),
     Case("cluster-slurm-bad-yaml", "a SLURM YAML without `jobs`", ["audit", "builtin:qtip4pf", "--cluster",
-         "slurm:slurm.yaml"], 2, "missing jobs", {"slurm.yaml": "cores: 4\nmemory: 4GB\nwalltime: '01:00:00'\n"}),
+         "slurm:slurm.yaml"], 2, "missing required key(s) jobs", {"slurm.yaml": "cores: 4\nmemory: 4GB\nwalltime: '01:00:00'\n"}),
     Case("cluster-resume-nothing", "`--cluster local:2 --resume` without tasks", ["audit", "builtin:qtip4pf", "--cluster",
          "local:2", "--resume", "--out", "a"], 2, "no tasks of an interrupted run"),
     Case("threads-without-cluster", "`--threads-per-worker 2` without `--cluster`", ["study", "--threads-per-worker", "2"], 2,

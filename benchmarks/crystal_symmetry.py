@@ -28,14 +28,12 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from symprobe import so3
-from symprobe.analysis.crystal import (SPGLIB_DEFAULT, cell_residual, degenerate_sets, gamma_frequencies, gamma_hessian,
+from symprobe.analysis.crystal import (SPGLIB_DEFAULT, TOLERANCES, cell_residual, degenerate_sets, gamma_frequencies, gamma_hessian,
                                        normal_modes, relax_crystal, space_group, splittings, symmetry_residual, to_wavenumber)
 from symprobe.files import write_json
 from symprobe.models.base import CalculatorModel
 from symprobe.symmetrize import GridAverage
 from symprobe.testing import AnisotropicPairCalculator
-
-TIGHT = 1e-6  # Å
 
 
 def ideal_cell() -> "Atoms":  # noqa: F821
@@ -95,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, calculator in models.items():
         atoms, steps, converged = relax_crystal(start, calculator, args.fmax)
         frequencies = gamma_frequencies(_with(atoms, calculator))
-        rows[name] = {"space_group_default": space_group(atoms, SPGLIB_DEFAULT), "space_group_tight": space_group(atoms, TIGHT),
+        rows[name] = {"space_group_default": space_group(atoms, SPGLIB_DEFAULT), "space_group_tight": space_group(atoms, TOLERANCES["tight"]),
                       "displacement_residual_A": symmetry_residual(atoms, ideal), "strain_residual": cell_residual(atoms, ideal),
                       "cell_lengths_A": atoms.cell.lengths().tolist(), "relaxation_steps": steps, "converged": converged,
                       "gamma_cm": frequencies.tolist(), "splittings_cm": splittings(frequencies, sets)}

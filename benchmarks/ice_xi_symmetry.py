@@ -42,13 +42,11 @@ import numpy as np
 import torch
 
 from symprobe import so3
-from symprobe.analysis.crystal import SPGLIB_DEFAULT, cell_residual, relax_crystal, space_group, symmetry_residual
+from symprobe.analysis.crystal import TOLERANCES, cell_residual, relax_crystal, space_groups, symmetry_residual
 from symprobe.files import write_json
 from symprobe.models.external import load_model
 from symprobe.study.ice import ice_xi_cell
 from symprobe.symmetrize import GridAverage
-
-TOLERANCES = {"loose": 1e-3, "default": SPGLIB_DEFAULT, "tight": 1e-6}  # Å
 
 
 def models(grids: list[str], twin: str, raw: str) -> dict[str, object]:
@@ -63,7 +61,7 @@ def models(grids: list[str], twin: str, raw: str) -> dict[str, object]:
 
 def measure(relaxed, ideal, steps: int, converged: bool, seconds: float) -> dict:
     """Space groups, breaking displacement (Å) and strain, energy per molecule (eV) of one relaxed cell."""
-    return {"space_group": {label: space_group(relaxed, tol) for label, tol in TOLERANCES.items()},
+    return {"space_group": space_groups(relaxed),
             "displacement_residual_A": symmetry_residual(relaxed, ideal), "strain_residual": cell_residual(relaxed, ideal),
             "energy_eV_per_H2O": float(relaxed.get_potential_energy()) / (len(relaxed) // 3),
             "max_force_eV_per_A": float(np.linalg.norm(relaxed.get_forces(), axis=1).max()),
@@ -96,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     result.update({"script": "benchmarks/ice_xi_symmetry.py", "settings": settings,
                    "units": "lengths Å, energy eV per H2O, forces eV/Å, strain dimensionless, time s",
                    "ideal": {"structure": ideal.info["name"], "cell_lengths_A": ideal.cell.lengths().tolist(),
-                             "space_group": {label: space_group(ideal, tol) for label, tol in TOLERANCES.items()}},
-                   "start": {"space_group": {label: space_group(start, tol) for label, tol in TOLERANCES.items()},
+                             "space_group": space_groups(ideal)},
+                   "start": {"space_group": space_groups(start),
                              "displacement_residual_A": symmetry_residual(start, ideal)},
                    "gamma_modes": "point group mm2 has only one-dimensional irreducible representations: no Γ mode is degenerate by symmetry"})
     rows = result.setdefault("models", {})

@@ -70,3 +70,20 @@ def test_bench_runs_every_model_given():
     structures = builtin_set(["H2O"])
     result = bench({"a": qtip4pf(), "b": qtip4pf()}, structures, progress=lambda line: None)
     assert list(result["models"]) == ["a", "b"] and set(result["seconds"]) == {"a", "b"}
+
+
+def test_alpha_quartz_is_quartz():
+    """Nine atoms (Si3O6) in P3₂21, every Si with four O at 1.6 Å (the rattle moves atoms by about 0.05 Å)."""
+    import spglib
+    from ase.neighborlist import neighbor_list
+
+    from symprobe.bench.structures import builtin_set
+
+    quartz = builtin_set(["alpha-quartz"])["alpha-quartz"]
+    assert quartz.get_chemical_formula() == "O6Si3"
+    assert spglib.get_spacegroup((quartz.cell[:], quartz.get_scaled_positions(), quartz.numbers), symprec=0.25) == "P3_221 (154)"
+    i, j, d = neighbor_list("ijd", quartz, 1.9)
+    symbols = quartz.get_chemical_symbols()
+    assert all(symbols[a] != symbols[b] for a, b in zip(i, j))  # no Si–Si or O–O within 1.9 Å
+    silicon = [k for k, s in enumerate(symbols) if s == "Si"]
+    assert [int(np.sum(i == k)) for k in silicon] == [4, 4, 4] and np.abs(d - 1.61).max() < 0.25

@@ -13,7 +13,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from symprobe import so3
-from symprobe.analysis.crystal import cell_residual, degenerate_sets, gamma_frequencies, space_group, splittings, symmetry_residual
+from symprobe.analysis.crystal import (cell_residual, degenerate_sets, gamma_frequencies, point_group, space_group, splittings,
+                                       symmetry_residual)
 from symprobe.models.base import CalculatorModel
 from symprobe.symmetrize import GridAverage
 from symprobe.testing import AnisotropicPairCalculator, random_rotations
@@ -127,6 +128,9 @@ def test_ice_xi_cell_and_a_point_group_average_that_keeps_it():
     assert symmetry_residual(_steepest_step(ideal, raw), ideal) > 1e-6
     assert symmetry_residual(_steepest_step(ideal, GridAverage(raw, so3.get("D2+i"))), ideal) < 1e-11
     assert symmetry_residual(_steepest_step(ideal, load_model("builtin:water-pet-twin", dtype=torch.float64)), ideal) < 1e-11
+    group = point_group(ideal)  # the same from spglib: mm2's 4 operations in the crystal's own frame
+    assert (group.name, len(group)) == ("point group mm2", 4)
+    assert symmetry_residual(_steepest_step(ideal, GridAverage(raw, group)), ideal) < 1e-11
 
 
 def test_ice_xi_script_writes_each_row_and_resumes(tmp_path, capsys):

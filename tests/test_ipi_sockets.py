@@ -251,7 +251,7 @@ def test_clients_need_a_model_spec():
 
 def test_the_example_config_runs_two_clients_on_a_unix_socket():
     example = load_config(Path(__file__).parents[1] / "configs" / "md_liquid_ipi_clients.yaml")
-    assert (example.engine, example.clients, example.transport, example.symmetrizer["grid"]) == ("ipi", 2, "unix", "2i")
+    assert (example.engine, example.clients, example.transport, example.symmetrizer.grid) == ("ipi", 2, "unix", "2i")
 
 
 def test_the_socket_benchmark_runs_at_toy_size(tmp_path):

@@ -86,7 +86,7 @@ def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({**TOY, "compression": [0.99, 0.9]}))
     assert main(["pretrain-data", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"symprobe pretrain-data: error: {bad}: config.compression must be [low, high] with 0 < low ≤ high ≤ 1, got [0.99, 0.9]"
+    assert err == f"symprobe pretrain-data: error: {bad}: compression must be [low, high] with 0 < low ≤ high ≤ 1, got [0.99, 0.9]"
     bad.write_text(yaml.safe_dump({**TOY, "temperature_K": 300}))
     assert main(["pretrain-data", str(bad)]) == 2
     assert "unknown key(s) temperature_K" in capsys.readouterr().err

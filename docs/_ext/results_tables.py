@@ -297,6 +297,32 @@ def kernel_rows() -> list[Row]:
     return rows
 
 
+def scale_out_rows() -> list[Row]:
+    """Farming on Dask against one process, and averaged MD over i-PI sockets against i-PI's in-process model."""
+    scale = load("scale_out.json")
+    audit, replicas = scale["overhead_audit"], scale["replicas_workers_vs_threads"]
+    sockets = load("ipi_sockets.json")
+    rates = {row["variant"]: row for row in sockets["rows"]}
+    socket_cells = [f"{name} {g(ratio, 2)}x" for name, ratio in sockets["speed_ratios"].items()]
+    return [
+        Row(f"overhead of `--cluster local:2` (2 workers × 1 thread) against one process × 2 threads: audit of "
+            f"{audit['structures']} water boxes of {audit['atoms_each']} atoms, {audit['model']}, grid {audit['grid']} "
+            "(goal ≤ 10 %)",
+            f"{100 * audit['overhead']:+.1f} % ({g(audit['local_2_workers_1_thread_s'])} s against "
+            f"{g(audit['one_process_2_threads_s'])} s; results {'equal' if audit['results_equal'] else 'differ'})",
+            "", "benchmarks/scale_out.py", ["scale_out.json"]),
+        Row(f"{replicas['replicas']} liquid replicas of {replicas['molecules']} H2O, {replicas['steps']} steps: 2 workers × "
+            "1 thread against one process × 2 threads, the tasks in turn; and batched in one process",
+            f"{g(replicas['workers_2x1_thread_s'])} s against {g(replicas['one_process_2_threads_tasks_in_turn_s'])} s "
+            f"in turn; batched {g(replicas['one_process_2_threads_batched_s'])} s",
+            "", "benchmarks/scale_out.py", ["scale_out.json"]),
+        Row(f"averaged MD over i-PI sockets ({sockets['structure']}, {sockets['model']}, grid {sockets['grid']}): 2 "
+            "`symprobe serve` clients × 1 thread against i-PI's in-process model (<ffdirect>, 2 threads), steps/s ratio",
+            "; ".join(socket_cells) + f" (ffdirect {g(rates['ffdirect']['steps_per_s'])} steps/s)",
+            "", "benchmarks/ipi_sockets.py", ["ipi_sockets.json"]),
+    ]
+
+
 TABLES = [
     Table("Accuracy of the bundled models and their peers", accuracy_rows, headline=[0, 4]),
     Table("Training on CPUs", training_rows),
@@ -310,6 +336,7 @@ TABLES = [
     Table("The paper's study", study_rows, headline=[1]),
     Table("Pretrained universal potentials", bench_rows),
     Table("Inversion apart from rotation", inversion_rows),
+    Table("Past one machine", scale_out_rows),
 ]
 
 

@@ -1,5 +1,6 @@
 """Sphinx directives that generate reference pages from the code: ``symprobe-cli``, ``symprobe-config``
-(argument ``md``, ``train`` or ``study``) and ``symprobe-results`` (the measured-results tables)."""
+(argument ``md``, ``train``, ``slurm`` or ``study``) and ``symprobe-results`` (the measured-results tables); and the
+configs' JSON schemas in reference/schemas/, rewritten when the models change."""
 
 from __future__ import annotations
 
@@ -44,8 +45,12 @@ class CliDirective(_Generated):
         return super().sources() + sorted(Path(symprobe.__file__).parent.rglob("*.py"))
 
 
+SCHEMA_SOURCES = ("checks.py", "schemas.py", "md/config.py", "training/config.py", "cluster/spec.py", "models/pet.py",
+                  "study/plan.py")
+
+
 class ConfigDirective(_Generated):
-    """The keys of one config (``md``, ``train`` or ``study``), from the code that checks them."""
+    """The keys of one config (``md``, ``train``, ``slurm`` or ``study``), from the models that validate them."""
 
     required_arguments = 1
 
@@ -53,12 +58,25 @@ class ConfigDirective(_Generated):
         import symprobe
 
         package = Path(symprobe.__file__).parent
-        return super().sources() + [package / name for name in ("checks.py", "md/config.py", "training/config.py",
-                                                                 "models/pet.py", "study/plan.py")]
+        return super().sources() + [package / name for name in SCHEMA_SOURCES]
 
     def lines(self) -> list[str]:
-        makers = {"md": reference.md_config_rst, "train": reference.train_config_rst, "study": reference.study_plan_rst}
-        return makers[self.arguments[0]]()
+        return reference.CONFIG_PAGES[self.arguments[0]]()
+
+
+def write_schemas(app: Sphinx) -> None:
+    """Write each config's JSON schema to reference/schemas/NAME.schema.json where it differs (the files are
+    committed, so that editors can point at them; tests/test_docs.py checks they are current)."""
+    from symprobe.files import atomic_write
+    from symprobe.schemas import CONFIGS, schema_text
+
+    directory = Path(app.srcdir) / "reference" / "schemas"
+    directory.mkdir(exist_ok=True)
+    for name in CONFIGS:
+        path = directory / f"{name}.schema.json"
+        text = schema_text(name)
+        if not path.is_file() or path.read_text() != text:
+            atomic_write(path, text)
 
 
 def _results_table(rows: list[results_tables.Row]) -> list[str]:
@@ -99,4 +117,5 @@ def setup(app: Sphinx) -> dict[str, bool]:
     app.add_directive("symprobe-cli", CliDirective)
     app.add_directive("symprobe-config", ConfigDirective)
     app.add_directive("symprobe-results", ResultsDirective)
+    app.connect("builder-inited", write_schemas)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -587,20 +587,36 @@ def _add_md(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_md(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from symprobe.md import checkpoint_step, load_config, run_md, run_summary
     from symprobe.models.device import resolve_device
 
     config = load_config(args.config)
     if args.device is not None:
-        config = replace(config, device=str(resolve_device(args.device)))
+        config = config.model_copy(update={"device": str(resolve_device(args.device))})
     if args.resume and checkpoint_step(config) == config.steps:
         print(f"md: the run in {config.output.directory} is already finished ({config.steps} of {config.steps} steps); "
               "nothing to do (to go further, raise steps or time_ps in the config and run again with --resume)")
     else:
         run_md(config, resume=args.resume, overwrite=args.overwrite)
     print(run_summary(config))
+    return 0
+
+
+# --- schema ----------------------------------------------------------------------------------------
+def _add_schema(sub: argparse._SubParsersAction) -> None:
+    from symprobe.schemas import CONFIGS
+
+    p = sub.add_parser("schema", help="print the JSON schema of a config file (for editors)",
+                       description="Print the JSON schema of the md, train, pretrain-data or SLURM config, generated from the models that "
+                       "validate it. With VS Code's YAML extension, a first line `# yaml-language-server: $schema=md.schema.json` "
+                       "in a config checks and completes it as you type.")
+    p.add_argument("config", choices=list(CONFIGS), help="which config: " + ", ".join(f"{k} ({v[2]})" for k, v in CONFIGS.items()))
+
+
+def _run_schema(args: argparse.Namespace) -> int:
+    from symprobe.schemas import schema_text
+
+    sys.stdout.write(schema_text(args.config))
     return 0
 
 
@@ -850,6 +866,7 @@ COMMANDS = {
     "bench": (_add_bench, _run_bench),
     "md": (_add_md, _run_md),
     "serve": (_add_serve, _run_serve),
+    "schema": (_add_schema, _run_schema),
     "study": (_add_study, _run_study),
     "demo": (_add_demo, _run_demo),
 }

@@ -190,10 +190,13 @@ def shared_data_dir() -> Path | None:
 
 
 def rotate(atoms: Atoms, rotation: np.ndarray) -> Atoms:
-    """A copy of ``atoms`` with positions and cell mapped by x → R x (R may be improper)."""
+    """A copy of ``atoms`` with positions and cell mapped by x → R x (R may be improper). For an improper R the cell
+    vectors are negated as well, which spans the same lattice: the cell stays right-handed, as codes that take the
+    volume as det(cell) need for the sign of their stress (CHGNet: a cell averaged with inversion had no stress)."""
+    rotation = np.asarray(rotation)
     rotated = atoms.copy()
     rotated.calc = None
-    rotated.set_positions(atoms.get_positions() @ np.asarray(rotation).T)
+    rotated.set_positions(atoms.get_positions() @ rotation.T)
     if atoms.pbc.any():
-        rotated.set_cell(atoms.cell.array @ np.asarray(rotation).T, scale_atoms=False)
+        rotated.set_cell(np.sign(np.linalg.det(rotation)) * atoms.cell.array @ rotation.T, scale_atoms=False)
     return rotated

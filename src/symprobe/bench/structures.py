@@ -50,10 +50,11 @@ def _chfclbr() -> Atoms:
 
 def _alpha_quartz() -> Atoms:
     """α-quartz, P3₂21 (no. 154): a chiral crystal whose mirror image is its enantiomorph (P3₁21); Levien et al.,
-    Am. Mineral. 65, 920 (1980): a = 4.9160 Å, c = 5.4054 Å, Si (0.4697, 0, 0), O (0.4135, 0.2669, 0.1191)."""
+    Am. Mineral. 65, 920 (1980): a = 4.9160 Å, c = 5.4054 Å, Si (0.4697, 0, 0), O (0.4135, 0.2669, 0.1191), shifted by
+    2/3 along c into the International Tables' origin (Si on Wyckoff 3a, x 0 2/3): 9 atoms, Si–O 1.605 and 1.614 Å."""
     from ase.spacegroup import crystal
 
-    return crystal(["Si", "O"], basis=[(0.4697, 0.0, 0.0), (0.4135, 0.2669, 0.1191)], spacegroup=154,
+    return crystal(["Si", "O"], basis=[(0.4697, 0.0, 2.0 / 3.0), (0.4135, 0.2669, 0.1191 + 2.0 / 3.0)], spacegroup=154,
                    cellpar=[4.916, 4.916, 5.4054, 90, 90, 120])
 
 

@@ -1,5 +1,5 @@
 """Where tasks run: the ``--cluster`` spec (``local:N``, ``tcp://HOST:PORT``, ``slurm:FILE.yaml``) parsed into a
-:class:`ClusterSpec`, and the SLURM YAML (docs/cluster.md) checked key by key."""
+:class:`ClusterSpec`, and the SLURM YAML (docs/cluster.md) declared by :class:`SlurmSettings`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from symprobe.checks import ConfigError
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from symprobe.checks import ConfigError, Section, read_yaml, validate
 
 SPEC_FORMS = "local:N (N worker processes here), tcp://HOST:PORT (a running Dask scheduler) or slurm:FILE.yaml"
-SLURM_REQUIRED = ("cores", "memory", "walltime", "jobs")
-SLURM_OPTIONAL = ("job_script_prologue", "threads_per_worker", "queue", "account", "job_extra_directives",
-                  "log_directory", "local_directory", "python", "interface")
 WALLTIME = re.compile(r"(\d+-)?\d{1,2}:\d{2}(:\d{2})?")
 MEMORY = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B)", re.IGNORECASE)
 
@@ -21,25 +20,40 @@ class ClusterError(ConfigError):
     """A cluster that cannot be used (bad spec, bad YAML, unreachable scheduler, workers that keep dying): one line."""
 
 
-@dataclass(frozen=True)
-class SlurmSettings:
+class SlurmSettings(Section):
     """A SLURM cluster of ``jobs`` batch jobs, each of ``cores`` CPUs and ``memory`` (e.g. ``16GB``) for ``walltime``
     (``HH:MM:SS``), running ``cores // threads_per_worker`` one-task workers; ``job_script_prologue`` lines run first
     in each job script (``module load …``, ``source venv/bin/activate``)."""
 
-    cores: int
-    memory: str
-    walltime: str
-    jobs: int
-    threads_per_worker: int = 1
-    job_script_prologue: tuple[str, ...] = ()
-    queue: str | None = None
-    account: str | None = None
-    job_extra_directives: tuple[str, ...] = ()
-    log_directory: str | None = None
-    local_directory: str | None = None
-    python: str | None = None
-    interface: str | None = None
+    model_config = ConfigDict(frozen=True)
+
+    cores: int = Field(ge=1, description="CPUs of each batch job")
+    memory: str = Field(description="memory of each batch job, e.g. 16GB")
+    walltime: str = Field(description="wall time of each batch job, [D-]HH:MM[:SS]")
+    jobs: int = Field(ge=1, description="batch jobs to submit")
+    threads_per_worker: int = Field(1, ge=1, description="torch threads of each task (workers per job: cores // this)")
+    job_script_prologue: tuple[str, ...] = Field((), strict=False, description="shell lines run first in each job script")
+    queue: str | None = Field(None, description="SLURM partition (#SBATCH -p)")
+    account: str | None = Field(None, description="SLURM account (#SBATCH -A)")
+    job_extra_directives: tuple[str, ...] = Field((), strict=False, description="extra #SBATCH options without the prefix, e.g. --constraint=cpu")
+    log_directory: str | None = Field(None, description="where the job logs go")
+    local_directory: str | None = Field(None, description="the workers' scratch directory")
+    python: str | None = Field(None, description="the Python the workers run (default: this one)")
+    interface: str | None = Field(None, description="the network interface of the workers, e.g. ib0")
+
+    @field_validator("memory", "walltime")
+    @classmethod
+    def _looks_right(cls, value: str, info: ValidationInfo) -> str:
+        pattern, example = (MEMORY, "16GB") if info.field_name == "memory" else (WALLTIME, "02:00:00")
+        if not pattern.fullmatch(value.strip()):
+            raise ClusterError(f"{info.field_name} must look like {example}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _threads_fit(self) -> SlurmSettings:
+        if self.threads_per_worker > self.cores:
+            raise ClusterError(f"threads_per_worker {self.threads_per_worker} > cores {self.cores}")
+        return self
 
     @property
     def processes(self) -> int:
@@ -89,38 +103,9 @@ def parse_cluster(text: str, threads_per_worker: int | None = None) -> ClusterSp
 
 def read_slurm_settings(path: str | Path) -> SlurmSettings:
     """The :class:`SlurmSettings` of a YAML file, each key checked."""
-    import yaml
-
-    from symprobe import checks
-
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise ClusterError(f"slurm:{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ClusterError(f"slurm:{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    if not isinstance(data, dict):
-        raise ClusterError(f"slurm:{path}: expected a mapping of {', '.join(SLURM_REQUIRED)}, …")
-    unknown = sorted(set(data) - set(SLURM_REQUIRED) - set(SLURM_OPTIONAL))
-    missing = [key for key in SLURM_REQUIRED if key not in data]
-    if unknown or missing:
-        raise ClusterError(f"slurm:{path}: " + "; ".join(
-            ([f"unknown keys {', '.join(unknown)} (known: {', '.join(SLURM_REQUIRED + SLURM_OPTIONAL)})"] if unknown else [])
-            + ([f"missing {', '.join(missing)}"] if missing else [])))
-    try:
-        for key in ("cores", "jobs", "threads_per_worker"):
-            if key in data:
-                checks.number(data[key], key, integer=True, minimum=1)
-        for key, pattern, example in (("memory", MEMORY, "16GB"), ("walltime", WALLTIME, "02:00:00")):
-            if not isinstance(data[key], str) or not pattern.fullmatch(data[key].strip()):
-                raise ClusterError(f"{key} must look like {example}, got {data[key]!r}")
-        for key in ("job_script_prologue", "job_extra_directives"):
-            if key in data and not (isinstance(data[key], list) and all(isinstance(line, str) for line in data[key])):
-                raise ClusterError(f"{key} must be a list of strings")
+        return validate(SlurmSettings, read_yaml(path) or {}, f"slurm:{path}", prefixed=True)
     except ConfigError as error:
-        raise ClusterError(f"slurm:{path}: {error}") from None
-    if data.get("threads_per_worker", 1) > data["cores"]:
-        raise ClusterError(f"slurm:{path}: threads_per_worker {data['threads_per_worker']} > cores {data['cores']}")
-    lists = {key: tuple(data[key]) for key in ("job_script_prologue", "job_extra_directives") if key in data}
-    return SlurmSettings(**{**data, **lists})
+        raise ClusterError(str(error)) from None

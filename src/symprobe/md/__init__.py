@@ -1,6 +1,6 @@
 """Molecular dynamics with raw or symmetrized models, from a YAML config or from Python.
 
-* :mod:`.config` — the config schema (:data:`~symprobe.md.config.EXAMPLE`), validated before any step;
+* :mod:`.config` — the config schema (:class:`~symprobe.md.config.MDConfig`, the annotated :data:`~symprobe.md.config.EXAMPLE`), validated before any step;
 * :mod:`.batched` — symprobe's batched engine: many replicas as one state, one force call per step, any
   device (``engine: batched``);
 * :mod:`.ase_engine` — ASE's integrators for one structure (``engine: ase``, the reference);

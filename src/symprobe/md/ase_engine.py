@@ -144,11 +144,11 @@ def ase_dynamics(atoms: Atoms, config: MDConfig, potential: Model, slow: Model |
     dt = config.timestep_fs * config.n_inner * units.fs
     ensemble = config.ensemble
     rng = np.random.default_rng([config.seed, 2])
-    if ensemble["kind"] == "nvt-langevin":  # with MTS refused by validate_config
-        return LangevinNVT(atoms, dt, temperature_K=ensemble["temperature_K"], T_tau=ensemble["tau_fs"] * units.fs, rng=rng)
+    if ensemble.kind == "nvt-langevin":  # with MTS refused by validate_config
+        return LangevinNVT(atoms, dt, temperature_K=ensemble.temperature_K, T_tau=ensemble.tau_fs * units.fs, rng=rng)
     bussi = None
-    if ensemble["kind"] == "nvt-bussi":
-        bussi = BussiNVT(atoms, dt, temperature_K=ensemble["temperature_K"], taut=ensemble["tau_fs"] * units.fs, rng=rng)
+    if ensemble.kind == "nvt-bussi":
+        bussi = BussiNVT(atoms, dt, temperature_K=ensemble.temperature_K, taut=ensemble.tau_fs * units.fs, rng=rng)
     if slow is not None:
         return MultipleTimeStep(atoms, dt, slow, config.n_inner, thermostat=bussi)
     return bussi if bussi is not None else NVE(atoms, dt)

@@ -1,4 +1,5 @@
-"""MD run configs: the schema (:data:`EXAMPLE`), validated completely before any step.
+"""MD run configs: :class:`MDConfig` declares every key once (pydantic: type, range, default, meaning with units),
+:data:`EXAMPLE` is the annotated YAML, and a config is validated completely before any step.
 
 A config is a YAML file or a dict; :func:`validate_config` checks every key and returns an :class:`MDConfig`,
 or raises :class:`ConfigError` naming the key and the problem. See docs/conventions.md.
@@ -7,15 +8,23 @@ or raises :class:`ConfigError` naming the key and the problem. See docs/conventi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from ase import Atoms
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from symprobe import so3
-from symprobe.checks import ConfigError, check_keys, choice, flag, mapping, number, positive, read_yaml, text
+from symprobe.checks import ConfigError, Section, read_yaml, validate
 from symprobe.md.ipi_clients import TRANSPORTS
 from symprobe.models.base import Model
 from symprobe.models.device import DeviceError, resolve_device
@@ -40,7 +49,7 @@ engine: ase                          # ase | batched (symprobe's batched engine:
 clients: 0                           # engine ipi: 0 runs the model inside i-PI; N > 0 starts N `symprobe serve`
                                      # clients on an i-PI socket (symmetrizer none, or grid averaged by i-PI's
                                      # <ffrotations> on a Legendre grid: 2, 2i, 3, 3i, legendre-L[+i])
-transport: unix                      # clients' socket: unix (a fresh socket file) | inet (127.0.0.1, a free port)
+# transport: unix                    # with clients > 0, their socket: unix (a fresh socket file) | inet (127.0.0.1)
 device: cpu                          # cpu | cuda | cuda:N: where the model runs (model specs only)
 replicas: 1                          # engine batched: independent copies stepped together (seeds seed..seed+N-1)
 output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, log_stride: 1,
@@ -48,59 +57,215 @@ output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, lo
 """
 
 
+ENGINES = ("ase", "batched", "ipi")
+MIN_IPI_VERSION = (3, 3)  # scripting.InteractiveSimulation, <ffdirect> custom PES, softexit.reset; tested with 3.3.1
+
+
 # ---------------------------------------------------------------------------------------------------
-# Config
+# Config: every key declared once, with its type, range, default and meaning (units in the description)
 
 
-@dataclass
-class OutputConfig:
+def _known_quadrature(grid: str | Quadrature) -> str | Quadrature:
+    quadrature(grid)
+    return grid
+
+
+QuadratureName = Annotated[str | Quadrature, AfterValidator(_known_quadrature), WithJsonSchema({"type": "string"})]
+"""A quadrature by name (``symprobe grids`` lists them) or a :class:`~symprobe.so3.Quadrature`."""
+
+
+class NoSymmetrizer(Section):
+    """The model as it is."""
+
+    kind: Literal["none"]
+
+
+class GridSymmetrizer(Section):
+    """The average over the rotations of a quadrature, every step."""
+
+    kind: Literal["grid"]
+    grid: QuadratureName = Field(description="quadrature name, e.g. 2i (`symprobe grids` lists them)")
+
+
+class RandomSymmetrizer(Section):
+    """One random rotation per step."""
+
+    kind: Literal["random"]
+    inversion: bool = Field(False, description="also invert the structure at random (kind random)")
+    seed: int | None = Field(None, ge=0, description="seed of the random rotations (kind random; default: the run's seed)")
+
+
+class MTSSymmetrizer(Section):
+    """Multiple time stepping: the model every inner step, the grid average's correction every ``n_inner``."""
+
+    kind: Literal["mts"]
+    grid: QuadratureName = Field(description="quadrature name, e.g. 2i (`symprobe grids` lists them)")
+    n_inner: int = Field(gt=0, description="inner steps per outer step (kind mts)")
+
+
+class NVE(Section):
+    """Constant energy."""
+
+    kind: Literal["nve"]
+
+
+class BussiNVT(Section):
+    """The Bussi–Donadio–Parrinello stochastic velocity rescaling thermostat."""
+
+    kind: Literal["nvt-bussi"]
+    temperature_K: float = Field(gt=0, description="thermostat temperature (K)")
+    tau_fs: float = Field(gt=0, description="thermostat time constant (fs)")
+
+
+class LangevinNVT(Section):
+    """A Langevin thermostat."""
+
+    kind: Literal["nvt-langevin"]
+    temperature_K: float = Field(gt=0, description="thermostat temperature (K)")
+    tau_fs: float = Field(gt=0, description="thermostat time constant (fs)")
+
+
+class GLENVT(Section):
+    """A canonical generalized Langevin (GLE) thermostat, engine ipi only."""
+
+    kind: Literal["nvt-gle"]
+    temperature_K: float = Field(gt=0, description="thermostat temperature (K)")
+    A_per_fs: list[list[float]] = Field(description="GLE drift matrix A (fs⁻¹, a list of rows; kind nvt-gle)")
+
+    @field_validator("A_per_fs", mode="before")
+    @classmethod
+    def _drift(cls, value: Any) -> list[list[float]]:
+        return _drift_matrix(value, "ensemble.A_per_fs")
+
+
+def _named(value: Any) -> Any:
+    """A section given by name only (``nve``) as ``{kind: nve}``."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
+_Symmetrizers = NoSymmetrizer | GridSymmetrizer | RandomSymmetrizer | MTSSymmetrizer
+_Ensembles = NVE | BussiNVT | LangevinNVT | GLENVT
+SymmetrizerSection = Annotated[_Symmetrizers, Field(discriminator="kind"),
+                               BeforeValidator(_named, json_schema_input_type=Literal["none", "random"] | _Symmetrizers)]
+EnsembleSection = Annotated[_Ensembles, Field(discriminator="kind"),
+                            BeforeValidator(_named, json_schema_input_type=Literal["nve"] | _Ensembles)]
+STRIDES = ("trajectory_stride", "log_stride", "checkpoint_stride")
+
+
+class OutputConfig(Section):
     """Where and how often to write. Strides count time steps (multiples of n_inner for MTS)."""
 
-    directory: Path
-    trajectory: str = "trajectory.extxyz"
-    trajectory_stride: int = 10
-    log_stride: int = 1
-    checkpoint_stride: int = 100
-    progress: bool = True
+    directory: Path = Field(Path("md"), strict=False, description="output directory (log.csv, trajectory, checkpoint.npz)")
+    trajectory: str = Field("trajectory.extxyz", description="trajectory file name in the directory (.extxyz, .xyz or .traj)")
+    trajectory_stride: int = Field(10, gt=0, description="time steps between trajectory frames (× n_inner by default for MTS)")
+    log_stride: int = Field(1, gt=0, description="time steps between log rows (× n_inner by default for MTS)")
+    checkpoint_stride: int = Field(100, gt=0, description="time steps between checkpoints (× n_inner by default for MTS)")
+    progress: bool = Field(True, description="show a progress bar")
+
+    @field_validator("trajectory")
+    @classmethod
+    def _trajectory_format(cls, name: str) -> str:
+        if not name.endswith((".extxyz", ".xyz", ".traj")):
+            raise ConfigError(f"output.trajectory must end in .extxyz, .xyz or .traj, got {name!r}")
+        return name
 
 
-@dataclass
-class MDConfig:
+def _device_name(name: str) -> str:
+    try:
+        resolve_device(name)
+    except DeviceError as error:
+        raise ConfigError(str(error)) from None
+    return name
+
+
+def _ipi_installed(engine: str) -> str:
+    if engine == "ipi":
+        check_ipi_installed()
+    return engine
+
+
+class MDConfig(Section):
     """A validated MD run (see :data:`EXAMPLE`). ``structure`` and ``model`` may be objects or specs."""
 
-    structure: Atoms | str
-    model: Model | str
-    timestep_fs: float
-    steps: int
-    output: OutputConfig
-    symmetrizer: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
-    ensemble: dict[str, Any] = field(default_factory=lambda: {"kind": "nve"})
-    structure_index: int = -1
-    initial_temperature_K: float | None = None
-    seed: int = 0
-    engine: str = "ase"
-    device: str = "cpu"
-    replicas: int = 1
-    clients: int = 0
-    transport: str = "unix"
+    structure: Annotated[Atoms | str, WithJsonSchema({"type": "string", "minLength": 1})] = Field(
+        description="builtin:water-monomer, builtin:water-box, or a file ASE reads (relative to the config file)")
+    structure_index: int = Field(-1, description="which frame of the structure file (default: the last)")
+    model: Annotated[Model | str, WithJsonSchema({"type": "string", "minLength": 1})] = Field(
+        description="model spec: builtin:NAME, metatomic:FILE.pt, a file, module:attribute (symprobe.models.external.load_model)")
+    symmetrizer: SymmetrizerSection = Field(NoSymmetrizer(kind="none"), description="how the breaking is removed: "
+                                            "none, grid, random or mts (the symmetrizer.* keys)")
+    ensemble: EnsembleSection = Field(NVE(kind="nve"), description="nve, nvt-bussi, nvt-langevin or nvt-gle (engine ipi; "
+                                      "the ensemble.* keys)")
+    initial_temperature_K: float | None = Field(None, ge=0, description="Maxwell–Boltzmann start velocities at this "
+                                                "temperature (K), centre-of-mass motion removed; default: the structure's")
+    timestep_fs: float = Field(gt=0, description="the (inner) time step (fs)")
+    steps: int | None = Field(None, gt=0, description="the run length in (inner) time steps; exactly one of steps and time_ps")
+    time_ps: float | None = Field(None, gt=0, description="the run length (ps); exactly one of steps and time_ps")
+    seed: int = Field(0, ge=0, description="seed of the start velocities, thermostats and random rotations (replica k: seed + k)")
+    engine: Annotated[Literal[ENGINES], AfterValidator(_ipi_installed)] = Field(
+        "ase", description="ase, batched (symprobe's engine: many replicas, any device, MTS with Langevin) or ipi (i-PI; adds nvt-gle)")
+    device: Annotated[str, AfterValidator(_device_name)] = Field(
+        "cpu", description="where the model runs: cpu, cuda or cuda:N (model specs only)")
+    replicas: int = Field(1, gt=0, description="engine batched: independent copies stepped together (seeds seed … seed + N − 1)")
+    clients: int = Field(0, ge=0, description="engine ipi: 0 runs the model inside i-PI; N > 0 starts N `symprobe serve` "
+                         "clients on an i-PI socket (symmetrizer none or grid on a Legendre grid)")
+    transport: Literal[TRANSPORTS] = Field("unix", description="the clients' socket: unix (a fresh socket file) or inet "
+                                           "(127.0.0.1, a free port)")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="the output.* keys")
 
     @property
     def n_inner(self) -> int:
         """Inner steps per outer step (1 unless multiple time stepping)."""
-        return int(self.symmetrizer.get("n_inner", 1)) if self.symmetrizer["kind"] == "mts" else 1
+        return self.symmetrizer.n_inner if isinstance(self.symmetrizer, MTSSymmetrizer) else 1
 
+    @model_validator(mode="after")
+    def _consistent(self) -> MDConfig:
+        """The checks across keys: run length, engine and ensemble, replicas, clients, strides."""
+        if (self.steps is None) == (self.time_ps is None):
+            raise ConfigError("config: give the run length as exactly one of 'steps' or 'time_ps'")
+        if self.steps is None:
+            self.steps = round(self.time_ps * 1000.0 / self.timestep_fs)
+            if self.steps < 1:
+                raise ConfigError(f"time_ps={self.time_ps} is shorter than one {self.timestep_fs} fs step")
+        kind = self.ensemble.kind
+        if self.engine != "ipi" and kind == "nvt-gle":
+            raise ConfigError(f"ensemble nvt-gle needs engine ipi (engine {self.engine} has no GLE thermostat)")
+        if self.engine == "ase" and self.symmetrizer.kind == "mts" and kind == "nvt-langevin":
+            raise ConfigError("ensemble nvt-langevin cannot be combined with the mts symmetrizer on engine ase: use nve "
+                              "or nvt-bussi, or engine batched or ipi")
+        if self.replicas > 1 and self.engine != "batched":
+            raise ConfigError(f"replicas: {self.replicas} replicas need engine batched (engine {self.engine} runs one)")
+        self._check_clients()
+        n_inner = self.n_inner
+        for key in STRIDES:
+            if key not in self.output.model_fields_set:
+                setattr(self.output, key, getattr(self.output, key) * n_inner)
+            if getattr(self.output, key) % n_inner:
+                raise ConfigError(f"output.{key}={getattr(self.output, key)} must be a multiple of symmetrizer.n_inner={n_inner}")
+        if self.steps % n_inner:
+            raise ConfigError(f"the run length ({self.steps} steps) must be a multiple of symmetrizer.n_inner={n_inner}")
+        return self
 
-_TOP_KEYS = {"structure", "structure_index", "model", "symmetrizer", "ensemble", "initial_temperature_K",
-             "timestep_fs", "steps", "time_ps", "seed", "engine", "device", "replicas", "clients",
-             "transport", "output"}
-_SYMMETRIZER_KEYS = {"none": {"kind"}, "grid": {"kind", "grid"}, "random": {"kind", "inversion", "seed"},
-                     "mts": {"kind", "grid", "n_inner"}}
-_ENSEMBLE_KEYS = {"nve": {"kind"}, "nvt-bussi": {"kind", "temperature_K", "tau_fs"},
-                  "nvt-langevin": {"kind", "temperature_K", "tau_fs"},
-                  "nvt-gle": {"kind", "temperature_K", "A_per_fs"}}
-ENGINES = ("ase", "batched", "ipi")
-MIN_IPI_VERSION = (3, 3)  # scripting.InteractiveSimulation, <ffdirect> custom PES, softexit.reset; tested with 3.3.1
-_OUTPUT_KEYS = {"directory", "trajectory", "trajectory_stride", "log_stride", "checkpoint_stride", "progress"}
+    def _check_clients(self) -> None:
+        """Socket clients need engine ipi, a model spec each client can load, and a symmetrizer i-PI can apply on
+        its side of the socket (none, or a grid :func:`ipi_rotation_grid` knows)."""
+        if not self.clients:
+            if "transport" in self.model_fields_set:
+                raise ConfigError(f"transport: {self.transport} is the socket of the clients; set clients > 0 (clients: 0 "
+                                  "runs the model inside i-PI)")
+            return
+        if self.engine != "ipi":
+            raise ConfigError(f"clients: {self.clients} i-PI socket clients need engine ipi (engine {self.engine} runs the "
+                              "model itself)")
+        if not isinstance(self.model, str):
+            raise ConfigError("clients: each client loads the model from its spec, so model must be a spec (builtin:NAME, a "
+                              "file, module:attribute), not a model object")
+        if isinstance(self.symmetrizer, GridSymmetrizer):
+            ipi_rotation_grid(quadrature(self.symmetrizer.grid))
+        elif self.symmetrizer.kind != "none":
+            raise ConfigError(f"clients: symmetrizer {self.symmetrizer.kind} is not available with socket clients (i-PI "
+                              "averages over grids with <ffrotations>: use symmetrizer none or grid, or clients: 0)")
+
 
 
 def _drift_matrix(value: Any, key: str) -> list[list[float]]:
@@ -118,134 +283,13 @@ def _drift_matrix(value: Any, key: str) -> list[list[float]]:
     return matrix.tolist()
 
 
-def _as_section(value: Any, key: str) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"kind": value}
-    if not isinstance(value, Mapping) or "kind" not in value:
-        raise ConfigError(f"{key} must be a name or a mapping with 'kind', got {value!r}")
-    text(value["kind"], f"{key}.kind")
-    return dict(value)
-
-
 def validate_config(config: Mapping[str, Any] | MDConfig) -> MDConfig:
     """Check every key of a config and return it as an :class:`MDConfig`; raise :class:`ConfigError`."""
     if isinstance(config, MDConfig):
         return config
     if not isinstance(config, Mapping):
         raise ConfigError(f"an MD config must be a mapping, got {type(config).__name__}")
-    check_keys(config, _TOP_KEYS, "config")
-    for key in ("structure", "model", "timestep_fs"):
-        if key not in config:
-            raise ConfigError(f"config: missing required key {key!r}")
-    timestep = positive(config["timestep_fs"], "timestep_fs")
-    if ("steps" in config) == ("time_ps" in config):
-        raise ConfigError("config: give the run length as exactly one of 'steps' or 'time_ps'")
-    if "steps" in config:
-        steps = positive(config["steps"], "steps", integer=True)
-    else:
-        steps = int(round(positive(config["time_ps"], "time_ps") * 1000.0 / timestep))
-        if steps < 1:
-            raise ConfigError(f"time_ps={config['time_ps']} is shorter than one {timestep} fs step")
-
-    symmetrizer = _as_section(config.get("symmetrizer", "none"), "symmetrizer")
-    if symmetrizer["kind"] not in _SYMMETRIZER_KEYS:
-        raise ConfigError(f"symmetrizer: unknown kind {symmetrizer['kind']!r} (one of {', '.join(_SYMMETRIZER_KEYS)})")
-    check_keys(symmetrizer, _SYMMETRIZER_KEYS[symmetrizer["kind"]], f"symmetrizer ({symmetrizer['kind']})")
-    if symmetrizer["kind"] in ("grid", "mts"):
-        if "grid" not in symmetrizer:
-            raise ConfigError(f"symmetrizer ({symmetrizer['kind']}): missing 'grid' (a quadrature name, e.g. 2i)")
-        quadrature(symmetrizer["grid"])
-    if symmetrizer["kind"] == "mts":
-        if "n_inner" not in symmetrizer:
-            raise ConfigError("symmetrizer (mts): missing 'n_inner' (inner steps per outer step)")
-        symmetrizer["n_inner"] = positive(symmetrizer["n_inner"], "symmetrizer.n_inner", integer=True)
-    if symmetrizer["kind"] == "random":
-        if "seed" in symmetrizer:
-            symmetrizer["seed"] = number(symmetrizer["seed"], "symmetrizer.seed", integer=True, minimum=0)
-        symmetrizer["inversion"] = flag(symmetrizer.get("inversion", False), "symmetrizer.inversion")
-
-    ensemble = _as_section(config.get("ensemble", "nve"), "ensemble")
-    if ensemble["kind"] not in _ENSEMBLE_KEYS:
-        raise ConfigError(f"ensemble: unknown kind {ensemble['kind']!r} (one of {', '.join(_ENSEMBLE_KEYS)})")
-    check_keys(ensemble, _ENSEMBLE_KEYS[ensemble["kind"]], f"ensemble ({ensemble['kind']})")
-    for key in sorted(_ENSEMBLE_KEYS[ensemble["kind"]] - {"kind"}):
-        if key not in ensemble:
-            raise ConfigError(f"ensemble ({ensemble['kind']}): missing required parameter {key!r}")
-        check = _drift_matrix if key == "A_per_fs" else positive
-        ensemble[key] = check(ensemble[key], f"ensemble.{key}")
-    engine = config.get("engine", "ase")
-    if not isinstance(engine, str) or engine not in ENGINES:
-        raise ConfigError(f"engine: unknown engine {engine!r} (one of {', '.join(ENGINES)})")
-    if engine == "ipi":
-        check_ipi_installed()
-    if engine != "ipi" and ensemble["kind"] == "nvt-gle":
-        raise ConfigError(f"ensemble nvt-gle needs engine ipi (engine {engine} has no GLE thermostat)")
-    if engine == "ase" and symmetrizer["kind"] == "mts" and ensemble["kind"] == "nvt-langevin":
-        raise ConfigError("ensemble nvt-langevin cannot be combined with the mts symmetrizer on engine ase: use nve "
-                          "or nvt-bussi, or engine batched or ipi")
-
-    initial_t = config.get("initial_temperature_K")
-    if initial_t is not None:
-        initial_t = number(initial_t, "initial_temperature_K", minimum=0)
-    seed = number(config.get("seed", 0), "seed", integer=True, minimum=0)
-    index = number(config.get("structure_index", -1), "structure_index", integer=True)
-    for key, kind in (("structure", Atoms), ("model", Model)):
-        if not isinstance(config[key], kind):
-            text(config[key], key)
-    device = str(config.get("device", "cpu"))
-    try:
-        resolve_device(device)
-    except DeviceError as error:
-        raise ConfigError(str(error)) from None
-    replicas = positive(config.get("replicas", 1), "replicas", integer=True)
-    if replicas > 1 and engine != "batched":
-        raise ConfigError(f"replicas: {replicas} replicas need engine batched (engine {engine} runs one)")
-    clients, transport = _clients(config, engine, symmetrizer)
-
-    raw_output = mapping(config.get("output", {}), "output")
-    check_keys(raw_output, _OUTPUT_KEYS, "output")
-    n_inner = symmetrizer.get("n_inner", 1) if symmetrizer["kind"] == "mts" else 1
-    directory = raw_output.get("directory", "md")
-    output = OutputConfig(directory=Path(directory if isinstance(directory, Path) else text(directory, "output.directory")))
-    output.trajectory = text(raw_output.get("trajectory", output.trajectory), "output.trajectory")
-    if not output.trajectory.endswith((".extxyz", ".xyz", ".traj")):
-        raise ConfigError(f"output.trajectory must end in .extxyz, .xyz or .traj, got {output.trajectory!r}")
-    output.progress = flag(raw_output.get("progress", True), "output.progress")
-    for key in ("trajectory_stride", "log_stride", "checkpoint_stride"):
-        default = getattr(output, key) * n_inner
-        value = positive(raw_output.get(key, default), f"output.{key}", integer=True)
-        if value % n_inner:
-            raise ConfigError(f"output.{key}={value} must be a multiple of symmetrizer.n_inner={n_inner}")
-        setattr(output, key, value)
-    if steps % n_inner:
-        raise ConfigError(f"the run length ({steps} steps) must be a multiple of symmetrizer.n_inner={n_inner}")
-    return MDConfig(config["structure"], config["model"], timestep, steps, output, symmetrizer, ensemble, index,
-                    None if initial_t is None else float(initial_t), seed, engine, device, replicas, clients, transport)
-
-
-def _clients(config: Mapping[str, Any], engine: str, symmetrizer: Mapping[str, Any]) -> tuple[int, str]:
-    """(clients, transport) of a config: socket clients need engine ipi, a model spec each client can load,
-    and a symmetrizer i-PI can apply on its side of the socket (none, or a grid :func:`ipi_rotation_grid` knows)."""
-    clients = number(config.get("clients", 0), "clients", integer=True, minimum=0)
-    transport = config.get("transport")
-    if transport is not None:
-        choice(transport, "transport", TRANSPORTS)
-        if not clients:
-            raise ConfigError(f"transport: {transport} is the socket of the clients; set clients > 0 (clients: 0 runs the "
-                              "model inside i-PI)")
-    if not clients:
-        return 0, "unix"
-    if engine != "ipi":
-        raise ConfigError(f"clients: {clients} i-PI socket clients need engine ipi (engine {engine} runs the model itself)")
-    if not isinstance(config["model"], str):
-        raise ConfigError("clients: each client loads the model from its spec, so model must be a spec (builtin:NAME, a "
-                          "file, module:attribute), not a model object")
-    if symmetrizer["kind"] == "grid":
-        ipi_rotation_grid(quadrature(symmetrizer["grid"]))
-    elif symmetrizer["kind"] != "none":
-        raise ConfigError(f"clients: symmetrizer {symmetrizer['kind']} is not available with socket clients (i-PI averages "
-                          "over grids with <ffrotations>: use symmetrizer none or grid, or clients: 0)")
-    return clients, transport or "unix"
+    return validate(MDConfig, config)
 
 
 _IPI_GRIDS = re.compile(r"paper-(?P<paper>0|[2-9]|[1-9]\d+)?(?P<paper_i>i)?|legendre-(?P<order>[2-9]|[1-9]\d+)"

@@ -207,15 +207,15 @@ def simulation_xml(atoms: Atoms, q: np.ndarray, p: np.ndarray, config: MDConfig,
               '<force forcefield="potential"><mts_weights>[1]</mts_weights></force>')
     thermostat, temperature, mode, splitting = "", "", "nve", "obabo"
     fs = units.fs * u.time  # one femtosecond in atomic units of time
-    if ensemble["kind"] == "nvt-gle":
-        drift = np.asarray(ensemble["A_per_fs"]) / fs
+    if ensemble.kind == "nvt-gle":
+        drift = np.asarray(ensemble.A_per_fs) / fs
         thermostat = f'<thermostat mode="gle"><A shape="{drift.shape}">{_array(drift)}</A></thermostat>'
-    elif ensemble["kind"] != "nve":
-        name = {"nvt-bussi": "svr", "nvt-langevin": "langevin"}[ensemble["kind"]]
-        thermostat = f'<thermostat mode="{name}"><tau>{ensemble["tau_fs"] * fs!r}</tau></thermostat>'
-    if ensemble["kind"] != "nve":
-        mode, splitting = "nvt", "obabo" if ensemble["kind"] == "nvt-bussi" else "baoab"
-        temperature = f"<ensemble><temperature>{ensemble['temperature_K'] * u.temperature!r}</temperature></ensemble>"
+    elif ensemble.kind != "nve":
+        name = {"nvt-bussi": "svr", "nvt-langevin": "langevin"}[ensemble.kind]
+        thermostat = f'<thermostat mode="{name}"><tau>{ensemble.tau_fs * fs!r}</tau></thermostat>'
+    if ensemble.kind != "nve":
+        mode, splitting = "nvt", "obabo" if ensemble.kind == "nvt-bussi" else "baoab"
+        temperature = f"<ensemble><temperature>{ensemble.temperature_K * u.temperature!r}</temperature></ensemble>"
     dt = config.timestep_fs * config.n_inner * fs
     seed = int(np.random.SeedSequence([config.seed, 2]).generate_state(1)[0])
     return f"""<simulation verbosity="quiet" threading="false" safe_stride="{2**30}">
@@ -307,7 +307,7 @@ class IpiDynamics(MolecularDynamics):
         ``<ffrotations>`` for a grid average)."""
         if self.clients is None:
             return {name: direct_forcefield(name, key) for name, key in self.keys.items()}
-        grid = ipi_rotation_grid(quadrature(config.symmetrizer["grid"])) if config.symmetrizer["kind"] == "grid" else None
+        grid = ipi_rotation_grid(quadrature(config.symmetrizer.grid)) if config.symmetrizer.kind == "grid" else None
         return {"potential": socket_forcefield("potential", self.clients.address, grid, SOCKET_BATCH_SIZE)}
 
     def potential_energy(self) -> float:

@@ -71,16 +71,16 @@ def build_potential(model: Model, config: MDConfig, seed: int | None = None) -> 
     overrides the random rotation's default seed (the run's)."""
     if "forces" not in tuple(model.implemented_properties):
         raise ConfigError(f"model {model.name!r} does not compute forces: it cannot drive MD")
-    kind = config.symmetrizer["kind"]
+    symmetrizer = config.symmetrizer
+    kind = symmetrizer.kind
     try:
         if kind == "grid":
-            return GridAverage(model, quadrature(config.symmetrizer["grid"])), None
+            return GridAverage(model, quadrature(symmetrizer.grid)), None
         if kind == "random":
             default = config.seed if seed is None else seed
-            return RandomRotation(model, int(config.symmetrizer.get("seed", default)),
-                                  bool(config.symmetrizer.get("inversion", False))), None
+            return RandomRotation(model, default if symmetrizer.seed is None else symmetrizer.seed, symmetrizer.inversion), None
         if kind == "mts":
-            return model, AveragingCorrection(model, quadrature(config.symmetrizer["grid"]))
+            return model, AveragingCorrection(model, quadrature(symmetrizer.grid))
     except ValueError as error:
         raise ConfigError(f"symmetrizer ({kind}): {error}") from error
     return model, None
@@ -109,8 +109,8 @@ def run_identity(config: MDConfig, atoms: Atoms, model: Model) -> dict[str, Any]
     identity = {"model": spec, "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
                 "structure": config.structure if isinstance(config.structure, str) else atoms.get_chemical_formula(),
                 "structure_index": config.structure_index, "structure_sha256": structure.hexdigest(),
-                "timestep_fs": config.timestep_fs, "seed": config.seed, "ensemble": config.ensemble,
-                "symmetrizer": config.symmetrizer, "engine": config.engine, "replicas": config.replicas,
+                "timestep_fs": config.timestep_fs, "seed": config.seed, "ensemble": config.ensemble.as_dict(),
+                "symmetrizer": config.symmetrizer.as_dict(), "engine": config.engine, "replicas": config.replicas,
                 "initial_temperature_K": config.initial_temperature_K}
     return json.loads(json.dumps(identity, default=lambda value: getattr(value, "name", repr(value))))  # Quadrature → name
 
@@ -172,7 +172,7 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
         for k in range(config.replicas):
             potential, slow = build_potential(model, config, seed=config.seed + k)
             start = thermalized(atoms, config.initial_temperature_K, config.seed + k)
-            replicas.append(Replica(start, potential, slow, config.n_inner, config.ensemble, config.seed + k, f"replica {k}"))
+            replicas.append(Replica(start, potential, slow, config.n_inner, config.ensemble.as_dict(), config.seed + k, f"replica {k}"))
             groups.append(Group([k], out if config.replicas == 1 else out / f"replica-{k}", config.output.trajectory))
         for replica in replicas:
             if replica.ensemble["kind"] != "nve" and replica.atoms.get_kinetic_energy() <= 0:
@@ -223,8 +223,8 @@ def _run_single(atoms: Atoms, model: Model, config: MDConfig, resume: bool, iden
             potential.restore(state["symmetrizer"])
     else:
         atoms = thermalized(atoms, config.initial_temperature_K, config.seed)
-    if config.ensemble["kind"] != "nve" and atoms.get_kinetic_energy() <= 0:
-        raise ConfigError(f"ensemble {config.ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
+    if config.ensemble.kind != "nve" and atoms.get_kinetic_energy() <= 0:
+        raise ConfigError(f"ensemble {config.ensemble.kind}: the atoms start at rest; set initial_temperature_K > 0")
     atoms.calc = potential.as_calculator()
     dyn = _dynamics(atoms, config, potential, slow, arrays, state)
     try:

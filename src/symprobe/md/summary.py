@@ -13,8 +13,8 @@ def run_summary(config: MDConfig) -> str:
     """Lines on the run in ``config.output.directory`` (each replica's files when there are several)."""
     out = config.output.directory
     directories = [out] if config.replicas == 1 else [out / f"replica-{k}" for k in range(config.replicas)]
-    lines = [(f"md: {config.engine} engine, {config.ensemble['kind']}, time step {config.timestep_fs:g} fs, "
-              f"symmetrizer {config.symmetrizer['kind']}")]
+    lines = [(f"md: {config.engine} engine, {config.ensemble.kind}, time step {config.timestep_fs:g} fs, "
+              f"symmetrizer {config.symmetrizer.kind}")]
     for directory in directories:
         prefix = "" if config.replicas == 1 else f"{directory.name}: "
         lines.append(prefix + log_summary(directory, config.output.trajectory))

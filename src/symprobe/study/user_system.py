@@ -22,11 +22,14 @@ from symprobe.analysis import statistics
 from symprobe.files import atomic_write, write_json
 from symprobe.models.base import Model
 from symprobe.pages import CSS, table
+from symprobe.study.crystal import crystal_section, run_crystal
 from symprobe.study.molecule import molecule_section, run_molecule
 
 SCHEMA = "symprobe-user-study/1"
 KindRunner = Callable[..., dict[str, Any]]
-KINDS: dict[str, tuple[KindRunner, Callable[[dict[str, Any]], str]]] = {"molecule": (run_molecule, molecule_section)}
+KINDS: dict[str, tuple[KindRunner, Callable[[dict[str, Any]], str]]] = {"molecule": (run_molecule, molecule_section),
+                                                                        "crystal": (run_crystal, crystal_section)}
+PERIODIC_KINDS = ("bulk", "crystal")  # kinds whose structure must be periodic in three directions
 
 
 def unknown_elements(model: Model, systems: Mapping[str, Atoms]) -> str | None:
@@ -60,9 +63,12 @@ def check_kinds(kinds: Iterable[str]) -> None:
 
 
 def check_systems(model: Model, systems: Mapping[str, Atoms]) -> None:
-    """Raise ``ValueError`` (one line) for an unknown kind, an empty request or elements the model does not know (a model
-    that does not list its elements must evaluate each system once)."""
+    """Raise ``ValueError`` (one line) for an unknown kind, an empty request, a bulk or crystal without a cell, or elements
+    the model does not know (a model that does not list its elements must evaluate each system once)."""
     check_kinds(systems)
+    for kind, atoms in systems.items():
+        if kind in PERIODIC_KINDS and (not atoms.pbc.all() or atoms.cell.rank != 3):
+            raise ValueError(f"--{kind}: {atoms_formula(atoms)} is not periodic in three directions (a {kind} needs a cell)")
     problem = unknown_elements(model, systems)
     if problem:
         raise ValueError(problem)

@@ -22,7 +22,7 @@ errors are always computed in ``training.dtype``. Outputs in
 ``output_dir``: ``log.csv``, ``log.json`` (every epoch), ``learning_curve.png`` (at the end of each session),
 ``test_metrics.json``, ``train.log``.
 
-Modules: :mod:`.config` (the YAML schema, :class:`TrainConfig`), :mod:`.data` (samples, the split,
+Modules: :mod:`.config` (the YAML schema :class:`TrainConfigFile`, :class:`TrainConfig`), :mod:`.data` (samples, the split,
 augmentation, batches), :mod:`.baseline` (per-species reference energies), :mod:`.evaluation` (test errors,
 rotational errors, the rotation gradient), :mod:`.loop` (:func:`train`), :mod:`.stages` (pre-training then
 fine-tuning from one config: :func:`train_stages`), :mod:`.pretrain_data` (the q-TIP4P/F pre-training set of
@@ -32,13 +32,13 @@ fine-tuning from one config: :func:`train_stages`), :mod:`.pretrain_data` (the q
 from symprobe.checks import ConfigError
 from symprobe.training.baseline import fit_baseline, refit_baseline, refit_best, refit_offset
 from symprobe.training.bundling import bundle, model_card_markdown, training_stages
-from symprobe.training.config import DATA_KEYS, TOP_KEYS, TRAINING_KEYS, TrainConfig, device_for, load_config, make_config
+from symprobe.training.config import TrainConfig, TrainConfigFile, device_for, load_config, make_config
 from symprobe.training.data import Sample, load_samples, make_batch, module_device, random_o3, split_indices, training_split
 from symprobe.training.evaluation import evaluate, rotation_gradient, rotational_errors
 from symprobe.training.loop import block_prefixes, freeze_early_blocks, hardware, init_weights, plot_learning_curve, train
 from symprobe.training.stages import fine_tune_stage, pretrain_stage, train_stages
 
-__all__ = ["DATA_KEYS", "TOP_KEYS", "TRAINING_KEYS", "ConfigError", "Sample", "TrainConfig", "block_prefixes", "bundle", "device_for",
+__all__ = ["ConfigError", "Sample", "TrainConfig", "TrainConfigFile", "block_prefixes", "bundle", "device_for",
            "evaluate", "fine_tune_stage", "fit_baseline", "freeze_early_blocks", "hardware", "init_weights", "load_config",
            "load_samples", "make_batch", "make_config", "model_card_markdown", "module_device", "plot_learning_curve",
            "pretrain_stage", "random_o3", "refit_baseline", "refit_best", "refit_offset", "rotation_gradient", "rotational_errors",

@@ -27,70 +27,58 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from ase import Atoms
+from pydantic import Field, field_validator
 
-from symprobe.checks import (
-    ConfigError,
-    check_keys,
-    check_section,
-    number,
-    positive,
-    read_yaml,
-    text,
-)
+from symprobe.checks import ConfigError, Section, read_yaml, validate
 from symprobe.files import atomic_write, replacing, write_json
 
 SET_FILE = "pretrain.extxyz"
-_COUNT, _SEED = partial(number, integer=True, minimum=1), partial(number, integer=True, minimum=0)
-_FRACTION = partial(number, minimum=0, maximum=1)
+Positive = Annotated[float, Field(gt=0)]
 
 
-def _numbers(value: Any, key: str, check: Any) -> list[float]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{key} must be a non-empty list, got {value!r}")
-    return [check(v, f"{key}[]") for v in value]
+class PretrainDataFile(Section):
+    """A pre-training data config file (YAML): the run's name and output directory, and how the set is made."""
 
+    name: str | None = Field(None, min_length=1, description="the set's name (default: the config file's stem)")
+    output_dir: str | None = Field(None, min_length=1, description="where the set goes, relative to the current directory "
+                                   "(default: runs/NAME)")
+    seed: int = Field(0, ge=0, description="seed of the lattices, momenta, thermostats and deformations")
+    molecules_per_side: int = Field(4, ge=2, description="molecules along each box edge (N³ molecules per box)")
+    temperatures_K: list[Positive] = Field([250.0, 300.0, 350.0, 400.0], min_length=1,
+                                           description="temperatures (K); one box per (temperature, density)")
+    densities_g_cm3: list[Positive] = Field([0.9, 1.0, 1.1], min_length=1, description="densities of the boxes (g/cm³)")
+    timestep_fs: float = Field(0.5, gt=0, description="MD time step (fs)")
+    thermostat_tau_fs: float = Field(10.0, gt=0, description="time constant of the Bussi thermostat (fs)")
+    equilibration_steps: int = Field(2000, ge=0, description="MD steps before the first kept frame")
+    frame_stride_steps: int = Field(20, ge=1, description="MD steps between kept frames")
+    frames_per_chunk: int = Field(40, ge=1, description="frames of each box in one chunk")
+    chunks: int = Field(16, ge=1, description="chunks (raise it to extend a finished set)")
+    strained_fraction: float = Field(0.2, ge=0, le=1, description="share of MD frames also written under a random "
+                                     "symmetric strain")
+    max_strain: float = Field(0.04, ge=0, lt=0.5, description="strain components uniform in ± this")
+    compressed_fraction: float = Field(0.1, ge=0, le=1, description="share of MD frames also written compressed")
+    compression: list[float] = Field([0.95, 0.99], description="[low, high]: the isotropic length factor of a compressed "
+                                     "frame, uniform in this range (0 < low ≤ high ≤ 1; density × 1/factor³)")
 
-def _range(value: Any, key: str) -> list[float]:
-    low, high = _numbers(value, key, partial(number, above=0, maximum=1)) if isinstance(value, list) and len(value) == 2 else (None, None)
-    if low is None or low > high:
-        raise ConfigError(f"{key} must be [low, high] with 0 < low ≤ high ≤ 1, got {value!r}")
-    return [low, high]
-
-
-GENERATION_KEYS = {
-    "seed": 0,
-    "molecules_per_side": 4,
-    "temperatures_K": [250.0, 300.0, 350.0, 400.0],
-    "densities_g_cm3": [0.9, 1.0, 1.1],
-    "timestep_fs": 0.5,
-    "thermostat_tau_fs": 10.0,
-    "equilibration_steps": 2000,
-    "frame_stride_steps": 20,
-    "frames_per_chunk": 40,
-    "chunks": 16,
-    "strained_fraction": 0.2,
-    "max_strain": 0.04,
-    "compressed_fraction": 0.1,
-    "compression": [0.95, 0.99],
-}
-_CHECKS = {
-    "seed": _SEED, "molecules_per_side": partial(number, integer=True, minimum=2), "timestep_fs": positive,
-    "temperatures_K": partial(_numbers, check=positive), "densities_g_cm3": partial(_numbers, check=positive),
-    "thermostat_tau_fs": positive, "equilibration_steps": _SEED, "frame_stride_steps": _COUNT, "frames_per_chunk": _COUNT,
-    "chunks": _COUNT, "strained_fraction": _FRACTION, "max_strain": partial(number, minimum=0, below=0.5),
-    "compressed_fraction": _FRACTION, "compression": _range,
-}
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _length_range(cls, value: Any) -> list[float]:
+        numbers = isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not numbers or not 0 < value[0] <= value[1] <= 1:
+            raise ConfigError(f"compression must be [low, high] with 0 < low ≤ high ≤ 1, got {value!r}")
+        return [float(v) for v in value]
 
 
 @dataclass
 class PretrainDataConfig:
-    """A checked pre-training data config: ``generation`` holds every key of :data:`GENERATION_KEYS`."""
+    """A checked pre-training data config: ``generation`` holds every key of :class:`PretrainDataFile` but the
+    name and output directory."""
 
     name: str
     output_dir: Path
@@ -107,17 +95,10 @@ def load_pretrain_data_config(path: str | Path) -> PretrainDataConfig:
     """Read and check a YAML pre-training data config (:class:`ConfigError` naming the file and key);
     a relative ``output_dir`` is taken from the current directory."""
     path = Path(path)
-    raw = read_yaml(path) or {}
-    try:
-        if not isinstance(raw, dict):
-            raise ConfigError(f"the config must be a mapping, got {raw!r}")
-        check_keys(raw, {"name", "output_dir", *GENERATION_KEYS}, "config")
-        generation = check_section({k: v for k, v in raw.items() if k in GENERATION_KEYS}, _CHECKS, GENERATION_KEYS, "config")
-        name = text(raw.get("name", path.stem), "name")
-        output = Path(text(raw.get("output_dir", str(Path("runs") / name)), "output_dir"))
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    return PretrainDataConfig(name, output, generation)
+    checked = validate(PretrainDataFile, read_yaml(path) or {}, str(path), prefixed=True)
+    generation = checked.model_dump(exclude={"name", "output_dir"})
+    name = checked.name or path.stem
+    return PretrainDataConfig(name, Path(checked.output_dir or Path("runs") / name), generation)
 
 
 def _chunk_seed(seed: int, box: int, chunk: int) -> int:

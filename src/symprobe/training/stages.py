@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from symprobe.training.config import TRAINING_KEYS, TrainConfig
+from symprobe.training.config import FINE_TUNE_ONLY, TrainConfig, TrainingSection
 from symprobe.training.loop import train
 
 PRETRAIN_DIR = "pretrain"
@@ -29,7 +29,7 @@ def pretrain_stage(config: TrainConfig) -> TrainConfig:
     """The pretrain stage of a config with a ``pretrain`` section (``output_dir/pretrain``)."""
     if config.pretrain is None:
         raise ValueError(f"{config.name}: the config has no pretrain section")
-    fine_tune_only = {key: TRAINING_KEYS[key] for key in ("init_from", "freeze_blocks", "energy_reference")}
+    fine_tune_only = {key: TrainingSection.model_fields[key].default for key in FINE_TUNE_ONLY}
     return TrainConfig(name=f"{config.name}-{PRETRAIN_DIR}", output_dir=Path(config.output_dir) / PRETRAIN_DIR,
                        data=config.pretrain["data"], model={**config.model, **config.pretrain["model"]},
                        training={**config.training, **fine_tune_only, **config.pretrain["training"]}, source=config.source)
