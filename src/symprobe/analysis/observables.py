@@ -1,4 +1,4 @@
-"""Observables of water trajectories: pure functions of positions, velocities, forces and energies.
+"""Observables of trajectories (water and any bulk system): pure functions of positions, velocities, forces and energies.
 
 Units (see docs/conventions.md, section "Observables"): lengths Å, time fs, masses amu, energies eV,
 angular momentum amu·Å²/fs (× ``EV_FS_PER_AMU_A2_PER_FS`` gives eV·fs), diffusion Å²/ps and cm²/s,
@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 from ase import Atoms, units
-from ase.data import atomic_numbers
+from ase.data import atomic_numbers, chemical_symbols
 from scipy import stats
 from scipy.spatial import cKDTree
 
@@ -62,7 +62,7 @@ def trajectory_arrays(frames: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray |
     return positions, cells
 
 
-def _half_width(atoms: Atoms) -> float:
+def half_cell_width(atoms: Atoms) -> float:
     """Half the smallest perpendicular width of the cell, Å (largest distance minimum image can resolve)."""
     cell = atoms.cell.array
     volume = abs(np.linalg.det(cell))
@@ -173,6 +173,95 @@ def dipole_directions(positions: np.ndarray, triples: np.ndarray, cell: np.ndarr
     return bisector / norm
 
 
+class BondedMolecules(NamedTuple):
+    """Molecules of one structure from bonded connectivity: ``members`` (one sorted index array per molecule of two or
+    more atoms), and the numbers of ``single_atoms`` (bonded to none) and of ``extended`` components (bonded networks
+    that join themselves through the periodic boundaries: chains, layers, solids)."""
+
+    members: list[np.ndarray]
+    single_atoms: int
+    extended: int
+
+
+def bonded_molecules(atoms: Atoms, scale: float = 1.2) -> BondedMolecules:
+    """The finite molecules of ``atoms``: atoms closer than ``scale`` × the sum of their covalent radii (ASE's
+    ``natural_cutoffs``) are bonded; a connected component is a molecule unless following its bonds (minimum image
+    through the periodic boundaries) leads back to one of its atoms displaced by a lattice vector."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    i, j, d = neighbor_list("ijD", atoms, natural_cutoffs(atoms, mult=scale))
+    n = len(atoms)
+    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    bonds: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n)]
+    for a, b, vector in zip(i, j, d):
+        bonds[a].append((int(b), vector))
+    members, single, extended = [], 0, 0
+    for label in np.unique(labels):
+        component = np.flatnonzero(labels == label)
+        if len(component) == 1:
+            single += 1
+        elif _closes_through_boundary(bonds, int(component[0])):
+            extended += 1
+        else:
+            members.append(component)
+    return BondedMolecules(members, single, extended)
+
+
+def _closes_through_boundary(bonds: list[list[tuple[int, np.ndarray]]], start: int) -> bool:
+    """Whether walking the bonds (i → j with bond vector D, Å) from ``start`` reaches an atom at two places."""
+    place = {start: np.zeros(3)}
+    stack = [start]
+    while stack:
+        a = stack.pop()
+        for b, vector in bonds[a]:
+            position = place[a] + vector
+            if b not in place:
+                place[b] = position
+                stack.append(b)
+            elif np.linalg.norm(place[b] - position) > 1e-6:
+                return True
+    return False
+
+
+def molecular_axes(positions: np.ndarray, molecules: Sequence[np.ndarray], masses: np.ndarray,
+                   cell: np.ndarray | None = None, min_balance: float = 0.2) -> np.ndarray:
+    """Unit vectors (..., n_molecules, 3) of each molecule's axis: from its anchor (the heaviest atom, the first of
+    equals) to its centre of mass, or, where the other atoms nearly balance around the anchor in the first frame
+    (|Σ m_i r_i| < ``min_balance`` Σ m_i |r_i| about the anchor: a symmetric top such as CH4), from the anchor to the
+    molecule's first other atom. For water this is the dipole direction (the centre of mass lies on the H–O–H
+    bisector). ``positions`` (..., n_atoms, 3) Å, ``masses`` (n_atoms,) amu; atoms are taken at their minimum image
+    from the anchor (molecules under half a cell wide)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    masses = np.asarray(masses, dtype=np.float64)
+    if len(molecules) == 0:
+        raise ValueError("no molecules given")
+    axes = []
+    for members in molecules:
+        members = np.asarray(members, dtype=int)
+        if len(members) < 2:
+            raise ValueError(f"molecule {members.tolist()} has fewer than two atoms, so it has no axis")
+        anchor = members[np.argmax(masses[members])]
+        relative = minimum_image(positions[..., members, :] - positions[..., anchor, None, :], cell)
+        vector = np.einsum("...ik,i->...k", relative, masses[members])  # parallel to anchor → centre of mass
+        first = relative.reshape(-1, len(members), 3)[0]
+        if np.linalg.norm(vector.reshape(-1, 3)[0]) < min_balance * np.sum(masses[members] * np.linalg.norm(first, axis=1)):
+            vector = relative[..., int(np.flatnonzero(members != anchor)[0]), :]
+        axes.append(vector / np.linalg.norm(vector, axis=-1, keepdims=True))
+    return np.stack(axes, axis=-2)
+
+
+def species_pairs(atoms: Atoms) -> list[tuple[str, str]]:
+    """Every pair of chemical species of ``atoms`` whose partial g(r) is defined (a like pair needs two atoms), in
+    order of atomic number."""
+    numbers, counts = np.unique(atoms.numbers, return_counts=True)
+    symbols = [chemical_symbols[z] for z in numbers]
+    return [(symbols[a], symbols[b]) for a in range(len(symbols)) for b in range(a, len(symbols)) if a != b or counts[a] >= 2]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Radial distribution functions
 
@@ -228,8 +317,8 @@ def radial_distributions(
         label = structure_label(atoms, k)
         if not atoms.pbc.all():
             raise ValueError(f"{label}: g(r) needs a periodic cell (ideal-gas normalisation uses its volume)")
-        if r_max > _half_width(atoms) + 1e-9:
-            raise ValueError(f"{label}: r_max = {r_max} Å exceeds half the smallest cell width ({_half_width(atoms):.3f} Å)")
+        if r_max > half_cell_width(atoms) + 1e-9:
+            raise ValueError(f"{label}: r_max = {r_max} Å exceeds half the smallest cell width ({half_cell_width(atoms):.3f} Å)")
         numbers = atoms.numbers
         volume = atoms.get_volume()
         i, j, d = _pairs(atoms, r_max, "ijd")
@@ -351,7 +440,7 @@ def dipole_correlations(frames: Sequence[Atoms], r_max: float = 8.0, bin_width: 
     shape = (len(frames), n_bins)
     longitudinal, transverse, counts = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     for k, atoms in enumerate(frames):
-        if atoms.pbc.all() and r_max > _half_width(atoms) + 1e-9:
+        if atoms.pbc.all() and r_max > half_cell_width(atoms) + 1e-9:
             raise ValueError(f"{structure_label(atoms, k)}: r_max = {r_max} Å exceeds half the smallest cell width")
         triples = water_molecules(atoms, max_oh).triples
         if len(triples) < 2:

@@ -53,7 +53,7 @@ def liquid_observables(frames: Sequence[Atoms], log: dict[str, np.ndarray], fram
     D from the diffusive window of the MSD (else the MSD at the longest lag), the c_uu decay time when c_uu
     falls below 1/e, and the dipole orientation map's test only when the molecules have reoriented."""
     out, u = replica_observables(frames, log, frame_dt_fs, n_blocks)
-    out.update(_dipole_orientations(u, out["c_uu_decay_fs"]))
+    out.update(orientation_statistics(u, out["c_uu_decay_fs"]))
     return out
 
 
@@ -95,25 +95,48 @@ def combine_replicas(replicas: Sequence[dict[str, Any]], directions: Sequence[np
     out: dict[str, Any] = {"n_replicas": n, "n_frames": sum(r["n_frames"] for r in replicas), "n_blocks": n,
                            "frame_dt_fs": first["frame_dt_fs"], "errors_from": "replicas",
                            "n_molecules": sum(r["n_molecules"] for r in replicas)}
-    for name in (*CURVES, "msd_O", "c_uu"):
-        length = min(len(r[name]["x"]) for r in replicas)
-        values = np.array([r[name]["y"][:length] for r in replicas])
-        mean, error = statistics.blocks_mean_and_error(values)
-        out[name] = curve(first[name]["x"][:length], mean, error, first[name]["x_unit"], first[name]["y_unit"], blocks=values)
-    for name in ("c_uu_last", "temperature", "drift_per_500ps", "diffusion", "c_uu_at_paper_lag"):
-        values = [r[name] for r in replicas]
-        out[name] = (None if any(v is None for v in values) else
-                     scalar(*statistics.mean_and_error([v["value"] for v in values]), first[name]["unit"]))
+    out.update(combine_curves(replicas, (*CURVES, "msd_O", "c_uu")))
+    out.update(combine_scalars(replicas, ("c_uu_last", "temperature", "drift_per_500ps", "diffusion", "c_uu_at_paper_lag")))
     out["c_uu_last_lag_fs"] = first["c_uu_last_lag_fs"]
-    window = observables.diffusive_window(out["msd_O"]["x"], out["msd_O"]["y"])
-    out["diffusion_regime"] = {"reached": out["diffusion"] is not None, "fit_window_fs": None if window is None else list(window),
-                               "per_replica_windows_fs": [r["diffusion_regime"]["fit_window_fs"] for r in replicas],
-                               "longest_lag_fs": float(out["msd_O"]["x"][-1]), "msd_at_longest_lag_A2": float(out["msd_O"]["y"][-1])}
+    out["diffusion_regime"] = combined_regime(out["msd_O"], out["diffusion"], [r["diffusion_regime"] for r in replicas])
     out["c_uu_decay_fs"] = observables.decay_time(out["c_uu"]["x"], out["c_uu"]["y"])
     out["conserved"] = first["conserved"]
     length = min(len(u) for u in directions)
-    out.update(_dipole_orientations(np.concatenate([u[:length] for u in directions], axis=1), out["c_uu_decay_fs"]))
+    out.update(orientation_statistics(np.concatenate([u[:length] for u in directions], axis=1), out["c_uu_decay_fs"]))
     return out
+
+
+def combine_curves(replicas: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Each named curve of R ≥ 2 replicas as their mean with the standard error of their scatter, on the lags
+    they share (the replica curves kept as ``blocks``)."""
+    out = {}
+    for name in names:
+        length = min(len(r[name]["x"]) for r in replicas)
+        values = np.array([r[name]["y"][:length] for r in replicas])
+        mean, error = statistics.blocks_mean_and_error(values)
+        first = replicas[0][name]
+        out[name] = curve(first["x"][:length], mean, error, first["x_unit"], first["y_unit"], blocks=values)
+    return out
+
+
+def combine_scalars(replicas: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Each named scalar of R ≥ 2 replicas as their mean with the standard error of their scatter (None when a
+    replica has none, e.g. D outside the diffusive regime)."""
+    out = {}
+    for name in names:
+        values = [r[name] for r in replicas]
+        out[name] = (None if any(v is None for v in values) else
+                     scalar(*statistics.mean_and_error([v["value"] for v in values]), values[0]["unit"]))
+    return out
+
+
+def combined_regime(msd: dict[str, Any], diffusion: dict[str, Any] | None, per_replica: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The diffusive regime of replicas combined: the window of their mean ``msd`` curve (fs), each replica's
+    window, and the MSD at the longest lag (Å²); reached when every replica gave D."""
+    window = observables.diffusive_window(msd["x"], msd["y"])
+    return {"reached": diffusion is not None, "fit_window_fs": None if window is None else list(window),
+            "per_replica_windows_fs": [r["fit_window_fs"] for r in per_replica],
+            "longest_lag_fs": float(msd["x"][-1]), "msd_at_longest_lag_A2": float(msd["y"][-1])}
 
 
 def blocked_curve(x: np.ndarray, per_frame: np.ndarray, n_blocks: int, x_unit: str, y_unit: str,
@@ -127,38 +150,61 @@ def blocked_curve(x: np.ndarray, per_frame: np.ndarray, n_blocks: int, x_unit: s
 def _dynamics(oxygen_positions: np.ndarray, cell: np.ndarray, u: np.ndarray, frame_dt_fs: float) -> dict[str, Any]:
     """MSD and D (only in the diffusive regime), c_uu(t), its 1/e decay time (only when covered) and c_uu at
     the paper's lag of 2000 fs (only when reached); errors over two halves of the run."""
-    duration = frame_dt_fs * (len(u) - 1)
-    segments = 2 if len(u) >= 20 else 1
-    max_lag = max(2, int(0.4 * duration / segments / frame_dt_fs))
-    oxygen = observables.unwrap_positions(oxygen_positions, cell)
-    msd = observables.mean_squared_displacement(oxygen, frame_dt_fs, max_lag, n_segments=segments)
-    out: dict[str, Any] = {"msd_O": curve(msd.lags, msd.mean, msd.error, "fs", "Å²")}
-    window = observables.diffusive_window(msd.lags, msd.mean)
-    out["diffusion_regime"] = {"reached": window is not None, "fit_window_fs": None if window is None else list(window),
-                               "longest_lag_fs": float(msd.lags[-1]), "msd_at_longest_lag_A2": float(msd.mean[-1])}
-    out["diffusion"] = None
-    if window is not None:
-        diffusion = observables.diffusion_coefficient(oxygen, frame_dt_fs, *window, n_segments=segments)
-        out["diffusion"] = scalar(diffusion.cm2_per_s.mean * 1e5, diffusion.cm2_per_s.error * 1e5 if segments > 1 else None,
-                                  "1e-5 cm²/s")
-    cuu = observables.orientational_autocorrelation(u, frame_dt_fs, max_lag, n_segments=segments)
-    out["c_uu"] = curve(cuu.lags, cuu.mean, cuu.error, "fs", "dimensionless")
-    out["c_uu_last"] = scalar(float(cuu.mean[-1]), float(cuu.error[-1]) if segments > 1 else None, "dimensionless")
-    out["c_uu_last_lag_fs"] = float(cuu.lags[-1])
-    out["c_uu_decay_fs"] = observables.decay_time(cuu.lags, cuu.mean)
-    reached = cuu.lags[-1] >= PAPER_C_UU_LAG_FS
-    out["c_uu_at_paper_lag"] = (scalar(float(np.interp(PAPER_C_UU_LAG_FS, cuu.lags, cuu.mean)), None, "dimensionless")
+    segments, max_lag = correlation_lags(len(u), frame_dt_fs)
+    msd = msd_observables(oxygen_positions, cell, frame_dt_fs, max_lag, segments)
+    out: dict[str, Any] = {"msd_O": msd["msd"], "diffusion_regime": msd["diffusion_regime"], "diffusion": msd["diffusion"]}
+    out.update(orientation_correlation(u, frame_dt_fs, max_lag, segments))
+    cuu = out["c_uu"]
+    reached = cuu["x"][-1] >= PAPER_C_UU_LAG_FS
+    out["c_uu_at_paper_lag"] = (scalar(float(np.interp(PAPER_C_UU_LAG_FS, cuu["x"], cuu["y"])), None, "dimensionless")
                                 if reached else None)
     return out
+
+
+def correlation_lags(n_frames: int, frame_dt_fs: float) -> tuple[int, int]:
+    """(segments, longest lag in frames) of a run's time correlations: two halves from 20 frames on (their
+    scatter gives the errors), lags up to 40 % of a segment."""
+    duration = frame_dt_fs * (n_frames - 1)
+    segments = 2 if n_frames >= 20 else 1
+    return segments, max(2, int(0.4 * duration / segments / frame_dt_fs))
+
+
+def msd_observables(positions: np.ndarray, cell: np.ndarray, frame_dt_fs: float, max_lag: int, segments: int) -> dict[str, Any]:
+    """The MSD (Å²) of wrapped ``positions`` (n_frames, n_atoms, 3) Å in a fixed ``cell``, its regime (the diffusive
+    window, or the MSD at the longest lag when the run does not reach it) and D (1e-5 cm²/s, only in that window);
+    errors over ``segments`` consecutive pieces of the run."""
+    unwrapped = observables.unwrap_positions(positions, cell)
+    msd = observables.mean_squared_displacement(unwrapped, frame_dt_fs, max_lag, n_segments=segments)
+    window = observables.diffusive_window(msd.lags, msd.mean)
+    out: dict[str, Any] = {"msd": curve(msd.lags, msd.mean, msd.error, "fs", "Å²"),
+                           "diffusion_regime": {"reached": window is not None, "fit_window_fs": None if window is None else list(window),
+                                                "longest_lag_fs": float(msd.lags[-1]), "msd_at_longest_lag_A2": float(msd.mean[-1])},
+                           "diffusion": None}
+    if window is not None:
+        diffusion = observables.diffusion_coefficient(unwrapped, frame_dt_fs, *window, n_segments=segments)
+        out["diffusion"] = scalar(diffusion.cm2_per_s.mean * 1e5, diffusion.cm2_per_s.error * 1e5 if segments > 1 else None,
+                                  "1e-5 cm²/s")
+    return out
+
+
+def orientation_correlation(u: np.ndarray, frame_dt_fs: float, max_lag: int, segments: int) -> dict[str, Any]:
+    """c_uu(t) of unit vectors (n_frames, n_molecules, 3), its value at the longest lag and its 1/e decay time (fs,
+    None when the run does not cover it); errors over ``segments`` consecutive pieces of the run."""
+    cuu = observables.orientational_autocorrelation(u, frame_dt_fs, max_lag, n_segments=segments)
+    return {"c_uu": curve(cuu.lags, cuu.mean, cuu.error, "fs", "dimensionless"),
+            "c_uu_last": scalar(float(cuu.mean[-1]), float(cuu.error[-1]) if segments > 1 else None, "dimensionless"),
+            "c_uu_last_lag_fs": float(cuu.lags[-1]), "c_uu_decay_fs": observables.decay_time(cuu.lags, cuu.mean)}
 
 
 PAPER_C_UU_LAG_FS = 2000.0  # the lag at which the paper quotes c_uu
 
 
-def _dipole_orientations(u: np.ndarray, decay_fs: float | None) -> dict[str, Any]:
-    """The dipole orientation map and its low-order bias. The flatness test treats each molecule's time average
-    as one independent sample, which holds only once molecules have reoriented (c_uu below 1/e within the run);
-    otherwise the map reflects the starting orientations and the test is not made."""
+def orientation_statistics(u: np.ndarray, decay_fs: float | None, prefix: str = "dipole") -> dict[str, Any]:
+    """The orientation map of the molecules' unit vectors ``u`` (n_frames, n_molecules, 3) and its low-order bias, under
+    ``PREFIX_map_max_deviation``, ``PREFIX_map_noise`` (kT) and ``PREFIX_bias``. The flatness test treats each
+    molecule's time average as one independent sample, which holds only once molecules have reoriented (c_uu below
+    1/e within the run, ``decay_fs`` not None); otherwise the map reflects the starting orientations and the test is
+    not made."""
     from symprobe.study.gas import harmonic_orientation_bias
 
     omap = observables.orientational_free_energy(u.reshape(-1, 3), bandwidth=0.1 if u.shape[0] * u.shape[1] > 50000 else 0.3,
@@ -170,8 +216,8 @@ def _dipole_orientations(u: np.ndarray, decay_fs: float | None) -> dict[str, Any
                                              "the map reflects the starting orientations; it cannot tell whether the map is flat")
     if not testable:
         bias["significant"] = None
-    return {"dipole_map_max_deviation": scalar(min(omap.max_deviation, 10.0), None, "kT"),
-            "dipole_map_noise": scalar(omap.noise, None, "kT (independent samples)"), "dipole_bias": bias}
+    return {f"{prefix}_map_max_deviation": scalar(min(omap.max_deviation, 10.0), None, "kT"),
+            f"{prefix}_map_noise": scalar(omap.noise, None, "kT (independent samples)"), f"{prefix}_bias": bias}
 
 
 def liquid_runs(
@@ -197,7 +243,7 @@ def liquid_runs(
     runs = run_groups(model, groups, directory, settings, runner, progress)
     results["wall_s"] = time.perf_counter() - begin
     for variant, boxes in starts.items():
-        analysed = [_analysed_run(runs[f"{variant}/{k}"], equilibration_steps, trajectory_stride) for k in range(len(boxes))]
+        analysed = [analysed_run(runs[f"{variant}/{k}"], equilibration_steps, trajectory_stride) for k in range(len(boxes))]
         if len(analysed) == 1:
             results["variants"][variant] = liquid_observables(*analysed[0], n_blocks)
         else:
@@ -206,16 +252,17 @@ def liquid_runs(
     return results
 
 
-def _analysed_run(directory: Path, equilibration_steps: int, trajectory_stride: int) -> tuple[list[Atoms], dict[str, np.ndarray], float]:
-    """(frames, log, frame interval fs) of one run after its first ``equilibration_steps`` steps of 0.5 fs."""
+def analysed_run(directory: Path, equilibration_steps: int, trajectory_stride: int,
+                 timestep_fs: float = 0.5) -> tuple[list[Atoms], dict[str, np.ndarray], float]:
+    """(frames, log, frame interval fs) of one run after its first ``equilibration_steps`` steps of ``timestep_fs``."""
     from symprobe.md import read_log
 
     frames = read_trajectory(directory)
     times = np.array([float(f.info["time_fs"]) for f in frames])
-    kept = [f for f, t in zip(frames, times) if t >= equilibration_steps * 0.5]
+    kept = [f for f, t in zip(frames, times) if t >= equilibration_steps * timestep_fs]
     log = read_log(directory)
-    mask = log["time_fs"] >= equilibration_steps * 0.5
-    frame_dt = float(np.median(np.diff(times))) if len(times) > 1 else 0.5 * trajectory_stride
+    mask = log["time_fs"] >= equilibration_steps * timestep_fs
+    frame_dt = float(np.median(np.diff(times))) if len(times) > 1 else timestep_fs * trajectory_stride
     return kept, {key: value[mask] for key, value in log.items()}, frame_dt
 
 
@@ -260,11 +307,13 @@ def compare_scalars(a: dict[str, Any] | None, b: dict[str, Any] | None, margin: 
             "verdict": f"{test['verdict']}; {equivalence['verdict']}"}
 
 
-def compare_variants(results: dict[str, Any], reference: str = "raw") -> dict[str, Any]:
-    """Each variant against ``reference`` (95 % confidence): g_OO, g_OH, g_HH, c_L, c_T (:func:`compare_curves`),
-    D (when both runs reach the diffusive regime), c_uu at the last lag and the dipole orientation bias, each with
-    an equivalence test within :data:`MARGINS`. With :data:`~symprobe.study.variants.REPEAT` among the variants,
-    its comparison is the null calibration (``calibration``); when that fails, the other verdicts are withheld."""
+def compare_variants(results: dict[str, Any], reference: str = "raw", margins: Mapping[str, float] = MARGINS) -> dict[str, Any]:
+    """Each variant against ``reference`` (95 % confidence) in every observable named in ``margins`` (water's: g_OO,
+    g_OH, g_HH, c_L, c_T, D when both runs reach the diffusive regime, c_uu at the last lag and the dipole orientation
+    bias), each with an equivalence test within its margin: curves by :func:`compare_curves`, scalars (and an
+    orientation bias's ``bias_kT``) by :func:`compare_scalars`; an observable a run lacks (None) is left out. With
+    :data:`~symprobe.study.variants.REPEAT` among the variants, its comparison is the null calibration
+    (``calibration``); when that fails, the other verdicts are withheld."""
     verdicts: dict[str, Any] = {}
     base = results["variants"].get(reference)
     if base is None:
@@ -272,16 +321,21 @@ def compare_variants(results: dict[str, Any], reference: str = "raw") -> dict[st
     for variant, data in results["variants"].items():
         if variant == reference:
             continue
-        row: dict[str, Any] = {name: compare_curves(base[name], data[name], MARGINS[name]) for name in CURVES
-                               if name in base and name in data and len(base[name]["x"]) >= 2}
         dof = max(1, min(base["n_blocks"], data["n_blocks"]) - 1)  # replicas, or the two halves of one run
-        for name in ("diffusion", "c_uu_last"):
-            test = compare_scalars(base[name], data[name], MARGINS[name], dof=dof if base.get("errors_from") == "replicas" else 1)
+        row: dict[str, Any] = {}
+        for name, margin in margins.items():
+            a, b = base.get(name), data.get(name)
+            if a is None or b is None:
+                continue
+            if "x" in a:
+                if len(a["x"]) >= 2:
+                    row[name] = compare_curves(a, b, margin)
+                continue
+            bias = "bias_kT" in a  # an orientation bias: errors from molecules, Gaussian
+            test = compare_scalars(a["bias_kT"] if bias else a, b["bias_kT"] if bias else b, margin,
+                                   dof=None if bias else dof if base.get("errors_from") == "replicas" else 1)
             if test is not None:
                 row[name] = test
-        test = compare_scalars(base["dipole_bias"]["bias_kT"], data["dipole_bias"]["bias_kT"], MARGINS["dipole_bias"])
-        if test is not None:
-            row["dipole_bias"] = test
         verdicts[variant] = row
     calibration = _null_calibration(verdicts[REPEAT], base, results["variants"][REPEAT]) if verdicts.get(REPEAT) else None
     return {"verdicts": verdicts, "calibration": calibration,
