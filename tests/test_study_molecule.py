@@ -123,7 +123,7 @@ def test_results_and_report_are_written_and_a_rerun_loads_them(cof2_study):
 
 @pytest.mark.parametrize("extra, message", [
     (["--model", "builtin:water-pet"], "does not know the elements C, F in the molecule CF2O (it covers H, O)"),
-    (["--bulk", "cof2.xyz"], "--bulk: not available in this version"),
+    (["--bulk", "cof2.xyz"], "--bulk: CF2O is not periodic in three directions"),
     (["--crystal", "cof2.xyz"], "--crystal: CF2O is not periodic in three directions"),
     (["--model", "ase.calculators.emt:EMT"], "cannot evaluate the molecule CF2O"),
     (["--plan"], "--plan goes with the water study"),

@@ -467,13 +467,13 @@ def _panels(n: int):
 
 def rdf_figure(bulk: dict[str, Any]):
     """Figure: g(r) of every species pair (r in Å), one panel each, every set with its error band."""
-    from symprobe.study.report import COLOURS, _band
+    from symprobe.study.report import COLOURS, curve_band
 
     names = [name for name in bulk["variants"]["raw"] if name.startswith("g_")]
     fig, axes = _panels(len(names))
     for ax, name in zip(axes, names):
         for variant, data in bulk["variants"].items():
-            _band(ax, data[name], variant, COLOURS.get(variant))
+            curve_band(ax, data[name], variant, COLOURS.get(variant))
         ax.set(xlabel="r (Å)", ylabel="g(r)", title=name.replace("_", " "))
         ax.legend(fontsize=7)
     return fig
@@ -482,7 +482,7 @@ def rdf_figure(bulk: dict[str, Any]):
 def dynamics_figure(bulk: dict[str, Any]):
     """Figure: the MSD (Å²) of every species against t (ps), and c_uu(t) of the molecular axes where there are
     molecules, every set with its error band."""
-    from symprobe.study.report import COLOURS, _band
+    from symprobe.study.report import COLOURS, curve_band
 
     raw = bulk["variants"]["raw"]
     species = list(raw["diffusion_regime"])
@@ -490,13 +490,13 @@ def dynamics_figure(bulk: dict[str, Any]):
     fig, axes = _panels(panels)
     for ax, s in zip(axes, species):
         for variant, data in bulk["variants"].items():
-            _band(ax, data[f"msd_{s}"], variant, COLOURS.get(variant), 1e-3)
+            curve_band(ax, data[f"msd_{s}"], variant, COLOURS.get(variant), 1e-3)
         ax.set(xlabel="t (ps)", ylabel="MSD (Å²)", title=f"{s} mean-squared displacement")
         ax.legend(fontsize=7)
     if "c_uu" in raw:
         ax = axes[panels - 1]
         for variant, data in bulk["variants"].items():
-            _band(ax, data["c_uu"], variant, COLOURS.get(variant), 1e-3)
+            curve_band(ax, data["c_uu"], variant, COLOURS.get(variant), 1e-3)
         ax.set(xlabel="t (ps)", ylabel="c_uu(t)", title="molecular-axis autocorrelation")
         ax.legend(fontsize=7)
     return fig
@@ -505,11 +505,11 @@ def dynamics_figure(bulk: dict[str, Any]):
 def density_figure(npt: dict[str, Any]):
     """Figure: the density (g/cm³) under NPT of every set against t (ps), mean over replicas with its error band."""
     from symprobe.pages import pyplot
-    from symprobe.study.report import COLOURS, _band
+    from symprobe.study.report import COLOURS, curve_band
 
     fig, ax = pyplot().subplots(figsize=(6, 3.4))
     for variant, data in npt["variants"].items():
-        _band(ax, data["density_curve"], variant, COLOURS.get(variant), 1e-3)
+        curve_band(ax, data["density_curve"], variant, COLOURS.get(variant), 1e-3)
     ax.set(xlabel="t (ps)", ylabel="density (g/cm³)", title="density under NPT")
     ax.legend(fontsize=7)
     return fig

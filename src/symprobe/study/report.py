@@ -22,7 +22,8 @@ TABLES = ("findings", "calibration", "rotational_errors", "torque", "orientation
 COLOURS = {"raw": "#c0392b", "averaged": "#2471a3", "random": "#7d8c8d", "mts": "#27ae60", "raw-repeat": "#e59866"}
 
 
-def _band(ax, c: dict[str, Any], label: str, colour: str | None = None, scale: float = 1.0) -> None:
+def curve_band(ax, c: dict[str, Any], label: str, colour: str | None = None, scale: float = 1.0) -> None:
+    """Draw curve ``c`` (its ``x``, ``y`` and ``error``) on ``ax`` as a line with a ±1σ band; x scaled by ``scale``."""
     x, y, e = (np.asarray(c[k], dtype=float) for k in ("x", "y", "error"))
     line, = ax.plot(x * scale, y, label=label, color=colour, lw=1.2)
     if np.any(e > 0):
@@ -55,7 +56,7 @@ def fig_gas_angular_momentum(r: dict[str, Any]):
     for variant, data in variants.items():
         c = data["L_magnitude_molecule0"]
         axes[1].plot(np.array(c["x"]) / 1000, c["y"], label=variant, color=COLOURS.get(variant))
-        _band(axes[2], data["L_change"], variant, COLOURS.get(variant), 1e-3)
+        curve_band(axes[2], data["L_change"], variant, COLOURS.get(variant), 1e-3)
     axes[1].set(xlabel="time (ps)", ylabel="|L| (eV·fs)", title="molecule 0: |L|")
     axes[2].set(xlabel="time (ps)", ylabel="|L(t) − L(0)| (eV·fs)", yscale="symlog", title="mean over molecules ± s.e.")
     axes[2].set_yscale("symlog", linthresh=1e-4)
@@ -122,7 +123,7 @@ def fig_liquid_rdf(r: dict[str, Any]):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for ax, name in zip(axes, ("g_OO", "g_OH", "g_HH")):
         for variant, data in r["experiments"]["liquid"]["variants"].items():
-            _band(ax, data[name], variant, COLOURS.get(variant))
+            curve_band(ax, data[name], variant, COLOURS.get(variant))
         ax.set(xlabel="r (Å)", ylabel=name.replace("_", "").replace("g", "g_", 1), title=name)
         ax.legend(fontsize=7)
     return fig
@@ -134,7 +135,7 @@ def fig_liquid_dipoles(r: dict[str, Any]):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, name in zip(axes, ("c_L", "c_T")):
         for variant, data in r["experiments"]["liquid"]["variants"].items():
-            _band(ax, data[name], variant, COLOURS.get(variant))
+            curve_band(ax, data[name], variant, COLOURS.get(variant))
         ax.axhline(0, color="grey", lw=0.5)
         ax.set(xlabel="r_OO (Å)", ylabel=name, title=f"dipole correlation {name}(r)")
         ax.legend(fontsize=7)
@@ -151,8 +152,8 @@ def liquid_dynamics_figure(variants: dict[str, Any]):
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for variant, data in variants.items():
-        _band(axes[0], data["msd_O"], variant, COLOURS.get(variant), 1e-3)
-        _band(axes[1], data["c_uu"], variant, COLOURS.get(variant), 1e-3)
+        curve_band(axes[0], data["msd_O"], variant, COLOURS.get(variant), 1e-3)
+        curve_band(axes[1], data["c_uu"], variant, COLOURS.get(variant), 1e-3)
     axes[0].set(xlabel="t (ps)", ylabel="MSD O (Å²)", title="oxygen mean-squared displacement")
     axes[1].set(xlabel="t (ps)", ylabel="c_uu(t)", title="orientational autocorrelation")
     for ax in axes:

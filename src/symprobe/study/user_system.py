@@ -22,12 +22,14 @@ from symprobe.analysis import statistics
 from symprobe.files import atomic_write, write_json
 from symprobe.models.base import Model
 from symprobe.pages import CSS, table
+from symprobe.study.bulk import bulk_section, run_bulk
 from symprobe.study.crystal import crystal_section, run_crystal
 from symprobe.study.molecule import molecule_section, run_molecule
 
 SCHEMA = "symprobe-user-study/1"
 KindRunner = Callable[..., dict[str, Any]]
 KINDS: dict[str, tuple[KindRunner, Callable[[dict[str, Any]], str]]] = {"molecule": (run_molecule, molecule_section),
+                                                                        "bulk": (run_bulk, bulk_section),
                                                                         "crystal": (run_crystal, crystal_section)}
 PERIODIC_KINDS = ("bulk", "crystal")  # kinds whose structure must be periodic in three directions
 
