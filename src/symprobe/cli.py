@@ -699,7 +699,10 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                    help="also run raw, random and MTS liquid water (one 64-molecule box each, MTS as --mts) for PS ps, and "
                    "report D and the c_uu decay time against raw (20 ps: hours on 2 cores; resumes from checkpoints)")
     for kind, what in (("molecule", "one molecule: its orientation bias and angular-momentum drift in the gas phase"),
-                       ("bulk", "a periodic bulk system"), ("crystal", "a periodic crystal")):
+                       ("bulk", "a periodic liquid or solid, any elements: g(r) per species pair, MSD and D, "
+                        "molecular axes, density under NPT"),
+                       ("crystal", "a periodic crystal: its space group at 1e-3, 1e-5 and 1e-6 Å, breaking displacement and "
+                        "strain, Γ splittings, raw against the 2i and point-group averages")):
         p.add_argument(f"--{kind}", metavar="FILE", default=None,
                        help=f"study your own system instead of water: {what} (any file ASE reads; the last structure)")
     p.add_argument("--mts", default="2i/10", help="MTS variant as GRID/N_INNER: the correction averaged over GRID every "
