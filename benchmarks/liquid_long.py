@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from symprobe.cluster.spec import parse_cluster
     from symprobe.files import atomic_write, write_json
-    from symprobe.pages import CSS
     from symprobe.md import load_model
-    from symprobe.study.liquid_long import long_liquid_plan, run_long_liquid, write_figure
+    from symprobe.pages import CSS
+    from symprobe.study.liquid_long import (
+        long_liquid_plan,
+        run_long_liquid,
+        write_figure,
+    )
     from symprobe.study.report import long_liquid_section
     from symprobe.study.tasks import StudyFarm
 
