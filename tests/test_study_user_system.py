@@ -1,7 +1,7 @@
-"""``symprobe study --molecule --crystal`` in one command on the known-answer pair model (any elements, an ℓ = 2
-lab-frame term): both kinds run, the null tests meet in one Holm gate, and the report has a section per system, worded
-for the systems (never for water). (``--bulk`` through the same path: tests/test_study_bulk.py runs the bulk study at a
-smaller plan than a command line can ask for, and tests/test_study_molecule.py its refusals.)"""
+"""``symprobe study --crystal`` through the command line on the known-answer pair model (any elements, an ℓ = 2
+lab-frame term): the crystal runs, has no null test in the gate, and the report's section is worded for the system
+(never for water). The molecule's command-line path is tests/test_study_molecule.py's; one gate over several kinds
+is its ``test_a_kind_that_fails_the_gate_has_its_findings_withheld``; the bulk study itself is tests/test_study_bulk.py's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from ase.build import bulk, molecule
+from ase.build import bulk
 from ase.io import write
 
 from symprobe.cli import main
@@ -24,22 +24,20 @@ def make():
 """
 
 
-def test_three_kinds_in_one_study(tmp_path):
+def test_crystal_study_from_the_command_line(tmp_path):
     torch.set_num_threads(1)
     (tmp_path / "lab_term.py").write_text(MODEL)
-    write(tmp_path / "cof2.xyz", molecule("COF2"))
     crystal = bulk("Mg", "hcp", a=2.6, c=2.6 * 1.633)
     crystal.rotate(17, "x", rotate_cell=True)
     write(tmp_path / "mg.extxyz", crystal)
     out = tmp_path / "out"
-    assert main(["study", "--molecule", str(tmp_path / "cof2.xyz"), "--crystal", str(tmp_path / "mg.extxyz"), "--model", f"{tmp_path / 'lab_term.py'}:make",
+    assert main(["study", "--crystal", str(tmp_path / "mg.extxyz"), "--model", f"{tmp_path / 'lab_term.py'}:make",
                  "--budget-min", "0.3", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert list(results["kinds"]) == ["molecule", "crystal"]
-    gate = results["calibration_gate"]
-    assert set(gate["stage_passed"]) == {"molecule"}  # the crystal stage is deterministic: no null test
-    assert gate["n_tests"] == len(results["kinds"]["molecule"]["null_tests"]) > 0
+    assert list(results["kinds"]) == ["crystal"] and results["kinds"]["crystal"]["null_tests"] == {}
+    assert results["calibration_gate"] is None or results["calibration_gate"]["n_tests"] == 0
+    raw = {f["claim"]: f["holds"] for f in results["findings"] if "raw model keeps its space group at 1e-06" in f["claim"]}
+    assert list(raw.values()) == [False]  # the ℓ = 2 term moves hcp off P6_3/mmc
     report = (out / "report.html").read_text()
-    for name in ("CF2O", "mg.extxyz"):  # a file's structure is named after the file
-        assert name in report
+    assert "mg.extxyz" in report and "P6_3/mmc" in report  # a file's structure is named after the file
     assert "water" not in report.lower() and "H2O" not in report
