@@ -36,6 +36,13 @@ SIZES = {  # (audit boxes, molecules per side of a box, audit grid, liquid steps
 }
 
 
+PART_KEYS = {"a": "overhead_audit", "b": "replicas_workers_vs_threads", "c": "worker_kills"}
+
+
+def _size_name(args: argparse.Namespace) -> str:
+    return "toy" if args.toy else "full"
+
+
 def _timed(call) -> float:
     begin = time.perf_counter()
     call()
@@ -147,20 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES["toy" if args.toy else "full"]
     kills = args.kills if args.kills is not None else (2 if args.toy else 20)
     parts = {part.strip() for part in args.parts.split(",")}
-    document: dict = {"size": "toy" if args.toy else "full", "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-                      "python": sys.version.split()[0], "torch": torch.__version__}
+    if not parts <= set(PART_KEYS):
+        parser.error(f"--parts {args.parts}: parts are a, b and c")
+    target = Path(args.out) / "scale_out.json"
+    earlier = json.loads(target.read_text()) if target.exists() else {}
+    document: dict = {"size": _size_name(args), "cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
+    if earlier.get("size") == document["size"]:  # a run of some parts keeps the other parts of an earlier run of the same size
+        loads = {key: earlier[key] for key in ("load_average_at_start", "load_average_at_end") if key in earlier}  # older files: one load per run
+        document.update({key: {**loads, **earlier[key]} for key in PART_KEYS.values() if key in earlier})
+    measures = {"a": lambda work: audit_overhead(size, work), "b": lambda work: replicas_workers_or_threads(size, work),
+                "c": lambda work: faults(size, work, kills, args.seed)}
     with tempfile.TemporaryDirectory(prefix="scale_out-") as tmp:
-        work = Path(tmp)
-        if "a" in parts:
-            document["overhead_audit"] = audit_overhead(size, work)
-        if "b" in parts:
-            document["replicas_workers_vs_threads"] = replicas_workers_or_threads(size, work)
-        if "c" in parts:
-            document["worker_kills"] = faults(size, work, kills, args.seed)
-    document["load_average_at_end"] = os.getloadavg()
+        for part in sorted(parts):
+            load_at_start = os.getloadavg()
+            measured = measures[part](Path(tmp))
+            document[PART_KEYS[part]] = {**measured, "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
     from symprobe.files import write_json
 
-    path = write_json(Path(args.out) / "scale_out.json", document)
+    path = write_json(target, document)
     print(json.dumps(document, indent=1))
     print(f"wrote {path}")
     return 0

@@ -1,4 +1,5 @@
-"""benchmarks/scale_out.py end to end at toy size: every part runs, and the fault part loses and doubles no task."""
+"""benchmarks/scale_out.py end to end at toy size: every part runs, the fault part loses and doubles no task, and a rerun
+of one part keeps the others."""
 
 import importlib.util
 import json
@@ -22,3 +23,7 @@ def test_scale_out_at_toy_size(tmp_path):
     kills = result["worker_kills"]
     assert kills["lost"] == 0 and kills["counted_twice"] == 0 and kills["results_equal_in_turn"]
     assert kills["attempts"] == kills["tasks"] + kills["kills_landed"]  # each kill that landed reran one task, once
+    before = result["replicas_workers_vs_threads"], kills
+    assert scale_out.main(["--toy", "--parts", "a", "--out", str(tmp_path)]) == 0
+    rerun = json.loads((tmp_path / "scale_out.json").read_text())
+    assert (rerun["replicas_workers_vs_threads"], rerun["worker_kills"]) == before
