@@ -27,6 +27,7 @@ and after.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -145,6 +146,131 @@ def _compile_probe(seconds: float) -> dict[str, Any]:
     return {"compile_s": compile_s, "eager_calls_per_s": eager, "compiled_calls_per_s": fast, "compiled_over_eager": fast / eager}
 
 
+def _ops_per_call(call: Callable[[], Any]) -> int:
+    """Operators dispatched by one ``call`` from Python or autograd (aten operators not inside another one)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    return sum(1 for event in prof.events()
+               if event.name.startswith("aten::") and (event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::")))
+
+
+def _gemm_rate(rows: int, width: int, seconds: float) -> float:
+    """FLOP/s of the token matrix's products (rows × width) @ (width × k) for k = width, 2 width, 3 width, float32."""
+    import torch
+
+    flops, wall = 0.0, 0.0
+    for k in (width, 2 * width, 3 * width):
+        a, b = torch.randn(rows, width), torch.randn(width, k)
+        rate = _rate(lambda: a @ b, seconds / 3)
+        flops, wall = flops + 2 * rows * width * k, wall + 1 / rate
+    return flops / wall
+
+
+def _attention_candidates(seconds: float) -> dict[str, float]:
+    """Forward and backward of one layer's attention on the 192-atom cell's token groups, per group as the model does
+    it (``baddbmm``, softmax, ``bmm``) and through ``scaled_dot_product_attention``: calls per second of each."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    from symprobe.models.pet import token_layout
+    from symprobe.models.torch_model import batch_graph
+
+    atoms = _liquid(192)
+    graph = batch_graph([atoms], 4.0, torch.float32)
+    edge_i = torch.sort(graph.edge_i, stable=True).values
+    groups = token_layout(edge_i, len(atoms))[3]
+    heads, head_width = 4, 16
+    qkv = torch.randn(sum(n * t for n, t in groups), 3 * heads * head_width, requires_grad=True)
+    bias = [torch.randn(n, t) for n, t in groups]
+    probe = torch.randn(qkv.shape[0], heads * head_width)
+
+    def attention(fused: bool) -> torch.Tensor:
+        mixed = []
+        for g, rows in enumerate(qkv.split([n * t for n, t in groups])):
+            n, t = groups[g]
+            q, k, v = rows.view(n, t, 3, heads, head_width).permute(2, 0, 3, 1, 4).unbind(0)
+            if fused:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[g][:, None, None, :])
+            else:
+                q, k, v = (x.reshape(n * heads, t, head_width) for x in (q, k, v))
+                logits = torch.baddbmm(bias[g][:, None, None, :].expand(n, heads, 1, t).reshape(n * heads, 1, t), q,
+                                       k.transpose(1, 2), alpha=1.0 / math.sqrt(head_width))
+                out = torch.bmm(torch.softmax(logits, dim=-1), v).view(n, heads, t, head_width)
+            mixed.append(out.transpose(1, 2).reshape(n * t, heads * head_width))
+        return torch.cat(mixed)
+
+    def forward_backward(fused: bool) -> None:
+        torch.autograd.grad((attention(fused) * probe).sum(), [qkv])
+
+    return {"per_group_bmm_calls_per_s": _rate(lambda: forward_backward(False), seconds),
+            "sdpa_calls_per_s": _rate(lambda: forward_backward(True), seconds), "groups": len(groups)}
+
+
+def _whole_model_compile(name: str, seconds: float) -> dict[str, Any]:
+    """``torch.compile`` (inductor) of the whole PET core with frozen weights, energy and forces of the 192-atom cell
+    against eager: the ratio of calls per second, or the error the compiler raised."""
+    import torch
+
+    from symprobe.models.pet import builtin_path, load_module
+    from symprobe.models.torch_model import batch_graph
+
+    core = load_module(builtin_path(name)).float().core
+    for parameter in core.parameters():
+        parameter.requires_grad_(False)
+    graph = batch_graph([_liquid(192)], core.cutoff, torch.float32)
+
+    def energy_forces(network) -> None:
+        moving = dataclasses.replace(graph, positions=graph.positions.detach().requires_grad_(True))
+        energy = network(moving.edge_vectors(), graph.edge_i, graph.edge_j, graph.numbers, graph.structure, graph.n_structures)
+        torch.autograd.grad(energy.sum(), [moving.positions])
+
+    compiled = torch.compile(core, dynamic=False)
+    start = time.perf_counter()
+    try:
+        energy_forces(compiled)
+    except Exception as error:  # the finding is the compiler's failure itself
+        return {"compiled": False, "error": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}",
+                "seconds_until_error": time.perf_counter() - start}
+    compile_s = time.perf_counter() - start
+    eager, fast = _rate(lambda: energy_forces(core), seconds), _rate(lambda: energy_forces(compiled), seconds)
+    return {"compiled": True, "compile_s": compile_s, "compiled_over_eager": fast / eager}
+
+
+def _roofline(name: str, threads: int, seconds: float) -> dict[str, Any]:
+    """Where the floor of one 192-atom energy + forces call lies: its matmul FLOPs at this machine's rate for the
+    model's own matrix shapes, plus its operator count at the cost of dispatching an empty-sized operator; the rest
+    of the call is memory traffic of element-wise and layout operators. With the candidates that were tried."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from symprobe.models.pet import token_layout
+    from symprobe.models.torch_model import batch_graph
+
+    model, atoms = _model(name), _liquid(192)
+    call_s = 1 / _rate(lambda: model.predict(atoms), seconds)
+    with FlopCounterMode(display=False) as counter:
+        model.predict(atoms)
+    flops = counter.get_total_flops()
+    graph = batch_graph([atoms], model.cutoff, torch.float32)
+    rows = sum(n * t for n, t in token_layout(torch.sort(graph.edge_i).values, len(atoms))[3])
+    width = int(model.module.hypers["width"])
+    gemm = _gemm_rate(rows, width, seconds)
+    ops = _ops_per_call(lambda: model.predict(atoms))
+    tiny = torch.zeros(8, requires_grad=True)
+    dispatch_s = 1 / _rate(lambda: tiny * 2.0, seconds / 3)  # one operator recorded for autograd, 8 elements
+    matmul_floor, dispatch_floor = flops / gemm, ops * dispatch_s
+    return {"case": f"roofline:{name}", "threads": threads, "call_ms": 1e3 * call_s, "gflop_per_call": flops / 1e9,
+            "flops_by_operator": {str(op): n / 1e9 for op, n in counter.get_flop_counts()["Global"].items()},
+            "token_rows": rows, "gemm_gflop_per_s_at_model_shapes": gemm / 1e9, "matmul_floor_ms": 1e3 * matmul_floor,
+            "operators_per_call": ops, "dispatch_us_per_operator": 1e6 * dispatch_s, "dispatch_floor_ms": 1e3 * dispatch_floor,
+            "rest_ms": 1e3 * (call_s - matmul_floor - dispatch_floor),
+            "candidates": {"attention_one_layer": _attention_candidates(seconds), "whole_model_compile": _whole_model_compile(name, seconds)}}
+
+
 def worker(case: str, threads: int, seconds: float) -> dict[str, Any]:
     """Time one case with this process's symprobe."""
     import torch
@@ -175,6 +301,8 @@ def worker(case: str, threads: int, seconds: float) -> dict[str, Any]:
         row.update(_profile(rest))
     elif kind == "compile":
         row.update(_compile_probe(seconds))
+    elif kind == "roofline":
+        row.update(_roofline(rest, threads, seconds))
     else:
         raise SystemExit(f"unknown case {case!r}")
     row["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
