@@ -19,6 +19,7 @@ pytest.importorskip("distributed")
 REPLICAS = 3
 CONFIG = {"structure": "box.extxyz", "model": "builtin:qtip4pf", "engine": "batched", "replicas": REPLICAS, "seed": 3,
           "ensemble": {"kind": "nvt-langevin", "temperature_K": 300, "tau_fs": 50}, "initial_temperature_K": 300,
+          "symmetrizer": {"kind": "random", "inversion": True},  # each replica's own rotations (seed + k), in its checkpoint
           "timestep_fs": 0.5, "steps": 40,
           "output": {"trajectory": "trajectory.traj", "trajectory_stride": 10, "log_stride": 5, "checkpoint_stride": 20,
                      "progress": False}}
