@@ -117,7 +117,7 @@ def test_resume_with_another_run_length_and_a_second_run_without_resume_are_refu
 @pytest.mark.parametrize("changes, message", [
     ({"cluster": "loc:2"}, "cluster: 'loc:2': not a cluster spec"),
     ({"cluster": "local:0"}, "cluster: local:0: local:N needs a number of workers N ≥ 1"),
-    ({"cluster": "slurm:none.yaml"}, "cluster: slurm:"),
+    ({"cluster": "slurm:none.yaml"}, "cluster: slurm:{directory}/none.yaml: no such file"),  # beside the config
     ({"cluster": "local:2", "engine": "ase", "replicas": 1},
      "cluster: local:2 runs the replicas of engine batched as tasks; it needs engine batched and replicas ≥ 2 (engine ase, replicas 1)"),
     ({"cluster": "local:2", "replicas": 1}, "it needs engine batched and replicas ≥ 2 (engine batched, replicas 1)"),
@@ -126,7 +126,7 @@ def test_resume_with_another_run_length_and_a_second_run_without_resume_are_refu
 def test_a_bad_cluster_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys, changes, message):
     assert _md(_config(tmp_path, "run", **changes)) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("symprobe md: error: ") and message in err and "\n" not in err, err
+    assert err.startswith("symprobe md: error: ") and message.format(directory=tmp_path) in err and "\n" not in err, err
     assert not (tmp_path / "run").exists()
 
 
@@ -137,3 +137,16 @@ def test_the_command_line_cluster_overrides_the_config_and_is_checked(tmp_path, 
     assert _md(config, "--threads-per-worker", "0") == 2
     assert "threads_per_worker must be" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_slurm_file_is_read_beside_the_config_and_the_command_line_one_from_here(tmp_path, monkeypatch):
+    from symprobe.md import load_config
+
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "slurm.yaml").write_text("cores: 8\nmemory: 16GB\nwalltime: '02:00:00'\njobs: 3\nthreads_per_worker: 4\n")
+    config = load_config(_config(tmp_path, "run", cluster="slurm:jobs/slurm.yaml"))
+    assert config.cluster == f"slurm:{tmp_path}/jobs/slurm.yaml"
+    assert (config.cluster_spec.slurm.jobs, config.cluster_spec.threads_per_task) == (3, 4)
+    monkeypatch.chdir(tmp_path / "jobs")
+    assert load_config(_config(tmp_path, "run"), cluster="slurm:slurm.yaml").cluster_spec.slurm.jobs == 3
+    assert load_config(_config(tmp_path, "run"), cluster="local:4", threads_per_worker=2).cluster_spec.threads_per_task == 2

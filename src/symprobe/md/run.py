@@ -155,8 +155,8 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     structure, timestep, seed, ensemble...: :func:`run_identity`) is refused. Without ``resume`` a directory
     that holds a run is refused unless ``overwrite``. Engine ``batched`` with ``replicas: N > 1`` writes
     replica k (seed + k) into ``replica-k/`` and one checkpoint for all; with ``cluster`` each replica is a task
-    (:func:`replica_task`) with its checkpoint in ``replica-k/`` and the same files (``run.json``: the task settings,
-    ``log.jsonl``: every attempt), and resuming keeps the finished replicas. SIGINT and SIGTERM write a
+    (:func:`replica_task`) writing the same files into ``replica-k/`` with a checkpoint of its own there (``run.json``:
+    the task settings, ``log.jsonl``: every attempt), and resuming keeps the finished replicas. SIGINT and SIGTERM write a
     checkpoint at the end of the current step and raise :class:`~symprobe.interrupt.Interrupted`.
     """
     from symprobe.structures import check_structure
