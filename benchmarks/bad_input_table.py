@@ -62,6 +62,8 @@ CASES = [
     Case("md-bad-device", "`--device gpu`", ["md", "md.yaml", "--device", "gpu"], 2, "'gpu'", {"md.yaml": MD}),
     Case("md-clients-on-ase", "`clients: 2` on engine ase", ["md", "md.yaml"], 2, "clients: 2 i-PI socket clients need engine ipi",
          {"md.yaml": MD + "clients: 2\n"}),
+    Case("md-cluster-on-ase", "`cluster: local:2` on engine ase", ["md", "md.yaml"], 2,
+         "it needs engine batched and replicas ≥ 2", {"md.yaml": MD + "cluster: local:2\n"}),
     Case("serve-no-port", "`--address` without `--port`", ["serve", "builtin:qtip4pf", "--structure", "builtin:water-monomer",
          "--address", "127.0.0.1"], 2, "--address needs --port"),
     Case("train-batch-size-0", "`batch_size: 0`", ["train", "train.yaml"], 2, "training.batch_size must be ≥ 1",

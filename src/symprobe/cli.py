@@ -584,13 +584,20 @@ def _add_md(sub: argparse._SubParsersAction) -> None:
                       help="continue from the checkpoint in the output directory (refused if the config differs from the checkpoint's)")
     mode.add_argument("--overwrite", action="store_true", help="delete the run in the output directory and start again")
     _add_device(p, default=None)
+    p.add_argument("--cluster", default=None, metavar="SPEC",
+                   help="the config's cluster: (engine batched, replicas ≥ 2): run each replica as a task on Dask: local:N, "
+                   "tcp://HOST:PORT or slurm:FILE.yaml (docs/cluster.md)")
+    p.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                   help="the config's threads_per_worker: torch threads of each replica's task on the cluster")
 
 
 def _run_md(args: argparse.Namespace) -> int:
     from symprobe.md import checkpoint_step, load_config, run_md, run_summary
     from symprobe.models.device import resolve_device
 
-    config = load_config(args.config)
+    overrides = {key: value for key, value in (("cluster", args.cluster), ("threads_per_worker", args.threads_per_worker))
+                 if value is not None}
+    config = load_config(args.config, **overrides)
     if args.device is not None:
         config = config.model_copy(update={"device": str(resolve_device(args.device))})
     if args.resume and checkpoint_step(config) == config.steps:

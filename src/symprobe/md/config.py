@@ -25,6 +25,7 @@ from pydantic import (
 
 from symprobe import so3
 from symprobe.checks import ConfigError, Section, read_yaml, validate
+from symprobe.cluster.spec import ClusterError, ClusterSpec, parse_cluster
 from symprobe.md.ipi_clients import TRANSPORTS
 from symprobe.models.base import Model
 from symprobe.models.device import DeviceError, resolve_device
@@ -52,6 +53,9 @@ clients: 0                           # engine ipi: 0 runs the model inside i-PI;
 # transport: unix                    # with clients > 0, their socket: unix (a fresh socket file) | inet (127.0.0.1)
 device: cpu                          # cpu | cuda | cuda:N: where the model runs (model specs only)
 replicas: 1                          # engine batched: independent copies stepped together (seeds seed..seed+N-1)
+# cluster: local:2                   # engine batched, replicas ≥ 2: each replica a task on Dask: local:N | tcp://HOST:PORT
+                                     # | slurm:FILE.yaml (docs/cluster.md); files in output.directory/replica-K/
+# threads_per_worker: 1              # with cluster: torch threads of each replica's task (slurm: in its YAML)
 output: {directory: md, trajectory: trajectory.extxyz, trajectory_stride: 10, log_stride: 1,
          checkpoint_stride: 100, progress: true}
 """
@@ -178,6 +182,16 @@ def _device_name(name: str) -> str:
     return name
 
 
+def _cluster_spec(text: str | None) -> str | None:
+    """``text`` if it is a cluster spec (a SLURM YAML is read and checked); :class:`ConfigError` naming the problem."""
+    if text is not None:
+        try:
+            parse_cluster(text)
+        except ClusterError as error:
+            raise ConfigError(f"cluster: {str(error).removeprefix('--cluster ')}") from None
+    return text
+
+
 def _ipi_installed(engine: str) -> str:
     if engine == "ipi":
         check_ipi_installed()
@@ -207,6 +221,12 @@ class MDConfig(Section):
     device: Annotated[str, AfterValidator(_device_name)] = Field(
         "cpu", description="where the model runs: cpu, cuda or cuda:N (model specs only)")
     replicas: int = Field(1, gt=0, description="engine batched: independent copies stepped together (seeds seed … seed + N − 1)")
+    cluster: Annotated[str | None, AfterValidator(_cluster_spec)] = Field(
+        None, description="engine batched, replicas ≥ 2: run each replica as a task on Dask (its files and checkpoints in "
+        "output.directory/replica-K/): local:N (N worker processes here), tcp://HOST:PORT (a running scheduler) or "
+        "slurm:FILE.yaml (relative to the config file; docs/cluster.md); default: the replicas stepped together here")
+    threads_per_worker: int | None = Field(None, ge=1, description="with cluster: torch threads of each replica's task "
+                                           "(default 1; for slurm: threads_per_worker in its YAML)")
     clients: int = Field(0, ge=0, description="engine ipi: 0 runs the model inside i-PI; N > 0 starts N `symprobe serve` "
                          "clients on an i-PI socket (symmetrizer none or grid on a Legendre grid)")
     transport: Literal[TRANSPORTS] = Field("unix", description="the clients' socket: unix (a fresh socket file) or inet "
@@ -236,6 +256,7 @@ class MDConfig(Section):
         if self.replicas > 1 and self.engine != "batched":
             raise ConfigError(f"replicas: {self.replicas} replicas need engine batched (engine {self.engine} runs one)")
         self._check_clients()
+        self._check_cluster()
         n_inner = self.n_inner
         for key in STRIDES:
             if key not in self.output.model_fields_set:
@@ -245,6 +266,26 @@ class MDConfig(Section):
         if self.steps % n_inner:
             raise ConfigError(f"the run length ({self.steps} steps) must be a multiple of symmetrizer.n_inner={n_inner}")
         return self
+
+    @property
+    def cluster_spec(self) -> ClusterSpec | None:
+        """The parsed ``cluster`` with ``threads_per_worker`` (None: the replicas stepped together in this process)."""
+        return None if self.cluster is None else parse_cluster(self.cluster, self.threads_per_worker)
+
+    def _check_cluster(self) -> None:
+        """A cluster farms the replicas of engine batched, each worker loading the model from its spec."""
+        if self.cluster is None:
+            if self.threads_per_worker is not None:
+                raise ConfigError("threads_per_worker: the torch threads of each replica's task on a cluster; set cluster too")
+            return
+        if self.engine != "batched" or self.replicas < 2:
+            raise ConfigError(f"cluster: {self.cluster} runs the replicas of engine batched as tasks; it needs engine batched "
+                              f"and replicas ≥ 2 (engine {self.engine}, replicas {self.replicas})")
+        if not isinstance(self.model, str):
+            raise ConfigError("cluster: each worker loads the model from its spec, so model must be a spec (builtin:NAME, a "
+                              "file, module:attribute), not a model object")
+        if self.threads_per_worker is not None and self.cluster.startswith("slurm:"):
+            raise ConfigError("threads_per_worker: for cluster slurm:FILE.yaml give threads_per_worker in the YAML")
 
     def _check_clients(self) -> None:
         """Socket clients need engine ipi, a model spec each client can load, and a symmetrizer i-PI can apply on
@@ -321,13 +362,24 @@ def check_ipi_installed() -> None:
         raise ConfigError(f"engine ipi needs i-PI ≥ {'.'.join(map(str, MIN_IPI_VERSION))}, installed: {version}")
 
 
-def load_config(path: str | Path) -> MDConfig:
-    """Read and validate a YAML config file; a relative ``structure:`` path is read from the config's directory."""
+def load_config(path: str | Path, **overrides: Any) -> MDConfig:
+    """Read and validate a YAML config file, its keys replaced by ``overrides`` (command-line options); a relative
+    ``structure:`` path and the FILE of ``cluster: slurm:FILE.yaml`` are read from the config's directory."""
     config = read_yaml(path)
-    structure = config.get("structure") if isinstance(config, Mapping) else None
-    if isinstance(structure, str) and not structure.startswith("builtin:") and not Path(structure).expanduser().is_absolute():
-        config = {**config, "structure": str(Path(path).parent / structure)}
+    if not isinstance(config, Mapping):
+        return validate_config(config)
+    config = {**config, **overrides}
+    structure, cluster = config.get("structure"), config.get("cluster")
+    if isinstance(structure, str) and not structure.startswith("builtin:"):
+        config["structure"] = _beside(path, structure)
+    if isinstance(cluster, str) and cluster.startswith("slurm:") and "cluster" not in overrides:
+        config["cluster"] = f"slurm:{_beside(path, cluster.removeprefix('slurm:'))}"
     return validate_config(config)
+
+
+def _beside(config_path: str | Path, name: str) -> str:
+    """``name`` as given when absolute, else in the directory of the config file at ``config_path``."""
+    return name if Path(name).expanduser().is_absolute() else str(Path(config_path).parent / name)
 
 
 def quadrature(name: str | Quadrature) -> Quadrature:

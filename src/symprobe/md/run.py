@@ -154,7 +154,9 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     checkpoint first, so the files equal those of an uninterrupted run; a checkpoint of another run (model,
     structure, timestep, seed, ensemble...: :func:`run_identity`) is refused. Without ``resume`` a directory
     that holds a run is refused unless ``overwrite``. Engine ``batched`` with ``replicas: N > 1`` writes
-    replica k (seed + k) into ``replica-k/`` and one checkpoint for all. SIGINT and SIGTERM write a
+    replica k (seed + k) into ``replica-k/`` and one checkpoint for all; with ``cluster`` each replica is a task
+    (:func:`replica_task`) writing the same files into ``replica-k/`` with a checkpoint of its own there (``run.json``:
+    the task settings, ``log.jsonl``: every attempt), and resuming keeps the finished replicas. SIGINT and SIGTERM write a
     checkpoint at the end of the current step and raise :class:`~symprobe.interrupt.Interrupted`.
     """
     from symprobe.structures import check_structure
@@ -167,21 +169,58 @@ def run_md(config: Mapping[str, Any] | MDConfig | str | Path, resume: bool = Fal
     out = config.output.directory
     identity = run_identity(config, atoms, model)
     claim_directory(out, _run_files(config), resume, overwrite)
-    if config.engine == "batched":
-        replicas, groups = [], []
-        for k in range(config.replicas):
-            potential, slow = build_potential(model, config, seed=config.seed + k)
-            start = thermalized(atoms, config.initial_temperature_K, config.seed + k)
-            replicas.append(Replica(start, potential, slow, config.n_inner, config.ensemble.as_dict(), config.seed + k, f"replica {k}"))
-            groups.append(Group([k], out if config.replicas == 1 else out / f"replica-{k}", config.output.trajectory))
-        for replica in replicas:
-            if replica.ensemble["kind"] != "nve" and replica.atoms.get_kinetic_energy() <= 0:
-                raise ConfigError(f"ensemble {replica.ensemble['kind']}: the atoms start at rest; set initial_temperature_K > 0")
+    if config.engine == "batched" and config.cluster is not None:
+        replica_of(model, atoms, config, 0)  # refuses a thermostat on atoms at rest before any task starts
+        _farm_replicas(config, atoms, identity, resume)
+    elif config.engine == "batched":
+        replicas = [replica_of(model, atoms, config, k) for k in range(config.replicas)]
+        groups = [Group([k], out if config.replicas == 1 else out / f"replica-{k}", config.output.trajectory)
+                  for k in range(config.replicas)]
         run_batched(replicas, groups, config.timestep_fs, config.steps, out / "checkpoint.npz", resume=resume,
                     strides=Strides.of(config), progress=config.output.progress, identity=identity)
-        return out
-    _run_single(atoms, model, config, resume, identity)
+    else:
+        _run_single(atoms, model, config, resume, identity)
     return out
+
+
+def replica_of(model: Model, atoms: Atoms, config: MDConfig, k: int) -> Replica:
+    """Replica ``k`` of an engine-batched config: ``atoms`` started, thermostatted and rotated with seed + k."""
+    potential, slow = build_potential(model, config, seed=config.seed + k)
+    start = thermalized(atoms, config.initial_temperature_K, config.seed + k)
+    if config.ensemble.kind != "nve" and start.get_kinetic_energy() <= 0:
+        raise ConfigError(f"ensemble {config.ensemble.kind}: the atoms start at rest; set initial_temperature_K > 0")
+    return Replica(start, potential, slow, config.n_inner, config.ensemble.as_dict(), config.seed + k, f"replica {k}")
+
+
+def replica_task(directory: Path, config: MDConfig, atoms: Atoms, k: int, identity: Mapping[str, Any]) -> dict[str, Any]:
+    """Replica ``k`` of ``config`` (starting from ``atoms``) run alone in ``directory`` (log, trajectory, checkpoint),
+    continued from its checkpoint when an earlier attempt left one, the model loaded from its spec on this worker; its
+    seed and the step it continued from."""
+    from symprobe.cluster import worker_model
+
+    checkpoint = directory / "checkpoint.npz"
+    resumed = int(read_checkpoint(checkpoint)[1]["nsteps"]) if checkpoint.exists() else 0
+    model = worker_model(str(config.model), None, config.device)
+    run_batched([replica_of(model, atoms, config, k)], [Group([0], directory, config.output.trajectory)], config.timestep_fs,
+                config.steps, checkpoint, resume=checkpoint.exists(), strides=Strides.of(config), progress=False,
+                identity={**identity, "replica": k})
+    return {"replica": k, "seed": config.seed + k, "steps": config.steps, "resumed_from_step": resumed}
+
+
+def _farm_replicas(config: MDConfig, atoms: Atoms, identity: Mapping[str, Any], resume: bool) -> None:
+    """Each replica of ``config`` a task ``replica-K`` (:func:`replica_task`) in the output directory, on the config's
+    cluster; resuming, finished replicas are kept and the others continue from their checkpoints."""
+    from symprobe.cluster import Task, claim_task_root, run_tasks
+    from symprobe.interrupt import Interrupted
+
+    out = config.output.directory
+    claim_task_root(out, {**identity, "steps": config.steps, "strides": vars(Strides.of(config))}, resume)
+    tasks = [Task(f"replica-{k}", replica_task, (config, atoms, k, identity)) for k in range(config.replicas)]
+    try:
+        run_tasks(tasks, out, config.cluster_spec, config.output.progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; the finished replicas are kept in {out}, the others continue from their checkpoints: "
+                          "run again with --resume") from None
 
 
 def checkpoint_step(config: MDConfig) -> int | None:
@@ -195,8 +234,12 @@ def checkpoint_step(config: MDConfig) -> int | None:
 
 
 def _run_files(config: MDConfig) -> list[str]:
-    """The names in the output directory that belong to a run of ``config``'s layout."""
-    names = ["checkpoint.npz", "log.csv", config.output.trajectory]
+    """The names in the output directory that belong to a run of ``config``'s layout (on a cluster: the task settings
+    and log, and a checkpoint in each replica's directory)."""
+    from symprobe.cluster.farm import IDENTITY
+    from symprobe.cluster.log import LOG
+
+    names = ["checkpoint.npz", "log.csv", config.output.trajectory, IDENTITY, LOG]
     if config.replicas > 1:
         names += [f"replica-{k}" for k in range(config.replicas)]
     return names

@@ -19,9 +19,10 @@ def run_summary(config: MDConfig) -> str:
         prefix = "" if config.replicas == 1 else f"{directory.name}: "
         lines.append(prefix + log_summary(directory, config.output.trajectory))
     where = f"{out}/" if config.replicas == 1 else f"{out}/replica-0 … replica-{config.replicas - 1}/"
+    checkpoints = (f"{out}/checkpoint.npz: continue with --resume and a longer run" if config.cluster is None else
+                   f"each replica's checkpoint in its directory, every attempt of its task in {out}/log.jsonl")
     lines.append(f"files: {where} (log.csv: energies and temperature per logged step; {config.output.trajectory}: frames "
-                 f"every {config.output.trajectory_stride} steps); {out}/checkpoint.npz: continue with --resume and a "
-                 "longer run")
+                 f"every {config.output.trajectory_stride} steps); {checkpoints}")
     return "\n".join(lines)
 
 
