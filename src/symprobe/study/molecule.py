@@ -12,8 +12,9 @@ inertia tensor, smallest moment first); copies of it in random orientations run 
   orientational free energy F/kT and its low-order bias (ℓ ≤ 2, Hotelling's T² over molecules), raw against the
   variants and against the second raw set.
 
-Run lengths come from a wall-time budget (quick) or the paper's gas-phase protocols (full); stages are cached in
-``out/stages`` and MD runs resume from their checkpoints under ``out/md``.
+Run lengths come from a wall-time budget at the model's measured cost (quick, :func:`measure_costs`: seconds even
+for a slow model; refused on one line when even the shortest runs are far past the budget) or the paper's gas-phase
+protocols (full); stages are cached in ``out/stages`` and MD runs resume from their checkpoints under ``out/md``.
 """
 
 from __future__ import annotations
