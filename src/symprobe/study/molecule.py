@@ -12,13 +12,15 @@ inertia tensor, smallest moment first); copies of it in random orientations run 
   orientational free energy F/kT and its low-order bias (ℓ ≤ 2, Hotelling's T² over molecules), raw against the
   variants and against the second raw set.
 
-Run lengths come from a wall-time budget (quick) or the paper's gas-phase protocols (full); stages are cached in
-``out/stages`` and MD runs resume from their checkpoints under ``out/md``.
+Run lengths come from a wall-time budget at the model's measured cost (quick, :func:`measure_costs`: seconds even
+for a slow model; refused on one line when even the shortest runs are far past the budget) or the paper's gas-phase
+protocols (full); stages are cached in ``out/stages`` and MD runs resume from their checkpoints under ``out/md``.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +36,7 @@ from symprobe.analysis import statistics
 from symprobe.models.base import Model
 from symprobe.pages import png_base64, pyplot, table
 from symprobe.study import gas
-from symprobe.study.plan import Plan, plan_key
+from symprobe.study.plan import Plan, plan_key, timed
 from symprobe.study.report import COLOURS
 from symprobe.study.stages import StageCache
 from symprobe.study.variants import REPEAT, VARIANTS, run_variants
@@ -42,9 +44,12 @@ from symprobe.study.variants import REPEAT, VARIANTS, run_variants
 KIND = "molecule"
 AXES = ("a", "b", "c")  # principal axes of inertia, smallest moment first
 PROTOCOL = 1  # raised when an experiment's protocol changes, so that no cached stage of an older one is reused
-COST_MOLECULES = 8  # molecules per variant at which a batched step is timed
+COST_MOLECULES = 8  # molecules per variant at which the cost of a batched step is measured
+TIMED_RUN_STEPS = (1, 4)  # lengths (multiples of n_inner) of the short runs that time a step of a cheap model
+TIMED_RUNS_MAX_S = 30.0  # seconds: the longest the short runs may be predicted to take; else the prediction is the cost
 TRAJECTORY_STRIDES = {"nve": 4, "nvt": 10}  # steps between the frames the runs write
 RUN_SHARES = {"nve": 0.3, "nvt": 0.6}  # shares of a quick budget (the rest: relaxation, costs, analysis)
+MOST_OVER_BUDGET = 3.0  # a quick plan estimated to take more than this many times its budget is refused
 
 
 @dataclass
@@ -96,30 +101,81 @@ def estimate_s(plan: MoleculePlan, costs: dict[str, float]) -> dict[str, float]:
     return {"nve": per_step["nve"] * plan.nve_steps, "nvt": per_step["nvt"] * plan.nvt_steps}
 
 
+def check_fits(plan: MoleculePlan, costs: dict[str, float], budget_s: float, what: str) -> None:
+    """Raise ``ValueError`` (one line) when the quick ``plan`` is estimated to take more than :data:`MOST_OVER_BUDGET`
+    times ``budget_s`` seconds: its runs are then the shortest that still give statistics, and even they are far past
+    what the user asked for. ``what`` names the molecule and the model."""
+    total = sum(estimate_s(plan, costs).values())
+    minutes = math.ceil(total / 60)
+    if total > MOST_OVER_BUDGET * budget_s:
+        raise ValueError(f"quick study of the molecule {what}: its shortest runs that still give statistics (NVE "
+                         f"{plan.nve_steps}, NVT {plan.nvt_steps} steps of 0.5 fs) would take about {minutes} min here "
+                         f"({step_s(plan, costs)['nvt']:.2g} s per NVT step), more than {MOST_OVER_BUDGET:g} times its budget "
+                         f"of {budget_s / 60:.3g} min; give a --budget-min that leaves the molecule {minutes} min "
+                         "(systems share the budget) or use a faster device")
+
+
 def _rounded(n: float, lo: int, hi: float, multiple: int = 10) -> int:
     return int(multiple * round(min(max(n, lo), hi) / multiple))
 
 
-def measure_costs(model: Model, molecule: Atoms, grid: str = "2i", mts_grid: str = "2i", n_inner: int = 10) -> dict[str, float]:
+def call_costs(model: Model, molecule: Atoms, grid: str = "2i") -> dict[str, float]:
+    """Seconds of wall time per model call (energy and forces) as the batched engine makes them: of
+    :data:`COST_MOLECULES` copies of ``molecule`` in random orientations (one structure each),
+    and of one molecule's rotated copies on ``grid`` (one structure: the averaged variant's share of a step per molecule);
+    each after a warm-up call."""
+    molecules = gas.isolated_molecules(COST_MOLECULES, 0, molecule)
+    rotations = so3.get(grid).rotations
+    return {"raw_call_s": timed(lambda: model.predict_many(molecules), 1),
+            "averaged_call_s": timed(lambda: model.predict_rotated(molecules[0], rotations), 1)}
+
+
+def predicted_step_s(calls: dict[str, float], grid: str = "2i", mts_grid: str = "2i", n_inner: int = 10) -> float:
+    """Seconds per 0.5 fs step of :data:`COST_MOLECULES` molecules per variant (every variant and the second raw set),
+    from the ``calls`` of :func:`call_costs`: per molecule, one structure of raw, random and raw-repeat, the grid's
+    copies of the averaged variant, one structure of MTS plus its ``mts_grid`` copies every ``n_inner`` steps (their
+    cost in proportion to the copies). An upper bound for a model that evaluates many structures in one pass."""
+    single = calls["raw_call_s"] / COST_MOLECULES
+    averaged = calls["averaged_call_s"]
+    per_molecule = {"raw": single, "averaged": averaged, "random": single, REPEAT: single,
+                    "mts": single + averaged * len(so3.get(mts_grid)) / len(so3.get(grid)) / n_inner}
+    return COST_MOLECULES * sum(per_molecule[variant] for variant in (*VARIANTS, REPEAT))
+
+
+def timed_run_costs(model: Model, molecule: Atoms, grid: str = "2i", mts_grid: str = "2i", n_inner: int = 10) -> dict[str, float]:
     """Seconds of wall time per 0.5 fs step of the batched NVE and NVT runs of :data:`COST_MOLECULES` copies of
     ``molecule`` per variant (every variant and the second raw set), logs and trajectories written as the study's
-    runs write them: the difference of runs of 4·``n_inner`` and ``n_inner`` steps (start-up costs cancel)."""
+    runs write them: the difference of runs of :data:`TIMED_RUN_STEPS` multiples of ``n_inner`` (start-up costs
+    cancel)."""
     variants = (*VARIANTS, REPEAT)
     starts = {"nve": gas.nve_starts(variants, COST_MOLECULES, 0, molecule),
               "nvt": gas.nvt_starts(variants, COST_MOLECULES, 0, template=molecule)}
     ensembles = {"nve": gas.NVE, "nvt": gas.NVT}
+    short, long = (n * n_inner for n in TIMED_RUN_STEPS)
     costs = {}
     with tempfile.TemporaryDirectory(prefix="symprobe-costs-") as scratch:
         for run in ("nve", "nvt"):
             seconds = []
-            for steps in (n_inner, 4 * n_inner):
+            for steps in (short, long):
                 begin = time.perf_counter()
                 run_variants(model, starts[run], Path(scratch) / f"{run}-{steps}", grid=grid, n_inner=n_inner, mts_grid=mts_grid,
                              ensemble=ensembles[run], steps=steps, timestep_fs=0.5, seed=0,
                              trajectory_stride=TRAJECTORY_STRIDES[run], progress=False)
                 seconds.append(time.perf_counter() - begin)
-            costs[f"{run}_step_s"] = max(seconds[1] - seconds[0], seconds[1] / 4) / (3 * n_inner)
+            costs[f"{run}_step_s"] = max(seconds[1] - seconds[0], seconds[1] * short / long) / (long - short)
     return costs
+
+
+def measure_costs(model: Model, molecule: Atoms, grid: str = "2i", mts_grid: str = "2i", n_inner: int = 10) -> dict[str, Any]:
+    """Seconds of wall time per 0.5 fs step of the NVE and NVT runs (``nve_step_s``, ``nvt_step_s``) of
+    :data:`COST_MOLECULES` copies of ``molecule`` per variant: timed by short runs (:func:`timed_run_costs`) where
+    the model's call costs (:func:`call_costs`, also returned) predict that they take at most :data:`TIMED_RUNS_MAX_S`,
+    else that prediction (:func:`predicted_step_s`); ``timed_runs`` says which."""
+    calls = call_costs(model, molecule, grid)
+    step = predicted_step_s(calls, grid, mts_grid, n_inner)
+    timed_runs = 2 * sum(TIMED_RUN_STEPS) * n_inner * step <= TIMED_RUNS_MAX_S
+    steps = timed_run_costs(model, molecule, grid, mts_grid, n_inner) if timed_runs else {"nve_step_s": step, "nvt_step_s": step}
+    return {**steps, **calls, "timed_runs": timed_runs}
 
 
 def principal_frame(atoms: Atoms) -> tuple[Atoms, np.ndarray]:
@@ -182,9 +238,12 @@ def run_molecule(model: Model, atoms: Atoms, out: Path, *, quick: bool = True, b
     formula = atoms.get_chemical_formula(mode="hill")
     if len(atoms) < 2:
         raise ValueError(f"--molecule {formula}: a molecule needs at least 2 atoms to have an orientation")
-    costs_key = f"costs:{model.name}:{formula}:{COST_MOLECULES}:{PROTOCOL}:runs"
+    costs_key = f"costs:{model.name}:{formula}:{COST_MOLECULES}:{PROTOCOL}:calls-or-runs"
     costs = StageCache(out, costs_key, progress).run("costs", lambda: measure_costs(model, principal_frame(atoms)[0]))
-    plan = plan or (quick_plan(costs, budget_s, seed) if quick else MoleculePlan(quick=False, seed=seed))
+    if plan is None and quick:
+        plan = quick_plan(costs, budget_s, seed)
+        check_fits(plan, costs, budget_s, f"{formula} with {model.name}")
+    plan = plan or MoleculePlan(quick=False, seed=seed)
     estimate = estimate_s(plan, costs)
     if progress:
         print(f"[study] molecule {formula}: {'quick' if plan.quick else 'full'} mode, estimated "

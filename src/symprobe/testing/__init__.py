@@ -25,8 +25,8 @@ Helpers: :func:`finite_difference_forces`, :func:`random_rotations`, :func:`max_
 Modules: :mod:`.harmonics` (real spherical harmonics in torch), :mod:`.orientation` (the orientation terms and
 the known-answer water models), :mod:`.spectrum` (:func:`expected_power`, :func:`unit_bisectors`),
 :mod:`.checks` (finite differences, random rotations, rotation deviation), :mod:`.factories` (:func:`random_pet`,
-:func:`write_labelled_water`), :mod:`.crystal` (:class:`AnisotropicPairCalculator`), :mod:`.pair` and
-:mod:`.assertions`.
+:func:`write_labelled_water`), :mod:`.crystal` (:class:`AnisotropicPairCalculator`), :mod:`.pair`,
+:mod:`.assertions` and :mod:`.delayed` (a model with a known wall-time cost per call).
 """
 
 from symprobe.testing.assertions import assert_invariant
