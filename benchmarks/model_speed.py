@@ -18,10 +18,13 @@ MACE and metatrain PET (the peers of ``benchmarks/train_water.py``) are timed in
 round, by their own scripts' ``evaluate`` in ``.venv-mace`` / ``.venv-metatrain`` (left out, with a line on
 stderr, when that environment or its model is missing). A worker reports its peak resident memory. The
 ``compile`` case measures ``torch.compile`` on the transformer's row-wise block against eager (the only
-candidate that needs a cold start), with its compile time. The machine's load average is recorded before
-and after.
+candidate that needs a cold start), with its compile time. The ``roofline`` case says where the floor of a 192-atom
+call lies (matmul FLOPs at this machine's rate for the model's shapes, operators at their dispatch cost) and records
+the candidates tried against it (attention through ``scaled_dot_product_attention``, the whole model compiled). The
+machine's load average is recorded before and after.
 
     python benchmarks/model_speed.py --output results/model_speed.json [--rounds 3] [--threads 2]
+    python benchmarks/model_speed.py --roofline-only      # only the roofline, into the existing JSON
 """
 
 from __future__ import annotations
@@ -240,7 +243,7 @@ def _whole_model_compile(name: str, seconds: float) -> dict[str, Any]:
     return {"compiled": True, "compile_s": compile_s, "compiled_over_eager": fast / eager}
 
 
-def _roofline(name: str, threads: int, seconds: float) -> dict[str, Any]:
+def _roofline(name: str, threads: int, seconds: float, whole_model_compile: bool = True) -> dict[str, Any]:
     """Where the floor of one 192-atom energy + forces call lies: its matmul FLOPs at this machine's rate for the
     model's own matrix shapes, plus its operator count at the cost of dispatching an empty-sized operator; the rest
     of the call is memory traffic of element-wise and layout operators. With the candidates that were tried."""
@@ -268,7 +271,8 @@ def _roofline(name: str, threads: int, seconds: float) -> dict[str, Any]:
             "token_rows": rows, "gemm_gflop_per_s_at_model_shapes": gemm / 1e9, "matmul_floor_ms": 1e3 * matmul_floor,
             "operators_per_call": ops, "dispatch_us_per_operator": 1e6 * dispatch_s, "dispatch_floor_ms": 1e3 * dispatch_floor,
             "rest_ms": 1e3 * (call_s - matmul_floor - dispatch_floor),
-            "candidates": {"attention_one_layer": _attention_candidates(seconds), "whole_model_compile": _whole_model_compile(name, seconds)}}
+            "candidates": {"attention_one_layer": _attention_candidates(seconds),
+                           **({"whole_model_compile": _whole_model_compile(name, seconds)} if whole_model_compile else {})}}
 
 
 def worker(case: str, threads: int, seconds: float) -> dict[str, Any]:
@@ -390,7 +394,17 @@ def measure(args: argparse.Namespace, old_src: Path, new_src: Path) -> dict[str,
                                    for name in (["water-pet"] if args.toy else ["water-pet", "water-pet-twin", "qtip4pf"])
                                    for which, src in (("old", old_src), ("new", new_src))}
     result["compile_candidate"] = run_worker("compile", new_src, args.threads, args.seconds)
+    result["roofline"] = rooflines(new_src, args.threads, args.seconds)
     return result
+
+
+def rooflines(source: Path, threads: int, seconds: float) -> list[dict[str, Any]]:
+    """The roofline case of the PET-style model and its twin with ``source``'s symprobe, with the load around them."""
+    rows = []
+    for name in ("water-pet", "water-pet-twin"):
+        load_before = os.getloadavg()
+        rows.append({**run_worker(f"roofline:{name}", source, threads, seconds), "load_before": load_before, "load_after": os.getloadavg()})
+    return rows
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -434,8 +448,18 @@ def main() -> None:
     parser.add_argument("--toy", action="store_true", help="two cases, for a quick check of the script")
     parser.add_argument("--cases", default=None, help="comma-separated cases instead of all (e.g. ef:water-pet:192)")
     parser.add_argument("--no-peers", action="store_true", help="leave out MACE and metatrain PET")
+    parser.add_argument("--roofline-only", action="store_true",
+                        help="only (re)measure the roofline of this tree and put it into the existing --output")
     args = parser.parse_args()
     from symprobe.files import atomic_write
+
+    if args.roofline_only:
+        if not args.output.exists():
+            raise SystemExit(f"--roofline-only: {args.output} does not exist (run the whole measurement first)")
+        result = {**json.loads(args.output.read_text()), "roofline": rooflines(ROOT / "src", args.threads, args.seconds)}
+        atomic_write(args.output, json.dumps(result, indent=1))
+        print(f"{args.output}: roofline written")
+        return
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

@@ -127,3 +127,16 @@ def test_bundled_models_reproduce_their_cards(name):
     assert new_errors["force_mae"] == pytest.approx(card["test"]["force_mae"], rel=1e-5)
     assert new_errors["force_rmse"] == pytest.approx(card["test"]["force_rmse"], rel=1e-5)
     assert new_errors["energy_mae"] == pytest.approx(card["test"]["energy_mae"], rel=3e-3)
+
+
+def test_the_roofline_floors_lie_below_the_measured_call():
+    """The roofline of a 192-atom call counts the model's matmul FLOPs (about 2 GFLOP for energy and forces: width 64,
+    two blocks, ~5000 token rows) and its operators, and both floors stay below the call they bound."""
+    import model_speed
+
+    row = model_speed._roofline("water-pet", threads=1, seconds=0.2, whole_model_compile=False)  # compiling takes a minute
+    assert 1.0 < row["gflop_per_call"] < 4.0 and row["token_rows"] > 192
+    assert row["operators_per_call"] > 100 and 0 < row["dispatch_us_per_operator"] < 100
+    assert row["matmul_floor_ms"] + row["dispatch_floor_ms"] < row["call_ms"]
+    candidates = row["candidates"]
+    assert candidates["attention_one_layer"]["groups"] >= 1 and candidates["attention_one_layer"]["sdpa_calls_per_s"] > 0
