@@ -119,7 +119,7 @@ def test_a_budget_the_shortest_runs_cannot_fit_is_refused_after_the_cost_stage(c
     message = str(error.value)
     assert message.startswith("quick study of the molecule CF2O with pair+Y2 0.5 eV (delayed): its shortest runs that "
                               "still give statistics (NVE 200, NVT 400 steps of 0.5 fs) would take about ")
-    assert "more than 3 times its budget of 1 min; give --budget-min" in message and "per system studied" in message
+    assert "more than 3 times its budget of 1 min; give --budget-min" in message and "for the molecule alone" in message
     assert "\n" not in message and model.calls == 4
     assert [path.name for path in (tmp_path / "stages").iterdir()] == ["costs.json"] and not (tmp_path / "md").exists()
 

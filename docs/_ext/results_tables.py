@@ -287,6 +287,18 @@ def kernel_rows() -> list[Row]:
     rows = [Row(f"{case['case']}: new against baseline {speed['baseline']} ({speed['threads']} threads; goal {g(case['goal'], 2)}x)",
                 f"{g(case['ratio'], 3)}x ({g(case['new'], 4)} against {g(case['old'], 4)} per s)", "",
                 "benchmarks/model_speed.py", ["model_speed.json", "model_speed.png"]) for case in speed["cases"]]
+    for roof in speed.get("roofline", []):
+        compiled = roof["candidates"]["whole_model_compile"]
+        attention = roof["candidates"]["attention_one_layer"]
+        rows.append(Row(f"where a 192-atom energy + forces call of {roof['case'].split(':')[1]} goes ({roof['threads']} threads)",
+                        f"{g(roof['call_ms'])} ms: matmuls {g(roof['gflop_per_call'])} GFLOP, at least {g(roof['matmul_floor_ms'])} ms "
+                        f"at {g(roof['gemm_gflop_per_s_at_model_shapes'])} GFLOP/s; {roof['operators_per_call']} operators, at least "
+                        f"{g(roof['dispatch_floor_ms'])} ms; the rest, {g(roof['rest_ms'])} ms, element-wise and layout memory traffic. "
+                        f"Tried: attention through scaled_dot_product_attention "
+                        f"{g(attention['sdpa_calls_per_s'] / attention['per_group_bmm_calls_per_s'], 2)}x of ours; whole model "
+                        "in torch.compile: " + (f"{g(compiled['compiled_over_eager'], 2)}x eager" if compiled["compiled"]
+                                                else f"fails ({compiled['error']})"),
+                        "", "benchmarks/model_speed.py --roofline-only", ["model_speed.json"]))
     peers = speed.get("peers_atom_steps_per_s", {})
     if peers:
         ours = {case["case"]: case["new"] for case in speed["cases"]}
@@ -304,6 +316,13 @@ def scale_out_rows() -> list[Row]:
     sockets = load("ipi_sockets.json")
     rates = {row["variant"]: row for row in sockets["rows"]}
     socket_cells = [f"{name} {g(ratio, 2)}x" for name, ratio in sockets["speed_ratios"].items()]
+    kills = scale.get("worker_kills")
+    fault_rows = [] if kills is None else [
+        Row(f"{kills['kills_landed']} random SIGKILLs of running workers during {kills['tasks']} liquid-replica tasks of "
+            f"{kills['steps']} steps on `--cluster local:2` (goal: 0 lost, 0 counted twice)",
+            f"{kills['lost']} lost, {kills['counted_twice']} counted twice, {kills['attempts']} attempts; results "
+            f"{'equal to' if kills['results_equal_in_turn'] else 'differ from'} the tasks run in turn",
+            "", "benchmarks/scale_out.py --parts c", ["scale_out.json"])]
     return [
         Row(f"overhead of `--cluster local:2` (2 workers × 1 thread) against one process × 2 threads: audit of "
             f"{audit['structures']} water boxes of {audit['atoms_each']} atoms, {audit['model']}, grid {audit['grid']} "
@@ -320,6 +339,7 @@ def scale_out_rows() -> list[Row]:
             "`symprobe serve` clients × 1 thread against i-PI's in-process model (<ffdirect>, 2 threads), steps/s ratio",
             "; ".join(socket_cells) + f" (ffdirect {g(rates['ffdirect']['steps_per_s'])} steps/s)",
             "", "benchmarks/ipi_sockets.py", ["ipi_sockets.json"]),
+        *fault_rows,
     ]
 
 

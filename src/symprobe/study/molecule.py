@@ -111,8 +111,8 @@ def check_fits(plan: MoleculePlan, costs: dict[str, float], budget_s: float, wha
         raise ValueError(f"quick study of the molecule {what}: its shortest runs that still give statistics (NVE "
                          f"{plan.nve_steps}, NVT {plan.nvt_steps} steps of 0.5 fs) would take about {minutes} min here "
                          f"({step_s(plan, costs)['nvt']:.2g} s per NVT step), more than {MOST_OVER_BUDGET:g} times its budget "
-                         f"of {budget_s / 60:.3g} min; give --budget-min {minutes} per system studied (systems share the budget "
-                         "equally) or use a faster device")
+                         f"of {budget_s / 60:.3g} min; give --budget-min {minutes} for the molecule alone ({minutes} × the number of "
+                         "systems studied together: they share the budget equally) or use a faster device")
 
 
 def _rounded(n: float, lo: int, hi: float, multiple: int = 10) -> int:
