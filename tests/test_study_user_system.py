@@ -41,3 +41,4 @@ def test_crystal_study_from_the_command_line(tmp_path):
     report = (out / "report.html").read_text()
     assert "mg.extxyz" in report and "P6_3/mmc" in report  # a file's structure is named after the file
     assert "water" not in report.lower() and "H2O" not in report
+    assert "the crystal study is deterministic" in report and "not calibrated" not in report

@@ -32,6 +32,7 @@ KINDS: dict[str, tuple[KindRunner, Callable[[dict[str, Any]], str]]] = {"molecul
                                                                         "bulk": (run_bulk, bulk_section),
                                                                         "crystal": (run_crystal, crystal_section)}
 PERIODIC_KINDS = ("bulk", "crystal")  # kinds whose structure must be periodic in three directions
+DETERMINISTIC_KINDS = {"crystal"}  # kinds whose findings come from relaxations, not sampling: no null comparison
 
 
 def unknown_elements(model: Model, systems: Mapping[str, Atoms]) -> str | None:
@@ -135,13 +136,15 @@ def render_user_report(document: dict[str, Any]) -> str:
             f"</head><body><h1>symprobe study of {model} on {systems}</h1>")
     parts = [head, (f"<p>Model spec <code>{html.escape(document['model']['spec'])}</code>; {document['mode']} mode; verdicts at "
                     f"{100 * document['confidence']:g} % confidence.</p>")]
-    state = {None: "not tested (withheld)", True: "holds", False: "does not hold"}
+    state = {None: "no verdict", True: "holds", False: "does not hold"}
     parts.append(table("findings", "Findings", ["system", "claim", "result", "evidence"],
                        [[f"{f['kind']} {html.escape(document['systems'][f['kind']])}", html.escape(f["claim"]), state[f["holds"]],
                          html.escape(f["evidence"])] for f in document["findings"]]))
     gate = document["calibration_gate"]
-    if gate is None:
-        parts.append("<p>No null comparison ran: the verdicts are not calibrated.</p>")
+    if gate is None and set(document["systems"]) <= DETERMINISTIC_KINDS:
+        parts.append("<p>No null comparison is needed: the crystal study is deterministic (relaxations, no sampling).</p>")
+    elif gate is None:
+        parts.append("<p>No null comparison ran: the statistical verdicts are not calibrated.</p>")
     else:
         rows = [[kind, html.escape(name), p, p < 1.0 - gate["confidence"]] for kind, tests in gate["adjusted_p"].items()
                 for name, p in tests.items()]
