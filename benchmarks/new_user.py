@@ -48,14 +48,15 @@ def input_files(work: Path, molecule: str | None, crystal: str | None) -> tuple[
 
 def run_study(model: str, systems: dict[str, Path], out: Path, budget_min: float | None) -> dict[str, Any]:
     """``symprobe study --model MODEL --KIND FILE ... --quick --out OUT`` as a command; what it returned."""
-    command = [sys.executable, "-m", "symprobe.cli", "study", "--model", model, "--quick", "--out", str(out)]
-    command += [] if budget_min is None else ["--budget-min", str(budget_min)]
+    command = [sys.executable, "-m", "symprobe.cli", "study", "--model", model]
     for kind, path in systems.items():
         command += [f"--{kind}", str(path)]
+    command += ["--quick"] + ([] if budget_min is None else ["--budget-min", str(budget_min)]) + ["--out", str(out)]
     load_before, begin = os.getloadavg(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
     lines = [line for line in done.stderr.splitlines() if line.strip() and "warn" not in line.lower()]
-    return {"command": " ".join(["symprobe", *command[3:]]), "exit_code": done.returncode, "wall_s": time.perf_counter() - begin,
+    shown = " ".join(["symprobe study --model", model, *(f"--{kind} {path.name}" for kind, path in systems.items()), "--quick"])
+    return {"command": shown, "exit_code": done.returncode, "wall_s": time.perf_counter() - begin,
             "load_average_before": load_before, "load_average_after": os.getloadavg(), "last_line": lines[-1] if lines else ""}
 
 

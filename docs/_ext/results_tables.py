@@ -343,6 +343,24 @@ def scale_out_rows() -> list[Row]:
     ]
 
 
+def new_user_rows() -> list[Row]:
+    """The user-system study of the pretrained models, run as a new user would (benchmarks/new_user.py)."""
+    data = load("new_user/new_user.json")
+    rows = []
+    for model, runs in data["models"].items():
+        label = model.split(":")[0]
+        for name, run in runs.items():
+            if run["exit_code"] != 0:
+                rows.append(Row(f"{model}: `{run['command']}`", f"refused (exit {run['exit_code']}): "
+                                + run["last_line"].removeprefix("symprobe study: error: "), "", "benchmarks/new_user.py", ["new_user/new_user.json"]))
+                continue
+            states = {True: "holds", False: "does not hold", None: "no verdict"}
+            rows.append(Row(f"{model}: {name.replace('_', ' ')}, findings",
+                            "; ".join(f"{f['claim']}: {states[f['holds']]}" for f in run["findings"]), "", "benchmarks/new_user.py",
+                            ["new_user/new_user.json", f"new_user/{label}-{name.split('_')[0]}/report.html"]))
+    return rows
+
+
 TABLES = [
     Table("Accuracy of the bundled models and their peers", accuracy_rows, headline=[0, 4]),
     Table("Training on CPUs", training_rows),
@@ -357,6 +375,7 @@ TABLES = [
     Table("Pretrained universal potentials", bench_rows),
     Table("Inversion apart from rotation", inversion_rows),
     Table("Past one machine", scale_out_rows),
+    Table("Your own system: the pretrained models, as a new user runs them", new_user_rows),
 ]
 
 

@@ -167,8 +167,9 @@ def _group_verdict(rows: dict[str, Any], start: dict[str, str], name: str, label
     model's round-off) loses it too, so that the tolerance is below the model's numerical floor."""
     if start[label].startswith("P1 "):
         return None, "withheld: the start has no symmetry to lose (P1); "
-    if name != "point-group" and not keeps_group(rows["point-group"], start, label):
-        return None, (f"withheld: the point-group average, exact under the group but for round-off, loses it too at "
+    if not keeps_group(rows["point-group"], start, label):
+        which = "loses it" if name == "point-group" else "loses it too"
+        return None, (f"withheld: the point-group average, exact under the group but for round-off, {which} at "
                       f"{TOLERANCES[label]:g} Å: this tolerance is below the model's numerical floor; ")
     return keeps_group(rows[name], start, label), ""
 
