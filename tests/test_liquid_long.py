@@ -1,4 +1,4 @@
-"""Long liquid runs (raw, random, MTS): the decay time's known answer, the run as cluster tasks that resume without
+"""Long liquid runs (raw, random, MTS and raw again with another seed): the decay time's known answer, the run as cluster tasks that resume without
 rerunning MD, and the study report's section."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from symprobe.study.liquid_long import (
     run_long_liquid,
 )
 from symprobe.study.tasks import StudyFarm
+from symprobe.study.variants import REPEAT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,11 +68,12 @@ def test_each_variant_runs_as_a_task_and_resumes_from_cache(toy_runs, monkeypatc
     out, plan, summary = toy_runs
     tasks = out / "md" / plan.key() / "liquid_tasks"
     assert sorted(p.name for p in tasks.iterdir() if p.is_dir()) == sorted(f"liquid-{v}-0" for v in LONG_LIQUID_VARIANTS)
-    assert set(summary["variants"]) == set(LONG_LIQUID_VARIANTS) and set(summary["verdicts"]) == {"random", "mts"}
+    assert set(summary["variants"]) == set(LONG_LIQUID_VARIANTS) and set(summary["verdicts"]) == {"random", "mts", REPEAT}
     assert summary["length_ps"] == pytest.approx(0.05) and summary["mts"] == "T/14"
     # 0.05 ps reaches neither the diffusive regime nor the c_uu decay: both are withheld, not extrapolated
     assert all(v["diffusion"] is None and not v["diffusion_regime"]["reached"] and v["c_uu_decay"] is None
                for v in summary["variants"].values())
+    assert summary["calibration"] is None  # no quantity reached: no null comparison of raw against raw
 
     def refuse(*args, **kwargs):
         raise AssertionError("MD was rerun although every run finished")

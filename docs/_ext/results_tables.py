@@ -361,6 +361,28 @@ def new_user_rows() -> list[Row]:
     return rows
 
 
+def long_liquid_rows() -> list[Row]:
+    """The long liquid runs: D and the c_uu decay time of each variant, their verdicts against raw and the null check."""
+    data = load("liquid_long/liquid_long.json")
+    sources = ["liquid_long/liquid_long.json", "liquid_long/liquid_long.png", "liquid_long/report.html"]
+
+    def pm(obs: dict[str, Any] | None) -> str:
+        return "not reached" if obs is None else f"{g(obs['value'])} ± {g(obs['error'], 2)}"
+
+    setting = f"{data['n_molecules']} H2O, {g(data['length_ps'])} ps per variant, MTS {data['mts']}"
+    rows = [Row(f"D (1e-5 cm²/s) and c_uu 1/e decay time (fs), {setting}: " + " / ".join(data["variants"]),
+                " / ".join(f"{pm(v['diffusion'])} and {pm(v['c_uu_decay'])}" for v in data["variants"].values()),
+                f"D {g(data['paper']['diffusion_1e-5_cm2_s'])}", "benchmarks/liquid_long.py", sources)]
+    for variant, tests in data["verdicts"].items():
+        words = "; ".join(f"{name}: {test['verdict']}" for name, test in tests.items() if test is not None)
+        rows.append(Row(f"long liquid runs, {variant} against raw", words or "no test: a quantity was not reached", "",
+                        "benchmarks/liquid_long.py", sources))
+    if data.get("calibration"):
+        rows.append(Row("long liquid runs: do the two-halves error bars hold (raw against raw-repeat)?",
+                        data["calibration"]["verdict"], "", "benchmarks/liquid_long.py", sources))
+    return rows
+
+
 TABLES = [
     Table("Accuracy of the bundled models and their peers", accuracy_rows, headline=[0, 4]),
     Table("Training on CPUs", training_rows),
@@ -376,6 +398,7 @@ TABLES = [
     Table("Inversion apart from rotation", inversion_rows),
     Table("Past one machine", scale_out_rows),
     Table("Your own system: the pretrained models, as a new user runs them", new_user_rows),
+    Table("Long liquid runs", long_liquid_rows),
 ]
 
 

@@ -1,11 +1,12 @@
-"""Long liquid runs: raw, random and MTS, one 64-molecule box each, run as tasks (:mod:`symprobe.cluster`) in the
+"""Long liquid runs: raw, random, MTS and a second raw run (another seed), one 64-molecule box each, run as tasks (:mod:`symprobe.cluster`) in the
 background and resumed from run to run; their dynamics against each other and against the paper.
 
 :func:`long_liquid_plan` is the study's liquid protocol with one replica per variant and a long run;
 :func:`run_long_liquid` runs (or resumes) it through the study's own liquid stage and returns
 :func:`summarise` of it: the diffusion coefficient D from the diffusive regime beside the paper's, the c_uu
 decay time, and a verdict on each against raw with the smallest difference the runs could have seen.
-Errors come from the two halves of each run (one replica per variant)."""
+Errors come from the two halves of each run (one replica per variant); the second raw run checks them: raw against
+raw must pass as "no difference" (:func:`~symprobe.analysis.statistics.null_calibration`)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from symprobe.study.paper import PAPER
 from symprobe.study.plan import Plan, parse_mts
 from symprobe.study.stages import Context, StageCache, liquid_stage
 from symprobe.study.tasks import StudyFarm
+from symprobe.study.variants import REPEAT
 
-LONG_LIQUID_VARIANTS = ("mts", "raw", "random")  # MTS, the longest, first: it runs beside the other two
+LONG_LIQUID_VARIANTS = ("mts", "raw", "random", REPEAT)  # MTS, the longest, first: it runs beside the others
 TIMESTEP_FS = 0.5
 DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
 
@@ -62,10 +64,12 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
     verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"),
                           "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1)}
                 for variant in variants if variant != "raw"}
+    null_tests = {name: test for name, test in verdicts.get(REPEAT, {}).items() if test is not None}
+    calibration = statistics.null_calibration(null_tests) if null_tests else None
     return {"n_molecules": stage["n_molecules"], "length_ps": stage["steps"] * TIMESTEP_FS / 1000.0,
             "equilibration_ps": stage["equilibration_steps"] * TIMESTEP_FS / 1000.0, "thermostat": stage["thermostat"],
             "mts": f"{context.plan.mts_grid}/{context.plan.n_inner}", "wall_s": stage["wall_s"], "variants": variants,
-            "verdicts": verdicts, "paper": {"diffusion_1e-5_cm2_s": PAPER["liquid_diffusion_1e-5_cm2_s"]},
+            "verdicts": verdicts, "calibration": calibration, "paper": {"diffusion_1e-5_cm2_s": PAPER["liquid_diffusion_1e-5_cm2_s"]},
             "errors_from": "the two halves of each run (one replica per variant): 1 degree of freedom"}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from symprobe.files import atomic_write
 from symprobe.study.calibration import gated
 from symprobe.pages import CSS, fmt as _fmt, png_base64 as _png, pyplot as _pyplot, table as _table
+from symprobe.study.variants import REPEAT
 
 FIGURES = ("gas_angular_momentum", "gas_torque", "gas_spectra", "gas_orientation", "liquid_rdf", "liquid_dipoles",
            "liquid_dynamics", "liquid_drift", "rotational_errors", "ice", "grid_convergence")
@@ -472,14 +473,17 @@ def long_liquid_section(summary: dict[str, Any]) -> str:
             f"not reached (MSD {regime['msd_at_longest_lag_A2']:.3g} Å² at {regime['longest_lag_fs'] / 1000:.3g} ps)")
         verdict = summary["verdicts"].get(variant, {})
         words = "; ".join(f"{name}: {html.escape(test['verdict'])}" for name, test in verdict.items() if test is not None)
+        words = f"null check (same variant, another seed): {words}" if words and variant == REPEAT else words
         rows.append([variant, d, f"{paper_d:g} (paper)", _pm(data["c_uu_decay"]), _pm(data["temperature"]),
                      words or ("reference" if variant == "raw" else "no test: a quantity was not reached")])
     table = _table("liquid_long", "Long liquid runs: D (1e-5 cm²/s) and the c_uu 1/e decay time (fs); each variant against raw",
                    ["variant", "D (1e-5 cm²/s)", "D, paper", "c_uu decay (fs)", "T (K)", "verdict against raw"], rows)
     image = _png(liquid_dynamics_figure(summary["variants"]))
+    calibration = summary.get("calibration")
+    checked = f"<p>Error bars: {html.escape(calibration['verdict'])} (raw against {REPEAT}).</p>" if calibration else ""
     return (f"<h2 id='liquid-long'>Long liquid runs</h2><p>{summary['n_molecules']} H2O, {summary['length_ps']:g} ps per variant "
             f"(the first {summary['equilibration_ps']:g} ps discarded), {html.escape(summary['thermostat'])}, MTS "
-            f"{html.escape(summary['mts'])}; errors from {html.escape(summary['errors_from'])}.</p>"
+            f"{html.escape(summary['mts'])}; errors from {html.escape(summary['errors_from'])}.</p>{checked}"
             f"<figure id='figure-liquid-long'><img alt='liquid_long' src='data:image/png;base64,{image}'>"
             "<figcaption>Oxygen MSD and dipole autocorrelation c_uu(t) of the long runs.</figcaption></figure>" + table)
 
