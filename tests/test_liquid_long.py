@@ -18,6 +18,7 @@ from symprobe.study import report
 from symprobe.study.liquid_long import (
     LONG_LIQUID_VARIANTS,
     decay_time,
+    mobility,
     long_liquid_plan,
     run_long_liquid,
 )
@@ -100,3 +101,28 @@ def test_benchmark_toy_writes_json_figure_and_page(tmp_path):
     assert document["benchmark"] == "liquid_long" and set(document["variants"]) == set(LONG_LIQUID_VARIANTS)
     assert (tmp_path / "out" / "liquid_long.png").stat().st_size > 10_000
     assert "Long liquid runs" in (tmp_path / "out" / "report.html").read_text()
+
+
+def _random_walk_frames(steps_A: np.ndarray, frame_dt_fs: float, seed: int) -> list:
+    """Frames of 32 oxygens in a 20 Å box doing a random walk whose step (Å per frame) is ``steps_A`` frame by frame."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(seed)
+    positions = np.cumsum(rng.normal(size=(len(steps_A), 32, 3)) * steps_A[:, None, None], axis=0)
+    frames = []
+    for k, x in enumerate(positions):
+        atoms = Atoms("O32", positions=x % 20.0, cell=[20.0] * 3, pbc=True)
+        atoms.info["time_fs"] = k * frame_dt_fs
+        frames.append(atoms)
+    return frames
+
+
+def test_mobility_tells_a_settled_liquid_from_a_relaxing_one():
+    """A random walk of constant step is stationary (its MSD over 1 ps is 3 σ² × 100 frames); one whose step falls by
+    √2 over the kept part is not (the halves' ratio near 2 for the MSD)."""
+    frames = 1200
+    steady = mobility(_random_walk_frames(np.full(frames, 0.05), 10.0, seed=1), equilibration_fs=1000.0)
+    assert steady["stationary"] and np.mean(steady["msd_A2"]) == pytest.approx(3 * 0.05**2 * 100, rel=0.1)
+    slowing = np.where(np.arange(frames) < 650, 0.05, 0.05 / np.sqrt(2))
+    relaxing = mobility(_random_walk_frames(slowing, 10.0, seed=2), equilibration_fs=1000.0)
+    assert relaxing["stationary"] is False and relaxing["kept_halves_ratio"] > 1.5

@@ -377,6 +377,13 @@ def long_liquid_rows() -> list[Row]:
         words = "; ".join(f"{name}: {test['verdict']}" for name, test in tests.items() if test is not None)
         rows.append(Row(f"long liquid runs, {variant} against raw", words or "no test: a quantity was not reached", "",
                         "benchmarks/liquid_long.py", sources))
+    mobility = {variant: v["mobility"] for variant, v in data["variants"].items() if v.get("mobility")}
+    if mobility:
+        rows.append(Row("long liquid runs: has the liquid settled? Oxygen MSD over 1 ps (Å²) in the first and last ps, and "
+                        "the ratio of the kept part's halves (stationary within 1.25)",
+                        "; ".join(f"{variant}: {g(m['msd_A2'][0], 2)} → {g(m['msd_A2'][-1], 2)}, ratio {g(m['kept_halves_ratio'], 2)} "
+                                  f"({'settled' if m['stationary'] else 'still relaxing'})" for variant, m in mobility.items()),
+                        "", "benchmarks/liquid_long.py", sources))
     if data.get("calibration"):
         rows.append(Row("long liquid runs: do the two-halves error bars hold (raw against raw-repeat)?",
                         data["calibration"]["verdict"], "", "benchmarks/liquid_long.py", sources))

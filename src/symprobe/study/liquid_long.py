@@ -6,7 +6,9 @@ background and resumed from run to run; their dynamics against each other and ag
 :func:`summarise` of it: the diffusion coefficient D from the diffusive regime beside the paper's, the c_uu
 decay time, and a verdict on each against raw with the smallest difference the runs could have seen.
 Errors come from the two halves of each run (one replica per variant); the second raw run checks them: raw against
-raw must pass as "no difference" (:func:`~symprobe.analysis.statistics.null_calibration`)."""
+raw must pass as "no difference" (:func:`~symprobe.analysis.statistics.null_calibration`). :func:`mobility` says
+whether the liquid has settled: a run whose mobility still drifts after the discarded start has halves that disagree,
+and D and the decay time from it describe a relaxation, not the liquid."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from symprobe.study.variants import REPEAT
 LONG_LIQUID_VARIANTS = ("mts", "raw", "random", REPEAT)  # MTS, the longest, first: it runs beside the others
 TIMESTEP_FS = 0.5
 DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
+MOBILITY_LAG_FS = 1000.0  # the lag of the mobility diagnostic (oxygen MSD over 1 ps, along the run)
+STATIONARY_RATIO = 1.25  # the kept part's two halves' mobilities closer than this factor count as stationary
 
 
 def long_liquid_plan(length_ps: float = 20.0, mts: str = "T/14", equilibration_ps: float = 1.0, seed: int = 0) -> Plan:
@@ -60,7 +64,8 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
         kept = [f for f in frames if float(f.info["time_fs"]) >= stage["equilibration_steps"] * TIMESTEP_FS]
         variants[variant] = {"diffusion": data["diffusion"], "diffusion_regime": data["diffusion_regime"],
                              "c_uu_decay": decay_time(_dipole_directions(kept), data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
-                             "temperature": data["temperature"]}
+                             "temperature": data["temperature"],
+                             "mobility": mobility(frames, stage["equilibration_steps"] * TIMESTEP_FS)}
     verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"),
                           "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1)}
                 for variant in variants if variant != "raw"}
@@ -71,6 +76,25 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
             "mts": f"{context.plan.mts_grid}/{context.plan.n_inner}", "wall_s": stage["wall_s"], "variants": variants,
             "verdicts": verdicts, "calibration": calibration, "paper": {"diffusion_1e-5_cm2_s": PAPER["liquid_diffusion_1e-5_cm2_s"]},
             "errors_from": "the two halves of each run (one replica per variant): 1 degree of freedom"}
+
+
+def mobility(frames: list[Atoms], equilibration_fs: float) -> dict[str, Any]:
+    """Whether the liquid has settled: the oxygen MSD over :data:`MOBILITY_LAG_FS` (Å²) from the time origins of each
+    consecutive 1-ps window of the whole run, and the ratio of its means over the first and second halves of the part
+    kept after ``equilibration_fs`` (fs); ``stationary`` when that ratio is within :data:`STATIONARY_RATIO` of 1."""
+    times = np.array([float(f.info["time_fs"]) for f in frames])
+    positions, cells = observables.trajectory_arrays(frames)
+    oxygens = [atom.index for atom in frames[0] if atom.symbol == "O"]
+    unwrapped = observables.unwrap_positions(positions[:, oxygens], cells)
+    lag = int(round(MOBILITY_LAG_FS / (times[1] - times[0])))
+    starts = range(0, len(frames) - 2 * lag + 1, lag)
+    msd = np.array([np.mean(np.sum((unwrapped[k + lag:k + 2 * lag] - unwrapped[k:k + lag]) ** 2, axis=-1)) for k in starts])
+    window_fs = times[list(starts)]
+    kept = msd[window_fs >= equilibration_fs]
+    half = len(kept) // 2
+    ratio = float(np.mean(kept[:half]) / np.mean(kept[half:2 * half])) if half else None
+    return {"lag_fs": MOBILITY_LAG_FS, "window_start_fs": window_fs.tolist(), "msd_A2": msd.tolist(), "kept_halves_ratio": ratio,
+            "stationary": None if ratio is None else bool(1 / STATIONARY_RATIO <= ratio <= STATIONARY_RATIO)}
 
 
 def decay_time(directions: np.ndarray, frame_dt_fs: float) -> dict[str, Any] | None:

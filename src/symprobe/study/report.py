@@ -481,6 +481,14 @@ def long_liquid_section(summary: dict[str, Any]) -> str:
     image = _png(liquid_dynamics_figure(summary["variants"]))
     calibration = summary.get("calibration")
     checked = f"<p>Error bars: {html.escape(calibration['verdict'])} (raw against {REPEAT}).</p>" if calibration else ""
+    drifting = {variant: data["mobility"] for variant, data in summary["variants"].items()
+                if data.get("mobility") and data["mobility"]["stationary"] is False}
+    if drifting:
+        checked += ("<p class='note'>Not settled: the oxygen MSD over 1 ps still changes along the kept part of "
+                    + ", ".join(f"{html.escape(v)} (first half / second half {m['kept_halves_ratio']:.2g}; "
+                                f"{m['msd_A2'][0]:.2g} Å² in the first ps, {m['msd_A2'][-1]:.2g} Å² in the last)" for v, m in drifting.items())
+                    + ": the liquid is still relaxing, so D and the c_uu decay from these runs describe that relaxation; "
+                    "a longer run, with more of its start discarded, is needed.</p>")
     return (f"<h2 id='liquid-long'>Long liquid runs</h2><p>{summary['n_molecules']} H2O, {summary['length_ps']:g} ps per variant "
             f"(the first {summary['equilibration_ps']:g} ps discarded), {html.escape(summary['thermostat'])}, MTS "
             f"{html.escape(summary['mts'])}; errors from {html.escape(summary['errors_from'])}.</p>{checked}"
