@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:water-pet")
     parser.add_argument("--ps", type=float, default=20.0, help="length of each run in ps (default 20)")
+    parser.add_argument("--equilibration-ps", type=float, default=1.0, help="discarded start of each run in ps (default 1)")
     parser.add_argument("--mts", default="T/14")
-    parser.add_argument("--cluster", default="local:2", help="where the three runs go ('none': in turn here)")
+    parser.add_argument("--cluster", default="local:2", help="where the four runs go ('none': in turn here)")
     parser.add_argument("--runs", default=str(REPO / "runs" / "liquid_long"))
     parser.add_argument("--out", default=str(REPO / "results" / "liquid_long"))
     parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.1 ps (seconds)")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from symprobe.study.tasks import StudyFarm
 
     model_spec, length_ps = ("builtin:qtip4pf", 0.1) if args.toy else (args.model, args.ps)
-    plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.02 if args.toy else 1.0)
+    plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.02 if args.toy else args.equilibration_ps)
     cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)
     load_before = os.getloadavg()
     begin = time.perf_counter()
