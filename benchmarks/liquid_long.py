@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/liquid_long.py --toy --out /tmp/l  # toy size (q-TIP4P/F, 0.1 ps; what the test runs)
 
 Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live under ``--runs`` (default
-``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. When all three
+``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. When all four
 have reached their length, :func:`symprobe.study.liquid_long.summarise` writes ``liquid_long.json`` and its figure.
 """
 
