@@ -8,8 +8,8 @@ Two steps (MACE is an optional extra: ``pip install 'symprobe[mace]'``)::
 Both steps take ``--device`` (cpu, cuda or cuda:N; default cpu): MACE trains, refits and evaluates there
 (``mace_run_train --device``, ``MACECalculator(device=...)``; for cuda:N the MACE process selects GPU N).
 
-``train`` writes ``OUT/{train,valid,test}.xyz``: the structures of
-``symprobe.training.split_indices(190, 150, 20, 20, seed=0)`` with the labels as ``REF_energy`` (eV) and
+``train`` writes ``OUT/{train,valid,test}.xyz``: the structures of ``symprobe.training.water_split()``
+(``split_indices(190, 150, 20, 20, seed=0)``) with the labels as ``REF_energy`` (eV) and
 ``REF_forces`` (eV/Å). It trains one epoch through ``mace_run_train`` to measure the epoch time, then resumes
 from that checkpoint (``--restart_latest``) for as many epochs as fit in ``--hours``, the last quarter in
 MACE's stage two (lower learning rate, energy weight 1000). Every MACE process runs with ``--threads``
@@ -26,7 +26,7 @@ test energy MAE both ways.
 
 ``evaluate`` measures, in float32 like ``benchmarks/train_water.py``: energy MAE (meV/atom) and force
 MAE/RMSE (meV/Å) on the 20 test structures, and the throughput (atom-steps/s) of one test cell (192 atoms)
-and its 2×2×2 supercell (1536 atoms) with ``train_water.throughput`` (one call = energy, forces and stress,
+and its 2×2×2 supercell (1536 atoms) with ``symprobe.models.speed.throughput`` (one call = energy, forces and stress,
 as symprobe's ``TorchModel`` does for periodic cells; MACE's neighbour list included).
 """
 
@@ -49,7 +49,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("liquid/cheng2019_revPBE0-D3_liquid_test190.extxyz")
-SPLIT = {"n": 190, "n_train": 150, "n_val": 20, "n_test": 20, "seed": 0}
 NAME = "mace-water"  # MACE's --name: files mace-water.model, checkpoints/mace-water_run-SEED_epoch-N.pt
 FILES = {"train": "train.xyz", "val": "valid.xyz", "test": "test.xyz"}
 
@@ -98,21 +97,6 @@ def data_file() -> Path:
     return root / DATA
 
 
-def split() -> dict[str, list[int]]:
-    """The train/val/test indices of symprobe's own water models."""
-    from symprobe.training import split_indices
-
-    return split_indices(SPLIT["n"], SPLIT["n_train"], SPLIT["n_val"], SPLIT["n_test"], SPLIT["seed"])
-
-
-def test_structures() -> list:
-    """The 20 held-out structures (ASE Atoms with their reference energy and forces)."""
-    from symprobe.structures import read_structures
-
-    frames = read_structures(data_file())
-    return [frames[k] for k in split()["test"]]
-
-
 def write_split(out: Path, subset: int | None = None) -> dict[str, list[int]]:
     """Write ``out/{train,valid,test}.xyz`` with ``REF_energy`` (eV) and ``REF_forces`` (eV/Å).
 
@@ -122,9 +106,10 @@ def write_split(out: Path, subset: int | None = None) -> dict[str, list[int]]:
 
     from symprobe.files import replacing
     from symprobe.structures import read_structures, reference_labels
+    from symprobe.training import water_split
 
     frames = read_structures(data_file())
-    indices = split()
+    indices = water_split()
     if subset is not None:
         indices = {name: index if name == "test" else index[:subset] for name, index in indices.items()}
     out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +262,7 @@ def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | Non
     import torch
 
     from symprobe.files import replacing
+    from symprobe.training.data import WATER_SPLIT
 
     where = torch.device(device)
     gpu = where.index if where.type == "cuda" else None
@@ -296,7 +282,7 @@ def train(out: Path, hours: float, threads: int, hypers: dict, subset: int | Non
     try:
         if state is None:
             split_written = write_split(out, subset)
-            state = {"hypers": hypers, "subset": subset, "split": SPLIT, "n_train": len(split_written["train"]),
+            state = {"hypers": hypers, "subset": subset, "split": WATER_SPLIT, "n_train": len(split_written["train"]),
                      "n_val": len(split_written["val"]), "threads": threads, "mace_version": _mace_version(),
                      "torch": _torch_version(), "cpu": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
                      "sessions": [], "wall_time_s": 0.0, "finished": False}
@@ -347,8 +333,9 @@ def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 
     from mace.calculators import MACECalculator
 
     from symprobe.models.base import CalculatorModel
+    from symprobe.models.speed import throughput
     from symprobe.structures import reference_labels
-    from train_water import throughput
+    from symprobe.training import water_split, water_test_structures
 
     class FreshCalculatorModel(CalculatorModel):
         """Recompute on every call: ASE would return cached results for an unchanged structure."""
@@ -366,7 +353,7 @@ def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 
     training = json.loads(training_path.read_text()) if training_path.exists() else None
     refit = None if training is None or model_path.name != "best.model" else training.get("energy_refit")
     offsets = {} if refit is None else {int(z): d for z, d in refit["offsets_eV"].items()}
-    test = test_structures()
+    test = water_test_structures(data_file())
     energy_errors, raw_energy_errors, force_errors = [], [], []
     for atoms in test:
         energy, forces = reference_labels(atoms)
@@ -381,7 +368,7 @@ def evaluate(model_path: Path, out: Path, threads: int, timing_seconds: float = 
         "model": f"MACE (mace-torch {_mace_version()})",
         "model_file": str(model_path),
         "split": "symprobe.training.split_indices(190, 150, 20, 20, seed=0), as the bundled models",
-        "test_indices": split()["test"],
+        "test_indices": water_split()["test"],
         "parameters": sum(p.numel() for p in calculator.models[0].parameters()),
         "invariant": True,
         "test": {

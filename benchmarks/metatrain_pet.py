@@ -6,13 +6,14 @@ Three steps (metatrain is an optional extra: ``pip install 'symprobe[metatrain]'
     python benchmarks/metatrain_pet.py train [--resume]      # mtt train + mtt export (nice 19, 1 thread)
     python benchmarks/metatrain_pet.py evaluate              # test-set errors → results/metatrain_pet.json
 
-The split is the project's rule, ``symprobe.training.split_indices(190, 150, 20, 20, seed=0)``, as for the
-bundled models: a seeded permutation of the 190 revPBE0-D3 liquid structures, the first 150 train, the
+The split is the project's rule, ``symprobe.training.water_split()`` (``split_indices(190, 150, 20, 20, seed=0)``),
+as for the bundled models: a seeded permutation of the 190 revPBE0-D3 liquid structures, the first 150 train, the
 next 20 validation, the last 20 test.
 Errors: energy MAE per atom (meV/atom) and force MAE/RMSE per component (meV/Å) on the 20 test structures,
 the model evaluated in float64 through ``symprobe.models.external.load_model('metatomic:…')`` on ``--device``
-(cpu, cuda or cuda:N; default cpu); throughput (atom-steps/s) in float32 on 192 and 1536 atoms, as in
-``benchmarks/train_water.py``, which runs this step for its side-by-side table. ``--device`` applies to
+(cpu, cuda or cuda:N; default cpu); throughput (atom-steps/s, ``symprobe.models.speed.throughput``, torch's
+threads: set ``OMP_NUM_THREADS``) in float32 on 192 and 1536 atoms, as in ``benchmarks/train_water.py``, which
+runs this step for its side-by-side table. ``--device`` applies to
 ``evaluate`` only: ``mtt train`` runs where its own options (configs/metatrain_pet.yaml, metatrain's
 ``device``) say.
 """
@@ -52,14 +53,14 @@ def write_split(run: Path = RUN) -> dict[str, Path]:
     from ase.io import read, write
 
     from symprobe.files import replacing
-    from symprobe.training import split_indices
+    from symprobe.training import water_split
 
     frames = read(data_file(), index=":")
     if len(frames) != 190:
         raise SystemExit(f"{data_file()}: expected 190 structures, found {len(frames)}")
     run.mkdir(parents=True, exist_ok=True)
     paths = {}
-    indices = split_indices(len(frames), 150, 20, 20, seed=0)
+    indices = water_split()
     for name, index in indices.items():
         paths[name] = run / f"{name}.extxyz"
         with replacing(paths[name]) as tmp:
@@ -116,11 +117,11 @@ def evaluate(model_path: Path, out: Path = REPO / "results" / "metatrain_pet.jso
     from ase.build import make_supercell
 
     from symprobe.models.external import load_model
-    from mace_water import test_structures  # the same 20 held-out cells as every model of the table
+    from symprobe.models.speed import throughput
     from symprobe.structures import reference_labels
-    from train_water import throughput
+    from symprobe.training import water_test_structures
 
-    test = test_structures()
+    test = water_test_structures(data_file())  # the same 20 held-out cells as every model of the table
     model = load_model(f"metatomic:{model_path}", dtype=torch.float64, device=device)
     energy_errors, force_errors = [], []
     start = time.perf_counter()

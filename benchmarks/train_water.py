@@ -11,7 +11,8 @@ structures' range (a test cell outside it is an extrapolation).
 The peers are measured in the same run, one after the other, with the same threads and device: a "MACE
 (peer)" row by ``benchmarks/mace_water.py evaluate`` under ``--mace-python`` (mace-torch pins an e3nn that
 the pretrained extra cannot share, so it lives in its own environment), and a "metatrain PET (reference)"
-row by ``benchmarks/metatrain_pet.py``'s ``evaluate``. Their models (same split, trained by those scripts)
+row by ``benchmarks/metatrain_pet.py evaluate`` under ``--metatrain-python`` (default: this Python, which
+needs the metatomic extra). Their models (same split, trained by those scripts)
 are kept in results/peer_models/; a peer whose model or Python is absent is left out, with a line on
 stderr. The peers' own JSON files (mace_water.json, metatrain_pet.json) are rewritten beside ``--output``.
 The machine's load average is recorded before and after the run.
@@ -29,7 +30,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from ase.build import make_supercell
 from symprobe.files import atomic_write
 from symprobe.models.device import DeviceError, device_name, resolve_device
 from symprobe.models.pet import BUILTIN_NAMES, builtin_path, load_module
+from symprobe.models.speed import throughput
 from symprobe.models.torch_model import TorchModel
 from symprobe.structures import read_structures, shared_data_dir
 from symprobe.training import evaluate, load_samples, rotational_errors, split_indices
@@ -46,16 +47,6 @@ from symprobe.training import evaluate, load_samples, rotational_errors, split_i
 HERE = Path(__file__).resolve().parent
 PEERS = HERE.parent / "results" / "peer_models"
 PAPER_PET = {"rotational_energy_per_cell_meV": 5.1, "rotational_force_meV_per_A": 2.0, "test_force_mae_meV_per_A": 16.6}
-
-
-def throughput(model: TorchModel, atoms, seconds: float = 5.0) -> float:
-    """Atom-steps per second of energy + forces on ``atoms`` (after one warm-up call)."""
-    model.predict(atoms)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or calls < 2:
-        model.predict(atoms)
-        calls += 1
-    return len(atoms) * calls / (time.perf_counter() - start)
 
 
 def shortest_oo(atoms) -> float:
@@ -117,13 +108,15 @@ def mace_row(args: argparse.Namespace, out: Path, device: torch.device) -> dict:
 
 
 def metatrain_row(args: argparse.Namespace, out: Path, device: torch.device) -> dict:
-    """The metatrain PET row, measured now by ``metatrain_pet.evaluate`` (written to ``out``)."""
-    if not args.metatrain.exists():
-        raise PeerMissing(f"{args.metatrain} does not exist")
-    from metatrain_pet import evaluate as evaluate_metatrain
-
-    row = evaluate_metatrain(args.metatrain, out, str(device), args.timing_seconds)
-    return {**row, "note": "the paper's architecture by metatrain, same split; measured in this run"}
+    """The metatrain PET row, measured now by ``metatrain_pet.py evaluate`` under ``--metatrain-python`` with this
+    run's torch threads (written to ``out``)."""
+    for needed in (args.metatrain, args.metatrain_python):
+        if not needed.exists():
+            raise PeerMissing(f"{needed} does not exist")
+    subprocess.run([str(args.metatrain_python), str(HERE / "metatrain_pet.py"), "evaluate", "--model", str(args.metatrain),
+                    "--out", str(out), "--timing-seconds", str(args.timing_seconds), "--device", str(device)],
+                   check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    return {**json.loads(out.read_text()), "note": "the paper's architecture by metatrain, same split; measured in this run"}
 
 
 def main() -> None:
@@ -138,6 +131,8 @@ def main() -> None:
                         help="a Python with mace-torch and symprobe installed (default .venv-mace)")
     parser.add_argument("--metatrain", type=Path, default=PEERS / "metatrain-pet" / "model.pt",
                         help="metatrain PET exported by benchmarks/metatrain_pet.py train (training.json beside it)")
+    parser.add_argument("--metatrain-python", type=Path, default=Path(sys.executable),
+                        help="a Python with metatomic and symprobe installed (default: this one)")
     args = parser.parse_args()
     try:
         device = resolve_device(args.device)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from symprobe.models.pet import load_module
+from symprobe.models.pet import BUILTIN_NAMES, WEIGHTS_DIR, load_module
 from symprobe.testing import write_labelled_water
 from symprobe.training import (ConfigError, bundle, load_samples, make_batch, make_config, random_o3, rotation_gradient,
-                               split_indices, train, training_split)
+                               split_indices, train, training_split, water_split)
+from symprobe.training.data import WATER_SPLIT
 from symprobe.training.loop import _loss
 
 SMALL_MODEL = dict(width=16, heads=2, blocks=2, layers_per_block=1, radial_basis=6, angular_degree=2, cutoff=3.5)
@@ -239,6 +240,15 @@ def test_split_is_reproducible_and_disjoint():
     assert a == b
     assert len(set(a["train"]) | set(a["val"]) | set(a["test"])) == 45
     assert split_indices(50, 30, 10, 5, seed=4) != a
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_water_split_is_the_bundled_models_split(name):
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    assert {key: card["split"][key] for key in ("train", "val", "test", "seed")} == {
+        "train": WATER_SPLIT["n_train"], "val": WATER_SPLIT["n_val"], "test": WATER_SPLIT["n_test"], "seed": WATER_SPLIT["seed"]}
+    assert card["data"]["structures"] == WATER_SPLIT["n"]
+    assert water_split()["test"] == card["split"]["test_indices"]
 
 
 def test_a_training_subset_keeps_validation_and_test_cells(water_data):

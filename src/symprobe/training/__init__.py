@@ -23,7 +23,7 @@ errors are always computed in ``training.dtype``. Outputs in
 ``test_metrics.json``, ``train.log``.
 
 Modules: :mod:`.config` (the YAML schema :class:`TrainConfigFile`, :class:`TrainConfig`), :mod:`.data` (samples, the split,
-augmentation, batches), :mod:`.baseline` (per-species reference energies), :mod:`.evaluation` (test errors,
+augmentation, batches; the bundled water models' split, :func:`water_split`), :mod:`.baseline` (per-species reference energies), :mod:`.evaluation` (test errors,
 rotational errors, the rotation gradient), :mod:`.loop` (:func:`train`), :mod:`.stages` (pre-training then
 fine-tuning from one config: :func:`train_stages`), :mod:`.pretrain_data` (the q-TIP4P/F pre-training set of
 ``symprobe pretrain-data``) and :mod:`.bundling` (:func:`bundle`, model cards).
@@ -33,7 +33,8 @@ from symprobe.checks import ConfigError
 from symprobe.training.baseline import fit_baseline, refit_baseline, refit_best, refit_offset
 from symprobe.training.bundling import bundle, model_card_markdown, training_stages
 from symprobe.training.config import TrainConfig, TrainConfigFile, device_for, load_config, make_config
-from symprobe.training.data import Sample, load_samples, make_batch, module_device, random_o3, split_indices, training_split
+from symprobe.training.data import (Sample, load_samples, make_batch, module_device, random_o3, split_indices, training_split,
+                                    water_split, water_test_structures)
 from symprobe.training.evaluation import evaluate, rotation_gradient, rotational_errors
 from symprobe.training.loop import block_prefixes, freeze_early_blocks, hardware, init_weights, plot_learning_curve, train
 from symprobe.training.stages import fine_tune_stage, pretrain_stage, train_stages
@@ -42,4 +43,4 @@ __all__ = ["ConfigError", "Sample", "TrainConfig", "TrainConfigFile", "block_pre
            "evaluate", "fine_tune_stage", "fit_baseline", "freeze_early_blocks", "hardware", "init_weights", "load_config",
            "load_samples", "make_batch", "make_config", "model_card_markdown", "module_device", "plot_learning_curve",
            "pretrain_stage", "random_o3", "refit_baseline", "refit_best", "refit_offset", "rotation_gradient", "rotational_errors",
-           "split_indices", "train", "train_stages", "training_split", "training_stages"]
+           "split_indices", "train", "train_stages", "training_split", "training_stages", "water_split", "water_test_structures"]

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from ase import Atoms
 
 from symprobe import so3
 from symprobe.checks import ConfigError
@@ -64,6 +65,22 @@ def split_indices(n: int, n_train: int, n_val: int, n_test: int, seed: int) -> d
         "val": order[n_train : n_train + n_val].tolist(),
         "test": order[n_train + n_val : n_train + n_val + n_test].tolist(),
     }
+
+
+WATER_SPLIT = {"n": 190, "n_train": 150, "n_val": 20, "n_test": 20, "seed": 0}  # the bundled water models' split
+
+
+def water_split() -> dict[str, list[int]]:
+    """Train/validation/test indices of the bundled water models and their peers (:data:`WATER_SPLIT`) in the
+    190-cell revPBE0-D3 liquid reference file."""
+    return split_indices(**WATER_SPLIT)
+
+
+def water_test_structures(path: str | Path) -> list[Atoms]:
+    """The 20 held-out cells of :func:`water_split` in the liquid reference file ``path``, with their reference
+    energies (eV) and forces (eV/Å)."""
+    frames = read_structures(path)
+    return [frames[k] for k in water_split()["test"]]
 
 
 def training_split(config: TrainConfig, n: int) -> dict[str, list[int]]:
