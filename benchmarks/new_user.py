@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work, out = Path(args.work), Path(args.out)
     molecule, crystal = input_files(work, args.molecule, args.crystal)
-    document: dict[str, Any] = {"cpu_count": os.cpu_count(), "threads_per_process": 1,
+    document: dict[str, Any] = {"cpu_count": os.cpu_count(), "threads_per_process": 1, "budget_min": args.budget_min,
                                 "inputs": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (molecule, crystal)},
                                 "models": {}}
     out.mkdir(parents=True, exist_ok=True)

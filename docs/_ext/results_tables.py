@@ -344,20 +344,27 @@ def scale_out_rows() -> list[Row]:
 
 
 def new_user_rows() -> list[Row]:
-    """The user-system study of the pretrained models, run as a new user would (benchmarks/new_user.py)."""
-    data = load("new_user/new_user.json")
+    """The user-system study of the pretrained models, run as a new user would (benchmarks/new_user.py): at the quick
+    budget, and at a budget that lets the crystal's Γ modes be computed."""
+    return _new_user_rows("new_user") + _new_user_rows("new_user_gamma")
+
+
+def _new_user_rows(directory: str) -> list[Row]:
+    data = load(f"{directory}/new_user.json")
+    budget = "quick budget" if data["budget_min"] is None else f"--budget-min {g(data['budget_min'])}"
     rows = []
     for model, runs in data["models"].items():
         label = model.split(":")[0]
         for name, run in runs.items():
             if run["exit_code"] != 0:
-                rows.append(Row(f"{model}: `{run['command']}`", f"refused (exit {run['exit_code']}): "
-                                + run["last_line"].removeprefix("symprobe study: error: "), "", "benchmarks/new_user.py", ["new_user/new_user.json"]))
+                rows.append(Row(f"{model}: `{run['command']}` ({budget})", f"refused (exit {run['exit_code']}): "
+                                + run["last_line"].removeprefix("symprobe study: error: "), "", "benchmarks/new_user.py",
+                                [f"{directory}/new_user.json"]))
                 continue
             states = {True: "holds", False: "does not hold", None: "no verdict"}
-            rows.append(Row(f"{model}: {name.replace('_', ' ')}, findings",
+            rows.append(Row(f"{model}: {name.replace('_', ' ')} ({budget}), findings",
                             "; ".join(f"{f['claim']}: {states[f['holds']]}" for f in run["findings"]), "", "benchmarks/new_user.py",
-                            ["new_user/new_user.json", f"new_user/{label}-{name.split('_')[0]}/report.html"]))
+                            [f"{directory}/new_user.json", f"{directory}/{label}-{name.split('_')[0]}/report.html"]))
     return rows
 
 
