@@ -149,14 +149,23 @@ def fig_liquid_dynamics(r: dict[str, Any]):
 
 
 def liquid_dynamics_figure(variants: dict[str, Any]):
-    """Figure: the MSD (Å²) and c_uu(t) of each variant (name → its ``msd_O`` and ``c_uu`` curves) against t (ps)."""
+    """Figure: the MSD (Å²) and c_uu(t) of each variant (name → its ``msd_O`` and ``c_uu`` curves) against t (ps), and
+    where the variants carry a ``mobility`` (the long runs), the oxygen MSD over its lag along each run."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    along = all(data.get("mobility") for data in variants.values())
+    fig, axes = plt.subplots(1, 3 if along else 2, figsize=(15 if along else 10, 3.4))
     for variant, data in variants.items():
         curve_band(axes[0], data["msd_O"], variant, COLOURS.get(variant), 1e-3)
         curve_band(axes[1], data["c_uu"], variant, COLOURS.get(variant), 1e-3)
+        if along:
+            mobility = data["mobility"]
+            axes[2].plot(np.array(mobility["window_start_fs"]) / 1000, mobility["msd_A2"], "o-", ms=3, label=variant,
+                         color=COLOURS.get(variant))
     axes[0].set(xlabel="t (ps)", ylabel="MSD O (Å²)", title="oxygen mean-squared displacement")
     axes[1].set(xlabel="t (ps)", ylabel="c_uu(t)", title="orientational autocorrelation")
+    if along:
+        lag_ps = next(iter(variants.values()))["mobility"]["lag_fs"] / 1000
+        axes[2].set(xlabel="time in the run (ps)", ylabel=f"MSD O over {lag_ps:g} ps (Å²)", title="has the liquid settled?")
     for ax in axes:
         ax.legend(fontsize=7)
     return fig
