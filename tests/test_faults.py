@@ -418,3 +418,18 @@ def test_study_stops_at_its_time_limit_with_exit_75_and_continues(tmp_path, one_
         study.run_study(model, out, plan=study.Plan(**tiny), progress=False, stop_after="gas_nve")
     resumed, uninterrupted = (json.loads((out / "stages" / "gas_nve.json").read_text())["result"] for out in (parts, whole))
     assert resumed == uninterrupted
+
+
+def test_a_signal_during_the_last_step_is_not_lost():
+    """A stop signal that arrives while a loop inside deferred_signals takes its last step (so the loop never checks
+    it) is raised as Interrupted when the block ends, not swallowed: a study stopped at its time limit during the last
+    step of a stage's MD stops there instead of running on."""
+    from symprobe.interrupt import Interrupted, deferred_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="SIGTERM: received as the work ended"):
+        with deferred_signals() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs: the request is recorded, nothing is raised inside
+            assert stop.requested
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back

@@ -57,7 +57,8 @@ class StopRequest:
 @contextmanager
 def deferred_signals() -> Iterator[StopRequest]:
     """Record SIGINT/SIGTERM in the yielded :class:`StopRequest` instead of stopping at once; restore the
-    previous handlers afterwards. Outside the main thread signals cannot be caught: nothing changes there."""
+    previous handlers afterwards, and raise :class:`Interrupted` then if a signal came that the loop did not act on
+    (during its last step). Outside the main thread signals cannot be caught: nothing changes there."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -74,6 +75,8 @@ def deferred_signals() -> Iterator[StopRequest]:
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
+    if stop.requested:  # it came during the last step: the work is done and saved, but the stop must not be lost
+        raise stop.interrupted("received as the work ended (its state is saved)")
 
 
 @contextmanager
