@@ -30,6 +30,7 @@ from symprobe.study.variants import REPEAT
 LONG_LIQUID_VARIANTS = ("mts", "raw", "random", REPEAT)  # MTS, the longest, first: it runs beside the others
 TIMESTEP_FS = 0.5
 DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
+SUMMARY_VERSION = 2  # what :func:`summarise` computes; a new one recomputes the cached summaries (the MD is kept)
 MOBILITY_LAG_FS = 1000.0  # the lag of the mobility diagnostic (oxygen MSD over 1 ps, along the run)
 STATIONARY_RATIO = 1.25  # the kept part's two halves' mobilities closer than this factor count as stationary
 
@@ -53,7 +54,7 @@ def run_long_liquid(model: Model, out: Path, plan: Plan, farm: StudyFarm | None 
     context = Context(model, plan, out / "md" / plan.key(), progress, farm=farm)
     cache = StageCache(out, plan.key(), progress)
     stage = cache.run("liquid", lambda: liquid_stage(context))
-    return cache.run("liquid_long", lambda: summarise(stage, context))
+    return cache.run("liquid_long", lambda: summarise(stage, context), key=f"{plan.key()}:summary-{SUMMARY_VERSION}")
 
 
 def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
