@@ -427,9 +427,8 @@ def test_a_signal_during_the_last_step_is_not_lost():
     from symprobe.interrupt import Interrupted, deferred_signals
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Interrupted, match="SIGTERM: received as the work ended"):
-        with deferred_signals() as stop:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)  # the handler runs: the request is recorded, nothing is raised inside
-            assert stop.requested
+    with pytest.raises(Interrupted, match="SIGTERM: received as the work ended"), deferred_signals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs: the request is recorded, nothing is raised inside
+        assert stop.requested
     assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back

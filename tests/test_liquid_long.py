@@ -18,8 +18,8 @@ from symprobe.study import report
 from symprobe.study.liquid_long import (
     LONG_LIQUID_VARIANTS,
     decay_time,
-    mobility,
     long_liquid_plan,
+    mobility,
     run_long_liquid,
 )
 from symprobe.study.tasks import StudyFarm

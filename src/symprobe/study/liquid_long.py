@@ -87,7 +87,7 @@ def mobility(frames: list[Atoms], equilibration_fs: float) -> dict[str, Any]:
     positions, cells = observables.trajectory_arrays(frames)
     oxygens = [atom.index for atom in frames[0] if atom.symbol == "O"]
     unwrapped = observables.unwrap_positions(positions[:, oxygens], cells)
-    lag = int(round(MOBILITY_LAG_FS / (times[1] - times[0])))
+    lag = round(MOBILITY_LAG_FS / (times[1] - times[0]))
     starts = range(0, len(frames) - 2 * lag + 1, lag)
     msd = np.array([np.mean(np.sum((unwrapped[k + lag:k + 2 * lag] - unwrapped[k:k + lag]) ** 2, axis=-1)) for k in starts])
     window_fs = times[list(starts)]
