@@ -69,7 +69,8 @@ def _liquid(n_atoms: int):
 
 
 def _rate(call: Callable[[], Any], seconds: float) -> float:
-    """Calls per second of ``call`` over at least ``seconds`` of wall time (after one warm-up call)."""
+    """Calls per second of ``call`` over at least ``seconds`` of wall time (after one warm-up call). Not
+    ``symprobe.models.speed.throughput``: the workers also run the baseline commit's symprobe, which lacks it."""
     call()
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or calls < 3:
@@ -171,22 +172,29 @@ def _gemm_rate(rows: int, width: int, seconds: float) -> float:
     return flops / wall
 
 
-def _attention_candidates(seconds: float) -> dict[str, float]:
-    """Forward and backward of one layer's attention on the 192-atom cell's token groups, per group as the model does
-    it (``baddbmm``, softmax, ``bmm``) and through ``scaled_dot_product_attention``: calls per second of each."""
+def _token_groups(model, atoms) -> list[tuple[int, int]]:
+    """The PET model's token groups (atoms, tokens per atom) on ``atoms`` (:func:`symprobe.models.pet.token_layout`)."""
+    import torch
+
+    from symprobe.models.pet import token_layout
+    from symprobe.models.torch_model import batch_graph
+
+    graph = batch_graph([atoms], model.cutoff, torch.float32)
+    return token_layout(torch.sort(graph.edge_i, stable=True).values, len(atoms))[3]
+
+
+def _attention_candidates(model, atoms, seconds: float) -> dict[str, float]:
+    """Forward and backward of one layer's attention of the PET ``model`` on the token groups of ``atoms``, per group
+    as the model does it (``baddbmm``, softmax, ``bmm``) and through ``scaled_dot_product_attention``: calls per
+    second of each."""
     import math
 
     import torch
     import torch.nn.functional as F
 
-    from symprobe.models.pet import token_layout
-    from symprobe.models.torch_model import batch_graph
-
-    atoms = _liquid(192)
-    graph = batch_graph([atoms], 4.0, torch.float32)
-    edge_i = torch.sort(graph.edge_i, stable=True).values
-    groups = token_layout(edge_i, len(atoms))[3]
-    heads, head_width = 4, 16
+    groups = _token_groups(model, atoms)
+    heads = int(model.module.hypers["heads"])
+    head_width = int(model.module.hypers["width"]) // heads
     qkv = torch.randn(sum(n * t for n, t in groups), 3 * heads * head_width, requires_grad=True)
     bias = [torch.randn(n, t) for n, t in groups]
     probe = torch.randn(qkv.shape[0], heads * head_width)
@@ -250,16 +258,12 @@ def _roofline(name: str, threads: int, seconds: float, whole_model_compile: bool
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from symprobe.models.pet import token_layout
-    from symprobe.models.torch_model import batch_graph
-
     model, atoms = _model(name), _liquid(192)
     call_s = 1 / _rate(lambda: model.predict(atoms), seconds)
     with FlopCounterMode(display=False) as counter:
         model.predict(atoms)
     flops = counter.get_total_flops()
-    graph = batch_graph([atoms], model.cutoff, torch.float32)
-    rows = sum(n * t for n, t in token_layout(torch.sort(graph.edge_i).values, len(atoms))[3])
+    rows = sum(n * t for n, t in _token_groups(model, atoms))
     width = int(model.module.hypers["width"])
     gemm = _gemm_rate(rows, width, seconds)
     ops = _ops_per_call(lambda: model.predict(atoms))
@@ -271,7 +275,7 @@ def _roofline(name: str, threads: int, seconds: float, whole_model_compile: bool
             "token_rows": rows, "gemm_gflop_per_s_at_model_shapes": gemm / 1e9, "matmul_floor_ms": 1e3 * matmul_floor,
             "operators_per_call": ops, "dispatch_us_per_operator": 1e6 * dispatch_s, "dispatch_floor_ms": 1e3 * dispatch_floor,
             "rest_ms": 1e3 * (call_s - matmul_floor - dispatch_floor),
-            "candidates": {"attention_one_layer": _attention_candidates(seconds),
+            "candidates": {"attention_one_layer": _attention_candidates(model, atoms, seconds),
                            **({"whole_model_compile": _whole_model_compile(name, seconds)} if whole_model_compile else {})}}
 
 
