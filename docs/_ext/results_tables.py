@@ -349,6 +349,9 @@ def new_user_rows() -> list[Row]:
     return _new_user_rows("new_user") + _new_user_rows("new_user_gamma")
 
 
+FINDING_STATES = {True: "holds", False: "does not hold", None: "no verdict"}
+
+
 def _new_user_rows(directory: str) -> list[Row]:
     data = load(f"{directory}/new_user.json")
     budget = "quick budget" if data["budget_min"] is None else f"--budget-min {g(data['budget_min'])}"
@@ -361,9 +364,8 @@ def _new_user_rows(directory: str) -> list[Row]:
                                 + run["last_line"].removeprefix("symprobe study: error: "), "", "benchmarks/new_user.py",
                                 [f"{directory}/new_user.json"]))
                 continue
-            states = {True: "holds", False: "does not hold", None: "no verdict"}
             rows.append(Row(f"{model}: {name.replace('_', ' ')} ({budget}), findings",
-                            "; ".join(f"{f['claim']}: {states[f['holds']]}" for f in run["findings"]), "", "benchmarks/new_user.py",
+                            "; ".join(f"{f['claim']}: {FINDING_STATES[f['holds']]}" for f in run["findings"]), "", "benchmarks/new_user.py",
                             [f"{directory}/new_user.json", f"{directory}/{label}-{name.split('_')[0]}/report.html"]))
     return rows
 
