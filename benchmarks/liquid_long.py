@@ -2,11 +2,15 @@
 
     .venv/bin/python benchmarks/liquid_long.py                    # 20 ps each of raw, random, MTS T/14 on local:2
     .venv/bin/python benchmarks/liquid_long.py --cluster local:1   # one worker (leave a core free)
-    .venv/bin/python benchmarks/liquid_long.py --toy --out /tmp/l  # toy size (q-TIP4P/F, 0.1 ps; what the test runs)
+    .venv/bin/python benchmarks/liquid_long.py --toy --out /tmp/l  # toy size (q-TIP4P/F, 0.05 ps; what the test runs)
 
 Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live under ``--runs`` (default
-``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. When all four
-have reached their length, :func:`symprobe.study.liquid_long.summarise` writes ``liquid_long.json`` and its figure.
+``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. A larger
+``--ps`` continues finished runs from their last checkpoint (:func:`symprobe.study.liquid_long.lengthen`), and
+``--equilibration-ps`` changes only the analysis. When all four have reached their length,
+:func:`symprobe.study.liquid_long.summarise` writes ``liquid_long.json`` and its figure.
+
+    .venv/bin/python benchmarks/liquid_long.py --ps 50 --equilibration-ps 12   # the 20-ps runs continued to 50 ps
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default="local:2", help="where the four runs go ('none': in turn here)")
     parser.add_argument("--runs", default=str(REPO / "runs" / "liquid_long"))
     parser.add_argument("--out", default=str(REPO / "results" / "liquid_long"))
-    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.1 ps (seconds)")
+    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.05 ps (seconds)")
     args = parser.parse_args(argv)
 
     from symprobe.cluster.spec import parse_cluster
@@ -44,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from symprobe.study.report import long_liquid_section
     from symprobe.study.tasks import StudyFarm
 
-    model_spec, length_ps = ("builtin:qtip4pf", 0.1) if args.toy else (args.model, args.ps)
-    plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.02 if args.toy else args.equilibration_ps)
+    model_spec, length_ps = ("builtin:qtip4pf", 0.05) if args.toy else (args.model, args.ps)
+    plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.01 if args.toy else args.equilibration_ps)
     cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)
     load_before = os.getloadavg()
     begin = time.perf_counter()

@@ -3,11 +3,13 @@
 For each pretrained model, ``symprobe study --model MODEL --molecule MOLECULE --crystal CRYSTAL --quick`` is run as a
 command (a fresh process, 1 torch thread per process on 2 cores); where it refuses (exit 2, e.g. a molecule whose
 shortest quick runs would take hours with this model on this machine), its one line is kept and the crystal is
-studied alone. Each study's ``results.json`` and ``report.html`` are copied beside ``new_user.json``, which records
+studied alone; with ``--molecule-budget-min M``, the molecule is then studied alone too, with the budget of M minutes
+that such a refusal asks for (hours of both cores for the pretrained models here). Each study's ``results.json`` and ``report.html`` are copied beside ``new_user.json``, which records
 per model and command the exit code, the wall time, the load average around it and the last line on stderr, and
 per finished study its findings.
 
     .venv/bin/python benchmarks/new_user.py --molecule ethanol.xyz --crystal quartz.extxyz   # about 15 min here
+    .venv/bin/python benchmarks/new_user.py --molecule ethanol.xyz --crystal quartz.extxyz --molecule-budget-min 100
 
 Without ``--molecule`` / ``--crystal``, ethanol (``ase.build.molecule``) and α-quartz (as ``symprobe bench`` builds
 it) are written into ``--work`` first. The studies keep their finished stages in ``--work``, so a rerun resumes.
@@ -55,7 +57,8 @@ def run_study(model: str, systems: dict[str, Path], out: Path, budget_min: float
     load_before, begin = os.getloadavg(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
     lines = [line for line in done.stderr.splitlines() if line.strip() and "warn" not in line.lower()]
-    shown = " ".join(["symprobe study --model", model, *(f"--{kind} {path.name}" for kind, path in systems.items()), "--quick"])
+    shown = " ".join(["symprobe study --model", model, *(f"--{kind} {path.name}" for kind, path in systems.items()), "--quick",
+                      *([] if budget_min is None else ["--budget-min", f"{budget_min:g}"])])
     return {"command": shown, "exit_code": done.returncode, "wall_s": time.perf_counter() - begin,
             "load_average_before": load_before, "load_average_after": os.getloadavg(), "last_line": lines[-1] if lines else ""}
 
@@ -79,12 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(REPO / "runs" / "new_user"), help="where the studies run (resumable)")
     parser.add_argument("--out", default=str(REPO / "results" / "new_user"))
     parser.add_argument("--budget-min", type=float, default=None, help="the studies' budget (default: the quick default)")
+    parser.add_argument("--molecule-budget-min", type=float, default=None,
+                        help="where the molecule is refused at --budget-min, study it alone with this budget (default: do not)")
     args = parser.parse_args(argv)
     from symprobe.files import write_json
 
     work, out = Path(args.work), Path(args.out)
     molecule, crystal = input_files(work, args.molecule, args.crystal)
     document: dict[str, Any] = {"cpu_count": os.cpu_count(), "threads_per_process": 1, "budget_min": args.budget_min,
+                                "molecule_budget_min": args.molecule_budget_min,
                                 "inputs": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (molecule, crystal)},
                                 "models": {}}
     out.mkdir(parents=True, exist_ok=True)
@@ -97,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         if both["exit_code"] == 0:
             runs["molecule_and_crystal"] = kept(both, work / f"{label}-both", out / f"{label}-both")
         else:
-            alone = run_study(model, {"crystal": crystal}, work / f"{label}-crystal", args.budget_min)
-            runs["crystal_alone"] = kept(alone, work / f"{label}-crystal", out / f"{label}-crystal") if alone["exit_code"] == 0 else alone
+            alone = {"crystal": (crystal, args.budget_min), "molecule": (molecule, args.molecule_budget_min)}
+            for kind, (path, budget) in alone.items():
+                if kind == "molecule" and budget is None:
+                    continue
+                study = run_study(model, {kind: path}, work / f"{label}-{kind}", budget)
+                runs[f"{kind}_alone"] = kept(study, work / f"{label}-{kind}", out / f"{label}-{kind}") if study["exit_code"] == 0 else study
         document["models"][model] = runs
         print(f"{model}: " + "; ".join(f"{name} exit {run['exit_code']} in {run['wall_s']:.0f} s" for name, run in runs.items()),
               flush=True)

@@ -1,5 +1,5 @@
 """Long liquid runs (raw, random, MTS and raw again with another seed): the decay time's known answer, the run as cluster tasks that resume without
-rerunning MD, and the study report's section."""
+rerunning MD, a longer plan that continues the runs as if made at once, and the study report's section."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from symprobe.study import report
 from symprobe.study.liquid_long import (
     LONG_LIQUID_VARIANTS,
     decay_time,
+    diffusion_bound,
     long_liquid_plan,
+    md_key,
     mobility,
     run_long_liquid,
+    tail_decay_time,
 )
 from symprobe.study.tasks import StudyFarm
 from symprobe.study.variants import REPEAT
@@ -55,6 +58,30 @@ def test_decay_time_of_rotational_diffusion():
     assert decay_time(rotational_diffusion(50, 40, 20.0, 1e5, seed=2), 20.0) is None  # never reaches 1/e: not reported
 
 
+def test_tail_decay_time_where_the_1_over_e_time_is_out_of_reach():
+    """c_uu = exp(−t / 10 ps) over 16 ps: the halves' lags (4 ps) do not reach 1/e, the tail's τ is measured within
+    15 %; with half the molecules frozen (c_uu = ½ + ½ exp(−t / 1.5 ps)) the tail is not exponential and is not fitted."""
+    slow = rotational_diffusion(300, 801, 20.0, 10_000.0, seed=3)
+    assert decay_time(slow, 20.0) is None
+    tail = tail_decay_time(slow, 20.0)
+    assert tail is not None and abs(tail["value"] - 10_000.0) < 0.15 * 10_000.0 and tail["window_fs"] == [1000.0, 4000.0]
+    frozen = np.repeat(slow[:1], len(slow), axis=0)
+    assert tail_decay_time(np.concatenate([rotational_diffusion(300, 801, 20.0, 1500.0, seed=4), frozen], axis=1), 20.0) is None
+
+
+def test_diffusion_bound_holds_only_while_the_msd_is_sub_diffusive():
+    """MSD = 6 D t + A (1 − exp(−t/τ)), a caged start: MSD/6t at the longest lag lies above D (1e-5 cm²/s), with the
+    exponent below 1; a linear MSD (exponent 1) gives no bound."""
+    lags = np.arange(0.0, 4001.0, 10.0)
+    d_A2_per_fs = 0.05 / 1000.0  # 0.05 Å²/ps = 0.5e-5 cm²/s
+    caged = 6 * d_A2_per_fs * lags + 1.0 * (1 - np.exp(-lags / 300.0))
+    bound = diffusion_bound({"x": lags.tolist(), "y": caged.tolist(), "error": [0.01] * len(lags)})
+    assert bound is not None and bound["local_exponent"] < 1.0
+    assert bound["value"] == pytest.approx((6 * d_A2_per_fs * 4000.0 + 1.0 - np.exp(-4000.0 / 300.0)) / (6 * 4.0) * 10.0)
+    assert bound["value"] > 0.5 and bound["error"] == pytest.approx(0.01 / 24.0 * 10.0)
+    assert diffusion_bound({"x": lags.tolist(), "y": (6 * d_A2_per_fs * lags).tolist(), "error": None}) is None
+
+
 @pytest.fixture(scope="module")
 def toy_runs(tmp_path_factory):
     """The long-liquid protocol at 0.05 ps on q-TIP4P/F, each variant a task run in turn here."""
@@ -67,7 +94,7 @@ def toy_runs(tmp_path_factory):
 
 def test_each_variant_runs_as_a_task_and_resumes_from_cache(toy_runs, monkeypatch):
     out, plan, summary = toy_runs
-    tasks = out / "md" / plan.key() / "liquid_tasks"
+    tasks = out / "md" / md_key(plan) / "liquid_tasks"
     assert sorted(p.name for p in tasks.iterdir() if p.is_dir()) == sorted(f"liquid-{v}-0" for v in LONG_LIQUID_VARIANTS)
     assert set(summary["variants"]) == set(LONG_LIQUID_VARIANTS) and set(summary["verdicts"]) == {"random", "mts", REPEAT}
     assert summary["length_ps"] == pytest.approx(0.05) and summary["mts"] == "T/14"
@@ -82,6 +109,27 @@ def test_each_variant_runs_as_a_task_and_resumes_from_cache(toy_runs, monkeypatc
     monkeypatch.setattr("symprobe.md.run.run_batched", refuse)
     again = run_long_liquid(load_model("builtin:qtip4pf"), out, plan, StudyFarm("builtin:qtip4pf"), progress=False)
     assert json.dumps(again, sort_keys=True) == json.dumps(summary, sort_keys=True)
+
+
+def test_a_longer_plan_continues_the_runs_as_if_made_at_once(toy_runs, tmp_path):
+    """0.03 ps (none of it discarded) → 0.05 ps: every task resumes from its old end (MTS rounds to whole outer steps of
+    14), and its log and trajectory equal byte for byte those of the fixture's runs, made 0.05 ps long at once; a plan
+    shorter than the runs is refused."""
+    out, plan, _ = toy_runs
+    shorter = dataclasses.replace(plan, liquid_steps=60, liquid_equilibration=0)
+    assert md_key(shorter) == md_key(plan) and shorter.key() != plan.key()
+    model, farm = load_model("builtin:qtip4pf"), StudyFarm("builtin:qtip4pf")
+    for stage in (shorter, plan):
+        run_long_liquid(model, tmp_path, stage, farm, progress=False)
+    for variant in LONG_LIQUID_VARIANTS:
+        task = Path("md") / md_key(plan) / "liquid_tasks" / f"liquid-{variant}-0"
+        result = json.loads((tmp_path / task / "result.json").read_text())
+        assert result["resumed_from_step"] == (70 if variant == "mts" else 60)
+        for name in ("log.csv", "trajectory.extxyz"):
+            lengthened, at_once = (root / task / result["run"] / name for root in (tmp_path, out))
+            assert lengthened.read_bytes() == at_once.read_bytes(), (variant, name)
+    with pytest.raises(ValueError, match=r"0.056 ps long, longer than the 0.03 ps asked for"):
+        run_long_liquid(model, tmp_path, shorter, farm, progress=False)
 
 
 def test_report_section_shows_the_runs_beside_the_paper(toy_runs):

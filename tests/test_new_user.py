@@ -1,5 +1,6 @@
 """benchmarks/new_user.py at toy size: a model whose molecule study would take far past its budget is refused in one
-line (exit 2) and the crystal is then studied alone, its results and report kept beside new_user.json."""
+line (exit 2) and the crystal is then studied alone, its results and report kept beside new_user.json; the molecule
+alone is tried at ``--molecule-budget-min`` (refused again here: still too small)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,13 @@ def test_a_refused_molecule_leaves_the_crystal_studied_alone(tmp_path):
     write(tmp_path / "mg.extxyz", bulk("Mg", "hcp", a=2.6, c=2.6 * 1.633))
     out = tmp_path / "out"
     assert new_user.main(["--models", f"{tmp_path / 'slow.py'}:make", "--molecule", str(tmp_path / "cof2.xyz"), "--crystal",
-                          str(tmp_path / "mg.extxyz"), "--work", str(tmp_path / "work"), "--out", str(out), "--budget-min", "0.1"]) == 0
+                          str(tmp_path / "mg.extxyz"), "--work", str(tmp_path / "work"), "--out", str(out), "--budget-min", "0.1", "--molecule-budget-min", "0.2"]) == 0
     runs = json.loads((out / "new_user.json").read_text())["models"][f"{tmp_path / 'slow.py'}:make"]
     refused = runs["molecule_and_crystal"]
     assert refused["exit_code"] == 2 and "quick study of the molecule CF2O" in refused["last_line"]
     crystal = runs["crystal_alone"]
     assert crystal["exit_code"] == 0 and any("keeps its space group" in f["claim"] for f in crystal["findings"])
     assert (out / "slow-crystal" / "report.html").exists() and (out / "cof2.xyz").exists()
+    molecule_alone = runs["molecule_alone"]
+    assert molecule_alone["exit_code"] == 2 and molecule_alone["command"].endswith("--molecule cof2.xyz --quick --budget-min 0.2")
+    assert "quick study of the molecule CF2O" in molecule_alone["last_line"] and "0.2 min" in molecule_alone["last_line"]

@@ -32,8 +32,14 @@ def g(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+def _with_symprobe() -> None:
+    """Make this checkout's symprobe importable (the docs build and the README command run from the repository)."""
+    if str(ROOT / "src") not in sys.path:
+        sys.path.insert(0, str(ROOT / "src"))
+
+
 def _paper() -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "src"))
+    _with_symprobe()
     from symprobe.study.paper import PAPER
 
     return PAPER
@@ -354,11 +360,12 @@ FINDING_STATES = {True: "holds", False: "does not hold", None: "no verdict"}
 
 def _new_user_rows(directory: str) -> list[Row]:
     data = load(f"{directory}/new_user.json")
-    budget = "quick budget" if data["budget_min"] is None else f"--budget-min {g(data['budget_min'])}"
     rows = []
     for model, runs in data["models"].items():
         label = model.split(":")[0]
         for name, run in runs.items():
+            minutes = data.get("molecule_budget_min") if name == "molecule_alone" else data["budget_min"]
+            budget = "quick budget" if minutes is None else f"--budget-min {g(minutes)}"
             if run["exit_code"] != 0:
                 rows.append(Row(f"{model}: `{run['command']}` ({budget})", f"refused (exit {run['exit_code']}): "
                                 + run["last_line"].removeprefix("symprobe study: error: "), "", "benchmarks/new_user.py",
@@ -371,17 +378,18 @@ def _new_user_rows(directory: str) -> list[Row]:
 
 
 def long_liquid_rows() -> list[Row]:
-    """The long liquid runs: D and the c_uu decay time of each variant, their verdicts against raw and the null check."""
+    """The long liquid runs: D (or its bound) and the c_uu decay (1/e time, or its tail's time constant) of each variant,
+    their verdicts against raw and the null check."""
+    _with_symprobe()
+    from symprobe.study.report import long_liquid_decay, long_liquid_diffusion
+
     data = load("liquid_long/liquid_long.json")
     sources = ["liquid_long/liquid_long.json", "liquid_long/liquid_long.png", "liquid_long/report.html"]
-
-    def pm(obs: dict[str, Any] | None) -> str:
-        return "not reached" if obs is None else f"{g(obs['value'])} ± {g(obs['error'], 2)}"
-
-    setting = f"{data['n_molecules']} H2O, {g(data['length_ps'])} ps per variant, MTS {data['mts']}"
-    rows = [Row(f"D (1e-5 cm²/s) and c_uu 1/e decay time (fs), {setting}: " + " / ".join(data["variants"]),
-                " / ".join(f"{pm(v['diffusion'])} and {pm(v['c_uu_decay'])}" for v in data["variants"].values()),
-                f"D {g(data['paper']['diffusion_1e-5_cm2_s'])}", "benchmarks/liquid_long.py", sources)]
+    setting = (f"{data['n_molecules']} H2O, {g(data['length_ps'])} ps per variant (first {g(data['equilibration_ps'])} ps discarded), "
+               f"MTS {data['mts']}")
+    rows = [Row(f"long liquid runs, {variant}: D (1e-5 cm²/s) and c_uu decay (fs), {setting}",
+                f"D {long_liquid_diffusion(v)}; c_uu {long_liquid_decay(v)}", f"D {g(data['paper']['diffusion_1e-5_cm2_s'])}",
+                "benchmarks/liquid_long.py", sources) for variant, v in data["variants"].items()]
     for variant, tests in data["verdicts"].items():
         words = "; ".join(f"{name}: {test['verdict']}" for name, test in tests.items() if test is not None)
         rows.append(Row(f"long liquid runs, {variant} against raw", words or "no test: a quantity was not reached", "",

@@ -3,8 +3,10 @@ background and resumed from run to run; their dynamics against each other and ag
 
 :func:`long_liquid_plan` is the study's liquid protocol with one replica per variant and a long run;
 :func:`run_long_liquid` runs (or resumes) it through the study's own liquid stage and returns
-:func:`summarise` of it: the diffusion coefficient D from the diffusive regime beside the paper's, the c_uu
-decay time, and a verdict on each against raw with the smallest difference the runs could have seen.
+:func:`summarise` of it: the diffusion coefficient D from the diffusive regime beside the paper's (short of that
+regime, an upper bound), the c_uu 1/e decay time (short of it, the time constant of c_uu's exponential tail), and a
+verdict on each against raw with the smallest difference the runs could have seen. A longer plan continues the runs
+(:func:`lengthen`).
 Errors come from the two halves of each run (one replica per variant); the second raw run checks them: raw against
 raw must pass as "no difference" (:func:`~symprobe.analysis.statistics.null_calibration`). :func:`mobility` says
 whether the liquid has settled: a run whose mobility still drifts after the discarded start has halves that disagree,
@@ -12,6 +14,8 @@ and D and the decay time from it describe a relaxation, not the liquid."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +23,22 @@ import numpy as np
 from ase import Atoms
 
 from symprobe.analysis import observables, statistics
+from symprobe.cluster.farm import RESULT
 from symprobe.models.base import Model
 from symprobe.study.liquid import compare_scalars
 from symprobe.study.paper import PAPER
-from symprobe.study.plan import Plan, parse_mts
+from symprobe.study.plan import PROTOCOL, Plan, parse_mts, plan_key
 from symprobe.study.stages import Context, StageCache, liquid_stage
 from symprobe.study.tasks import StudyFarm
-from symprobe.study.variants import REPEAT
+from symprobe.study.variants import COMPLETE, REPEAT, step_unit
 
 LONG_LIQUID_VARIANTS = ("mts", "raw", "random", REPEAT)  # MTS, the longest, first: it runs beside the others
 TIMESTEP_FS = 0.5
 DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
-SUMMARY_VERSION = 2  # what :func:`summarise` computes; a new one recomputes the cached summaries (the MD is kept)
+SUMMARY_VERSION = 3  # what :func:`summarise` computes; a new one recomputes the cached summaries (the MD is kept)
+TAIL_START_FS = 1000.0  # c_uu's slow tail is fitted from this lag on, well past the librational drop (~0.2 ps)
+EXPONENTIAL_TOLERANCE = 0.25  # the tail's decay rates over the two halves of its window agree within this fraction
+TAIL_MARGIN = 0.1  # tail decay times closer than this fraction of raw's would not change a simulation's conclusions
 MOBILITY_LAG_FS = 1000.0  # the lag of the mobility diagnostic (oxygen MSD over 1 ps, along the run)
 STATIONARY_RATIO = 1.25  # the kept part's two halves' mobilities closer than this factor count as stationary
 
@@ -46,12 +54,42 @@ def long_liquid_plan(length_ps: float = 20.0, mts: str = "T/14", equilibration_p
                 liquid_stride=20, liquid_variants=LONG_LIQUID_VARIANTS, liquid_replicas=1)
 
 
+def md_key(plan: Plan) -> str:
+    """The id of ``plan``'s MD: the plan's (:meth:`Plan.key`) less its length and its discarded start, so that a
+    longer plan, or one that discards more, continues the same runs (:func:`lengthen`)."""
+    settings = {k: v for k, v in asdict(plan).items() if k not in ("liquid_steps", "liquid_equilibration", "estimate_s")}
+    return plan_key(settings, PROTOCOL)
+
+
+def lengthen(md_root: Path, plan: Plan) -> list[str]:
+    """Let the finished runs under ``md_root`` that are shorter than ``plan``'s go on: each one's task result is
+    removed, so that it continues from its last checkpoint (its old end) to the new length. Returns the run
+    directories lengthened; a run already longer than ``plan``'s raises ``ValueError`` (one line)."""
+    md_root, lengthened = Path(md_root), []
+    markers = [md_root / "liquid" / COMPLETE, *sorted(md_root.glob(f"liquid_tasks/*/{COMPLETE}"))]  # in process; as tasks
+    for marker in (m for m in markers if m.exists()):
+        done = json.loads(marker.read_text())
+        unit = step_unit(done["variants"], plan.n_inner)
+        wanted = unit * max(1, -(-plan.liquid_steps // unit))
+        if done["steps"] > wanted:
+            raise ValueError(f"the run in {marker.parent} is {done['steps'] * TIMESTEP_FS / 1000:g} ps long, longer than the "
+                             f"{plan.liquid_steps * TIMESTEP_FS / 1000:g} ps asked for; ask for at least its length")
+        if done["steps"] < wanted:
+            (marker.parent / RESULT).unlink(missing_ok=True)
+            lengthened.append(str(marker.parent.relative_to(md_root)))
+    return lengthened
+
+
 def run_long_liquid(model: Model, out: Path, plan: Plan, farm: StudyFarm | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) ``plan``'s liquid stage of ``model`` under ``out`` (MD in ``out/md/<plan id>``; with ``farm``,
-    each variant's run a task on its cluster, the model loaded on the worker from the farm's spec) and return its
-    :func:`summarise`, cached in ``out/stages``."""
+    """Run (or resume, or lengthen: :func:`lengthen`) ``plan``'s liquid stage of ``model`` under ``out`` (MD in
+    ``out/md/<md_key>``; with ``farm``, each variant's run a task on its cluster, the model loaded on the worker from the
+    farm's spec) and return its :func:`summarise`, cached in ``out/stages``."""
     out = Path(out)
-    context = Context(model, plan, out / "md" / plan.key(), progress, farm=farm)
+    md_root = out / "md" / md_key(plan)
+    lengthened = lengthen(md_root, plan)
+    if lengthened and progress:
+        print(f"[liquid_long] lengthening {', '.join(lengthened)} to {plan.liquid_steps * TIMESTEP_FS / 1000:g} ps", flush=True)
+    context = Context(model, plan, md_root, progress, farm=farm)
     cache = StageCache(out, plan.key(), progress)
     stage = cache.run("liquid", lambda: liquid_stage(context))
     return cache.run("liquid_long", lambda: summarise(stage, context), key=f"{plan.key()}:summary-{SUMMARY_VERSION}")
@@ -63,12 +101,18 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
     for variant, data in stage["variants"].items():
         frames = context.frames("liquid", f"{variant}/0")
         kept = [f for f in frames if float(f.info["time_fs"]) >= stage["equilibration_steps"] * TIMESTEP_FS]
+        directions = _dipole_directions(kept)
         variants[variant] = {"diffusion": data["diffusion"], "diffusion_regime": data["diffusion_regime"],
-                             "c_uu_decay": decay_time(_dipole_directions(kept), data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
+                             "diffusion_bound": None if data["diffusion_regime"]["reached"] else diffusion_bound(data["msd_O"]),
+                             "c_uu_decay": decay_time(directions, data["frame_dt_fs"]),
+                             "c_uu_tail": tail_decay_time(directions, data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
                              "temperature": data["temperature"],
                              "mobility": mobility(frames, stage["equilibration_steps"] * TIMESTEP_FS)}
+    raw_tail = variants["raw"]["c_uu_tail"]
     verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"),
-                          "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1)}
+                          "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1),
+                          "c_uu_tail": compare_scalars(raw_tail, variants[variant]["c_uu_tail"], TAIL_MARGIN * raw_tail["value"], dof=1)
+                          if raw_tail else None}
                 for variant in variants if variant != "raw"}
     null_tests = {name: test for name, test in verdicts.get(REPEAT, {}).items() if test is not None}
     calibration = statistics.null_calibration(null_tests) if null_tests else None
@@ -113,6 +157,45 @@ def decay_time(directions: np.ndarray, frame_dt_fs: float) -> dict[str, Any] | N
         return None
     mean, error = statistics.mean_and_error(times)
     return {"value": float(mean), "error": float(error), "unit": "fs", "halves_fs": [float(t) for t in times]}
+
+
+def tail_decay_time(directions: np.ndarray, frame_dt_fs: float) -> dict[str, Any] | None:
+    """The time constant τ (fs) of c_uu's slow exponential tail, c_uu ∝ exp(−t/τ) from :data:`TAIL_START_FS` to the
+    longest lag, of unit vectors ``directions`` (n_frames, n_molecules, 3) ``frame_dt_fs`` apart: per half of the run
+    (lags up to half of each), with their mean and standard error. None when a half's lags do not reach twice
+    :data:`TAIL_START_FS`, or its tail is not exponential there (the decay rates over the window's two halves differ by
+    more than :data:`EXPONENTIAL_TOLERANCE`). τ is the slow reorientation; it is measured where the 1/e time is
+    still out of reach, and exceeds that time by the librational drop."""
+    half = len(directions) // 2
+    taus, window = [], None
+    for part in (directions[:half], directions[half:2 * half]):
+        cuu = observables.orientational_autocorrelation(part, frame_dt_fs, len(part) // 2, n_segments=1)
+        kept = cuu.lags >= TAIL_START_FS
+        if cuu.lags[-1] < 2 * TAIL_START_FS or kept.sum() < 8 or np.any(cuu.mean[kept] <= 0):
+            return None
+        lags, log_c = cuu.lags[kept], np.log(cuu.mean[kept])
+        middle = len(lags) // 2
+        rates = [-np.polyfit(lags[piece], log_c[piece], 1)[0] for piece in (slice(0, middle + 1), slice(middle, None))]
+        if min(rates) <= 0 or abs(rates[0] - rates[1]) > EXPONENTIAL_TOLERANCE * np.mean(rates):
+            return None
+        taus.append(-1.0 / np.polyfit(lags, log_c, 1)[0])
+        window = [TAIL_START_FS, float(lags[-1])]
+    mean, error = statistics.mean_and_error(taus)
+    return {"value": float(mean), "error": float(error), "unit": "fs", "halves_fs": [float(t) for t in taus], "window_fs": window}
+
+
+def diffusion_bound(msd: dict[str, Any]) -> dict[str, Any] | None:
+    """An upper bound on D (1e-5 cm²/s) from an oxygen MSD curve (``x`` lags in fs, ``y`` and ``error`` in Å²) that
+    has not reached the diffusive regime: MSD/6t at the longest lag, with the MSD's error there. It bounds D while the
+    MSD's local exponent there, ln[MSD(t)/MSD(t/2)]/ln 2, is below 1 (MSD/6t still falls towards D); None otherwise."""
+    lags, values = np.asarray(msd["x"], dtype=np.float64), np.asarray(msd["y"], dtype=np.float64)
+    exponent = float(np.log(values[-1] / np.interp(lags[-1] / 2, lags, values)) / np.log(2.0))
+    if not exponent < 1.0:
+        return None
+    per_A2 = 1e5 * observables.CM2_PER_S_PER_A2_PER_PS / (6.0 * lags[-1] / 1000.0)  # 1e-5 cm²/s per Å² of MSD
+    error = msd.get("error")
+    return {"value": float(values[-1] * per_A2), "error": None if error is None or error[-1] is None else float(error[-1] * per_A2),
+            "unit": "1e-5 cm²/s", "at_lag_fs": float(lags[-1]), "local_exponent": exponent}
 
 
 def _dipole_directions(frames: list[Atoms]) -> np.ndarray:

@@ -470,22 +470,46 @@ def _agreement(r: dict[str, Any]) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
+def long_liquid_diffusion(data: dict[str, Any]) -> str:
+    """D of one long run (1e-5 cm²/s) in words: from the diffusive regime, else its upper bound, else not reached."""
+    regime, bound = data["diffusion_regime"], data.get("diffusion_bound")
+    if regime["reached"]:
+        return _pm(data["diffusion"])
+    at = f"{regime['msd_at_longest_lag_A2']:.3g} Å² at {regime['longest_lag_fs'] / 1000:.3g} ps"
+    if bound is None:
+        return f"not reached (MSD {at})"
+    return (f"below {_pm(bound)}: diffusive regime not reached, MSD/6t at the longest lag ({at}; local exponent "
+            f"{bound['local_exponent']:.2f}, still falling)")
+
+
+def long_liquid_decay(data: dict[str, Any]) -> str:
+    """The c_uu decay of one long run (fs) in words: the 1/e time, else the slow tail's time constant, else not reached."""
+    if data["c_uu_decay"] is not None:
+        return f"1/e at {_pm(data['c_uu_decay'])}"
+    tail = data.get("c_uu_tail")
+    if tail is None:
+        return "not reached"
+    return f"1/e not reached; tail exp(−t/τ), τ = {_pm(tail)} (fitted {tail['window_fs'][0] / 1000:g}–{tail['window_fs'][1] / 1000:.3g} ps)"
+
+
+def long_liquid_verdict(tests: dict[str, Any], variant: str) -> str:
+    """A long run's verdicts against raw in words (the second raw run's: the null check)."""
+    words = "; ".join(f"{name}: {html.escape(test['verdict'])}" for name, test in tests.items() if test is not None)
+    if words:
+        return f"null check (same variant, another seed): {words}" if variant == REPEAT else words
+    return "reference" if variant == "raw" else "no test: a quantity was not reached"
+
+
 def long_liquid_section(summary: dict[str, Any]) -> str:
     """The long liquid runs (:func:`symprobe.study.liquid_long.summarise`) as an HTML section: D from the diffusive
-    regime beside the paper's, the c_uu decay time, and each variant's verdict against raw with the smallest difference
-    the runs could have seen."""
+    regime beside the paper's (else its upper bound), the c_uu 1/e decay time (else its tail's time constant), and each
+    variant's verdict against raw with the smallest difference the runs could have seen."""
     paper_d = summary["paper"]["diffusion_1e-5_cm2_s"]
     rows = []
     for variant, data in summary["variants"].items():
-        regime = data["diffusion_regime"]
-        d = _pm(data["diffusion"]) if regime["reached"] else (
-            f"not reached (MSD {regime['msd_at_longest_lag_A2']:.3g} Å² at {regime['longest_lag_fs'] / 1000:.3g} ps)")
-        verdict = summary["verdicts"].get(variant, {})
-        words = "; ".join(f"{name}: {html.escape(test['verdict'])}" for name, test in verdict.items() if test is not None)
-        words = f"null check (same variant, another seed): {words}" if words and variant == REPEAT else words
-        rows.append([variant, d, f"{paper_d:g} (paper)", _pm(data["c_uu_decay"]), _pm(data["temperature"]),
-                     words or ("reference" if variant == "raw" else "no test: a quantity was not reached")])
-    table = _table("liquid_long", "Long liquid runs: D (1e-5 cm²/s) and the c_uu 1/e decay time (fs); each variant against raw",
+        rows.append([variant, long_liquid_diffusion(data), f"{paper_d:g} (paper)", long_liquid_decay(data), _pm(data["temperature"]),
+                     long_liquid_verdict(summary["verdicts"].get(variant, {}), variant)])
+    table = _table("liquid_long", "Long liquid runs: D (1e-5 cm²/s) and the c_uu decay (fs); each variant against raw",
                    ["variant", "D (1e-5 cm²/s)", "D, paper", "c_uu decay (fs)", "T (K)", "verdict against raw"], rows)
     image = _png(liquid_dynamics_figure(summary["variants"]))
     calibration = summary.get("calibration")

@@ -19,7 +19,7 @@ non-finite points dropped. Variants of a model:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,15 @@ def variant_replicas(
     return replicas, members
 
 
+COMPLETE = "complete.json"  # the marker a finished :func:`run_variants` leaves in its directory: its length and groups
+
+
+def step_unit(groups: Iterable[str], n_inner: int) -> int:
+    """The multiple that a run of ``groups`` rounds its length (steps) and strides up to: ``n_inner`` when one of
+    them runs MTS, else 1."""
+    return int(n_inner) if any(group_variant(g)[0] == "mts" for g in groups) else 1
+
+
 def run_variants(
     model: Model,
     starts: Mapping[str, Sequence[Atoms]],
@@ -140,10 +149,10 @@ def run_variants(
     from symprobe.md.run import Group, Strides, run_batched
 
     directory = Path(directory)
-    unit = int(n_inner) if any(group_variant(g)[0] == "mts" for g in starts) else 1
+    unit = step_unit(starts, n_inner)
     round_up = lambda n: int(unit * max(1, -(-int(n) // unit)))  # noqa: E731
     steps = round_up(steps)
-    marker = directory / "complete.json"
+    marker = directory / COMPLETE
     done = {"steps": steps, "variants": sorted(starts)}
     groups = {name: directory / name for name in starts}
     if marker.exists() and json.loads(marker.read_text()) == done:
