@@ -128,7 +128,7 @@ def test_a_longer_plan_continues_the_runs_as_if_made_at_once(toy_runs, tmp_path)
         for name in ("log.csv", "trajectory.extxyz"):
             lengthened, at_once = (root / task / result["run"] / name for root in (tmp_path, out))
             assert lengthened.read_bytes() == at_once.read_bytes(), (variant, name)
-    with pytest.raises(ValueError, match=r"0.056 ps long, longer than the 0.03 ps asked for"):
+    with pytest.raises(ValueError, match=r"liquid-mts-0: the run already made 112 steps, more than the 70 asked for; ask for at least 112"):
         run_long_liquid(model, tmp_path, shorter, farm, progress=False)
 
 

@@ -45,9 +45,9 @@ def _attempts(out: Path) -> dict[str, list[tuple[int, str]]]:
     return {task: sorted(records) for task, records in attempts.items()}
 
 
-def assert_same_replicas(a: Path, b: Path, rel: float = 1e-12) -> None:
-    """Every replica's log and trajectory (positions, momenta, energy, forces) in run directories ``a`` and ``b``
-    equal, each quantity to ``rel`` of its largest magnitude."""
+def assert_same_replicas(a: Path, b: Path, rel: float = 1e-12, steps: int = CONFIG["steps"]) -> None:
+    """Every replica's log and trajectory (positions, momenta, energy, forces) of ``steps`` in run directories ``a``
+    and ``b`` equal, each quantity to ``rel`` of its largest magnitude."""
     def close(x, y, what: str) -> None:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         assert x.shape == y.shape, what
@@ -56,9 +56,9 @@ def assert_same_replicas(a: Path, b: Path, rel: float = 1e-12) -> None:
     for k in range(REPLICAS):
         logs = [np.loadtxt(run / f"replica-{k}" / "log.csv", delimiter=",", skiprows=1) for run in (a, b)]
         close(*logs, f"replica-{k} log")
-        assert len(logs[0]) == CONFIG["steps"] // CONFIG["output"]["log_stride"] + 1
+        assert len(logs[0]) == steps // CONFIG["output"]["log_stride"] + 1
         frames = [read(run / f"replica-{k}" / "trajectory.traj", index=":") for run in (a, b)]
-        assert len(frames[0]) == len(frames[1]) == CONFIG["steps"] // CONFIG["output"]["trajectory_stride"] + 1
+        assert len(frames[0]) == len(frames[1]) == steps // CONFIG["output"]["trajectory_stride"] + 1
         for name, value in (("positions", lambda f: f.positions), ("momenta", lambda f: f.get_momenta()),
                             ("energy", lambda f: f.get_potential_energy()), ("forces", lambda f: f.get_forces())):
             close([value(f) for f in frames[0]], [value(f) for f in frames[1]], f"replica-{k} {name}")
@@ -105,11 +105,18 @@ def test_resume_keeps_the_finished_replicas_and_continues_the_others_from_their_
     assert_same_replicas(runs / "serial", out)
 
 
-def test_resume_with_another_run_length_and_a_second_run_without_resume_are_refused(runs, capsys):
+def test_resume_with_more_steps_lengthens_every_replica_and_fewer_or_no_resume_are_refused(runs, capsys):
+    """40 → 60 steps with --resume: each finished replica continues from its step-40 checkpoint, and the run equals the
+    replicas stepped together for 60 steps; 20 steps, or a second run without --resume, exit 2 with one line."""
+    assert _md(_config(runs, "serial-60", steps=60)) == 0
     longer = _config(runs, "farmed", cluster="local:2", steps=60)
-    assert _md(longer, "--resume") == 2
+    assert _md(longer, "--resume") == 0
+    assert all(json.loads((runs / "farmed" / f"replica-{k}" / "result.json").read_text())["resumed_from_step"] == 40
+               for k in range(REPLICAS))
+    assert_same_replicas(runs / "serial-60", runs / "farmed", steps=60)
+    assert _md(_config(runs, "farmed", cluster="local:2", steps=20), "--resume") == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("symprobe md: error: --resume: the settings differ") and "steps" in err and "\n" not in err
+    assert err.endswith("replica-0: the run already made 60 steps, more than the 20 asked for; ask for at least 60") and "\n" not in err
     assert _md(longer) == 2
     assert "already holds a run" in capsys.readouterr().err
 

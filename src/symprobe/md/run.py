@@ -13,7 +13,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -214,13 +214,36 @@ def _farm_replicas(config: MDConfig, atoms: Atoms, identity: Mapping[str, Any], 
     from symprobe.interrupt import Interrupted
 
     out = config.output.directory
-    claim_task_root(out, {**identity, "steps": config.steps, "strides": vars(Strides.of(config))}, resume)
+    claim_task_root(out, {**identity, "strides": vars(Strides.of(config))}, resume)
+    if resume:
+        lengthen_finished_tasks(out, lambda directory: config.steps)
     tasks = [Task(f"replica-{k}", replica_task, (config, atoms, k, identity)) for k in range(config.replicas)]
     try:
         run_tasks(tasks, out, config.cluster_spec, config.output.progress)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped; the finished replicas are kept in {out}, the others continue from their checkpoints: "
                           "run again with --resume") from None
+
+
+def lengthen_finished_tasks(root: Path, wanted: Callable[[Path], int]) -> list[str]:
+    """Let the finished MD tasks under ``root`` go on to ``wanted(task directory)`` (inner) steps: a task whose final
+    checkpoint stands short of that loses its result, so that the next run of the tasks continues it from there.
+    Returns their ids; a task already past its length raises :class:`ConfigError` (one line)."""
+    from symprobe.cluster.farm import RESULT
+
+    lengthened = []
+    for result in sorted(Path(root).glob(f"*/{RESULT}")):
+        checkpoint = result.parent / "checkpoint.npz"
+        if not checkpoint.exists():
+            continue
+        done, steps = int(read_checkpoint(checkpoint)[1]["nsteps"]), wanted(result.parent)
+        if done > steps:
+            raise ConfigError(f"{result.parent}: the run already made {done} steps, more than the {steps} asked for; "
+                              f"ask for at least {done}")
+        if done < steps:
+            result.unlink()
+            lengthened.append(result.parent.name)
+    return lengthened
 
 
 def checkpoint_step(config: MDConfig) -> int | None:

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 
 from symprobe.analysis import observables, statistics
-from symprobe.cluster.farm import RESULT
+from symprobe.md.run import lengthen_finished_tasks
 from symprobe.models.base import Model
 from symprobe.study.liquid import compare_scalars
 from symprobe.study.paper import PAPER
@@ -62,22 +62,16 @@ def md_key(plan: Plan) -> str:
 
 
 def lengthen(md_root: Path, plan: Plan) -> list[str]:
-    """Let the finished runs under ``md_root`` that are shorter than ``plan``'s go on: each one's task result is
-    removed, so that it continues from its last checkpoint (its old end) to the new length. Returns the run
-    directories lengthened; a run already longer than ``plan``'s raises ``ValueError`` (one line)."""
-    md_root, lengthened = Path(md_root), []
-    markers = [md_root / "liquid" / COMPLETE, *sorted(md_root.glob(f"liquid_tasks/*/{COMPLETE}"))]  # in process; as tasks
-    for marker in (m for m in markers if m.exists()):
-        done = json.loads(marker.read_text())
-        unit = step_unit(done["variants"], plan.n_inner)
-        wanted = unit * max(1, -(-plan.liquid_steps // unit))
-        if done["steps"] > wanted:
-            raise ValueError(f"the run in {marker.parent} is {done['steps'] * TIMESTEP_FS / 1000:g} ps long, longer than the "
-                             f"{plan.liquid_steps * TIMESTEP_FS / 1000:g} ps asked for; ask for at least its length")
-        if done["steps"] < wanted:
-            (marker.parent / RESULT).unlink(missing_ok=True)
-            lengthened.append(str(marker.parent.relative_to(md_root)))
-    return lengthened
+    """Let the finished runs of the tasks under ``md_root`` that are shorter than ``plan``'s go on from their last
+    checkpoint (their old end) to its length (MTS rounded up to whole outer steps, as
+    :func:`~symprobe.study.variants.run_variants` does).
+    Returns the tasks lengthened; a run already longer raises :class:`~symprobe.checks.ConfigError` (one line)."""
+
+    def wanted(directory: Path) -> int:
+        unit = step_unit(json.loads((directory / COMPLETE).read_text())["variants"], plan.n_inner)
+        return unit * max(1, -(-plan.liquid_steps // unit))
+
+    return lengthen_finished_tasks(Path(md_root) / "liquid_tasks", wanted)
 
 
 def run_long_liquid(model: Model, out: Path, plan: Plan, farm: StudyFarm | None = None, progress: bool = True) -> dict[str, Any]:
