@@ -8,7 +8,8 @@ Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live
 ``runs/liquid_long``, not committed); the same command resumes them where they stopped, from run to run. A larger
 ``--ps`` continues finished runs from their last checkpoint (:func:`symprobe.study.liquid_long.lengthen`), and
 ``--equilibration-ps`` changes only the analysis. When all four have reached their length,
-:func:`symprobe.study.liquid_long.summarise` writes ``liquid_long.json`` and its figure.
+:func:`symprobe.study.liquid_long.summarise` writes ``liquid_long.json`` and its figure. Bad input (such as a
+``--ps`` shorter than the runs already are): one line, exit code 2; interrupted: exit code 130, checkpoints kept.
 
     .venv/bin/python benchmarks/liquid_long.py --ps 50 --equilibration-ps 12   # the 20-ps runs continued to 50 ps
 """
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from symprobe.cluster.spec import parse_cluster
     from symprobe.files import atomic_write, write_json
+    from symprobe.interrupt import Interrupted
     from symprobe.md import load_model
     from symprobe.pages import CSS
     from symprobe.study.liquid_long import (
@@ -53,7 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)
     load_before = os.getloadavg()
     begin = time.perf_counter()
-    summary = run_long_liquid(load_model(model_spec), Path(args.runs), plan, StudyFarm(model_spec, "cpu", cluster))
+    try:
+        summary = run_long_liquid(load_model(model_spec), Path(args.runs), plan, StudyFarm(model_spec, "cpu", cluster))
+    except ValueError as error:
+        print(f"liquid_long.py: error: {error}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt):
+        print(f"liquid_long.py: interrupted; the runs keep their last checkpoints in {args.runs}: the same command continues them",
+              file=sys.stderr)
+        return 130
     out = Path(args.out)
     document = {"benchmark": "liquid_long", "model": model_spec, "cluster": args.cluster, "runs": str(args.runs),
                 "wall_s_this_invocation": time.perf_counter() - begin, "cpu_count": os.cpu_count(),
