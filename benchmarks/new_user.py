@@ -64,14 +64,16 @@ def run_study(model: str, systems: dict[str, Path], out: Path, budget_min: float
 
 
 def kept(study: dict[str, Any], out: Path, into: Path) -> dict[str, Any]:
-    """``study`` with the findings of its results, whose JSON and report are copied into ``into``."""
+    """``study`` with the findings of its results, whose JSON and report are copied into ``into``, and the seconds each
+    of its stages took when it was computed (``wall_s`` is this command's, which may have found them all cached)."""
     import json
 
     into.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", "report.html"):
         shutil.copyfile(out / name, into / name)
     findings = json.loads((out / "results.json").read_text())["findings"]
-    return {**study, "findings": [{key: f[key] for key in ("kind", "claim", "holds", "evidence")} for f in findings]}
+    stages = {path.parent.parent.name + "/" + path.stem: json.loads(path.read_text())["seconds"] for path in sorted(out.glob("*/stages/*.json"))}
+    return {**study, "stage_seconds": stages, "findings": [{key: f[key] for key in ("kind", "claim", "holds", "evidence")} for f in findings]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ def test_a_refused_molecule_leaves_the_crystal_studied_alone(tmp_path):
     assert refused["exit_code"] == 2 and "quick study of the molecule CF2O" in refused["last_line"]
     crystal = runs["crystal_alone"]
     assert crystal["exit_code"] == 0 and any("keeps its space group" in f["claim"] for f in crystal["findings"])
+    assert crystal["stage_seconds"]["crystal/crystal_raw"] > 0
     assert (out / "slow-crystal" / "report.html").exists() and (out / "cof2.xyz").exists()
     molecule_alone = runs["molecule_alone"]
     assert molecule_alone["exit_code"] == 2 and molecule_alone["command"].endswith("--molecule cof2.xyz --quick --budget-min 0.2")
