@@ -371,7 +371,7 @@ def _new_user_rows(directory: str) -> list[Row]:
                                 + run["last_line"].removeprefix("symprobe study: error: "), "", "benchmarks/new_user.py",
                                 [f"{directory}/new_user.json"]))
                 continue
-            computed = f", {g(sum(run['stage_seconds'].values()) / 60, 2)} min of computing" if run.get("stage_seconds") else ""
+            computed = f", {g(sum(run['stage_seconds'].values()) / 60)} min of computing" if run.get("stage_seconds") else ""
             rows.append(Row(f"{model}: {name.replace('_', ' ')} ({budget}{computed}), findings",
                             "; ".join(f"{f['claim']}: {FINDING_STATES[f['holds']]}" for f in run["findings"]), "", "benchmarks/new_user.py",
                             [f"{directory}/new_user.json", f"{directory}/{label}-{name.split('_')[0]}/report.html"]))
