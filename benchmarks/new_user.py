@@ -4,9 +4,10 @@ For each pretrained model, ``symprobe study --model MODEL --molecule MOLECULE --
 command (a fresh process, 1 torch thread per process on 2 cores); where it refuses (exit 2, e.g. a molecule whose
 shortest quick runs would take hours with this model on this machine), its one line is kept and the crystal is
 studied alone; with ``--molecule-budget-min M``, the molecule is then studied alone too, with the budget of M minutes
-that such a refusal asks for (hours of both cores for the pretrained models here). Each study's ``results.json`` and ``report.html`` are copied beside ``new_user.json``, which records
-per model and command the exit code, the wall time, the load average around it and the last line on stderr, and
-per finished study its findings.
+that such a refusal asks for (2.4–2.6 h of one core each for the pretrained models here). Each study's
+``results.json`` and ``report.html`` are copied beside ``new_user.json``, which records per model and command the exit
+code, the wall time, the load average around it and the last line on stderr, and per finished study its findings and
+the seconds its stages took.
 
     .venv/bin/python benchmarks/new_user.py --molecule ethanol.xyz --crystal quartz.extxyz   # about 15 min here
     .venv/bin/python benchmarks/new_user.py --molecule ethanol.xyz --crystal quartz.extxyz --molecule-budget-min 100
