@@ -17,6 +17,7 @@ Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default="local:2", help="where the four runs go ('none': in turn here)")
     parser.add_argument("--runs", default=str(REPO / "runs" / "liquid_long"))
     parser.add_argument("--out", default=str(REPO / "results" / "liquid_long"))
-    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.05 ps (seconds)")
+    parser.add_argument("--toy", action="store_true", help="q-TIP4P/F for 0.05 ps, 20 steps of pre-equilibration (seconds)")
     args = parser.parse_args(argv)
 
     from symprobe.cluster.spec import parse_cluster
@@ -50,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     from symprobe.study.report import long_liquid_section
     from symprobe.study.tasks import StudyFarm
 
-    model_spec, length_ps = ("builtin:qtip4pf", 0.05) if args.toy else (args.model, args.ps)
-    plan = long_liquid_plan(length_ps, args.mts, equilibration_ps=0.01 if args.toy else args.equilibration_ps)
+    if args.toy:
+        model_spec, plan = "builtin:qtip4pf", dataclasses.replace(long_liquid_plan(0.05, args.mts, equilibration_ps=0.01), liquid_pre_steps=20)
+    else:
+        model_spec, plan = args.model, long_liquid_plan(args.ps, args.mts, equilibration_ps=args.equilibration_ps)
     cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)
     load_before = os.getloadavg()
     begin = time.perf_counter()

@@ -140,15 +140,21 @@ def test_report_section_shows_the_runs_beside_the_paper(toy_runs):
     assert "not reached" in section and section.count("<tr>") == 1 + len(LONG_LIQUID_VARIANTS)
 
 
-def test_benchmark_toy_writes_json_figure_and_page(tmp_path):
+def test_benchmark_toy_writes_json_figure_and_page(toy_runs, tmp_path):
+    """The script's --toy plan is the fixture's: it finds the fixture's runs finished (no task attempted again) and
+    writes their JSON, figure and page."""
+    log = toy_runs[0] / "md" / md_key(toy_runs[1]) / "liquid_tasks" / "log.jsonl"
+    attempts = log.read_text()
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "liquid_long.py"), "--toy", "--cluster", "none",
-                          "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+                          "--runs", str(toy_runs[0]), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=600, check=False, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-2000:]
+    assert log.read_text() == attempts
     document = json.loads((tmp_path / "out" / "liquid_long.json").read_text())
     assert document["benchmark"] == "liquid_long" and set(document["variants"]) == set(LONG_LIQUID_VARIANTS)
     assert (tmp_path / "out" / "liquid_long.png").stat().st_size > 10_000
     assert "Long liquid runs" in (tmp_path / "out" / "report.html").read_text()
+    assert document["length_ps"] == toy_runs[2]["length_ps"] and document["variants"] == json.loads(json.dumps(toy_runs[2]["variants"]))
 
 
 def _random_walk_frames(steps_A: np.ndarray, frame_dt_fs: float, seed: int) -> list:

@@ -15,7 +15,6 @@ and D and the decay time from it describe a relaxation, not the liquid."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from symprobe.md.run import lengthen_finished_tasks
 from symprobe.models.base import Model
 from symprobe.study.liquid import compare_scalars
 from symprobe.study.paper import PAPER
-from symprobe.study.plan import PROTOCOL, Plan, parse_mts, plan_key
+from symprobe.study.plan import Plan, parse_mts
 from symprobe.study.stages import Context, StageCache, liquid_stage
 from symprobe.study.tasks import StudyFarm
 from symprobe.study.variants import COMPLETE, REPEAT, step_unit
@@ -57,8 +56,7 @@ def long_liquid_plan(length_ps: float = 20.0, mts: str = "T/14", equilibration_p
 def md_key(plan: Plan) -> str:
     """The id of ``plan``'s MD: the plan's (:meth:`Plan.key`) less its length and its discarded start, so that a
     longer plan, or one that discards more, continues the same runs (:func:`lengthen`)."""
-    settings = {k: v for k, v in asdict(plan).items() if k not in ("liquid_steps", "liquid_equilibration", "estimate_s")}
-    return plan_key(settings, PROTOCOL)
+    return plan.key(without=("liquid_steps", "liquid_equilibration"))
 
 
 def lengthen(md_root: Path, plan: Plan) -> list[str]:

@@ -49,9 +49,11 @@ class Plan:
     ice_max_steps: int = 500
     estimate_s: dict[str, float] = field(default_factory=dict)
 
-    def key(self) -> str:
-        """A short id of the plan and of :data:`PROTOCOL` (MD directories and cached stages are keyed by it)."""
-        return plan_key({k: v for k, v in asdict(self).items() if k != "estimate_s"}, PROTOCOL)
+    def key(self, without: tuple[str, ...] = ()) -> str:
+        """A short id of the plan, less its fields named in ``without``, and of :data:`PROTOCOL` (MD directories and
+        cached stages are keyed by it)."""
+        ignored = ("estimate_s", *without)
+        return plan_key({k: v for k, v in asdict(self).items() if k not in ignored}, PROTOCOL)
 
 
 def plan_key(settings: dict[str, Any], protocol: int) -> str:
