@@ -34,10 +34,10 @@ from symprobe.study.variants import COMPLETE, REPEAT, step_unit
 LONG_LIQUID_VARIANTS = ("mts", "raw", "random", REPEAT)  # MTS, the longest, first: it runs beside the others
 TIMESTEP_FS = 0.5
 DECAY_MARGIN_FS = 500.0  # c_uu decay times closer than this would not change a liquid-water simulation's conclusions
-SUMMARY_VERSION = 3  # what :func:`summarise` computes; a new one recomputes the cached summaries (the MD is kept)
+SUMMARY_VERSION = 4  # what :func:`summarise` computes; a new one recomputes the cached summaries (the MD is kept)
 TAIL_START_FS = 1000.0  # c_uu's slow tail is fitted from this lag on, well past the librational drop (~0.2 ps)
 EXPONENTIAL_TOLERANCE = 0.25  # the tail's decay rates over the two halves of its window agree within this fraction
-TAIL_MARGIN = 0.1  # tail decay times closer than this fraction of raw's would not change a simulation's conclusions
+RELATIVE_MARGIN = 0.1  # tail decay times, or D bounds, closer than this fraction of raw's would not change a conclusion
 MOBILITY_LAG_FS = 1000.0  # the lag of the mobility diagnostic (oxygen MSD over 1 ps, along the run)
 STATIONARY_RATIO = 1.25  # the kept part's two halves' mobilities closer than this factor count as stationary
 
@@ -100,11 +100,15 @@ def summarise(stage: dict[str, Any], context: Context) -> dict[str, Any]:
                              "c_uu_tail": tail_decay_time(directions, data["frame_dt_fs"]), "msd_O": data["msd_O"], "c_uu": data["c_uu"],
                              "temperature": data["temperature"],
                              "mobility": mobility(frames, stage["equilibration_steps"] * TIMESTEP_FS)}
-    raw_tail = variants["raw"]["c_uu_tail"]
-    verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"),
-                          "c_uu_decay": compare_scalars(variants["raw"]["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1),
-                          "c_uu_tail": compare_scalars(raw_tail, variants[variant]["c_uu_tail"], TAIL_MARGIN * raw_tail["value"], dof=1)
-                          if raw_tail else None}
+    raw = variants["raw"]
+
+    def against_raw(name: str, variant: str) -> dict[str, Any] | None:
+        """``name`` (a tail decay time or a D bound) of ``variant`` against raw's, within RELATIVE_MARGIN of raw's."""
+        return compare_scalars(raw[name], variants[variant][name], RELATIVE_MARGIN * raw[name]["value"], dof=1) if raw[name] else None
+
+    verdicts = {variant: {"diffusion": stage["verdicts"][variant].get("diffusion"), "diffusion_bound": against_raw("diffusion_bound", variant),
+                          "c_uu_decay": compare_scalars(raw["c_uu_decay"], variants[variant]["c_uu_decay"], DECAY_MARGIN_FS, dof=1),
+                          "c_uu_tail": against_raw("c_uu_tail", variant)}
                 for variant in variants if variant != "raw"}
     null_tests = {name: test for name, test in verdicts.get(REPEAT, {}).items() if test is not None}
     calibration = statistics.null_calibration(null_tests) if null_tests else None
