@@ -304,3 +304,20 @@ def test_ice_cells_on_a_cluster_equal_the_in_process_ice_study(scheduler, tmp_pa
     farm = StudyFarm("builtin:qtip4pf", cluster=parse_cluster(scheduler), progress=False)
     farmed = combined_cells(ice_farm(farm, tmp_path / "tasks", cells, "2i", 0.5, 3, labels), 0.5, 3, grids)
     assert_same(serial, farmed)
+
+
+
+def test_a_free_worker_takes_the_next_task_while_another_runs_a_long_one(tmp_path):
+    """Tasks go to workers as they free up, none queued at submission behind a long one, with or without Dask's work
+    stealing (which left a 20-minute task queued behind another for 7 minutes while a worker sat idle): on local:2
+    without stealing, a task of 6 s and three of 0.3 s, the short ones all end before the long one does."""
+    import dask
+
+    from symprobe.cluster.farm import Task, run_tasks
+    from symprobe.testing.delayed import sleeping_task
+
+    tasks = [Task("long", sleeping_task, (6.0,))] + [Task(f"short-{k}", sleeping_task, (0.3,)) for k in range(3)]
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        run_tasks(tasks, tmp_path, parse_cluster("local:2"), progress=False)
+    ends = {task.id: json.loads((tmp_path / task.id / "attempts.jsonl").read_text().splitlines()[-1])["end"] for task in tasks}
+    assert all(ends[f"short-{k}"] < ends["long"] for k in range(3)), ends

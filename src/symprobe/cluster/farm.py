@@ -146,9 +146,21 @@ def _run_on_cluster(todo: list[Task], root: Path, cluster: ClusterSpec, bar: Tas
     from symprobe.cluster.connect import open_client
 
     run = uuid.uuid4().hex[:8]
+    waiting = list(reversed(todo))
+    pending: dict[Any, Task] = {}
     with open_client(cluster) as client:
-        pending = {client.submit(_run_on_worker, task, str(root), cluster.threads_per_task, key=f"symprobe-{task.id}-{run}",
-                                 pure=False, retries=0): task for task in todo}
+
+        def hand_out() -> None:
+            """Submit tasks while fewer are pending than the workers have threads (at least one), so that each goes to
+            the first worker that frees up: Dask would assign them all at once, and its work stealing may leave a
+            task queued behind an hour-long one while another worker sits idle."""
+            slots = max(1, sum(client.nthreads().values()))
+            while waiting and len(pending) < slots:
+                task = waiting.pop()
+                pending[client.submit(_run_on_worker, task, str(root), cluster.threads_per_task, key=f"symprobe-{task.id}-{run}",
+                                      pure=False, retries=0)] = task
+
+        hand_out()
         try:
             while pending:
                 try:
@@ -165,6 +177,7 @@ def _run_on_cluster(todo: list[Task], root: Path, cluster: ClusterSpec, bar: Tas
                             raise ClusterError(f"task {task.id}: its worker died {allowed + 1} times (out of memory or "
                                                "wall time?); finished tasks are kept: run again with --resume") from None
                         raise
+                hand_out()
                 bar.update(bar.done + len(done), _running(client))
         finally:
             client.cancel(list(pending))

@@ -6,6 +6,7 @@ structure, longer with more copies). It counts its calls and copies."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -36,3 +37,10 @@ class DelayedModel(Model):
         self.copies += copies
         time.sleep(self.delay_s(len(structures), copies))
         return self.model.predict_many(structures, rotations)
+
+
+def sleeping_task(directory: Path, seconds: float) -> dict[str, float]:
+    """A :class:`~symprobe.cluster.farm.Task` function that only sleeps ``seconds`` (s), for tests of where and when
+    tasks run; its attempt log (``directory/attempts.jsonl``) records the start and end."""
+    time.sleep(seconds)
+    return {"slept_s": seconds}
