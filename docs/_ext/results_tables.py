@@ -400,7 +400,7 @@ def long_liquid_rows() -> list[Row]:
         rows.append(Row("long liquid runs: has the liquid settled? Oxygen MSD over 1 ps (Å²) in the first and last ps, and "
                         "the ratio of the kept part's halves (stationary within 1.25)",
                         "; ".join(f"{variant}: {g(m['msd_A2'][0], 2)} → {g(m['msd_A2'][-1], 2)}, ratio {g(m['kept_halves_ratio'], 2)} "
-                                  f"({'settled' if m['stationary'] else 'still relaxing'})" for variant, m in mobility.items()),
+                                  f"({'settled' if m['stationary'] else 'not stationary'})" for variant, m in mobility.items()),
                         "", "benchmarks/liquid_long.py", sources))
     if data.get("calibration"):
         rows.append(Row("long liquid runs: do the two-halves error bars hold (raw against raw-repeat)?",

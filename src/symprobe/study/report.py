@@ -520,8 +520,9 @@ def long_liquid_section(summary: dict[str, Any]) -> str:
         checked += ("<p class='note'>Not settled: the oxygen MSD over 1 ps still changes along the kept part of "
                     + ", ".join(f"{html.escape(v)} (first half / second half {m['kept_halves_ratio']:.2g}; "
                                 f"{m['msd_A2'][0]:.2g} Å² in the first ps, {m['msd_A2'][-1]:.2g} Å² in the last)" for v, m in drifting.items())
-                    + ": the liquid is still relaxing, so D and the c_uu decay from these runs describe that relaxation; "
-                    "a longer run, with more of its start discarded, is needed.</p>")
+                    + ": the liquid is still relaxing, or its mobility fluctuates over times comparable to the run, so D and "
+                    "the c_uu decay from these runs describe that, not the settled liquid; longer runs (with more of their "
+                    "start discarded, if it still relaxes) are needed.</p>")
     return (f"<h2 id='liquid-long'>Long liquid runs</h2><p>{summary['n_molecules']} H2O, {summary['length_ps']:g} ps per variant "
             f"(the first {summary['equilibration_ps']:g} ps discarded), {html.escape(summary['thermostat'])}, MTS "
             f"{html.escape(summary['mts'])}; errors from {html.escape(summary['errors_from'])}.</p>{checked}"
