@@ -306,7 +306,6 @@ def test_ice_cells_on_a_cluster_equal_the_in_process_ice_study(scheduler, tmp_pa
     assert_same(serial, farmed)
 
 
-
 def test_a_free_worker_takes_the_next_task_while_another_runs_a_long_one(tmp_path):
     """Tasks go to workers as they free up, none queued at submission behind a long one, with or without Dask's work
     stealing (which left a 35-minute MD task queued behind another for 7 minutes while a worker sat idle): on local:2
