@@ -180,3 +180,13 @@ def test_mobility_tells_a_settled_liquid_from_a_relaxing_one():
     slowing = np.where(np.arange(frames) < 650, 0.05, 0.05 / np.sqrt(2))
     relaxing = mobility(_random_walk_frames(slowing, 10.0, seed=2), equilibration_fs=1000.0)
     assert relaxing["stationary"] is False and relaxing["kept_halves_ratio"] > 1.5
+
+
+def test_a_long_run_checkpoints_every_few_minutes_not_every_tenth_of_it():
+    """A killed 100-ps run (200,000 steps) loses at most 5,000 steps (about 6 min of a core for the 64-molecule box), not
+    a tenth of the run; shorter runs checkpoint every tenth, and never more often than they write a frame."""
+    from symprobe.study.variants import MAX_CHECKPOINT_STRIDE, checkpoint_stride
+
+    assert checkpoint_stride(200_000, 20) == MAX_CHECKPOINT_STRIDE == 5000
+    assert checkpoint_stride(40_000, 20) == 4000
+    assert checkpoint_stride(100, 20) == 20

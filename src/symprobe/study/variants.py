@@ -112,12 +112,19 @@ def variant_replicas(
 
 
 COMPLETE = "complete.json"  # the marker a finished :func:`run_variants` leaves in its directory: its length and groups
+MAX_CHECKPOINT_STRIDE = 5000  # steps (2.5 ps at 0.5 fs): a killed long run loses at most this many
 
 
 def step_unit(groups: Iterable[str], n_inner: int) -> int:
     """The multiple that a run of ``groups`` rounds its length (steps) and strides up to: ``n_inner`` when one of
     them runs MTS, else 1."""
     return int(n_inner) if any(group_variant(g)[0] == "mts" for g in groups) else 1
+
+
+def checkpoint_stride(steps: int, trajectory_stride: int) -> int:
+    """Steps between checkpoints of a run of ``steps``: a tenth of the run, at most :data:`MAX_CHECKPOINT_STRIDE`, at
+    least one trajectory frame."""
+    return max(int(trajectory_stride), min(int(steps) // 10, MAX_CHECKPOINT_STRIDE))
 
 
 def run_variants(
@@ -159,7 +166,7 @@ def run_variants(
         return groups
     replicas, members = variant_replicas(model, starts, grid=grid, n_inner=n_inner, ensemble=ensemble, seed=seed,
                                          mts_grid=mts_grid, initial_temperature_K=initial_temperature_K)
-    strides = Strides(log=unit, trajectory=int(trajectory_stride), checkpoint=round_up(max(trajectory_stride, steps // 10)))
+    strides = Strides(log=unit, trajectory=int(trajectory_stride), checkpoint=round_up(checkpoint_stride(steps, trajectory_stride)))
     checkpoint = directory / "checkpoint.npz"
     run_batched(replicas, [Group(members[g], groups[g]) for g in starts], timestep_fs, steps, checkpoint,
                 resume=checkpoint.exists(), strides=strides, progress=progress)
