@@ -17,7 +17,6 @@ Each variant's run is a task (:mod:`symprobe.cluster`) whose MD checkpoints live
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -46,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     from symprobe.study.liquid_long import (
         long_liquid_plan,
         run_long_liquid,
+        toy_long_liquid_plan,
         write_figure,
     )
     from symprobe.study.report import long_liquid_section
     from symprobe.study.tasks import StudyFarm
 
     if args.toy:
-        model_spec, plan = "builtin:qtip4pf", dataclasses.replace(long_liquid_plan(0.05, args.mts, equilibration_ps=0.01), liquid_pre_steps=20)
+        model_spec, plan = "builtin:qtip4pf", toy_long_liquid_plan(args.mts)
     else:
         model_spec, plan = args.model, long_liquid_plan(args.ps, args.mts, equilibration_ps=args.equilibration_ps)
     cluster = None if args.cluster == "none" else parse_cluster(args.cluster, threads_per_worker=1)

@@ -19,11 +19,11 @@ from symprobe.study.liquid_long import (
     LONG_LIQUID_VARIANTS,
     decay_time,
     diffusion_bound,
-    long_liquid_plan,
     md_key,
     mobility,
     run_long_liquid,
     tail_decay_time,
+    toy_long_liquid_plan,
 )
 from symprobe.study.tasks import StudyFarm
 from symprobe.study.variants import REPEAT
@@ -87,7 +87,7 @@ def toy_runs(tmp_path_factory):
     """The long-liquid protocol at 0.05 ps on q-TIP4P/F, each variant a task run in turn here."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("liquid-long")
-    plan = dataclasses.replace(long_liquid_plan(0.05, "T/14", equilibration_ps=0.01), liquid_pre_steps=20)
+    plan = toy_long_liquid_plan()
     summary = run_long_liquid(load_model("builtin:qtip4pf"), out, plan, StudyFarm("builtin:qtip4pf"), progress=False)
     return out, plan, summary
 

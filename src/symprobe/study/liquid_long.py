@@ -14,6 +14,7 @@ and D and the decay time from it describe a relaxation, not the liquid."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ def long_liquid_plan(length_ps: float = 20.0, mts: str = "T/14", equilibration_p
     return Plan(quick=True, mts_grid=mts_grid, n_inner=n_inner, seed=seed, liquid_n_per_side=4, liquid_shared_512=False,
                 liquid_steps=steps, liquid_equilibration=round(equilibration_ps * 1000.0 / TIMESTEP_FS),
                 liquid_stride=20, liquid_variants=LONG_LIQUID_VARIANTS, liquid_replicas=1)
+
+
+def toy_long_liquid_plan(mts: str = "T/14") -> Plan:
+    """:func:`long_liquid_plan` at toy size, seconds on q-TIP4P/F: 0.05 ps (0.01 ps discarded) after 20 steps of
+    pre-equilibration (``benchmarks/liquid_long.py --toy`` and the tests)."""
+    return dataclasses.replace(long_liquid_plan(0.05, mts, equilibration_ps=0.01), liquid_pre_steps=20)
 
 
 def md_key(plan: Plan) -> str:
