@@ -75,6 +75,35 @@ def test_time_budget_stops_inside_epochs_and_resumes_bit_for_bit(water_data, tmp
     assert sessions[-1]["test"] == straight["test"] and b["within_epoch"] is None
 
 
+def test_a_run_killed_inside_an_epoch_resumes_bit_for_bit_from_its_last_periodic_checkpoint(water_data, tmp_path, monkeypatch):
+    """``checkpoint_steps: 1`` writes a checkpoint before every step; a copy of the run directory as it was when one
+    inside epoch 2 was written (what a SIGKILL just after it leaves) resumes to the uninterrupted run's end, bit for bit."""
+    import shutil
+
+    from symprobe.training import loop
+
+    straight = train(config(water_data, tmp_path / "a", batch_size=2), progress=False)
+    written = []
+
+    def save_and_keep_a_copy(obj, path):
+        save(obj, path)
+        if obj["within_epoch"] is not None:
+            written.append(shutil.copytree(path.parent, tmp_path / f"copy-{len(written)}"))
+
+    save = loop._atomic_torch_save
+    monkeypatch.setattr(loop, "_atomic_torch_save", save_and_keep_a_copy)
+    train(config(water_data, tmp_path / "b", batch_size=2, checkpoint_steps=1), progress=False)
+    monkeypatch.undo()
+    saved = [torch.load(path / "checkpoint.pt", weights_only=False) for path in written]
+    assert [(s["state"]["epoch"], s["within_epoch"]["step"]) for s in saved] == [(0, 2), (0, 4), (0, 6), (1, 2), (1, 4), (1, 6)]
+    shutil.copytree(written[4], tmp_path / "c")  # epoch 2, after 2 of its 4 steps
+    resumed = train(config(water_data, tmp_path / "c", batch_size=2, checkpoint_steps=1), resume=True, progress=False)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    c = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(value, c["model"][key]) for key, value in a["model"].items())
+    assert [row["val_force_mae"] for row in a["state"]["history"]] == [row["val_force_mae"] for row in c["state"]["history"]]
+    assert resumed["test"] == straight["test"]
+
 def test_a_gpu_checkpoint_resumes_and_bundles_on_cpu(water_data, tmp_path, monkeypatch):
     """Files written on a GPU tag their tensors cuda:0; tagged so here, a plain ``torch.load`` on a machine without
     CUDA refuses them, while resuming, the test evaluation and bundling (which load onto the CPU) go on."""

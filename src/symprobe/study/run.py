@@ -127,10 +127,16 @@ def run_study(
 
     key = costs_key(model, mts_grid, n_inner)
     costs_cache = StageCache(out, key, progress)
-    costs = costs_cache.run("costs", lambda: measure_costs(model, Plan.grid, mts_grid, n_inner), key=key)
+
+    def measured_costs() -> dict[str, float]:
+        return costs_cache.run("costs", lambda: measure_costs(model, Plan.grid, mts_grid, n_inner), key=key)
+
+    # the costs plan the run lengths; with a given plan they are needed only by the finished study's MTS cost
+    costs = measured_costs() if plan is None or stop_after == "costs" else None
     plan = plan or make_plan(quick, costs, budget_s, mts_grid, n_inner)
+    if stop_after == "costs":
+        return {}
     cache = StageCache(out, plan.key(), progress)
-    cache.timings.update(costs_cache.timings)
     if progress:
         total = sum(plan.estimate_s.values())
         print(f"[study] {'quick' if plan.quick else 'full'} mode, model {model.name}: estimated time "
@@ -149,6 +155,7 @@ def run_study(
         results["liquid_long"] = run_long_liquid(model, out / "liquid_long", long_liquid_plan(long_liquid_ps, mts, seed=plan.seed),
                                                  farm, progress)
 
+    costs = costs or measured_costs()
     document = {
         "schema": SCHEMA,
         "mode": "quick" if plan.quick else "full",
@@ -164,7 +171,7 @@ def run_study(
         "mts_cost": _mts_cost(results, costs, plan),
         "findings": findings(results),
         "paper": PAPER,
-        "timings_s": {**cache.timings, "total_this_run": time.perf_counter() - started},
+        "timings_s": {**costs_cache.timings, **cache.timings, "total_this_run": time.perf_counter() - started},
     }
     write_json(out / "results.json", document)
     write_report(document, out / "report.html")

@@ -90,6 +90,8 @@ class TrainingSection(Section):
                                                    "equigrad: the energy's rotational gradient")
     penalty_rotations: int = Field(2, ge=2, description="rotations per structure of the spread penalty")
     max_hours: float | None = Field(None, gt=0, description="stop (with a checkpoint) before this wall time (h); resume continues")
+    checkpoint_steps: int = Field(500, ge=1, description="optimiser steps between the checkpoints taken inside an epoch "
+                                  "(so a killed run loses at most these; epochs end with one anyway)")
     threads: int | None = Field(None, ge=1, description="torch threads (null: torch's default)")
     dtype: Literal["float32", "float64"] = Field("float32", description="precision of the weights and the arithmetic")
     precision: Literal[PRECISIONS] = Field("float32", description="float32, or tf32 or bf16 autocast on a GPU (with dtype float32)")

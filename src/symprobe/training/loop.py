@@ -199,8 +199,10 @@ def train(config: TrainConfig, resume: bool = False, stop_after_epochs: int | No
                 batches = range(done["step"], len(order), t["batch_size"])
                 bar = progress_bar(batches, desc=f"{config.name} epoch {epoch + 1}/{t['epochs']}", enabled=progress, in_logs=False)
                 for b in bar:
-                    if stop.requested or _over_budget(t, session_start, step_seconds):
+                    stopping = stop.requested or _over_budget(t, session_start, step_seconds)
+                    if stopping or (b > done["step"] and (b // t["batch_size"]) % t["checkpoint_steps"] == 0):
                         save_checkpoint({"step": b, "rng": rng.bit_generator.state, "losses": losses, "residuals": residuals, "seconds": time.time() - start})
+                    if stopping:
                         break
                     step_start = time.time()
                     batch = [train_set[k] for k in order[b : b + t["batch_size"]]]
