@@ -166,19 +166,23 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-    colours = {"scratch": "tab:grey", "pretrain": "tab:red", "pretrain-freeze1": "tab:orange"}
     models = list(result["models"])
+    colours = {recipe: colour for recipe, colour in (("scratch", "tab:grey"), ("pretrain", "tab:red"), ("pretrain-freeze1", "tab:orange"))
+               if any(recipe in result["models"][m] for m in models)}  # the recipes that ran
     width = 0.8 / max(1, len(colours))
     for k, recipe in enumerate(colours):
         rows = [result["models"][m].get(recipe) for m in models]
         where = [i for i, row in enumerate(rows) if row]
-        axes[0].bar([i + (k - 1) * width for i in where], [rows[i]["test"]["force_mae"] for i in where], width, color=colours[recipe], label=recipe)
-        axes[2].bar([i + (k - 1) * width for i in where], [max(rows[i]["rotational"]["force_rms"], 1e-9) for i in where], width,
+        shift = (k - (len(colours) - 1) / 2) * width
+        axes[0].bar([i + shift for i in where], [rows[i]["test"]["force_mae"] for i in where], width, color=colours[recipe], label=recipe)
+        axes[2].bar([i + shift for i in where], [max(rows[i]["rotational"]["force_rms"], 1e-9) for i in where], width,
                     color=colours[recipe], label=recipe)
         for model, style in zip(models, ("-", ":")):
             row = result["models"][model].get(recipe)
             for stage in ("pretrain", "fine-tune", "scratch") if row else ():
                 along = [a for a in row["validation_along"] if a["stage"] == stage]
+                if not along:
+                    continue
                 axes[1].semilogy([a["hours"] for a in along], [a["val_force_mae"] for a in along], style, color=colours[recipe],
                                  alpha=0.4 if stage == "pretrain" else 1.0, label=f"{model}, {recipe}" if stage != "pretrain" else None)
     axes[0].axhline(GOAL["force_mae"], color="green", lw=0.8, label=f"goal {GOAL['force_mae']:g} meV/Å")
