@@ -76,21 +76,20 @@ def test_time_budget_stops_inside_epochs_and_resumes_bit_for_bit(water_data, tmp
 
 
 def test_a_run_killed_inside_an_epoch_resumes_bit_for_bit_from_its_last_periodic_checkpoint(water_data, tmp_path, monkeypatch):
-    """``checkpoint_steps: 1`` writes a checkpoint before every step; a copy of the run directory as it was when one
+    """``checkpoint_steps: 1`` writes a checkpoint before every step but an epoch's first; a copy of the run directory as it was when one
     inside epoch 2 was written (what a SIGKILL just after it leaves) resumes to the uninterrupted run's end, bit for bit."""
     import shutil
 
     from symprobe.training import loop
 
     straight = train(config(water_data, tmp_path / "a", batch_size=2), progress=False)
-    written = []
+    written, save = [], loop._atomic_torch_save
 
     def save_and_keep_a_copy(obj, path):
         save(obj, path)
         if obj["within_epoch"] is not None:
             written.append(shutil.copytree(path.parent, tmp_path / f"copy-{len(written)}"))
 
-    save = loop._atomic_torch_save
     monkeypatch.setattr(loop, "_atomic_torch_save", save_and_keep_a_copy)
     train(config(water_data, tmp_path / "b", batch_size=2, checkpoint_steps=1), progress=False)
     monkeypatch.undo()
@@ -103,6 +102,7 @@ def test_a_run_killed_inside_an_epoch_resumes_bit_for_bit_from_its_last_periodic
     assert all(torch.equal(value, c["model"][key]) for key, value in a["model"].items())
     assert [row["val_force_mae"] for row in a["state"]["history"]] == [row["val_force_mae"] for row in c["state"]["history"]]
     assert resumed["test"] == straight["test"]
+
 
 def test_a_gpu_checkpoint_resumes_and_bundles_on_cpu(water_data, tmp_path, monkeypatch):
     """Files written on a GPU tag their tensors cuda:0; tagged so here, a plain ``torch.load`` on a machine without

@@ -14,7 +14,8 @@ trainable); a ``pretrain`` section runs both stages from one config (:mod:`.stag
 trains on a prefix of the training split with the same validation and test structures (learning curves). Validation runs every epoch without
 augmentation; ``best.pt`` keeps the model with the lowest validation force MAE; ``checkpoint.pt`` (written
 atomically every epoch, every ``training.checkpoint_steps`` steps inside one, and when SIGINT/SIGTERM or
-``training.max_hours`` stops the run, which is checked before every step) holds everything needed for ``--resume`` to continue exactly, on any device.
+``training.max_hours`` stops the run, which is checked before every step) holds everything needed for
+``--resume`` to continue exactly, on any device.
 ``training.forces: direct`` (with ``model.direct_forces: true``) fits the force head's direct forces instead of
 −∂E/∂x: no second derivative, so an epoch costs less (pre-training; validation then uses the direct forces too),
 and a conservative fine-tune starts from it through ``init_from``, dropping the head. ``training.precision`` (float32, tf32, bf16) is the precision of the training steps; validation and test
